@@ -1,0 +1,176 @@
+"""Configs are data: YAML files validated into frozen dataclasses at the entry point.
+
+Every config class in the project is declared with :func:`config_dataclass` (a frozen
+pydantic dataclass that rejects unknown keys), loaded with :func:`load_config`, and written
+next to every run with :func:`dump_config`. Validation errors name the offending key with
+its full dotted path, e.g. ``search.arch_lr: Input should be a valid number``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, Iterable, TypeVar
+
+import yaml
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass as _pydantic_dataclass
+
+from mmsearch.io import atomic_write_text
+
+C = TypeVar("C")
+
+_STRICT = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def config_dataclass(cls: type[C]) -> type[C]:
+    """Declare a config section: frozen, typed, unknown keys rejected."""
+    return _pydantic_dataclass(frozen=True, config=_STRICT)(cls)
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the bad key(s)."""
+
+
+def _format_validation_error(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid config ({origin}):"]
+    for item in err.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "<root>"
+        msg = item["msg"]
+        if item["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``a.b.c=value``; the value is read as a YAML scalar/list ("1e-3", "[1,2]", "true")."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.path=value")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted overrides applied (nested dicts are created)."""
+    out = _deep_copy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def load_config(
+    cls: type[C],
+    source: str | Path | dict[str, Any] | None = None,
+    overrides: Iterable[str] = (),
+) -> C:
+    """Build a validated, frozen config of type ``cls`` from a YAML path or dict plus overrides."""
+    if source is None:
+        data, origin = {}, "defaults"
+    elif isinstance(source, dict):
+        data, origin = source, "dict"
+    else:
+        data, origin = read_yaml(source), str(source)
+    overrides = list(overrides)
+    if overrides:
+        data = apply_overrides(data, overrides)
+        origin += " + overrides " + " ".join(overrides)
+    return validate_config(cls, data, origin)
+
+
+def validate_config(cls: type[C], data: dict[str, Any], origin: str = "dict") -> C:
+    try:
+        return TypeAdapter(cls).validate_python(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, origin)) from None
+    except (ValueError, TypeError) as err:  # raised by __post_init__ checks
+        raise ConfigError(f"invalid config ({origin}): {err}") from None
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain (YAML/JSON-serialisable) dict of a config dataclass."""
+    if not dataclasses.is_dataclass(cfg):
+        raise TypeError(f"{type(cfg).__name__} is not a config dataclass")
+    return _plain(dataclasses.asdict(cfg))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def dump_config(cfg: Any, path: str | Path) -> Path:
+    """Write the fully resolved config as YAML, atomically; returns the path."""
+    path = Path(path)
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    return path
+
+
+def replace(cfg: C, **changes: Any) -> C:
+    """Like dataclasses.replace, but re-validated."""
+    data = config_to_dict(cfg)
+    data.update({k: config_to_dict(v) if dataclasses.is_dataclass(v) else v for k, v in changes.items()})
+    return validate_config(type(cfg), data, "replace")
+
+
+def field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+__all__ = [
+    "ConfigError",
+    "apply_overrides",
+    "config_dataclass",
+    "config_to_dict",
+    "dump_config",
+    "field_names",
+    "load_config",
+    "parse_override",
+    "read_yaml",
+    "replace",
+    "validate_config",
+]
+
+_ = typing  # keep typing importable for config modules using forward refs
