@@ -1,0 +1,282 @@
+"""Write a latent store: bounded-memory Parquet shards, then the manifest as the commit point.
+
+Crash safety, in order of events:
+  * every shard of one write carries a fresh ``write_id`` in its name, so a new write never
+    overwrites a file an older manifest lists;
+  * local shards are written under a temporary name, fsynced and renamed; an S3 object only
+    becomes visible once its upload completes;
+  * the manifest is written last (local: temp + fsync + rename; S3: one PUT). Until then the
+    old manifest, and every shard it lists, is untouched, so a failed rewrite leaves the old
+    store readable. Shards of the replaced version are deleted only after the new manifest is in.
+
+Memory stays bounded by one row group per table plus the caller's batch: rows are buffered
+until a row group is full, written, and dropped.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from mmsearch.data import fs as storage
+from mmsearch.data.store.convert import to_record_batch
+from mmsearch.data.store.schema import (
+    MANIFEST_NAME,
+    ColumnSpec,
+    ShardInfo,
+    StoreError,
+    StoreManifest,
+    TableManifest,
+    arrow_schema,
+    check_column_names,
+)
+
+MiB = 2**20
+# Row groups are the unit of shuffling and of Ray Data blocks: a few MiB keeps blocks well
+# under a small object store and gives the shuffle many units; 8 groups per shard keeps the
+# file count (and per-file listing/footer cost) low.
+DEFAULT_ROW_GROUP_BYTES = 8 * MiB
+DEFAULT_ROW_GROUPS_PER_SHARD = 8
+
+
+@dataclass
+class _OpenShard:
+    final_path: str
+    write_path: str
+    writer: pq.ParquetWriter
+    rows: int = 0
+    row_groups: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _TableState:
+    name: str
+    columns: dict[str, ColumnSpec]
+    schema: pa.Schema
+    row_group_rows: int | None
+    shard_rows: int | None
+    pending: list[pa.RecordBatch] = field(default_factory=list)
+    pending_rows: int = 0
+    shard: _OpenShard | None = None
+    shards: list[ShardInfo] = field(default_factory=list)
+
+
+class StoreWriter:
+    """Writes one data-set split as a latent store at ``uri`` (local path or ``s3://bucket/prefix``).
+
+    Use as a context manager (commits on success, cleans up its own shards on error)::
+
+        with StoreWriter("s3://bkt/scenes/train", dataset="scenes", split="train") as w:
+            w.add_table("pairs", {"id": scalar("string"), "image": vector(1280), "text": vector(384)})
+            for chunk in chunks:
+                w.write_batch("pairs", {"id": ids, "image": img, "text": txt})
+
+    ``row_group_rows`` / ``shard_rows`` fix the layout; by default a row group is about
+    ``row_group_bytes`` of Arrow data (measured on the first batch) and a shard holds
+    ``row_groups_per_shard`` row groups. ``overwrite=True`` replaces an existing store
+    atomically at :meth:`commit`; without it an existing store is an error.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        dataset: str,
+        split: str,
+        filesystem: pafs.FileSystem | None = None,
+        s3: storage.S3Options | None = None,
+        overwrite: bool = False,
+        row_group_rows: int | None = None,
+        shard_rows: int | None = None,
+        row_group_bytes: int = DEFAULT_ROW_GROUP_BYTES,
+        row_groups_per_shard: int = DEFAULT_ROW_GROUPS_PER_SHARD,
+        compression: str = "snappy",
+        check_finite: bool = True,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not dataset or not split:
+            raise StoreError("a store needs a non-empty dataset name and split")
+        for name, value in (("row_group_rows", row_group_rows), ("shard_rows", shard_rows)):
+            if value is not None and value < 1:
+                raise StoreError(f"{name} must be >= 1, got {value}")
+        if row_group_bytes < 1 or row_groups_per_shard < 1:
+            raise StoreError("row_group_bytes and row_groups_per_shard must be >= 1")
+        self.location = storage.resolve(uri, filesystem=filesystem, s3=s3)
+        self.dataset, self.split = dataset, split
+        self.write_id = uuid.uuid4().hex[:12]
+        self._row_group_rows, self._shard_rows = row_group_rows, shard_rows
+        self._row_group_bytes, self._row_groups_per_shard = row_group_bytes, row_groups_per_shard
+        self._compression, self._check_finite = compression, check_finite
+        self._attrs = json.loads(json.dumps(dict(attrs or {})))  # must be JSON; copy
+        self._tables: dict[str, _TableState] = {}
+        self._written: list[str] = []  # every file this write created (for abort)
+        self._done = False
+        self.manifest: StoreManifest | None = None  # set by commit()
+        storage.check_bucket(self.location)
+        self._previous = self._existing_manifest()
+        if self._previous is not None and not overwrite:
+            raise StoreError(f"{self.location.uri}: a store already exists here (pass overwrite=True to replace it)")
+
+    # -- public API -----------------------------------------------------------------------------
+
+    @property
+    def uri(self) -> str:
+        return self.location.uri
+
+    def add_table(self, name: str, columns: Mapping[str, ColumnSpec]) -> None:
+        """Declare a table and its columns before writing rows to it."""
+        self._check_open()
+        if name in self._tables:
+            raise StoreError(f"{self.uri}: table {name!r} is already declared")
+        columns = dict(columns)
+        check_column_names(name, columns)
+        self._tables[name] = _TableState(name, columns, arrow_schema(columns), self._row_group_rows, self._shard_rows)
+
+    def write_batch(self, table: str, data: Mapping[str, Any]) -> int:
+        """Append rows to ``table``; returns the number of rows appended.
+
+        ``data`` maps every declared column to its values: ``vector`` -> ``[n, dim]`` array;
+        ``sequence`` -> list of ``[length_i, dim]`` arrays (or one dense ``[n, L, dim]`` array);
+        ``list`` -> list of 1-D arrays; ``scalar`` -> 1-D array (strings: a list of ``str``).
+        """
+        self._check_open()
+        state = self._table(table)
+        batch = to_record_batch(table, state.columns, state.schema, data, self._check_finite)
+        if batch.num_rows == 0:
+            return 0
+        if state.row_group_rows is None:
+            state.row_group_rows = max(1, int(self._row_group_bytes * batch.num_rows // max(batch.nbytes, 1)))
+        if state.shard_rows is None:
+            state.shard_rows = state.row_group_rows * self._row_groups_per_shard
+        state.pending.append(batch)
+        state.pending_rows += batch.num_rows
+        while state.pending_rows >= state.row_group_rows:
+            self._write_row_group(state, state.row_group_rows)
+        return batch.num_rows
+
+    def commit(self) -> StoreManifest:
+        """Flush every table, then publish the manifest. The store is visible from here on."""
+        self._check_open()
+        try:
+            for state in self._tables.values():
+                if state.pending_rows:
+                    self._write_row_group(state, state.pending_rows)
+                self._close_shard(state)
+            manifest = StoreManifest(
+                dataset=self.dataset,
+                split=self.split,
+                tables={n: TableManifest(s.columns, tuple(s.shards)) for n, s in self._tables.items()},
+                write_id=self.write_id,
+                attrs=self._attrs,
+            )
+            payload = (json.dumps(manifest.to_json(), indent=1) + "\n").encode()
+            storage.write_bytes_atomic(self.location, self.location.join(MANIFEST_NAME), payload)
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        self.manifest = manifest
+        self._delete_replaced(manifest)
+        return manifest
+
+    def abort(self) -> None:
+        """Drop everything this write produced; an existing store stays as it was."""
+        if self._done:
+            return
+        self._done = True
+        for state in self._tables.values():
+            if state.shard is not None:
+                try:
+                    state.shard.writer.close()
+                except Exception:  # noqa: BLE001 - best effort while cleaning up
+                    pass
+                self._written.append(state.shard.write_path)
+                state.shard = None
+        storage.delete_files(self.location, self._written)
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._done:
+            raise StoreError(f"{self.uri}: this writer has already committed or aborted")
+
+    def _table(self, name: str) -> _TableState:
+        if name not in self._tables:
+            raise StoreError(f"{self.uri}: table {name!r} was not declared (add_table first); declared: {list(self._tables)}")
+        return self._tables[name]
+
+    def _existing_manifest(self) -> StoreManifest | None:
+        path = self.location.join(MANIFEST_NAME)
+        if storage.file_info(self.location, path).type != pafs.FileType.File:
+            return None
+        data = json.loads(storage.read_bytes(self.location, path))
+        return StoreManifest.from_json(data, origin=self.location.uri_of(MANIFEST_NAME))
+
+    def _write_row_group(self, state: _TableState, rows: int) -> None:
+        table = pa.Table.from_batches(state.pending, schema=state.schema)
+        head, rest = table.slice(0, rows), table.slice(rows)
+        shard = state.shard or self._open_shard(state)
+        shard.writer.write_table(head, row_group_size=rows)
+        shard.rows += rows
+        shard.row_groups.append(rows)
+        state.pending = rest.to_batches() if rest.num_rows else []
+        state.pending_rows = rest.num_rows
+        if shard.rows >= (state.shard_rows or rows):
+            self._close_shard(state)
+
+    def _open_shard(self, state: _TableState) -> _OpenShard:
+        name = f"part-{self.write_id}-{len(state.shards):05d}.parquet"
+        final_path = self.location.join(state.name, name)
+        # Local: write beside, rename when complete. S3: objects appear only once uploaded.
+        write_path = self.location.join(state.name, f".{name}.tmp") if self.location.is_local else final_path
+        if self.location.is_local:
+            self.location.filesystem.create_dir(self.location.join(state.name), recursive=True)
+        self._written.append(write_path)
+        scalar_columns = [n for n, c in state.columns.items() if c.kind == "scalar"]
+        try:
+            writer = pq.ParquetWriter(
+                write_path,
+                state.schema,
+                filesystem=self.location.filesystem,
+                compression=self._compression,
+                use_dictionary=False,  # dictionary pages make float vectors ~3x slower to decode
+                write_statistics=scalar_columns or False,
+            )
+        except OSError as exc:
+            raise storage.StorageError(f"{self.location.uri_of(state.name, name)}: cannot create shard ({exc})") from exc
+        state.shard = _OpenShard(final_path, write_path, writer)
+        return state.shard
+
+    def _close_shard(self, state: _TableState) -> None:
+        shard = state.shard
+        if shard is None:
+            return
+        shard.writer.close()
+        if shard.write_path != shard.final_path:
+            storage.publish_local_file(shard.write_path, shard.final_path)
+            self._written.append(shard.final_path)
+        size = storage.file_info(self.location, shard.final_path).size
+        relative = f"{state.name}/{shard.final_path.rsplit('/', 1)[1]}"
+        state.shards.append(ShardInfo(relative, shard.rows, int(size), tuple(shard.row_groups)))
+        state.shard = None
+
+    def _delete_replaced(self, manifest: StoreManifest) -> None:
+        if self._previous is None:
+            return
+        keep = {s.file for t in manifest.tables.values() for s in t.shards}
+        stale = [s.file for t in self._previous.tables.values() for s in t.shards if s.file not in keep]
+        storage.delete_files(self.location, [self.location.join(f) for f in stale])
