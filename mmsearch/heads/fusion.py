@@ -1,0 +1,71 @@
+"""Attentional reduction of a sequence to one vector (MMnas/MCAN "AttFlat") and the fused
+reduction of both streams that the VQA and ITM heads classify."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def padding_fill_value(dtype: torch.dtype) -> float:
+    """A large negative logit for padded positions: softmax gives them weight exactly 0, yet it
+    stays finite (no NaN from ``0 * -inf`` in KL terms, none from a fully padded row)."""
+    return torch.finfo(dtype).min / 4
+
+
+def check_stream(name: str, x: Tensor, mask: Tensor, hidden_size: int) -> None:
+    """Raise a clear error unless ``x`` is ``[B, L, hidden_size]`` and ``mask`` is bool ``[B, L]``."""
+    if x.dim() != 3 or x.shape[-1] != hidden_size:
+        raise ValueError(f"{name} must be [B, L, {hidden_size}] (hidden size {hidden_size}), got {tuple(x.shape)}")
+    if mask.shape != x.shape[:2]:
+        raise ValueError(f"{name}_mask must be [B, L] = {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
+    if mask.dtype != torch.bool:
+        raise ValueError(f"{name}_mask must be bool (True = padding), got {mask.dtype}")
+
+
+class AttFlat(nn.Module):
+    """``[B, L, H]`` + padding mask ``[B, L]`` -> ``[B, out_size]``.
+
+    An MLP (H -> mlp_size -> glimpses, ReLU and dropout) scores every position; a softmax over
+    the unpadded positions turns each glimpse's scores into weights; the weighted sums of the
+    glimpses are concatenated and projected to ``out_size``.
+    """
+
+    def __init__(self, hidden_size: int, out_size: int, mlp_size: int = 512, glimpses: int = 1, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.glimpses = glimpses
+        self.attention = nn.Sequential(
+            nn.Linear(hidden_size, mlp_size),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            # No bias: the softmax over positions ignores a per-glimpse constant, so it would never learn.
+            nn.Linear(mlp_size, glimpses, bias=False),
+        )
+        self.merge = nn.Linear(hidden_size * glimpses, out_size)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        logits = self.attention(x).masked_fill(mask.unsqueeze(-1), padding_fill_value(x.dtype))
+        weights = torch.softmax(logits, dim=1)  # [B, L, G]
+        pooled = torch.bmm(weights.transpose(1, 2), x)  # [B, G, H]
+        return self.merge(pooled.flatten(1))
+
+
+class FusedReduction(nn.Module):
+    """MMnas's fusion: AttFlat(text) + AttFlat(regions), then LayerNorm -> ``[B, out_size]``."""
+
+    def __init__(self, hidden_size: int, out_size: int, mlp_size: int = 512, glimpses: int = 1, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.text_flat = AttFlat(hidden_size, out_size, mlp_size, glimpses, dropout)
+        self.region_flat = AttFlat(hidden_size, out_size, mlp_size, glimpses, dropout)
+        self.norm = nn.LayerNorm(out_size)
+
+    def forward(self, text: Tensor, text_mask: Tensor, regions: Tensor, region_mask: Tensor) -> Tensor:
+        check_stream("text", text, text_mask, self.hidden_size)
+        check_stream("region", regions, region_mask, self.hidden_size)
+        if text.shape[0] != regions.shape[0]:
+            raise ValueError(f"text and regions disagree on the batch size: {text.shape[0]} vs {regions.shape[0]}")
+        return self.norm(self.text_flat(text, text_mask) + self.region_flat(regions, region_mask))
+
+
+__all__ = ["AttFlat", "FusedReduction", "check_stream", "padding_fill_value"]

@@ -1,0 +1,316 @@
+"""Image-text matching: a matching logit per (image, caption) pair, trained with BCE on positive
+pairs and mined negative pairs, evaluated by retrieval over all pairs.
+
+Batch contract read here:
+  * every row is a positive pair unless ``targets["match"]`` ``[B]`` (float/bool) marks it 0;
+    rows with match 0 are scored as given negatives and never used to build new pairs;
+  * ``meta["image_id"]`` (list, one id per row) tells which rows show the same image, so a
+    re-paired caption of the same image is never used as a negative. Without it every row is
+    taken to be a different image (collate it whenever an image can appear twice in a batch);
+  * optional dataset hard negatives (captions with one attribute or relation swapped):
+    ``targets["neg_text_mask"]`` ``[B, K, T]`` bool (True = padding; an all-padding row is an
+    absent negative) plus ``targets["neg_text_ids"]`` ``[B, K, T]`` int64 when the batch has
+    ``text_ids`` and ``targets["neg_text_states"]`` ``[B, K, T, Dt]`` when it has ``text_states``.
+
+Each training step runs the network once without grad to score candidates (when mining) and
+once with grad on all pairs of the step together (positives and negatives share one forward,
+so a supernet samples one path for the whole comparison).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmsearch.batch import MultimodalBatch
+from mmsearch.heads.config import ITMHeadConfig
+from mmsearch.heads.fusion import FusedReduction
+from mmsearch.heads.objective import RunFn, require_output, to_floats
+from mmsearch.heads.pairs import concat_batches, first_rows_by_key, pair_rows
+
+MATCH_KEY = "match"
+NEG_TEXT_MASK_KEY = "neg_text_mask"
+NEG_TEXT_IDS_KEY = "neg_text_ids"
+NEG_TEXT_STATES_KEY = "neg_text_states"
+IMAGE_ID_META = "image_id"
+
+
+class ITMHead(nn.Module):
+    """Outputs ``{"logits": [B]}``: one matching logit per pair (sigmoid = match probability)."""
+
+    def __init__(self, cfg: ITMHeadConfig, hidden_size: int) -> None:
+        super().__init__()
+        out_size = cfg.out_size(hidden_size)
+        self.fusion = FusedReduction(hidden_size, out_size, cfg.flat_mlp_size, cfg.flat_glimpses, cfg.dropout)
+        self.classifier = nn.Linear(out_size, 1)
+
+    def forward(self, text: Tensor, text_mask: Tensor, regions: Tensor, region_mask: Tensor) -> dict[str, Tensor]:
+        return {"logits": self.classifier(self.fusion(text, text_mask, regions, region_mask)).squeeze(-1)}
+
+
+def predict_itm(outputs: dict[str, Tensor], batch: MultimodalBatch | None = None) -> dict[str, Tensor]:
+    """``score [B]``: the match probability of each pair."""
+    return {"score": torch.sigmoid(require_output(outputs, "logits", "itm"))}
+
+
+def _logits(run: RunFn, batch: MultimodalBatch) -> Tensor:
+    logits = require_output(run(batch), "logits", "itm")
+    if logits.shape != (batch.batch_size,):
+        raise ValueError(f"itm: expected logits [{batch.batch_size}], got {tuple(logits.shape)}")
+    return logits
+
+
+@dataclass
+class ITMNegatives:
+    """The pairs one training step uses; all row indices refer to the original batch."""
+
+    anchors: Tensor  # [P] rows used as positive pairs
+    given: Tensor  # [Q] rows marked match=0 (scored as negatives as they are)
+    caption_rows: Tensor  # [P] row whose caption is the negative for the anchor's image
+    caption_valid: Tensor  # [P] bool (False: no row with another image in the batch)
+    image_rows: Tensor  # [P] row whose image is the negative for the anchor's caption
+    image_valid: Tensor  # [P] bool
+    dataset_index: Tensor | None = None  # [P] which of the anchor's K dataset negatives
+    dataset_valid: Tensor | None = None  # [P] bool (False: the anchor has none)
+
+
+def dataset_negative_texts(batch: MultimodalBatch) -> MultimodalBatch | None:
+    """The dataset hard-negative captions as a text-only batch of ``B * K`` rows (row ``b * K + k``),
+    or None when the batch carries none."""
+    mask = batch.targets.get(NEG_TEXT_MASK_KEY)
+    if mask is None:
+        return None
+    if mask.dim() != 3 or mask.shape[0] != batch.batch_size or mask.dtype != torch.bool:
+        raise ValueError(f"itm: targets[{NEG_TEXT_MASK_KEY!r}] must be bool [B, K, T] with B={batch.batch_size}, got {mask.dtype} {tuple(mask.shape)}")
+    fields: dict[str, Tensor] = {"text_mask": mask.flatten(0, 1)}
+    for key, name, source in ((NEG_TEXT_IDS_KEY, "text_ids", batch.text_ids), (NEG_TEXT_STATES_KEY, "text_states", batch.text_states)):
+        if source is None:
+            continue
+        value = batch.targets.get(key)
+        if value is None:
+            raise KeyError(f"itm: the batch has {name} and {NEG_TEXT_MASK_KEY!r}, so it needs targets[{key!r}] as well")
+        if value.shape[:3] != mask.shape or value.shape[3:] != source.shape[2:]:
+            raise ValueError(f"itm: targets[{key!r}] must be {tuple(mask.shape) + tuple(source.shape[2:])}, got {tuple(value.shape)}")
+        fields[name] = value.flatten(0, 1)
+    return MultimodalBatch(**fields)
+
+
+def _sample_candidates(allowed: Tensor, k: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """``k`` distinct random allowed columns per row: ``(index [P, k], valid [P, k])``, valid ones first."""
+    noise = torch.rand(allowed.shape, generator=generator, device=allowed.device)
+    values, index = noise.masked_fill(~allowed, -1.0).topk(k, dim=1)
+    return index, values >= 0
+
+
+def _hardest(logits: Tensor, valid: Tensor) -> Tensor:
+    """Column of the highest-scoring valid candidate per row (column 0 if none is valid)."""
+    return logits.masked_fill(~valid, float("-inf")).argmax(dim=1)
+
+
+class ITMObjective:
+    """BCE on positives and mined negatives (see the module docstring for the batch contract).
+
+    Per anchor (positive pair) the step uses: a negative caption for its image and a negative
+    image for its caption, each re-paired from another row of the batch showing a different
+    image (the hardest of ``num_candidates`` random ones scored without grad from epoch
+    ``hard_negatives_from_epoch`` on, a random one before), and, when the batch carries them,
+    the hardest (or, before that epoch, a random) dataset hard-negative caption. The positive
+    term is weighted by the number of negative terms, as MMnas counts it once per negative.
+    """
+
+    def __init__(self, cfg: ITMHeadConfig, generator: torch.Generator | None = None) -> None:
+        self.cfg = cfg
+        self.generator = generator  # None: the global torch RNG (checkpointed by the recipes)
+
+    def split_rows(self, batch: MultimodalBatch) -> tuple[Tensor, Tensor]:
+        """``(anchors, given_negatives)``: rows with match != 0, rows with match == 0."""
+        match = batch.targets.get(MATCH_KEY)
+        rows = torch.arange(batch.batch_size, device=batch.text_mask.device)
+        if match is None:
+            return rows, rows[:0]
+        if match.shape != (batch.batch_size,):
+            raise ValueError(f"itm: targets[{MATCH_KEY!r}] must be [B] = [{batch.batch_size}], got {tuple(match.shape)}")
+        positive = match.to(rows.device) > 0.5
+        return rows[positive], rows[~positive]
+
+    def _same_image(self, batch: MultimodalBatch, anchors: Tensor) -> Tensor:
+        ids = batch.meta.get(IMAGE_ID_META)
+        if ids is None:
+            return torch.eye(len(anchors), dtype=torch.bool, device=anchors.device)
+        if len(ids) != batch.batch_size:
+            raise ValueError(f"itm: meta[{IMAGE_ID_META!r}] has {len(ids)} entries for {batch.batch_size} rows")
+        group = first_rows_by_key(ids)[1].to(anchors.device)[anchors]
+        return group.unsqueeze(0) == group.unsqueeze(1)
+
+    def mine(self, run: RunFn, batch: MultimodalBatch, epoch: int = 0) -> ITMNegatives:
+        """Choose the negatives of one step (runs the network without grad when mining)."""
+        anchors, given = self.split_rows(batch)
+        count = len(anchors)
+        allowed = ~self._same_image(batch, anchors)
+        k = max(1, min(self.cfg.num_candidates, count))
+        caption_cand, caption_ok = _sample_candidates(allowed, k, self.generator)
+        image_cand, image_ok = _sample_candidates(allowed, k, self.generator)
+        negative_texts = dataset_negative_texts(batch) if self.cfg.use_dataset_negatives else None
+        if negative_texts is not None:
+            present = ~batch.targets[NEG_TEXT_MASK_KEY].to(anchors.device).all(dim=-1)[anchors]  # [P, K]
+            noise = torch.rand(present.shape, generator=self.generator, device=present.device)
+            dataset_choice = noise.masked_fill(~present, -1.0).argmax(dim=1)
+        hard = epoch >= self.cfg.hard_negatives_from_epoch and count > 0
+        caption_col = image_col = torch.zeros(count, dtype=torch.long, device=anchors.device)
+        if hard and (k > 1 or (negative_texts is not None and present.shape[1] > 1)):
+            scores = self._score_candidates(run, batch, anchors, caption_cand, image_cand, negative_texts)
+            if k > 1:
+                caption_col = _hardest(scores[0], caption_ok)
+                image_col = _hardest(scores[1], image_ok)
+            if negative_texts is not None and present.shape[1] > 1:
+                dataset_choice = _hardest(scores[2], present)
+        pick = lambda cand, col: cand.gather(1, col.unsqueeze(1)).squeeze(1)  # noqa: E731
+        negatives = ITMNegatives(
+            anchors=anchors,
+            given=given,
+            caption_rows=anchors[pick(caption_cand, caption_col)],
+            caption_valid=caption_ok[:, 0],
+            image_rows=anchors[pick(image_cand, image_col)],
+            image_valid=image_ok[:, 0],
+        )
+        if negative_texts is not None:
+            negatives.dataset_index = dataset_choice
+            negatives.dataset_valid = present.any(dim=1)
+        return negatives
+
+    @torch.no_grad()
+    def _score_candidates(
+        self,
+        run: RunFn,
+        batch: MultimodalBatch,
+        anchors: Tensor,
+        caption_cand: Tensor,
+        image_cand: Tensor,
+        negative_texts: MultimodalBatch | None,
+    ) -> list[Tensor]:
+        """Logits of every candidate pair, one forward: ``[P, k]`` caption candidates, ``[P, k]``
+        image candidates and, with dataset negatives, ``[P, K]``."""
+        count, k = caption_cand.shape
+        own = anchors.unsqueeze(1).expand(count, k).reshape(-1)
+        parts = [pair_rows(batch, torch.cat((own, anchors[image_cand].reshape(-1))), batch, torch.cat((anchors[caption_cand].reshape(-1), own)))]
+        shapes = [(count, k), (count, k)]
+        if negative_texts is not None:
+            per_row = batch.targets[NEG_TEXT_MASK_KEY].shape[1]
+            image_rows = anchors.unsqueeze(1).expand(count, per_row).reshape(-1)
+            text_rows = (anchors.unsqueeze(1) * per_row + torch.arange(per_row, device=anchors.device)).reshape(-1)
+            parts.append(pair_rows(batch, image_rows, negative_texts, text_rows))
+            shapes.append((count, per_row))
+        pairs = parts[0] if len(parts) == 1 else concat_batches(parts)
+        logits = _logits(run, pairs).float()
+        return [chunk.reshape(shape) for chunk, shape in zip(logits.split([a * b for a, b in shapes]), shapes)]
+
+    def loss(self, run: RunFn, batch: MultimodalBatch, epoch: int = 0) -> tuple[Tensor, dict[str, float]]:
+        negatives = self.mine(run, batch, epoch)
+        anchors, given = negatives.anchors, negatives.given
+        count = len(anchors)
+        # One forward over [positives | caption negatives | image negatives | dataset | given].
+        image_rows = torch.cat((anchors, anchors, negatives.image_rows, given))
+        text_rows = torch.cat((anchors, negatives.caption_rows, anchors, given))
+        parts = [pair_rows(batch, image_rows, batch, text_rows)]
+        with_dataset = negatives.dataset_index is not None and count > 0
+        if with_dataset:
+            per_row = batch.targets[NEG_TEXT_MASK_KEY].shape[1]
+            parts.append(pair_rows(batch, anchors, dataset_negative_texts(batch), anchors * per_row + negatives.dataset_index))
+        logits = _logits(run, parts[0] if len(parts) == 1 else concat_batches(parts))
+
+        negative_terms = 3 if with_dataset else 2
+        ones = torch.ones(count, device=logits.device)
+        weights = [ones * negative_terms, negatives.caption_valid.float(), negatives.image_valid.float(), torch.ones(len(given), device=logits.device)]
+        labels = [ones, ones * 0, ones * 0, torch.zeros(len(given), device=logits.device)]
+        if with_dataset:
+            weights.append(negatives.dataset_valid.float())
+            labels.append(ones * 0)
+        weight = torch.cat(weights).to(logits.dtype)
+        loss = F.binary_cross_entropy_with_logits(logits, torch.cat(labels).to(logits.dtype), weight=weight, reduction="sum")
+        if self.cfg.reduction == "mean":
+            loss = loss / max(count, 1)
+        return loss, to_floats(self._logs(loss, logits.detach(), weights, count, len(given), with_dataset))
+
+    @staticmethod
+    def _logs(loss: Tensor, logits: Tensor, weights: list[Tensor], count: int, num_given: int, with_dataset: bool) -> dict[str, Tensor]:
+        positive = logits[:count]
+        caption, image = logits[count : 2 * count], logits[2 * count : 3 * count]
+        logs = {"loss": loss}
+        if count:
+            logs["itm_pos_prob"] = torch.sigmoid(positive).mean()
+            logs["itm_caption_rank_acc"] = _weighted_mean(positive > caption, weights[1])
+            logs["itm_image_rank_acc"] = _weighted_mean(positive > image, weights[2])
+        if with_dataset:
+            dataset = logits[3 * count + num_given :]
+            logs["itm_dataset_rank_acc"] = _weighted_mean(positive > dataset, weights[4])
+        return logs
+
+
+def _weighted_mean(values: Tensor, weight: Tensor) -> Tensor:
+    """Mean of ``values`` over rows with weight 1 (0 when none)."""
+    return (values.float() * weight).sum() / weight.sum().clamp(min=1)
+
+
+@torch.no_grad()
+def score_all_pairs(run: RunFn, images: MultimodalBatch, captions: MultimodalBatch, chunk: int = 256) -> Tensor:
+    """Matching logits of every (image, caption) pair: ``[num_images, num_captions]`` on the CPU.
+
+    ``images`` supplies the image side of its rows, ``captions`` the text side of its rows; the
+    network runs on ``chunk`` pairs at a time (cost: num_images x num_captions forward rows).
+    """
+    if chunk <= 0:
+        raise ValueError(f"chunk must be positive, got {chunk}")
+    num_images, num_captions = images.batch_size, captions.batch_size
+    scores = torch.empty(num_images * num_captions)
+    for start in range(0, num_images * num_captions, chunk):
+        flat = torch.arange(start, min(start + chunk, num_images * num_captions))
+        pairs = pair_rows(images, flat // num_captions, captions, flat % num_captions)
+        scores[start : start + len(flat)] = _logits(run, pairs).float().cpu()
+    return scores.view(num_images, num_captions)
+
+
+def retrieval_sets(batches: Iterable[MultimodalBatch]) -> tuple[MultimodalBatch, MultimodalBatch, Tensor]:
+    """From positive (image, caption) batches with ``meta["image_id"]``: ``(images, captions,
+    text_to_image)`` with one row per distinct image, one per caption, and each caption's image."""
+    captions = concat_batches(batches)
+    match = captions.targets.get(MATCH_KEY)
+    if match is not None:
+        captions = captions.select(torch.nonzero(match > 0.5).squeeze(1))
+    ids = captions.meta.get(IMAGE_ID_META)
+    if ids is None:
+        raise KeyError(f"itm evaluation needs meta[{IMAGE_ID_META!r}] to know which captions describe which image")
+    first_rows, text_to_image = first_rows_by_key(ids)
+    return captions.select(first_rows), captions, text_to_image
+
+
+def evaluate_itm(cfg: ITMHeadConfig, run: RunFn, batches: Iterable[MultimodalBatch]) -> dict[str, float]:
+    """Recall@K of image->text and text->image retrieval over all pairs of the given batches,
+    plus ``itm_rsum`` (the sum of all recalls, the usual single ranking number)."""
+    from mmsearch.metrics.retrieval import retrieval_recall
+
+    images, captions, text_to_image = retrieval_sets(batches)
+    similarity = score_all_pairs(run, images, captions, cfg.eval_chunk)
+    recalls = retrieval_recall(similarity, text_to_image, ks=cfg.recall_ks)
+    out = {f"itm_{key}": float(value) for key, value in recalls.items()}
+    out["itm_rsum"] = float(sum(recalls.values()))
+    return out
+
+
+__all__ = [
+    "IMAGE_ID_META",
+    "ITMHead",
+    "ITMNegatives",
+    "ITMObjective",
+    "MATCH_KEY",
+    "NEG_TEXT_IDS_KEY",
+    "NEG_TEXT_MASK_KEY",
+    "NEG_TEXT_STATES_KEY",
+    "dataset_negative_texts",
+    "evaluate_itm",
+    "predict_itm",
+    "retrieval_sets",
+    "score_all_pairs",
+]
