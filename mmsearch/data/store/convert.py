@@ -31,7 +31,8 @@ def _cast(values: Any, spec: ColumnSpec, where: str, check_finite: bool) -> np.n
         array = np.asarray(values)
         if array.dtype == object:
             raise TypeError("ragged or mixed values")
-        cast = array.astype(spec.numpy_dtype, copy=False)
+        with np.errstate(over="ignore"):  # overflow to inf is reported below, by name
+            cast = array.astype(spec.numpy_dtype, copy=False)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"{where}: cannot convert values to {spec.dtype} ({exc})") from exc
     if spec.dtype.startswith("int") and array.dtype.kind == "f":

@@ -218,12 +218,16 @@ def read_manifest(location: storage.Location) -> StoreManifest:
 
 
 def _stray_shards(location: storage.Location) -> list[str]:
-    selector = pafs.FileSelector(location.path, allow_not_found=True, recursive=True, max_recursion=1)
+    """Parquet files one level below the root (table directories), for a helpful error."""
     try:
-        infos = location.filesystem.get_file_info(selector)
+        top = location.filesystem.get_file_info(pafs.FileSelector(location.path, allow_not_found=True))
+        found = []
+        for info in top:
+            if info.type == pafs.FileType.Directory:
+                found += storage.list_files(location, info.path)
     except OSError:
         return []
-    return [i.path for i in infos if i.path.endswith((".parquet", ".parquet.tmp"))]
+    return [p for p in found if p.endswith((".parquet", ".parquet.tmp"))]
 
 
 def open_store(
