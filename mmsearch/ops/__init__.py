@@ -1,1 +1,33 @@
+"""Candidate operations of the MMnas search space (SA, GA, RSA, FFN), their front ends and geometry.
 
+Plain ``nn.Module``s; the registry :data:`OPS` maps canonical names (``self_att``, ``guided_att``,
+``rel_self_att``, ``feed_forward``) and MMnas's ``*_64`` aliases to op classes.
+"""
+from mmsearch.ops.attention import MultiHeadAttention, key_padding_bias, mask_value
+from mmsearch.ops.base import OPS, ResidualOp, build_op, canonical_op_name
+from mmsearch.ops.blocks import FeedForward, GuidedAttention, RelationSelfAttention, SelfAttention
+from mmsearch.ops.embed import RegionEmbedding, RelationEmbedding, TextStateProjection, TokenLSTMEmbedding
+from mmsearch.ops.geometry import box_relation_geometry, normalized_box_features
+from mmsearch.ops.padding import pad_length, used_length
+
+__all__ = [
+    "OPS",
+    "FeedForward",
+    "GuidedAttention",
+    "MultiHeadAttention",
+    "RegionEmbedding",
+    "RelationEmbedding",
+    "RelationSelfAttention",
+    "ResidualOp",
+    "SelfAttention",
+    "TextStateProjection",
+    "TokenLSTMEmbedding",
+    "box_relation_geometry",
+    "build_op",
+    "canonical_op_name",
+    "key_padding_bias",
+    "mask_value",
+    "normalized_box_features",
+    "pad_length",
+    "used_length",
+]
