@@ -1,1 +1,68 @@
+"""MMnas-style one-shot architecture search: specs, supernet, strategies, derivation, derived nets.
 
+Typical search loop (the recipe in :mod:`mmsearch.recipes` owns data, schedule, checkpoints)::
+
+    supernet = Supernet(SupernetConfig(net=NetConfig(vocab_size=V)))
+    w_opt = make_weight_optimizer(supernet, head)
+    a_opt = make_arch_optimizer(supernet)
+    weight_step(supernet, head, objective, train_batch, w_opt, clip=1.0, warmup=epoch < 20)
+    arch_step(supernet, head, objective, val_batch, a_opt)        # every k weight steps
+    spec = supernet.derive(epoch=epoch)                           # argmax + probs per block
+    entropy = arch_entropy(supernet.alpha_state())
+    net = DerivedNet(spec, supernet.config)                       # retrain
+"""
+from mmsearch.nas.arch_spec import (
+    DEFAULT_POOLS,
+    ArchSpec,
+    load_arch_spec,
+    mcan_prior_spec,
+    named_spec,
+    named_specs,
+    random_spec,
+    save_arch_spec,
+)
+from mmsearch.nas.derive import arch_entropy, block_probabilities, derive
+from mmsearch.nas.derived import DerivedNet
+from mmsearch.nas.mixed_op import ChainPlan, MixedOp, PathPlan
+from mmsearch.nas.net_config import NetConfig, SupernetConfig
+from mmsearch.nas.strategy_base import STRATEGIES, SearchStrategy
+from mmsearch.nas import darts, proxyless, spos  # noqa: F401  (register the strategies)
+from mmsearch.nas.steps import (
+    arch_step,
+    make_arch_optimizer,
+    make_weight_optimizer,
+    network_weights,
+    train_step,
+    weight_step,
+)
+from mmsearch.nas.supernet import Supernet, initial_alphas
+
+__all__ = [
+    "DEFAULT_POOLS",
+    "STRATEGIES",
+    "ArchSpec",
+    "ChainPlan",
+    "DerivedNet",
+    "MixedOp",
+    "NetConfig",
+    "PathPlan",
+    "SearchStrategy",
+    "Supernet",
+    "SupernetConfig",
+    "arch_entropy",
+    "arch_step",
+    "block_probabilities",
+    "derive",
+    "initial_alphas",
+    "load_arch_spec",
+    "make_arch_optimizer",
+    "make_weight_optimizer",
+    "mcan_prior_spec",
+    "named_spec",
+    "named_specs",
+    "network_weights",
+    "random_spec",
+    "save_arch_spec",
+    "train_step",
+    "weight_step",
+]

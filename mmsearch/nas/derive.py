@@ -1,0 +1,86 @@
+"""Derivation: architecture weights -> an architecture spec, plus probabilities and entropy.
+
+Pure functions of their inputs (no module state, no randomness): the same alpha state always
+gives the same spec. Usable every epoch to log convergence (entropy falling) and collapse
+(every block picking the same op).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from mmsearch.nas.arch_spec import CHAINS, ArchSpec
+
+AlphaState = Mapping[str, Tensor]  # {"enc": [enc_depth, K_enc], "dec": [dec_depth, K_dec]} logits
+Probabilities = Callable[[Tensor], Tensor]
+
+
+def softmax_probabilities(alpha: Tensor) -> Tensor:
+    return torch.softmax(alpha.detach().double(), dim=-1)
+
+
+def _check_state(alpha_state: AlphaState) -> None:
+    for chain in CHAINS:
+        if chain not in alpha_state:
+            raise ValueError(f"alpha state needs keys {CHAINS}, got {sorted(alpha_state)}")
+        alpha = alpha_state[chain]
+        if alpha.dim() != 2 or alpha.shape[1] == 0:
+            raise ValueError(f"alpha[{chain!r}] must be [depth, candidates], got shape {tuple(alpha.shape)}")
+        if not torch.isfinite(alpha).all():
+            raise ValueError(f"alpha[{chain!r}] contains NaN or infinite values")
+
+
+def block_probabilities(alpha_state: AlphaState, probabilities: Probabilities | None = None) -> dict[str, Tensor]:
+    """Per chain, per block, per candidate probabilities (``softmax(alpha)`` unless given)."""
+    _check_state(alpha_state)
+    probabilities = probabilities or softmax_probabilities
+    return {chain: probabilities(alpha_state[chain]).detach().cpu().double() for chain in CHAINS}
+
+
+def arch_entropy(alpha_state: AlphaState, probabilities: Probabilities | None = None) -> dict[str, Any]:
+    """Entropy (nats) of every block's candidate distribution.
+
+    Returns ``{"enc": [...], "dec": [...]}`` per block, their means ``enc_mean`` / ``dec_mean``,
+    and ``normalized_mean``: the mean over all blocks of entropy / log(K), 1.0 = uniform,
+    0.0 = every block certain.
+    """
+    probs = block_probabilities(alpha_state, probabilities)
+    out: dict[str, Any] = {}
+    normalized: list[float] = []
+    for chain in CHAINS:
+        p = probs[chain]
+        ent = -(p * torch.log(p.clamp(min=1e-300))).sum(-1)
+        out[chain] = [float(e) for e in ent]
+        out[f"{chain}_mean"] = float(ent.mean()) if len(ent) else 0.0
+        k = p.shape[1]
+        normalized += [float(e) / math.log(k) if k > 1 else 0.0 for e in ent]
+    out["normalized_mean"] = sum(normalized) / len(normalized) if normalized else 0.0
+    return out
+
+
+def derive(
+    alpha_state: AlphaState,
+    pools: Mapping[str, Sequence[str]],
+    *,
+    probabilities: Probabilities | None = None,
+    **metadata: Any,
+) -> ArchSpec:
+    """Argmax per block (ties go to the earlier pool op) -> :class:`ArchSpec` with the per-block
+    probabilities and the pools; ``metadata`` fills ``seed``, ``config``, ``epoch``, ``task``, ``source``."""
+    probs = block_probabilities(alpha_state, probabilities)
+    ops = {}
+    for chain in CHAINS:
+        pool = tuple(pools[chain])
+        if probs[chain].shape[1] != len(pool):
+            raise ValueError(f"alpha[{chain!r}] has {probs[chain].shape[1]} candidates, the {chain} pool has {len(pool)}: {list(pool)}")
+        ops[chain] = tuple(pool[i] for i in alpha_state[chain].detach().cpu().argmax(-1).tolist())
+    return ArchSpec(
+        enc=ops["enc"],
+        dec=ops["dec"],
+        probs={chain: tuple(tuple(float(v) for v in row) for row in probs[chain]) for chain in CHAINS},
+        op_pools={chain: tuple(pools[chain]) for chain in CHAINS},
+        **metadata,
+    )

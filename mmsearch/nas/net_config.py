@@ -1,0 +1,91 @@
+"""Configs of the MMnas networks: the shared network settings and the supernet's search settings.
+
+:class:`NetConfig` describes everything a derived (fixed) network and the supernet share: widths,
+dropout, norm placement, and the text / region front ends. :class:`SupernetConfig` adds the
+search space (depths, candidate pools) and the search strategy. A derived network is built
+from an :class:`~mmsearch.nas.arch_spec.ArchSpec` and the same ``NetConfig``.
+
+Defaults follow MMnas's search setting (H=256, 64-wide heads, dropout 0.1, post-LN, no
+attention bias, FFN 4H, relation embedding 64, 12 + 18 blocks, MCAN-like alpha prior).
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from mmsearch.config import config_dataclass
+from mmsearch.nas.arch_spec import DEFAULT_POOLS, canonical_pool
+
+
+@config_dataclass
+class NetConfig:
+    hidden: int = 256  # model width H
+    head_dim: int = 64  # attention head width; heads = hidden / head_dim (MMnas "_64")
+    dropout: float = 0.1  # residual, attention-map and FFN-inner dropout
+    norm: Literal["post", "pre"] = "post"  # LayerNorm placement in every residual block
+    attn_bias: bool = False  # bias in the attention projections (MMnas: none)
+    ffn_mult: int = 4  # FFN inner width = ffn_mult * hidden
+    relation_dim: int = 64  # width of the shared box-geometry embedding (MMnas REL_SIZE)
+    text_input: Literal["tokens", "states"] = "tokens"  # learned embedding + LSTM, or frozen states
+    vocab_size: int | None = None  # required for text_input="tokens"
+    word_dim: int = 300  # token embedding width (GloVe: 300)
+    text_state_dim: int | None = None  # required for text_input="states"
+    region_dim: int = 2048  # region feature width Dv
+    box_feature: bool = False  # add Linear(5 -> H) of the normalised box to the region embedding
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "head_dim", "ffn_mult", "relation_dim", "word_dim", "region_dim"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.hidden % self.head_dim:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of head_dim ({self.head_dim})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.text_input == "tokens" and (self.vocab_size is None or self.vocab_size <= 0):
+            raise ValueError("text_input='tokens' needs a positive vocab_size")
+        if self.text_input == "states" and (self.text_state_dim is None or self.text_state_dim <= 0):
+            raise ValueError("text_input='states' needs a positive text_state_dim")
+
+    def op_settings(self) -> dict[str, object]:
+        """Keyword arguments shared by every op constructor (see :mod:`mmsearch.ops.base`)."""
+        return {
+            "head_dim": self.head_dim,
+            "dropout": self.dropout,
+            "norm": self.norm,
+            "attn_bias": self.attn_bias,
+            "relation_dim": self.relation_dim,
+            "ffn_mult": self.ffn_mult,
+        }
+
+
+@config_dataclass
+class SupernetConfig:
+    net: NetConfig
+    enc_depth: int = 12
+    dec_depth: int = 18
+    enc_pool: tuple[str, ...] = DEFAULT_POOLS["enc"]
+    dec_pool: tuple[str, ...] = DEFAULT_POOLS["dec"]
+    strategy: str = "proxyless"  # a name in mmsearch.nas.STRATEGIES: proxyless | darts | spos
+    alpha_init: Literal["uniform", "mcan_prior"] = "mcan_prior"  # MMnas overrides its normal init with the prior
+    prior_strength: float = 1.0  # mcan_prior: logit +s for the prior op, -s for the others (MMnas: 1)
+    warmup_sampling: Literal["alpha", "uniform"] = "alpha"  # proxyless weight-step paths during warm-up
+    spos_momentum: float = 0.05  # spos: EMA rate of the per-op validation record
+    seed: int = 0  # seed of the strategy's path-sampling generator
+
+    def __post_init__(self) -> None:
+        if self.enc_depth < 1 or self.dec_depth < 1:
+            raise ValueError(f"depths must be at least 1, got enc_depth={self.enc_depth}, dec_depth={self.dec_depth}")
+        from mmsearch.nas.strategy_base import STRATEGIES  # filled when mmsearch.nas is imported
+
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown search strategy {self.strategy!r}; known strategies: {', '.join(STRATEGIES.names())}")
+        canonical_pool("enc", self.enc_pool)
+        canonical_pool("dec", self.dec_pool)
+        if not 0.0 < self.spos_momentum <= 1.0:
+            raise ValueError(f"spos_momentum must be in (0, 1], got {self.spos_momentum}")
+        if self.prior_strength < 0:
+            raise ValueError(f"prior_strength must be >= 0, got {self.prior_strength}")
+
+    @property
+    def pools(self) -> dict[str, tuple[str, ...]]:
+        """Canonical candidate pools ``{"enc": (...), "dec": (...)}``."""
+        return {"enc": canonical_pool("enc", self.enc_pool), "dec": canonical_pool("dec", self.dec_pool)}

@@ -1,0 +1,140 @@
+"""The MMnas supernet: an encoder chain of mixed ops over text and a decoder chain over regions.
+
+Layout (MCAN encoder-decoder): ``enc_depth`` blocks from ``enc_pool`` process the text; then
+``dec_depth`` blocks from ``dec_pool`` process the image regions, guided attention reading the
+encoder's final output. The architecture weights are one tensor per chain, ``enc_alpha``
+``[enc_depth, |enc_pool|]`` and ``dec_alpha`` ``[dec_depth, |dec_pool|]`` (logits; MMnas's
+``alpha_prob``), kept apart from the network weights (:meth:`weight_parameters` /
+:meth:`arch_parameters`).
+
+``forward(batch, head, plan=None)``: ``plan`` (a :class:`~mmsearch.nas.mixed_op.PathPlan`, made by
+the strategy for a step) says which candidates run; without one the current argmax
+architecture runs (what the search evaluates every epoch). With a fixed single path the
+supernet computes exactly what :class:`~mmsearch.nas.derived.DerivedNet` computes for that
+architecture with the same weights.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mmsearch.batch import MultimodalBatch
+from mmsearch.nas.arch_spec import ArchSpec, mcan_prior_spec
+from mmsearch.nas.derive import derive
+from mmsearch.nas.frontend import FrontEnd
+from mmsearch.nas.mixed_op import ChainPlan, MixedOp, PathPlan
+from mmsearch.nas.net_config import SupernetConfig
+from mmsearch.nas.strategy_base import STRATEGIES
+from mmsearch.ops import OPS
+
+
+
+def relation_candidates(pool: tuple[str, ...]) -> tuple[int, ...]:
+    """Indices of the pool's ops that read the box-geometry embedding."""
+    return tuple(i for i, name in enumerate(pool) if getattr(OPS.get(name), "uses_relation", False))
+
+
+def initial_alphas(config: SupernetConfig) -> tuple[Tensor, Tensor]:
+    """``uniform``: all zeros. ``mcan_prior``: per block the prior op +s, the others -s, where the
+    prior is SA, FFN alternating (encoder) and RSA, GA, FFN repeated (decoder), for any depth."""
+    pools = config.pools
+    enc = torch.zeros(config.enc_depth, len(pools["enc"]))
+    dec = torch.zeros(config.dec_depth, len(pools["dec"]))
+    if config.alpha_init == "uniform":
+        return enc, dec
+    prior = mcan_prior_spec(config.enc_depth, config.dec_depth)
+    for alpha, chain, ops in ((enc, "enc", prior.enc), (dec, "dec", prior.dec)):
+        alpha.fill_(-config.prior_strength)
+        for block, name in enumerate(ops):
+            if name not in pools[chain]:
+                raise ValueError(
+                    f"alpha_init='mcan_prior' puts {name!r} in {chain} block {block}, but the {chain} pool is "
+                    f"{list(pools[chain])}; add it or use alpha_init='uniform'"
+                )
+            alpha[block, pools[chain].index(name)] = config.prior_strength
+    return enc, dec
+
+
+class Supernet(nn.Module):
+    def __init__(self, config: SupernetConfig, embedding_init: Tensor | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.pools = config.pools
+        net = config.net
+        settings = net.op_settings()
+        self._relation_candidates = relation_candidates(self.pools["dec"])
+        self.front = FrontEnd(net, with_relation=bool(self._relation_candidates), embedding_init=embedding_init)
+        self.encoder = nn.ModuleList(MixedOp(self.pools["enc"], net.hidden, settings) for _ in range(config.enc_depth))
+        self.decoder = nn.ModuleList(MixedOp(self.pools["dec"], net.hidden, settings) for _ in range(config.dec_depth))
+        pre_norm = net.norm == "pre"
+        self.enc_final_norm = nn.LayerNorm(net.hidden, eps=1e-6) if pre_norm else nn.Identity()
+        self.dec_final_norm = nn.LayerNorm(net.hidden, eps=1e-6) if pre_norm else nn.Identity()
+        enc_alpha, dec_alpha = initial_alphas(config)
+        self.enc_alpha = nn.Parameter(enc_alpha)
+        self.dec_alpha = nn.Parameter(dec_alpha)
+        self.strategy = STRATEGIES.get(config.strategy)(config)
+
+    # --- parameter groups ------------------------------------------------------------------
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """The architecture weights ``[enc_alpha, dec_alpha]``."""
+        return [self.enc_alpha, self.dec_alpha]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every network weight (front end, all candidate ops, final norms); no alphas."""
+        alpha_ids = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in alpha_ids]
+
+    # --- plans -----------------------------------------------------------------------------
+    def alpha_state(self) -> dict[str, Tensor]:
+        """Detached CPU copies of the architecture weights, ``{"enc": [De, Ke], "dec": [Dd, Kd]}``."""
+        return {"enc": self.enc_alpha.detach().cpu().clone(), "dec": self.dec_alpha.detach().cpu().clone()}
+
+    def argmax_plan(self) -> PathPlan:
+        return PathPlan.single(self.enc_alpha.detach().argmax(-1).tolist(), self.dec_alpha.detach().argmax(-1).tolist())
+
+    def fixed_plan(self, spec: ArchSpec) -> PathPlan:
+        """The single path that runs ``spec`` (its depths must match; its ops must be in the pools)."""
+        if spec.depths != (len(self.encoder), len(self.decoder)):
+            raise ValueError(f"spec depths {spec.depths} do not match the supernet's {(len(self.encoder), len(self.decoder))}")
+        index = {}
+        for chain, ops in (("enc", spec.enc), ("dec", spec.dec)):
+            missing = sorted(set(ops) - set(self.pools[chain]))
+            if missing:
+                raise ValueError(f"spec uses {missing} in the {chain} chain; the pool is {list(self.pools[chain])}")
+            index[chain] = [self.pools[chain].index(name) for name in ops]
+        return PathPlan.single(index["enc"], index["dec"])
+
+    def derive(self, **metadata: Any) -> ArchSpec:
+        """The current argmax architecture with probabilities, pools, seed and config (see :func:`derive`)."""
+        from mmsearch.config import config_to_dict
+
+        return derive(
+            self.alpha_state(),
+            self.pools,
+            probabilities=self.strategy.probabilities,
+            seed=self.config.seed,
+            config=config_to_dict(self.config),
+            **metadata,
+        )
+
+    # --- forward ---------------------------------------------------------------------------
+    def forward(self, batch: MultimodalBatch, head: nn.Module, plan: PathPlan | None = None) -> dict[str, Tensor]:
+        plan = plan if plan is not None else self.argmax_plan()
+        streams = self.front(batch)
+        x = streams.text
+        for block, op in enumerate(self.encoder):
+            x = op(plan.enc, block, x, streams.text_mask)
+        x = self.enc_final_norm(x)
+        rel = None
+        if any(plan.dec.runs(i) for i in self._relation_candidates):
+            rel = self.front.relation(streams)
+        y = streams.regions
+        for block, op in enumerate(self.decoder):
+            y = op(plan.dec, block, y, streams.region_mask, x, streams.text_mask, rel)
+        y = self.dec_final_norm(y)
+        return head(*streams.head_inputs(x, y))
+
+
+__all__ = ["ChainPlan", "PathPlan", "Supernet", "initial_alphas", "relation_candidates"]
