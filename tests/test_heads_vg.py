@@ -99,9 +99,9 @@ def test_prediction_refines_the_top_region_and_clips_to_the_image():
     torch.testing.assert_close(out["box"], torch.tensor([[0.0, 0.0, 14.0, 4.0], [15.0, 10.0, 29.0, 19.0]]))
     torch.testing.assert_close(out["region_prob"], torch.sigmoid(torch.tensor([1.0, 3.0])))
     metrics = evaluate("vg", lambda b: {"scores": scores, "box_deltas": deltas}, [batch])
-    assert metrics["vg_acc"] == 1.0  # both refined boxes match their ground truth exactly
+    assert metrics["vg_acc"] == 100.0  # both refined boxes match their ground truth exactly
     # (0,0,14,4) vs (0,0,9,4): 50 / 75 -> still a hit; a stricter threshold rejects it
-    assert evaluate(make_objective("vg", accuracy_iou=0.9).cfg, lambda b: {"scores": scores, "box_deltas": deltas}, [batch])["vg_acc"] == 0.5
+    assert evaluate(make_objective("vg", accuracy_iou=0.9).cfg, lambda b: {"scores": scores, "box_deltas": deltas}, [batch])["vg_acc"] == 50.0
 
 
 def test_head_never_ranks_a_padded_region_first():

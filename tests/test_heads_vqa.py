@@ -31,7 +31,7 @@ def test_loss_is_bce_against_soft_scores_sum_or_mean():
     loss, logs = make_objective("vqa", num_answers=2).loss(fixed_run(logits), batch_with(scores))
     assert loss.item() == pytest.approx(expected_sum, rel=1e-5)
     # predicted answers: 0 (score 1.0) and 1 (score 0.9)
-    assert logs["vqa_acc"] == pytest.approx(0.95)
+    assert logs["vqa_acc"] == pytest.approx(95.0)
     loss, _ = make_objective("vqa", num_answers=2, reduction="mean").loss(fixed_run(logits), batch_with(scores))
     assert loss.item() == pytest.approx(expected_sum / 2, rel=1e-5)
 
@@ -63,7 +63,7 @@ def test_evaluate_accumulates_by_answer_type_and_family():
     second = batch_with(torch.tensor([[0.0, 0.6]]), answer_type=["number"], family=["count"])
     logits = {id(first): torch.tensor([[1.0, 0.0], [1.0, 0.0]]), id(second): torch.tensor([[0.0, 1.0]])}
     metrics = evaluate("vqa", lambda b: {"logits": logits[id(b)]}, [first, second])
-    assert metrics["vqa_acc"] == pytest.approx((1.0 + 0.3 + 0.6) / 3)
-    assert metrics["vqa_acc_yes_no"] == pytest.approx(0.65)
-    assert metrics["vqa_acc_number"] == pytest.approx(0.6)
-    assert metrics["vqa_acc_family_count"] == pytest.approx(0.45)
+    assert metrics["vqa_acc"] == pytest.approx(100 * (1.0 + 0.3 + 0.6) / 3)
+    assert metrics["vqa_acc_yes_no"] == pytest.approx(65.0)
+    assert metrics["vqa_acc_number"] == pytest.approx(60.0)
+    assert metrics["vqa_acc_family_count"] == pytest.approx(45.0)

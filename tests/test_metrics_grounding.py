@@ -27,10 +27,10 @@ def test_accumulator_accuracy_miou_and_families():
     metric.update(predicted[:2], target[:2], ["attribute", "relation"])
     metric.update(predicted[2:], target[2:], ["relation"])
     out = metric.compute()
-    assert out["vg_acc"] == pytest.approx(2 / 3)
-    assert out["vg_miou"] == pytest.approx((1.0 + 0.5 + 0.4) / 3)
-    assert out["vg_acc_family_attribute"] == 1.0
-    assert out["vg_acc_family_relation"] == 0.5
+    assert out["vg_acc"] == pytest.approx(200 / 3)
+    assert out["vg_miou"] == pytest.approx(100 * (1.0 + 0.5 + 0.4) / 3)
+    assert out["vg_acc_family_attribute"] == 100.0
+    assert out["vg_acc_family_relation"] == 50.0
     assert out["vg_count"] == 3
 
 

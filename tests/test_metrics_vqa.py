@@ -44,12 +44,12 @@ def test_accumulated_accuracy_overall_by_type_and_family():
     assert per_sample.tolist() == pytest.approx([1.0, 0.3, 0.6, 0.0])
     metric.update(torch.tensor([3]), torch.tensor([[0.0, 0.0, 0.0, 0.9]]), ["other"], ["relation"])
     out = metric.compute()
-    assert out["vqa_acc"] == pytest.approx((1.0 + 0.3 + 0.6 + 0.0 + 0.9) / 5)
-    assert out["vqa_acc_yes_no"] == pytest.approx(0.65)
-    assert out["vqa_acc_number"] == pytest.approx(0.6)
-    assert out["vqa_acc_other"] == pytest.approx(0.45)
-    assert out["vqa_acc_family_exist"] == pytest.approx(0.65)
-    assert out["vqa_acc_family_relation"] == pytest.approx(0.9)
+    assert out["vqa_acc"] == pytest.approx(100 * (1.0 + 0.3 + 0.6 + 0.0 + 0.9) / 5)
+    assert out["vqa_acc_yes_no"] == pytest.approx(65.0)
+    assert out["vqa_acc_number"] == pytest.approx(60.0)
+    assert out["vqa_acc_other"] == pytest.approx(45.0)
+    assert out["vqa_acc_family_exist"] == pytest.approx(65.0)
+    assert out["vqa_acc_family_relation"] == pytest.approx(90.0)
     assert out["vqa_count"] == 5
 
 

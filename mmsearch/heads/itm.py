@@ -30,6 +30,7 @@ from mmsearch.heads.config import ITMHeadConfig
 from mmsearch.heads.fusion import FusedReduction
 from mmsearch.heads.objective import RunFn, require_output, to_floats
 from mmsearch.heads.pairs import concat_batches, first_rows_by_key, pair_rows
+from mmsearch.metrics.retrieval import retrieval_recall
 
 MATCH_KEY = "match"
 NEG_TEXT_MASK_KEY = "neg_text_mask"
@@ -287,15 +288,13 @@ def retrieval_sets(batches: Iterable[MultimodalBatch]) -> tuple[MultimodalBatch,
 
 
 def evaluate_itm(cfg: ITMHeadConfig, run: RunFn, batches: Iterable[MultimodalBatch]) -> dict[str, float]:
-    """Recall@K of image->text and text->image retrieval over all pairs of the given batches,
-    plus ``itm_rsum`` (the sum of all recalls, the usual single ranking number)."""
-    from mmsearch.metrics.retrieval import retrieval_recall
-
+    """Retrieval over all (image, caption) pairs of the given batches: ``retrieval_recall``'s
+    keys prefixed ``itm_`` (``itm_i2t_r1`` ... ``itm_t2i_r10``, means, ``itm_rsum``; percent),
+    plus ``itm_images`` and ``itm_captions`` (the set sizes)."""
     images, captions, text_to_image = retrieval_sets(batches)
     similarity = score_all_pairs(run, images, captions, cfg.eval_chunk)
-    recalls = retrieval_recall(similarity, text_to_image, ks=cfg.recall_ks)
-    out = {f"itm_{key}": float(value) for key, value in recalls.items()}
-    out["itm_rsum"] = float(sum(recalls.values()))
+    out = {f"itm_{key}": float(value) for key, value in retrieval_recall(similarity, text_to_image, ks=cfg.recall_ks).items()}
+    out.update(itm_images=float(images.batch_size), itm_captions=float(captions.batch_size))
     return out
 
 

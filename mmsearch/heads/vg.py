@@ -144,7 +144,8 @@ class VGObjective:
         with torch.no_grad():
             detached = {"scores": scores.detach(), "box_deltas": deltas.detach()}
             predicted = predict_vg(detached, batch, self.cfg.delta_stds)["box"]
-            accuracy = (aligned_box_iou(predicted, batch.targets[TARGET_KEY].to(predicted.dtype)) >= self.cfg.accuracy_iou).float().mean()
+            hits = aligned_box_iou(predicted, batch.targets[TARGET_KEY].to(predicted.dtype)) >= self.cfg.accuracy_iou
+            accuracy = 100.0 * hits.float().mean()
         logs = {
             "loss": loss,
             "vg_kl": kl,

@@ -73,7 +73,7 @@ class VQAObjective:
         scores = answer_scores_for(logits, batch)
         check_finite("vqa answer_scores", scores)
         loss = vqa_loss(logits, scores, self.cfg.reduction)
-        accuracy = vqa_sample_scores(logits.detach().argmax(dim=1), scores).float().mean()
+        accuracy = 100.0 * vqa_sample_scores(logits.detach().argmax(dim=1), scores).float().mean()
         return loss, to_floats({"loss": loss, "vqa_acc": accuracy})
 
 

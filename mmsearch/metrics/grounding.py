@@ -1,5 +1,6 @@
 """Visual-grounding accuracy: a predicted box counts as correct when its IoU with the
-ground-truth box is at least a threshold (0.5, the RefCOCO protocol). Accuracies are fractions."""
+ground-truth box is at least a threshold (0.5, the RefCOCO protocol). Accuracies and the mean IoU
+are reported in percent (0-100), like the other accumulated metrics."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -21,7 +22,7 @@ def grounding_hits(predicted: Tensor, target: Tensor, threshold: float = 0.5, of
 class GroundingAccuracy:
     """Accumulates accuracy at IoU >= ``threshold`` and the mean IoU over batches.
 
-    ``compute()`` returns ``vg_acc``, ``vg_miou``, ``vg_count`` and ``vg_acc_family_<family>``
+    ``compute()`` returns ``vg_acc``, ``vg_miou`` (percent), ``vg_count`` and ``vg_acc_family_<family>``
     for every family seen (e.g. which cue disambiguates the referring expression).
     """
 
@@ -56,10 +57,10 @@ class GroundingAccuracy:
     def compute(self) -> dict[str, float]:
         if self._count == 0:
             raise ValueError("GroundingAccuracy.compute() called before any update")
-        out = {"vg_acc": self._hits / self._count, "vg_miou": self._iou_sum / self._count, "vg_count": float(self._count)}
+        out = {"vg_acc": 100.0 * self._hits / self._count, "vg_miou": 100.0 * self._iou_sum / self._count, "vg_count": float(self._count)}
         for family in sorted(self._by_family):
             hits, count = self._by_family[family]
-            out[f"vg_acc_family_{family}"] = hits / count
+            out[f"vg_acc_family_{family}"] = 100.0 * hits / count
         return out
 
 

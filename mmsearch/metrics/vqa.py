@@ -5,7 +5,9 @@ the 10 leave-one-annotator-out subsets, of ``min(1, matches / 3)``; that is
 0, 0.3, 0.6, 0.9, 1.0 for n = 0, 1, 2, 3, >= 4 (:func:`official_answer_score`). Data sets store
 exactly these numbers as soft target scores, so the accuracy of a prediction is the soft score
 of the predicted answer (an answer outside the vocabulary scores 0, as the official metric would
-credit it only if it happened to be a human answer). Accuracies are fractions in [0, 1].
+credit it only if it happened to be a human answer). Per-sample scores are in [0, 1]; the
+accumulated accuracies are percentages (0-100), as the official evaluation and the retrieval
+recalls (:mod:`mmsearch.metrics.retrieval`) report them.
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ def metric_key(text: str) -> str:
 class VQAAccuracy:
     """Accumulates soft VQA accuracy over batches.
 
-    ``compute()`` returns ``vqa_acc`` (overall), ``vqa_acc_<type>`` for every answer type seen
+    ``compute()`` returns, in percent, ``vqa_acc`` (overall), ``vqa_acc_<type>`` for every answer type seen
     (``yes_no``, ``number``, ``other``), ``vqa_acc_family_<family>`` for every question family
     seen, and ``vqa_count`` (number of questions).
     """
@@ -82,10 +84,10 @@ class VQAAccuracy:
     def compute(self) -> dict[str, float]:
         if self._count == 0:
             raise ValueError("VQAAccuracy.compute() called before any update")
-        out = {"vqa_acc": self._total / self._count, "vqa_count": float(self._count)}
+        out = {"vqa_acc": 100.0 * self._total / self._count, "vqa_count": float(self._count)}
         for key in sorted(self._by_group):
             total, count = self._by_group[key]
-            out[key] = total / count
+            out[key] = 100.0 * total / count
         return out
 
 

@@ -1,0 +1,233 @@
+"""ITM negatives, hard-negative mining, dataset negatives, loss value and all-pairs scoring.
+
+The network is replaced by a lookup table: a row's image is coded in ``region_feats[:, 0, 0]``
+and its caption in ``text_ids[:, 0]``; the "network" returns ``TABLE[image, caption]``, so the
+hardest negative of every anchor is known in advance.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mmsearch.batch import MultimodalBatch
+from mmsearch.heads import make_objective
+from mmsearch.heads.itm import retrieval_sets, score_all_pairs
+
+IMAGE_OF_ROW = [0, 0, 0, 1, 1, 2, 2, 3, 3, 4]  # 5 images, several captions each
+NUM_TEXT_CODES = 64
+TABLE = torch.randn(5, NUM_TEXT_CODES, generator=torch.Generator().manual_seed(0))
+
+
+class TableRun:
+    def __init__(self) -> None:
+        self.calls: list[MultimodalBatch] = []
+
+    def __call__(self, batch: MultimodalBatch) -> dict[str, torch.Tensor]:
+        self.calls.append(batch)
+        return {"logits": TABLE[batch.region_feats[:, 0, 0].long(), batch.text_ids[:, 0]]}
+
+
+def itm_batch(image_of_row=IMAGE_OF_ROW, with_ids=True, tokens=3) -> MultimodalBatch:
+    size = len(image_of_row)
+    feats = torch.zeros(size, 2, 4)
+    feats[:, 0, 0] = torch.tensor(image_of_row, dtype=torch.float32)
+    text_ids = torch.ones(size, tokens, dtype=torch.long)
+    text_ids[:, 0] = torch.arange(size)  # caption code = row
+    meta = {"image_id": [f"img{i}" for i in image_of_row]} if with_ids else {}
+    return MultimodalBatch(
+        text_mask=torch.zeros(size, tokens, dtype=torch.bool),
+        text_ids=text_ids,
+        region_feats=feats,
+        region_boxes=torch.zeros(size, 2, 4),
+        region_mask=torch.zeros(size, 2, dtype=torch.bool),
+        meta=meta,
+    )
+
+
+def add_dataset_negatives(batch: MultimodalBatch, per_row: int = 3, absent_rows=(2,)) -> torch.Tensor:
+    """Hard-negative captions with codes 20 + row * per_row + k; returns those codes [B, K]."""
+    size, tokens = batch.text_ids.shape
+    codes = 20 + torch.arange(size * per_row).view(size, per_row)
+    ids = torch.ones(size, per_row, tokens + 1, dtype=torch.long)  # longer than the captions: padded when paired
+    ids[:, :, 0] = codes
+    mask = torch.zeros(size, per_row, tokens + 1, dtype=torch.bool)
+    mask[:, :, -1] = True
+    for row in absent_rows:
+        mask[row] = True
+        ids[row] = 0
+    batch.targets.update(neg_text_ids=ids, neg_text_mask=mask)
+    return codes
+
+
+def test_negatives_are_never_the_image_of_the_anchor():
+    batch = itm_batch()
+    images = torch.tensor(IMAGE_OF_ROW)
+    for seed in range(20):
+        torch.manual_seed(seed)
+        for candidates in (1, 3):
+            neg = make_objective("itm", num_candidates=candidates).mine(TableRun(), batch, epoch=0)
+            assert neg.caption_valid.all() and neg.image_valid.all()
+            assert (images[neg.caption_rows] != images[neg.anchors]).all()
+            assert (images[neg.image_rows] != images[neg.anchors]).all()
+
+
+def test_hardest_of_all_candidates_is_chosen():
+    batch = itm_batch()
+    images = torch.tensor(IMAGE_OF_ROW)
+    neg = make_objective("itm", num_candidates=len(IMAGE_OF_ROW)).mine(TableRun(), batch, epoch=0)
+    rows = torch.arange(len(IMAGE_OF_ROW))
+    for anchor in range(len(IMAGE_OF_ROW)):
+        other = images != images[anchor]
+        caption_scores = TABLE[images[anchor], rows].masked_fill(~other, -math.inf)
+        assert neg.caption_rows[anchor] == caption_scores.argmax()
+        image_scores = TABLE[images, anchor].masked_fill(~other, -math.inf)
+        assert images[neg.image_rows[anchor]] == images[image_scores.argmax()]
+
+
+def test_mining_scores_candidates_without_grad_in_one_extra_forward():
+    batch = itm_batch()
+    run = TableRun()
+    make_objective("itm", num_candidates=3).loss(run, batch, epoch=0)
+    assert len(run.calls) == 2
+    assert run.calls[0].batch_size == 2 * 3 * len(IMAGE_OF_ROW)  # caption and image candidates
+    assert run.calls[1].batch_size == 3 * len(IMAGE_OF_ROW)  # positives + two negatives each
+
+
+def test_random_negatives_before_the_start_epoch():
+    batch = itm_batch()
+    objective = make_objective("itm", num_candidates=4, hard_negatives_from_epoch=5)
+    chosen = set()
+    for seed in range(10):
+        torch.manual_seed(seed)
+        run = TableRun()
+        objective.loss(run, batch, epoch=4)
+        assert len(run.calls) == 1  # no scoring pass
+        chosen.add(tuple(run.calls[0].text_ids[len(IMAGE_OF_ROW) : 2 * len(IMAGE_OF_ROW), 0].tolist()))
+    assert len(chosen) > 1
+    run = TableRun()
+    objective.loss(run, batch, epoch=5)
+    assert len(run.calls) == 2
+
+
+def test_without_image_ids_every_other_row_is_a_negative():
+    batch = itm_batch(with_ids=False)
+    torch.manual_seed(0)
+    neg = make_objective("itm", num_candidates=1).mine(TableRun(), batch)
+    assert (neg.caption_rows != neg.anchors).all() and (neg.image_rows != neg.anchors).all()
+
+
+def test_loss_value_weights_the_positive_once_per_negative_term():
+    batch = itm_batch([0, 1, 2])
+    run = TableRun()
+    torch.manual_seed(0)
+    loss, logs = make_objective("itm", num_candidates=1).loss(run, batch)
+    logits = TableRun()(run.calls[-1])["logits"]
+    pos, cap, img = logits.view(3, 3)
+    softplus = torch.nn.functional.softplus
+    expected = (2 * softplus(-pos) + softplus(cap) + softplus(img)).sum()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert logs["itm_caption_rank_acc"] == pytest.approx((pos > cap).float().mean().item())
+    torch.manual_seed(0)  # the same random negatives
+    mean_loss, _ = make_objective("itm", num_candidates=1, reduction="mean").loss(run, batch)
+    assert mean_loss.item() == pytest.approx(expected.item() / 3, rel=1e-6)
+
+
+def test_single_pair_batch_has_no_in_batch_negative():
+    neg = make_objective("itm").mine(TableRun(), itm_batch([3]))
+    assert not neg.caption_valid.any() and not neg.image_valid.any()
+    loss, _ = make_objective("itm").loss(TableRun(), itm_batch([3]))
+    assert loss.item() == pytest.approx(2 * torch.nn.functional.softplus(-TABLE[3, 0]).item(), rel=1e-6)
+
+
+def test_rows_marked_mismatched_are_given_negatives():
+    batch = itm_batch([0, 1, 2, 3])
+    batch.targets["match"] = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    objective = make_objective("itm", num_candidates=4)
+    neg = objective.mine(TableRun(), batch)
+    assert neg.anchors.tolist() == [0, 2, 3] and neg.given.tolist() == [1]
+    assert 1 not in neg.caption_rows.tolist() and 1 not in neg.image_rows.tolist()
+    run = TableRun()
+    objective.loss(run, batch)
+    final = run.calls[-1]
+    assert final.batch_size == 3 * 3 + 1
+    assert final.text_ids[-1, 0] == 1 and final.region_feats[-1, 0, 0] == 1  # the given pair, as it is
+
+
+def test_dataset_hard_negatives_hardest_is_used():
+    batch = itm_batch()
+    codes = add_dataset_negatives(batch)
+    images = torch.tensor(IMAGE_OF_ROW)
+    run = TableRun()
+    objective = make_objective("itm", num_candidates=2)
+    torch.manual_seed(0)
+    neg = objective.mine(run, batch, epoch=0)
+    assert neg.dataset_valid.tolist() == [row != 2 for row in range(len(IMAGE_OF_ROW))]
+    for row in range(len(IMAGE_OF_ROW)):
+        if row != 2:
+            assert neg.dataset_index[row] == TABLE[images[row], codes[row]].argmax()
+    torch.manual_seed(0)
+    run = TableRun()
+    loss, logs = objective.loss(run, batch, epoch=0)
+    final = run.calls[-1]
+    size = len(IMAGE_OF_ROW)
+    assert final.batch_size == 4 * size  # positives, two in-batch negatives, one dataset negative each
+    assert final.text_ids.shape[1] == batch.text_ids.shape[1] + 1  # padded to the longer negatives
+    used = final.text_ids[3 * size :, 0]
+    for row in range(size):
+        if row != 2:
+            assert used[row] == codes[row, neg.dataset_index[row]]
+    assert "itm_dataset_rank_acc" in logs and torch.isfinite(loss)
+
+
+def test_dataset_negatives_random_before_start_and_switchable():
+    batch = itm_batch()
+    codes = add_dataset_negatives(batch, absent_rows=())
+    objective = make_objective("itm", num_candidates=1, hard_negatives_from_epoch=3)
+    picks = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        run = TableRun()
+        objective.loss(run, batch, epoch=0)
+        assert len(run.calls) == 1
+        picks.add(int(run.calls[0].text_ids[3 * len(IMAGE_OF_ROW), 0]))
+    assert picks <= set(codes[0].tolist()) and len(picks) > 1
+    run = TableRun()
+    make_objective("itm", use_dataset_negatives=False).loss(run, batch)
+    assert run.calls[-1].batch_size == 3 * len(IMAGE_OF_ROW)
+
+
+def test_bad_dataset_negatives_are_named():
+    batch = itm_batch()
+    add_dataset_negatives(batch)
+    batch.targets.pop("neg_text_ids")
+    with pytest.raises(KeyError, match="neg_text_ids"):
+        make_objective("itm").loss(TableRun(), batch)
+    batch.targets["neg_text_mask"] = batch.targets["neg_text_mask"][:, 0]
+    with pytest.raises(ValueError, match=r"bool \[B, K, T\]"):
+        make_objective("itm").loss(TableRun(), batch)
+
+
+def test_score_all_pairs_matches_the_table_for_any_chunk():
+    batch = itm_batch()
+    images, captions, text_to_image = retrieval_sets([batch])
+    assert text_to_image.tolist() == IMAGE_OF_ROW
+    assert images.batch_size == 5
+    for chunk in (7, 50, 1000):
+        similarity = score_all_pairs(TableRun(), images, captions, chunk=chunk)
+        torch.testing.assert_close(similarity, TABLE[:, : len(IMAGE_OF_ROW)])
+
+
+def test_evaluation_recalls():
+    from mmsearch.heads import evaluate
+
+    batch = itm_batch()
+    perfect = lambda b: {"logits": (b.region_feats[:, 0, 0] == torch.tensor(IMAGE_OF_ROW, dtype=torch.float32)[b.text_ids[:, 0]]).float()}  # noqa: E731
+    metrics = evaluate("itm", perfect, [batch])
+    recalls = [metrics[f"itm_{d}_r{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10)]
+    assert recalls == [100.0] * 6 and metrics["itm_rsum"] == 600.0
+    assert metrics["itm_images"] == 5 and metrics["itm_captions"] == len(IMAGE_OF_ROW)
+    # a scorer that prefers image 0 for every caption: text->image R@1 is the share of image 0's captions
+    biased = evaluate("itm", lambda b: {"logits": -b.region_feats[:, 0, 0]}, [batch])
+    assert biased["itm_t2i_r1"] == pytest.approx(100 * 3 / len(IMAGE_OF_ROW))
