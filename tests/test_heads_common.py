@@ -192,3 +192,19 @@ def test_config_errors_are_clear():
 def test_pairing_covers_every_batch_input_field():
     fields = {f.name for f in dataclasses.fields(MultimodalBatch)} - {"targets", "meta"}
     assert fields == set(TEXT_FIELDS) | set(IMAGE_FIELDS)
+
+
+@pytest.mark.parametrize("task", HEADS.names())
+def test_prepare_then_loss_from_outputs_equals_loss(task):
+    """The form step functions use (they run the network themselves) gives the same loss."""
+    torch.manual_seed(0)
+    net = TinyNet(build_head(task, HIDDEN, **task_overrides(task))).eval()
+    objective = make_objective(task, **task_overrides(task))
+    batch = make_batch(task)
+    torch.manual_seed(1)
+    direct, direct_logs = objective.loss(net, batch, epoch=0)
+    torch.manual_seed(1)
+    pairs = objective.prepare(net, batch, epoch=0)
+    split, split_logs = objective.loss_from_outputs(net(pairs), pairs)
+    assert split.item() == pytest.approx(direct.item(), rel=1e-6)
+    assert split_logs == pytest.approx(direct_logs)

@@ -231,3 +231,21 @@ def test_evaluation_recalls():
     # a scorer that prefers image 0 for every caption: text->image R@1 is the share of image 0's captions
     biased = evaluate("itm", lambda b: {"logits": -b.region_feats[:, 0, 0]}, [batch])
     assert biased["itm_t2i_r1"] == pytest.approx(100 * 3 / len(IMAGE_OF_ROW))
+
+
+def test_prepared_pairs_carry_labels_weights_and_terms():
+    batch = itm_batch([0, 1, 2, 3])
+    batch.targets["match"] = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    add_dataset_negatives(batch, per_row=2, absent_rows=(1,))
+    pairs = make_objective("itm", num_candidates=2).prepare(TableRun(), batch)
+    assert pairs.targets["itm_term"].tolist() == [0] * 3 + [1] * 3 + [2] * 3 + [3] + [4] * 3
+    assert pairs.targets["itm_label"].tolist() == [1.0] * 3 + [0.0] * 10
+    # three negative terms -> positives weigh 3; anchor row 1 has no dataset negative
+    assert pairs.targets["itm_weight"].tolist() == [3.0] * 3 + [1.0] * 7 + [1.0, 0.0, 1.0]
+    assert pairs.targets["itm_anchor"].tolist() == [0, 1, 2] * 3 + [-1] + [0, 1, 2]
+
+
+def test_loss_from_outputs_needs_a_prepared_batch():
+    batch = itm_batch([0, 1])
+    with pytest.raises(KeyError, match="prepare"):
+        make_objective("itm").loss_from_outputs(TableRun()(batch), batch)

@@ -14,7 +14,9 @@ Batch contract read here:
 
 Each training step runs the network once without grad to score candidates (when mining) and
 once with grad on all pairs of the step together (positives and negatives share one forward,
-so a supernet samples one path for the whole comparison).
+so a supernet samples one path for the whole comparison). ``ITMObjective.prepare`` builds that
+pair batch and ``loss_from_outputs`` scores it, so step functions that call the network
+themselves (``objective(outputs, batch)``) work unchanged on the prepared batch.
 """
 from __future__ import annotations
 
@@ -37,6 +39,9 @@ NEG_TEXT_MASK_KEY = "neg_text_mask"
 NEG_TEXT_IDS_KEY = "neg_text_ids"
 NEG_TEXT_STATES_KEY = "neg_text_states"
 IMAGE_ID_META = "image_id"
+# Targets of a batch made by ITMObjective.prepare (the pairs one step trains on).
+ITM_LABEL_KEY, ITM_WEIGHT_KEY, ITM_TERM_KEY, ITM_ANCHOR_KEY = "itm_label", "itm_weight", "itm_term", "itm_anchor"
+TERMS = ("positive", "caption", "image", "given", "dataset")  # itm_term codes 0..4
 
 
 class ITMHead(nn.Module):
@@ -208,11 +213,18 @@ class ITMObjective:
         logits = _logits(run, pairs).float()
         return [chunk.reshape(shape) for chunk, shape in zip(logits.split([a * b for a, b in shapes]), shapes)]
 
-    def loss(self, run: RunFn, batch: MultimodalBatch, epoch: int = 0) -> tuple[Tensor, dict[str, float]]:
+    def prepare(self, run: RunFn, batch: MultimodalBatch, epoch: int = 0) -> MultimodalBatch:
+        """The batch of every pair this step trains on, for one forward with grad.
+
+        Rows: positives (one per anchor, in anchor order), in-batch caption negatives, in-batch
+        image negatives, given negatives (match 0), then dataset caption negatives. Targets:
+        ``itm_label`` [R] (1 positive, 0 negative), ``itm_weight`` [R] (the positive counts once
+        per negative term; an anchor without a negative of some kind gets weight 0 there),
+        ``itm_term`` [R] (:data:`TERMS` index) and ``itm_anchor`` [R] (the anchor a row belongs to).
+        """
         negatives = self.mine(run, batch, epoch)
         anchors, given = negatives.anchors, negatives.given
-        count = len(anchors)
-        # One forward over [positives | caption negatives | image negatives | dataset | given].
+        count, device = len(anchors), anchors.device
         image_rows = torch.cat((anchors, anchors, negatives.image_rows, given))
         text_rows = torch.cat((anchors, negatives.caption_rows, anchors, given))
         parts = [pair_rows(batch, image_rows, batch, text_rows)]
@@ -220,39 +232,63 @@ class ITMObjective:
         if with_dataset:
             per_row = batch.targets[NEG_TEXT_MASK_KEY].shape[1]
             parts.append(pair_rows(batch, anchors, dataset_negative_texts(batch), anchors * per_row + negatives.dataset_index))
-        logits = _logits(run, parts[0] if len(parts) == 1 else concat_batches(parts))
+        pairs = parts[0] if len(parts) == 1 else concat_batches(parts)
 
-        negative_terms = 3 if with_dataset else 2
-        ones = torch.ones(count, device=logits.device)
-        weights = [ones * negative_terms, negatives.caption_valid.float(), negatives.image_valid.float(), torch.ones(len(given), device=logits.device)]
-        labels = [ones, ones * 0, ones * 0, torch.zeros(len(given), device=logits.device)]
+        ones, index = torch.ones(count, device=device), torch.arange(count, device=device)
+        no_anchor = torch.full((len(given),), -1, dtype=torch.long, device=device)
+        weights = [ones * (3 if with_dataset else 2), negatives.caption_valid.float(), negatives.image_valid.float(), torch.ones(len(given), device=device)]
+        terms = [0, 1, 2, 3]
+        anchor_of_row = [index, index, index, no_anchor]
         if with_dataset:
             weights.append(negatives.dataset_valid.float())
-            labels.append(ones * 0)
-        weight = torch.cat(weights).to(logits.dtype)
-        loss = F.binary_cross_entropy_with_logits(logits, torch.cat(labels).to(logits.dtype), weight=weight, reduction="sum")
+            terms.append(4)
+            anchor_of_row.append(index)
+        sizes = [len(w) for w in weights]
+        term = torch.repeat_interleave(torch.tensor(terms, device=device), torch.tensor(sizes, device=device))
+        pairs.targets = {
+            ITM_LABEL_KEY: (term == 0).float(),
+            ITM_WEIGHT_KEY: torch.cat(weights),
+            ITM_TERM_KEY: term,
+            ITM_ANCHOR_KEY: torch.cat(anchor_of_row),
+        }
+        return pairs
+
+    def loss_from_outputs(self, outputs: dict[str, Tensor], pairs: MultimodalBatch) -> tuple[Tensor, dict[str, float]]:
+        """Weighted BCE over a batch made by :meth:`prepare` (reduction "sum", or "mean" per anchor)."""
+        missing = [key for key in (ITM_LABEL_KEY, ITM_WEIGHT_KEY, ITM_TERM_KEY, ITM_ANCHOR_KEY) if key not in pairs.targets]
+        if missing:
+            raise KeyError(f"itm: the batch lacks {missing}; build the training pairs with ITMObjective.prepare(run, batch, epoch) first")
+        logits = require_output(outputs, "logits", "itm")
+        if logits.shape != (pairs.batch_size,):
+            raise ValueError(f"itm: expected logits [{pairs.batch_size}], got {tuple(logits.shape)}")
+        label = pairs.targets[ITM_LABEL_KEY].to(logits.dtype)
+        weight = pairs.targets[ITM_WEIGHT_KEY].to(logits.dtype)
+        loss = F.binary_cross_entropy_with_logits(logits, label, weight=weight, reduction="sum")
+        term = pairs.targets[ITM_TERM_KEY]
         if self.cfg.reduction == "mean":
-            loss = loss / max(count, 1)
-        return loss, to_floats(self._logs(loss, logits.detach(), weights, count, len(given), with_dataset))
+            loss = loss / (term == 0).sum().clamp(min=1)
+        return loss, to_floats(_pair_logs(loss, logits.detach(), term, pairs.targets[ITM_ANCHOR_KEY], weight))
 
-    @staticmethod
-    def _logs(loss: Tensor, logits: Tensor, weights: list[Tensor], count: int, num_given: int, with_dataset: bool) -> dict[str, Tensor]:
-        positive = logits[:count]
-        caption, image = logits[count : 2 * count], logits[2 * count : 3 * count]
-        logs = {"loss": loss}
-        if count:
-            logs["itm_pos_prob"] = torch.sigmoid(positive).mean()
-            logs["itm_caption_rank_acc"] = _weighted_mean(positive > caption, weights[1])
-            logs["itm_image_rank_acc"] = _weighted_mean(positive > image, weights[2])
-        if with_dataset:
-            dataset = logits[3 * count + num_given :]
-            logs["itm_dataset_rank_acc"] = _weighted_mean(positive > dataset, weights[4])
+    def loss(self, run: RunFn, batch: MultimodalBatch, epoch: int = 0) -> tuple[Tensor, dict[str, float]]:
+        pairs = self.prepare(run, batch, epoch)
+        return self.loss_from_outputs(run(pairs), pairs)
+
+
+def _pair_logs(loss: Tensor, logits: Tensor, term: Tensor, anchor: Tensor, weight: Tensor) -> dict[str, Tensor]:
+    """Loss, mean positive probability, and per negative term the share of anchors whose positive
+    outscores that negative (``itm_<term>_rank_acc``)."""
+    logs = {"loss": loss}
+    positive = term == 0
+    if not positive.any():
         return logs
-
-
-def _weighted_mean(values: Tensor, weight: Tensor) -> Tensor:
-    """Mean of ``values`` over rows with weight 1 (0 when none)."""
-    return (values.float() * weight).sum() / weight.sum().clamp(min=1)
+    positive_logit = torch.zeros(int(anchor.max()) + 1, dtype=logits.dtype, device=logits.device)
+    positive_logit[anchor[positive]] = logits[positive]
+    logs["itm_pos_prob"] = torch.sigmoid(logits[positive]).mean()
+    for code, name in enumerate(TERMS):
+        rows = (term == code) & (weight > 0) & (anchor >= 0)
+        if code and rows.any():
+            logs[f"itm_{name}_rank_acc"] = (positive_logit[anchor[rows]] > logits[rows]).float().mean()
+    return logs
 
 
 @torch.no_grad()
@@ -300,6 +336,10 @@ def evaluate_itm(cfg: ITMHeadConfig, run: RunFn, batches: Iterable[MultimodalBat
 
 __all__ = [
     "IMAGE_ID_META",
+    "ITM_ANCHOR_KEY",
+    "ITM_LABEL_KEY",
+    "ITM_TERM_KEY",
+    "ITM_WEIGHT_KEY",
     "ITMHead",
     "ITMNegatives",
     "ITMObjective",
@@ -307,6 +347,7 @@ __all__ = [
     "NEG_TEXT_IDS_KEY",
     "NEG_TEXT_MASK_KEY",
     "NEG_TEXT_STATES_KEY",
+    "TERMS",
     "dataset_negative_texts",
     "evaluate_itm",
     "predict_itm",

@@ -1,10 +1,16 @@
 """The objective protocol every task implements, and helpers to read targets from a batch.
 
-An objective gets a ``run`` callable rather than head outputs, because some objectives (ITM)
-must run the network several times per step on re-paired inputs. ``run(batch)`` is the network
-forward (``text``/``regions`` through the chains, then the head) and returns the head's output
-dict. Every objective returns ``(loss, logs)``: a scalar tensor to backpropagate and plain
-floats to report.
+Two equivalent ways to use an objective:
+
+* ``loss(run, batch, epoch)``: the objective calls ``run(batch) -> head outputs`` (the network
+  forward) itself, as often as it needs (ITM scores candidate negatives, then trains on
+  re-paired inputs);
+* ``pairs = prepare(run, batch, epoch)`` then ``loss_from_outputs(outputs, pairs)`` with the
+  caller running the network on ``pairs`` once, with grad (what step functions of the form
+  ``objective(outputs, batch)`` need, e.g. ``mmsearch.nas.steps``). ``prepare`` returns the
+  batch unchanged for VQA and VG; ``run`` is only called there without grad, to mine negatives.
+
+Every objective returns ``(loss, logs)``: a scalar tensor to backpropagate and plain floats.
 """
 from __future__ import annotations
 
@@ -21,6 +27,12 @@ RunFn = Callable[[MultimodalBatch], dict[str, Tensor]]
 class Objective(Protocol):
     def loss(self, run: RunFn, batch: MultimodalBatch, epoch: int = 0) -> tuple[Tensor, dict[str, float]]:
         """Loss for one batch at (0-based) ``epoch``; ``run`` maps a batch to head outputs."""
+
+    def prepare(self, run: RunFn, batch: MultimodalBatch, epoch: int = 0) -> MultimodalBatch:
+        """The batch the network must run on (with grad) for this step."""
+
+    def loss_from_outputs(self, outputs: dict[str, Tensor], batch: MultimodalBatch) -> tuple[Tensor, dict[str, float]]:
+        """Loss from the head outputs on a batch returned by :meth:`prepare`."""
 
 
 def require_target(batch: MultimodalBatch, key: str, task: str, shape: str) -> Tensor:

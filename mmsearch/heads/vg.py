@@ -131,6 +131,9 @@ class VGObjective:
         mask = require_field(batch, "region_mask", "vg", "[B, N] bool, True = padding")
         return grounding_targets(boxes, mask, gt_box, self.cfg.positive_iou, self.cfg.delta_stds)
 
+    def prepare(self, run: RunFn, batch: MultimodalBatch, epoch: int = 0) -> MultimodalBatch:
+        return batch  # one forward on the batch as it is
+
     def loss(self, run: RunFn, batch: MultimodalBatch, epoch: int = 0) -> tuple[Tensor, dict[str, float]]:
         return self.loss_from_outputs(run(batch), batch)
 

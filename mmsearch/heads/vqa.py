@@ -65,6 +65,9 @@ class VQAObjective:
     def __init__(self, cfg: VQAHeadConfig) -> None:
         self.cfg = cfg
 
+    def prepare(self, run: RunFn, batch: MultimodalBatch, epoch: int = 0) -> MultimodalBatch:
+        return batch  # one forward on the batch as it is
+
     def loss(self, run: RunFn, batch: MultimodalBatch, epoch: int = 0) -> tuple[Tensor, dict[str, float]]:
         return self.loss_from_outputs(run(batch), batch)
 
