@@ -128,7 +128,7 @@ def test_loss_value_weights_the_positive_once_per_negative_term():
     softplus = torch.nn.functional.softplus
     expected = (2 * softplus(-pos) + softplus(cap) + softplus(img)).sum()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
-    assert logs["itm_caption_rank_acc"] == pytest.approx((pos > cap).float().mean().item())
+    assert logs["itm_caption_rank_acc"] == pytest.approx(100 * (pos > cap).float().mean().item())
     torch.manual_seed(0)  # the same random negatives
     mean_loss, _ = make_objective("itm", num_candidates=1, reduction="mean").loss(run, batch)
     assert mean_loss.item() == pytest.approx(expected.item() / 3, rel=1e-6)
@@ -249,3 +249,31 @@ def test_loss_from_outputs_needs_a_prepared_batch():
     batch = itm_batch([0, 1])
     with pytest.raises(KeyError, match="prepare"):
         make_objective("itm").loss_from_outputs(TableRun()(batch), batch)
+
+
+def test_dataset_negatives_as_frozen_encoder_states():
+    """Batches with per-token encoder states (FuseMix-style text) carry neg_text_states instead."""
+    batch = itm_batch([0, 1, 2])
+    states = torch.zeros(3, 3, 2)
+    states[:, 0, 0] = torch.arange(3.0)
+    batch.text_states, batch.text_ids = states, None
+    neg_states = torch.zeros(3, 2, 4, 2)
+    neg_states[:, :, 0, 0] = 20 + torch.arange(6.0).view(3, 2)
+    mask = torch.zeros(3, 2, 4, dtype=torch.bool)
+    batch.targets.update(neg_text_states=neg_states, neg_text_mask=mask)
+
+    def run(b):
+        return {"logits": TABLE[b.region_feats[:, 0, 0].long(), b.text_states[:, 0, 0].long()]}
+
+    objective = make_objective("itm", num_candidates=2)
+    pairs = objective.prepare(run, batch)
+    assert pairs.text_ids is None and pairs.text_states.shape == (12, 4, 2)
+    assert pairs.text_mask[:9, 3].all() and not pairs.text_mask[9:, 3].any()  # captions padded to 4 tokens
+    chosen = pairs.text_states[9:, 0, 0].long()
+    for row in range(3):
+        assert chosen[row] == 20 + 2 * row + TABLE[row, 20 + 2 * row : 22 + 2 * row].argmax()
+    loss, _ = objective.loss_from_outputs(run(pairs), pairs)
+    assert torch.isfinite(loss)
+    batch.targets["neg_text_states"] = neg_states[..., :1]
+    with pytest.raises(ValueError, match="neg_text_states"):
+        objective.prepare(run, batch)

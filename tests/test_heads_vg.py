@@ -71,7 +71,7 @@ def test_loss_is_masked_kl_plus_half_smooth_l1():
     assert logs["vg_kl"] == pytest.approx(kl, rel=1e-5)
     assert logs["vg_regression"] == pytest.approx(regression, rel=1e-5)
     assert loss.item() == pytest.approx(kl + 0.5 * regression, rel=1e-5)
-    assert logs["vg_has_positive"] == 0.5
+    assert logs["vg_has_positive"] == 50.0
     loss.backward()
     assert (scores.grad[1] == 0).all() and (deltas.grad[1] == 0).all()  # no target, no gradient
     assert (deltas.grad[0, 2:] == 0).all() and deltas.grad[0, 1].abs().sum() > 0  # only positives regress

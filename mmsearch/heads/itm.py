@@ -275,8 +275,8 @@ class ITMObjective:
 
 
 def _pair_logs(loss: Tensor, logits: Tensor, term: Tensor, anchor: Tensor, weight: Tensor) -> dict[str, Tensor]:
-    """Loss, mean positive probability, and per negative term the share of anchors whose positive
-    outscores that negative (``itm_<term>_rank_acc``)."""
+    """Loss, mean positive probability, and per negative term the percentage of anchors whose
+    positive outscores that negative (``itm_<term>_rank_acc``)."""
     logs = {"loss": loss}
     positive = term == 0
     if not positive.any():
@@ -287,7 +287,7 @@ def _pair_logs(loss: Tensor, logits: Tensor, term: Tensor, anchor: Tensor, weigh
     for code, name in enumerate(TERMS):
         rows = (term == code) & (weight > 0) & (anchor >= 0)
         if code and rows.any():
-            logs[f"itm_{name}_rank_acc"] = (positive_logit[anchor[rows]] > logits[rows]).float().mean()
+            logs[f"itm_{name}_rank_acc"] = 100.0 * (positive_logit[anchor[rows]] > logits[rows]).float().mean()
     return logs
 
 

@@ -10,7 +10,8 @@ Two equivalent ways to use an objective:
   ``objective(outputs, batch)`` need, e.g. ``mmsearch.nas.steps``). ``prepare`` returns the
   batch unchanged for VQA and VG; ``run`` is only called there without grad, to mine negatives.
 
-Every objective returns ``(loss, logs)``: a scalar tensor to backpropagate and plain floats.
+Every objective returns ``(loss, logs)``: a scalar tensor to backpropagate and plain floats
+(``loss`` plus task figures; accuracies and shares in percent, like the evaluation metrics).
 """
 from __future__ import annotations
 

@@ -153,7 +153,7 @@ class VGObjective:
             "loss": loss,
             "vg_kl": kl,
             "vg_regression": regression,
-            "vg_has_positive": targets.has_positive.float().mean(),
+            "vg_has_positive": 100.0 * targets.has_positive.float().mean(),  # % of samples with a target
             "vg_acc": accuracy,
         }
         return loss, to_floats(logs)
