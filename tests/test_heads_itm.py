@@ -277,3 +277,14 @@ def test_dataset_negatives_as_frozen_encoder_states():
     batch.targets["neg_text_states"] = neg_states[..., :1]
     with pytest.raises(ValueError, match="neg_text_states"):
         objective.prepare(run, batch)
+
+
+def test_retrieval_sets_hold_each_image_once_across_batches():
+    first, second = itm_batch([0, 0, 1]), itm_batch([1, 2, 2, 3], tokens=5)
+    second.targets["match"] = torch.tensor([1.0, 1.0, 1.0, 0.0])  # the last row is not a caption of its image
+    images, captions, text_to_image = retrieval_sets([first, second])
+    assert images.batch_size == 3 and images.region_feats[:, 0, 0].tolist() == [0.0, 1.0, 2.0]
+    assert captions.batch_size == 6 and captions.region_feats is None and captions.text_ids.shape[1] == 5
+    assert text_to_image.tolist() == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(KeyError, match="image_id"):
+        retrieval_sets([itm_batch([0, 1], with_ids=False)])

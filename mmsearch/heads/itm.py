@@ -31,7 +31,7 @@ from mmsearch.batch import MultimodalBatch
 from mmsearch.heads.config import ITMHeadConfig
 from mmsearch.heads.fusion import FusedReduction
 from mmsearch.heads.objective import RunFn, require_output, to_floats
-from mmsearch.heads.pairs import concat_batches, first_rows_by_key, pair_rows
+from mmsearch.heads.pairs import IMAGE_FIELDS, TEXT_FIELDS, concat_batches, first_rows_by_key, pair_rows
 from mmsearch.metrics.retrieval import retrieval_recall
 
 MATCH_KEY = "match"
@@ -311,16 +311,31 @@ def score_all_pairs(run: RunFn, images: MultimodalBatch, captions: MultimodalBat
 
 def retrieval_sets(batches: Iterable[MultimodalBatch]) -> tuple[MultimodalBatch, MultimodalBatch, Tensor]:
     """From positive (image, caption) batches with ``meta["image_id"]``: ``(images, captions,
-    text_to_image)`` with one row per distinct image, one per caption, and each caption's image."""
-    captions = concat_batches(batches)
-    match = captions.targets.get(MATCH_KEY)
-    if match is not None:
-        captions = captions.select(torch.nonzero(match > 0.5).squeeze(1))
-    ids = captions.meta.get(IMAGE_ID_META)
-    if ids is None:
-        raise KeyError(f"itm evaluation needs meta[{IMAGE_ID_META!r}] to know which captions describe which image")
-    first_rows, text_to_image = first_rows_by_key(ids)
-    return captions.select(first_rows), captions, text_to_image
+    text_to_image)`` with one row per distinct image (its image side), one per caption (its text
+    side only, so an image's features are held once however many captions it has), and the
+    index of each caption's image. Rows with ``targets["match"] == 0`` are skipped."""
+    image_parts, caption_parts, image_index = [], [], {}
+    text_to_image: list[int] = []
+    for batch in batches:
+        ids = batch.meta.get(IMAGE_ID_META)
+        if ids is None:
+            raise KeyError(f"itm evaluation needs meta[{IMAGE_ID_META!r}] to know which captions describe which image")
+        match = batch.targets.get(MATCH_KEY)
+        rows = range(batch.batch_size) if match is None else torch.nonzero(match > 0.5).squeeze(1).tolist()
+        new_rows = []
+        for row in rows:
+            if ids[row] not in image_index:
+                image_index[ids[row]] = len(image_index)
+                new_rows.append(row)
+            text_to_image.append(image_index[ids[row]])
+        text_side = MultimodalBatch(**{name: getattr(batch, name) for name in TEXT_FIELDS})
+        caption_parts.append(text_side.select(torch.tensor(list(rows), dtype=torch.long)))
+        if new_rows:
+            image_parts.append(batch.select(torch.tensor(new_rows, dtype=torch.long)))
+    if not image_parts:
+        raise ValueError("itm evaluation got no positive (image, caption) pairs")
+    images = concat_batches(MultimodalBatch(text_mask=b.text_mask, **{n: getattr(b, n) for n in IMAGE_FIELDS}) for b in image_parts)
+    return images, concat_batches(caption_parts), torch.tensor(text_to_image, dtype=torch.long)
 
 
 def evaluate_itm(cfg: ITMHeadConfig, run: RunFn, batches: Iterable[MultimodalBatch]) -> dict[str, float]:
