@@ -22,6 +22,10 @@ vqa    logits [B, A]                          answer_scores [B, A]              
 itm    logits [B]                             match [B] (optional), neg_text_* (optional) itm_rsum
 vg     scores [B, N], box_deltas [B, N, 4]    gt_box [B, 4] (+ region_boxes, image_size)  vg_acc
 =====  =====================================  ==========================================  ==================
+
+Meta read (lists, one entry per row, all optional): ``answer_type`` and ``family`` (VQA
+evaluation, per-type and per-family accuracy), ``family`` (VG evaluation), ``image_id`` (ITM:
+which rows show the same image; required for ITM evaluation). Metrics are in percent.
 """
 from __future__ import annotations
 

@@ -111,6 +111,11 @@ def _sample_candidates(allowed: Tensor, k: int, generator: torch.Generator | Non
     return index, values >= 0
 
 
+def _pick(candidates: Tensor, column: Tensor) -> Tensor:
+    """``candidates[p, column[p]]`` for every row p."""
+    return candidates.gather(1, column.unsqueeze(1)).squeeze(1)
+
+
 def _hardest(logits: Tensor, valid: Tensor) -> Tensor:
     """Column of the highest-scoring valid candidate per row (column 0 if none is valid)."""
     return logits.masked_fill(~valid, float("-inf")).argmax(dim=1)
@@ -152,7 +157,8 @@ class ITMObjective:
         return group.unsqueeze(0) == group.unsqueeze(1)
 
     def mine(self, run: RunFn, batch: MultimodalBatch, epoch: int = 0) -> ITMNegatives:
-        """Choose the negatives of one step (runs the network without grad when mining)."""
+        """Choose the negatives of one step. When mining, ``run`` scores all candidates in one
+        forward without grad, in whatever mode (train/eval) the network is in."""
         anchors, given = self.split_rows(batch)
         count = len(anchors)
         allowed = ~self._same_image(batch, anchors)
@@ -173,13 +179,12 @@ class ITMObjective:
                 image_col = _hardest(scores[1], image_ok)
             if negative_texts is not None and present.shape[1] > 1:
                 dataset_choice = _hardest(scores[2], present)
-        pick = lambda cand, col: cand.gather(1, col.unsqueeze(1)).squeeze(1)  # noqa: E731
         negatives = ITMNegatives(
             anchors=anchors,
             given=given,
-            caption_rows=anchors[pick(caption_cand, caption_col)],
+            caption_rows=anchors[_pick(caption_cand, caption_col)],
             caption_valid=caption_ok[:, 0],
-            image_rows=anchors[pick(image_cand, image_col)],
+            image_rows=anchors[_pick(image_cand, image_col)],
             image_valid=image_ok[:, 0],
         )
         if negative_texts is not None:

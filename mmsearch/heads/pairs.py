@@ -72,6 +72,9 @@ def concat_batches(batches: Iterable[MultimodalBatch]) -> MultimodalBatch:
     for key in batches[0].targets:
         if any(key not in b.targets for b in batches):
             raise ValueError(f"cannot concatenate batches: target {key!r} is missing in some batches")
+        shapes = {tuple(b.targets[key].shape[1:]) for b in batches}
+        if len(shapes) > 1:
+            raise ValueError(f"cannot concatenate batches: target {key!r} has per-row shapes {sorted(shapes)}")
         targets[key] = torch.cat([b.targets[key] for b in batches])
     meta: dict[str, list] = {}
     for key, value in batches[0].meta.items():
