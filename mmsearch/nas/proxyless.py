@@ -24,8 +24,8 @@ from mmsearch.nas.strategy_base import STRATEGIES, Objective, SearchStrategy, ap
 
 def binary_connect_grad(alpha: Tensor, gate_grad: Tensor) -> Tensor:
     """``dL/dalpha`` [depth, K] from ``dL/dg`` [depth, K] through ``p = softmax(alpha)`` per block."""
-    p = torch.softmax(alpha.detach().float(), dim=-1)
-    g = gate_grad.float()
+    p = torch.softmax(alpha.detach(), dim=-1)
+    g = gate_grad.to(p.dtype)
     return p * (g - (g * p).sum(dim=-1, keepdim=True))
 
 

@@ -10,7 +10,7 @@ Interface used by :mod:`mmsearch.nas.steps`:
 * ``weight_plan(supernet, warmup) -> PathPlan``: the path(s) a weight step trains;
 * ``arch_update(supernet, head, objective, batch, optimizer) -> dict``: one architecture step
   (it must never change network weights);
-* ``probabilities(alpha) -> Tensor``: per-block candidate probabilities used for logging.
+* ``probabilities(alpha) -> Tensor``: per-block candidate probabilities paths are drawn from.
 """
 from __future__ import annotations
 

@@ -113,7 +113,6 @@ class Supernet(nn.Module):
         return derive(
             self.alpha_state(),
             self.pools,
-            probabilities=self.strategy.probabilities,
             seed=self.config.seed,
             config=config_to_dict(self.config),
             **metadata,
