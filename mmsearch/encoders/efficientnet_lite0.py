@@ -111,12 +111,12 @@ class EfficientNetLite0Encoder(FrozenEncoder):
                 return images
             resized = F.interpolate(images.float(), size=(res, res), mode="bilinear", antialias=True, align_corners=False)
             return resized.round_().clamp_(0, 255).to(torch.uint8)
+        from PIL import Image
+
         arrays = []
         for i, image in enumerate(images):
             if not hasattr(image, "convert"):
                 raise TypeError(f"image {i} is a {type(image).__name__}; expected a PIL image or a uint8 tensor batch")
-            from PIL import Image
-
             arrays.append(np.asarray(image.convert("RGB").resize((res, res), Image.Resampling.BICUBIC)))
         if not arrays:
             return torch.zeros((0, 3, res, res), dtype=torch.uint8)
