@@ -38,6 +38,7 @@ class ToyTrain:
 @config_dataclass
 class ToyFaults:
     fail_at_epoch: int | None = None  # raise once (per trial) before reporting this epoch
+    fail_lr: float | None = None  # only the trial with this learning rate fails (None: every trial)
     marker_dir: str | None = None  # where the once-only marker files go
 
 
@@ -65,7 +66,7 @@ def toy_recipe(cfg: ToyConfig, context=None) -> dict:
         noise = np.random.default_rng([cfg.seed, epoch]).normal() * cfg.train.noise
         w = state["w"] * (1.0 - cfg.train.lr) + noise
         state = {"epoch": epoch, "w": w}
-        if cfg.faults.fail_at_epoch == epoch:
+        if cfg.faults.fail_at_epoch == epoch and cfg.faults.fail_lr in (None, cfg.train.lr):
             marker = Path(cfg.faults.marker_dir or context.output_dir) / f"failed_seed{cfg.seed}_lr{cfg.train.lr}"
             if not marker.exists():
                 marker.write_text(f"failed at epoch {epoch}\n")

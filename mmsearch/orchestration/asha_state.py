@@ -5,7 +5,7 @@ that empty copy on resume: every rung forgets what it saw, so the first trials t
 after a resume are promoted without comparison and a resumed experiment stops different
 trials than an uninterrupted one. :class:`PersistentASHAScheduler` writes its rung records
 (per bracket, keyed by trial id), each trial's bracket, and each stop decision to
-``asha_state.json`` in the experiment directory whenever they change (atomically, through
+``mmsearch_state/asha_state.json`` in the experiment directory whenever they change (atomically, through
 the experiment's own filesystem, S3 included), and reloads that file the first time Tune uses
 it, so a resumed experiment makes the decisions an uninterrupted one would. A trial that was
 stopped but resumed anyway (the driver died before Tune saved its status) is stopped again.
@@ -23,7 +23,10 @@ from mmsearch.orchestration.storage import StorageLocation, read_bytes, write_by
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "asha_state.json"
+# Kept in a subdirectory of the experiment: on resume Tune copies the experiment root's *.json
+# files into its driver staging directory and re-uploads them on every state snapshot, which
+# would overwrite a state file at the root with the copy taken at resume time.
+STATE_FILE = "mmsearch_state/asha_state.json"
 _FORMAT = "mmsearch.asha_state/1"
 
 

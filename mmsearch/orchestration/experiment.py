@@ -1,0 +1,331 @@
+"""Run a recipe many times under Ray Tune: validate, preflight, start or resume, summarise.
+
+:func:`run_experiment` is idempotent: called again with the same storage and experiment name it
+resumes the experiment (``Tuner.restore`` with unfinished and errored trials resumed from their
+last checkpoints, finished trials left alone, ASHA's rung records reloaded) instead of starting
+over. Everything that can be checked is checked before Ray runs a trial: the base config, the
+search space against the recipe's config class, the ASHA ladder against the recipe's epochs,
+the storage (write/read/delete of a marker), and that the cluster can run at least one trial.
+
+Trials get ``cpus_per_trial``/``gpus_per_trial`` (fractional GPUs run several trials per GPU);
+the number running at once is derived from the cluster, minus ``reserve_cpus_for_data`` CPUs
+kept free so Ray Data's streaming tasks are never starved. Each trial runs in a fresh actor
+(``reuse_actors=False``), so a stopped trial's GPU memory is released with its process.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from typing import Any, Callable, Iterable
+
+import ray
+from ray import tune
+from ray.tune.schedulers import FIFOScheduler
+
+from mmsearch.config import ConfigError, config_to_dict, validate_config
+from mmsearch.orchestration import asha_state, storage
+from mmsearch.orchestration.asha import RungLadder, validate_scheduler
+from mmsearch.orchestration.cluster import alive_nodes, connect
+from mmsearch.orchestration.metrics import TrialMetricsCallback
+from mmsearch.orchestration.search_space import SearchSpace, build_searcher, parse_search_space
+from mmsearch.orchestration.settings import ResourceSettings, TuneSettings
+from mmsearch.orchestration.summary import ExperimentSummary, summarize_results, write_summary
+from mmsearch.orchestration.tune_context import as_tune_trainable
+
+log = logging.getLogger(__name__)
+
+SPEC_FILE = "mmsearch_state/experiment_spec.json"  # beside the ASHA state (see asha_state.STATE_FILE)
+
+
+class ExperimentError(RuntimeError):
+    """The experiment cannot start or resume as configured; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentOutcome:
+    results: tune.ResultGrid
+    summary: ExperimentSummary
+    location: storage.StorageLocation  # the experiment directory
+    resumed: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentPlan:
+    """What :func:`run_experiment` will run, computed (and validated) before Ray is involved."""
+
+    settings: TuneSettings
+    space: SearchSpace
+    ladder: RungLadder | None  # None for FIFO
+    max_t: int
+    location: storage.StorageLocation
+    spec: dict[str, Any]  # what must not change between a run and its resume
+
+    @property
+    def num_trials(self) -> int:
+        return self.space.num_trials(self.settings.num_samples)
+
+
+def experiment_location(settings: TuneSettings) -> storage.StorageLocation:
+    root = storage.resolve_storage(settings.storage_path, settings.s3_endpoint_url)
+    return root.child(settings.experiment_name)
+
+
+def plan_experiment(
+    recipe: Callable[..., Any],
+    config_cls: type,
+    base_config: dict[str, Any],
+    settings: TuneSettings,
+    *,
+    epochs_key: str,
+) -> ExperimentPlan:
+    """Validate everything that can be checked without Ray; raises ConfigError/ValueError subclasses."""
+    base_cfg = validate_config(config_cls, base_config, origin="base config")
+    if epochs_key in settings.search_space:
+        raise ConfigError(f"search space: {epochs_key} is the fidelity budget (ASHA's max_t); it cannot be tuned")
+    recipe_epochs = _get_dotted(base_cfg, epochs_key)
+    if isinstance(recipe_epochs, bool) or not isinstance(recipe_epochs, int):
+        raise ConfigError(f"epochs_key {epochs_key!r} must name an integer field of {config_cls.__name__}")
+    ladder = validate_scheduler(settings.scheduler, recipe_epochs=recipe_epochs, metric=settings.metric, mode=settings.mode)
+    space = parse_search_space(settings.search_space, config_cls, base_config)
+    if settings.searcher == "optuna":
+        build_searcher("optuna", space, metric=settings.metric, mode=settings.mode, max_concurrent=1, seed=None)
+    spec = {
+        "recipe": getattr(recipe, "__qualname__", repr(recipe)),
+        "config_class": config_cls.__qualname__,
+        "base_config": config_to_dict(base_cfg),
+        "search_space": settings.search_space,
+        "num_samples": settings.num_samples,
+        "searcher": settings.searcher,
+        "searcher_seed": settings.searcher_seed,
+        "metric": settings.metric,
+        "mode": settings.mode,
+        "scheduler": dataclasses.asdict(settings.scheduler),
+        "max_t": recipe_epochs,
+        "rungs": list(ladder.rungs) if ladder else [],
+    }
+    return ExperimentPlan(
+        settings=settings,
+        space=space,
+        ladder=ladder,
+        max_t=recipe_epochs,
+        location=experiment_location(settings),
+        spec=json.loads(json.dumps(spec, default=str)),
+    )
+
+
+def derive_max_concurrent_trials(resources: ResourceSettings, cluster: dict[str, float]) -> int:
+    """Trials that fit at once: CPUs (minus the Ray Data reserve) and GPUs per trial, or the explicit cap."""
+    cpus, gpus = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
+    fit = math.floor((cpus - resources.reserve_cpus_for_data) / resources.cpus_per_trial + 1e-9)
+    if resources.gpus_per_trial > 0:
+        fit = min(fit, math.floor(gpus / resources.gpus_per_trial + 1e-9))
+    if resources.max_concurrent_trials is not None:
+        if resources.max_concurrent_trials > fit:
+            log.warning(
+                "resources.max_concurrent_trials=%d is more than fit on the cluster now (%d); "
+                "the extra trials wait for resources (or the autoscaler)",
+                resources.max_concurrent_trials,
+                max(fit, 0),
+            )
+        return resources.max_concurrent_trials
+    if fit < 1:
+        raise ExperimentError(
+            f"no trial fits on this cluster ({cpus:g} CPUs, {gpus:g} GPUs): a trial needs "
+            f"{resources.cpus_per_trial:g} CPUs and {resources.gpus_per_trial:g} GPUs, and "
+            f"{resources.reserve_cpus_for_data:g} CPUs are reserved for Ray Data; lower cpus_per_trial "
+            "or reserve_cpus_for_data, or add nodes"
+        )
+    return fit
+
+
+def run_experiment(
+    recipe: Callable[..., Any],
+    config_cls: type,
+    base_config: dict[str, Any],
+    settings: TuneSettings,
+    *,
+    epochs_key: str,
+    callbacks: Iterable[tune.Callback] = (),
+    verbose: int = 1,
+) -> ExperimentOutcome:
+    """Run (or resume) the experiment named ``settings.experiment_name`` and summarise it.
+
+    ``epochs_key`` is the dotted config key holding the recipe's number of epochs (ASHA's
+    ``max_t``). ``callbacks`` are stored with a new experiment and reused when it resumes
+    (Ray pickles the run config into the experiment directory).
+    """
+    plan = plan_experiment(recipe, config_cls, base_config, settings, epochs_key=epochs_key)
+    location = plan.location
+    storage.preflight(location)
+    if not ray.is_initialized():
+        connect()
+    concurrency = derive_max_concurrent_trials(settings.resources, ray.cluster_resources())
+    _warn_about_layout(plan, concurrency, location)
+
+    resources = {"cpu": settings.resources.cpus_per_trial, "gpu": settings.resources.gpus_per_trial}
+    trainable = tune.with_resources(as_tune_trainable(recipe, base_config, config_cls), resources)
+    fs = location.filesystem() if location.is_s3 else None
+    exp_path = location.fs_path if location.is_s3 else location.uri
+
+    resumed = tune.Tuner.can_restore(exp_path, storage_filesystem=fs)
+    if resumed:
+        _check_same_experiment(plan, location)
+        print(f"Resuming experiment {location.uri} (unfinished and errored trials continue from their checkpoints)")
+        tuner = tune.Tuner.restore(
+            exp_path, trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=fs
+        )
+    else:
+        storage.delete_file(location.child(asha_state.STATE_FILE))  # stale, from an experiment that never started
+        storage.write_bytes(location.child(SPEC_FILE), (json.dumps(plan.spec, indent=2) + "\n").encode())
+        tuner = _new_tuner(plan, trainable, concurrency, fs, list(callbacks), verbose)
+
+    print(_plan_text(plan, concurrency), flush=True)
+    results = tuner.fit()
+    summary = _summarize(plan, results)
+    write_summary(summary, location)
+    print(summary.table())
+    print(f"Results: {location.uri} (summary: {location.child('experiment_summary.json').uri})", flush=True)
+    return ExperimentOutcome(results=results, summary=summary, location=location, resumed=resumed)
+
+
+def _new_tuner(
+    plan: ExperimentPlan, trainable: Any, concurrency: int, fs: Any, callbacks: list, verbose: int
+) -> tune.Tuner:
+    s = plan.settings
+    scheduler: Any
+    if plan.ladder is None:
+        scheduler = FIFOScheduler()
+    else:
+        scheduler = asha_state.PersistentASHAScheduler(
+            state=plan.location.child(asha_state.STATE_FILE),
+            metric=s.metric,
+            mode=s.mode,
+            max_t=plan.max_t,
+            grace_period=s.scheduler.grace_period,
+            reduction_factor=s.scheduler.reduction_factor,
+            brackets=s.scheduler.brackets,
+        )
+    searcher = build_searcher(
+        s.searcher, plan.space, metric=s.metric, mode=s.mode, max_concurrent=concurrency, seed=s.searcher_seed
+    )
+    metrics = TrialMetricsCallback(s.experiment_name, metric=s.metric, mode=s.mode, max_t=plan.max_t)
+    root = storage.resolve_storage(s.storage_path, s.s3_endpoint_url)
+    return tune.Tuner(
+        trainable,
+        param_space=plan.space.param_space,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=s.num_samples, reuse_actors=False
+        ),
+        run_config=tune.RunConfig(
+            name=s.experiment_name,
+            storage_path=root.fs_path if root.is_s3 else root.uri,
+            storage_filesystem=fs,
+            failure_config=tune.FailureConfig(max_failures=s.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=s.checkpoints_to_keep),
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            callbacks=[metrics, *callbacks],
+            verbose=verbose,
+        ),
+    )
+
+
+def _check_same_experiment(plan: ExperimentPlan, location: storage.StorageLocation) -> None:
+    raw = storage.read_bytes(location.child(SPEC_FILE))
+    if raw is None:
+        log.warning("%s has no %s; resuming without checking that the settings match", location.uri, SPEC_FILE)
+        return
+    saved = json.loads(raw)
+    changed = sorted(k for k in set(saved) | set(plan.spec) if saved.get(k) != plan.spec.get(k))
+    if changed:
+        raise ExperimentError(
+            f"experiment {location.uri} was started with different settings ({', '.join(changed)} changed); "
+            "Ray Tune resumes the original search space and scheduler, so resuming would silently ignore "
+            "the change: use a new experiment_name, or restore the original settings"
+        )
+
+
+def _warn_about_layout(plan: ExperimentPlan, concurrency: int, location: storage.StorageLocation) -> None:
+    if plan.ladder is not None and concurrency == 1 and plan.num_trials > 1:
+        log.warning(
+            "trials will run one at a time: ASHA then compares nothing while the first trial runs to max_t=%d, "
+            "and which trials it stops depends on their order. Give trials fractional resources "
+            "(e.g. resources.gpus_per_trial=0.25, cpus_per_trial=0.5) so several run and are compared at once.",
+            plan.max_t,
+        )
+    if not location.is_s3 and alive_nodes() > 1:
+        log.warning(
+            "storage %s is a local path on a %d-node cluster: it must be shared storage (NFS) mounted at the "
+            "same path on every node, else use s3://",
+            location.uri,
+            alive_nodes(),
+        )
+
+
+def _plan_text(plan: ExperimentPlan, concurrency: int) -> str:
+    s = plan.settings
+    lines = [
+        f"Experiment {s.experiment_name}: {plan.num_trials} trials ({s.searcher} search), "
+        f"up to {concurrency} at once with {s.resources.cpus_per_trial:g} CPU / {s.resources.gpus_per_trial:g} GPU each "
+        f"({s.resources.reserve_cpus_for_data:g} CPUs kept for Ray Data); metric {s.metric} ({s.mode})",
+        plan.ladder.describe(plan.num_trials) if plan.ladder else f"FIFO: every trial runs {plan.max_t} epochs",
+        f"Results go to {plan.location.uri}",
+    ]
+    return "\n".join(lines)
+
+
+def _summarize(plan: ExperimentPlan, results: tune.ResultGrid) -> ExperimentSummary:
+    state = asha_state.load_asha_state(plan.location.child(asha_state.STATE_FILE)) or {}
+    return summarize_results(
+        results,
+        experiment=plan.settings.experiment_name,
+        path=plan.location.uri,
+        metric=plan.settings.metric,
+        mode=plan.settings.mode,
+        max_t=plan.max_t,
+        rungs=list(plan.ladder.rungs) if plan.ladder else [],
+        stopped_by_asha=state.get("stopped_by_asha", {}),
+    )
+
+
+def summarize_experiment(location: storage.StorageLocation) -> ExperimentSummary:
+    """Rebuild the summary of a finished or running experiment from its directory in storage."""
+    raw = storage.read_bytes(location.child(SPEC_FILE))
+    if raw is None:
+        raise ExperimentError(f"{location.uri} is not an mmsearch experiment (no {SPEC_FILE})")
+    spec = json.loads(raw)
+    fs = location.filesystem() if location.is_s3 else None
+    analysis = tune.ExperimentAnalysis(location.fs_path if location.is_s3 else location.uri, storage_filesystem=fs)
+    state = asha_state.load_asha_state(location.child(asha_state.STATE_FILE)) or {}
+    return summarize_results(
+        tune.ResultGrid(analysis),
+        experiment=location.uri.rsplit("/", 1)[-1],
+        path=location.uri,
+        metric=spec["metric"],
+        mode=spec["mode"],
+        max_t=spec["max_t"],
+        rungs=spec["rungs"],
+        stopped_by_asha=state.get("stopped_by_asha", {}),
+    )
+
+
+def _get_dotted(cfg: Any, key: str) -> Any:
+    node = cfg
+    for part in key.split("."):
+        if not hasattr(node, part):
+            raise ConfigError(f"epochs_key {key!r}: {type(node).__name__} has no field {part!r}")
+        node = getattr(node, part)
+    return node
+
+
+__all__ = [
+    "ExperimentError",
+    "ExperimentOutcome",
+    "ExperimentPlan",
+    "derive_max_concurrent_trials",
+    "experiment_location",
+    "plan_experiment",
+    "run_experiment",
+    "summarize_experiment",
+]

@@ -1,0 +1,159 @@
+"""The machine-readable summary of an experiment: one row per trial, and the best trial.
+
+``experiment_summary.json`` in the experiment directory holds, per trial: id, sampled config,
+stop reason (``completed`` / ``stopped_by_asha`` / ``errored`` / ``unfinished``), the highest
+rung reached, the last epoch, the best value of the metric and its epoch, and the latest
+checkpoint's path. Stop reasons come from the persisted ASHA decisions (``asha_state.json``),
+not guessed from curves. :func:`summarize_experiment` rebuilds it from storage for a finished
+or a running experiment.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+from ray.tune import ResultGrid
+
+from mmsearch.orchestration.asha import TIME_ATTR
+from mmsearch.orchestration.storage import StorageLocation, write_bytes
+
+SUMMARY_FILE = "experiment_summary.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSummary:
+    trial_id: str
+    config: dict[str, Any]  # the sampled parameters (dotted keys)
+    stop_reason: str  # completed | stopped_by_asha | errored | unfinished
+    rung_reached: float | None  # highest ASHA rung (or max_t) reached; None before the first rung / FIFO
+    last_epoch: int | None
+    best_metric: float | None
+    best_epoch: int | None
+    checkpoint_path: str | None
+    path: str | None
+    error: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentSummary:
+    experiment: str
+    path: str
+    metric: str
+    mode: str
+    max_t: int
+    rungs: list[float]
+    trials: list[TrialSummary]
+
+    @property
+    def best_trial(self) -> TrialSummary | None:
+        scored = [t for t in self.trials if t.best_metric is not None]
+        if not scored:
+            return None
+        pick = max if self.mode == "max" else min
+        return pick(scored, key=lambda t: t.best_metric)
+
+    def count(self, stop_reason: str) -> int:
+        return sum(t.stop_reason == stop_reason for t in self.trials)
+
+    def to_dict(self) -> dict[str, Any]:
+        best = self.best_trial
+        return {
+            "experiment": self.experiment,
+            "path": self.path,
+            "metric": self.metric,
+            "mode": self.mode,
+            "max_t": self.max_t,
+            "rungs": self.rungs,
+            "best": None
+            if best is None
+            else {"trial_id": best.trial_id, "config": best.config, "metric": best.best_metric, "epoch": best.best_epoch},
+            "counts": {r: self.count(r) for r in ("completed", "stopped_by_asha", "errored", "unfinished")},
+            "trials": [dataclasses.asdict(t) for t in self.trials],
+        }
+
+    def table(self) -> str:
+        """A plain-text table for the console."""
+        lines = [f"{'trial':<14}{'stop reason':<17}{'rung':>6}{'epoch':>7}{'best ' + self.metric:>22}  config"]
+        for t in self.trials:
+            best = f"{t.best_metric:.5g}" if t.best_metric is not None else "-"
+            rung = f"{t.rung_reached:g}" if t.rung_reached is not None else "-"
+            lines.append(f"{t.trial_id:<14}{t.stop_reason:<17}{rung:>6}{t.last_epoch or '-':>7}{best:>22}  {t.config}")
+        return "\n".join(lines)
+
+
+def _best(history: list[tuple[int, float]], mode: str) -> tuple[float | None, int | None]:
+    finite = [(v, e) for e, v in history if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not finite:
+        return None, None
+    value, epoch = (max if mode == "max" else min)(finite, key=lambda item: item[0])
+    return float(value), int(epoch)
+
+
+def _rung_reached(last_epoch: int | None, rungs: list[float], max_t: int) -> float | None:
+    if last_epoch is None or not rungs:
+        return None
+    reached = [r for r in [*rungs, max_t] if last_epoch >= r]
+    return reached[-1] if reached else None
+
+
+def summarize_results(
+    results: ResultGrid,
+    *,
+    experiment: str,
+    path: str,
+    metric: str,
+    mode: str,
+    max_t: int,
+    rungs: list[float],
+    stopped_by_asha: dict[str, Any],
+) -> ExperimentSummary:
+    """Build the summary from Tune's results and the persisted ASHA decisions."""
+    trials = []
+    for result in results:
+        last = result.metrics or {}
+        trial_id = last.get("trial_id") or (result.path or "?").rsplit("/", 1)[-1]
+        frame = result.metrics_dataframe
+        history: list[tuple[int, float]] = []
+        if frame is not None and metric in frame and TIME_ATTR in frame:
+            history = [(int(e), float(v)) for e, v in zip(frame[TIME_ATTR], frame[metric]) if e == e]
+        elif metric in last and TIME_ATTR in last:
+            history = [(int(last[TIME_ATTR]), float(last[metric]))]
+        last_epoch = int(last[TIME_ATTR]) if TIME_ATTR in last else None
+        best, best_epoch = _best(history, mode)
+        if result.error is not None:
+            reason = "errored"
+        elif trial_id in stopped_by_asha:
+            reason = "stopped_by_asha"
+        elif last_epoch is not None and last_epoch >= max_t:
+            reason = "completed"
+        else:
+            reason = "unfinished"
+        trials.append(
+            TrialSummary(
+                trial_id=trial_id,
+                config=dict(result.config or {}),
+                stop_reason=reason,
+                rung_reached=_rung_reached(last_epoch, rungs, max_t),
+                last_epoch=last_epoch,
+                best_metric=best,
+                best_epoch=best_epoch,
+                checkpoint_path=result.checkpoint.path if result.checkpoint is not None else None,
+                path=result.path,
+                error=f"{type(result.error).__name__}: {result.error}"[:2000] if result.error is not None else None,
+            )
+        )
+    trials.sort(key=lambda t: t.trial_id)
+    return ExperimentSummary(
+        experiment=experiment, path=path, metric=metric, mode=mode, max_t=max_t, rungs=list(rungs), trials=trials
+    )
+
+
+def write_summary(summary: ExperimentSummary, location: StorageLocation) -> None:
+    """Write ``experiment_summary.json`` atomically (through pyarrow's filesystem on S3)."""
+    text = json.dumps(summary.to_dict(), indent=2, default=str) + "\n"
+    write_bytes(location.child(SUMMARY_FILE), text.encode())
+
+
+__all__ = ["SUMMARY_FILE", "ExperimentSummary", "TrialSummary", "summarize_results", "write_summary"]

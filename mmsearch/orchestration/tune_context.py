@@ -1,0 +1,110 @@
+"""Run a recipe as a Ray Tune trial: the ``RunContext`` over ``ray.tune`` and the trainable wrapper.
+
+This is the one place that maps the recipe contract (``fn(config, context)``; one report per
+epoch with an integer ``epoch``; checkpoints as plain directories) onto Ray Tune's V2-era
+function API (``tune.report``, ``tune.get_checkpoint``, ``tune.Checkpoint``), so a Ray API
+change touches only this file.
+
+Inside a trial the output directory is the trial's working directory (Tune changes into it);
+with ``SyncConfig(sync_artifacts=True)`` (set by :mod:`.experiment`) its files are uploaded to
+the trial's directory in storage, also from worker nodes.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from ray import tune
+
+from mmsearch.config import dump_config, validate_config
+from mmsearch.orchestration.asha import TIME_ATTR
+from mmsearch.orchestration.search_space import set_dotted
+
+
+class ReportError(ValueError):
+    """A recipe reported metrics that break the contract (missing or non-increasing ``epoch``)."""
+
+
+class TuneContext:
+    """``RunContext`` for a recipe running as one Tune trial (rank 0 of 1)."""
+
+    rank = 0
+    world_size = 1
+
+    def __init__(self) -> None:
+        chdir_enabled = os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") != "0"
+        self._output_dir = Path.cwd() if chdir_enabled else Path(tune.get_context().get_trial_dir())
+        self._stack = contextlib.ExitStack()
+        self._restored: Path | None = None
+        self._restore_checked = False
+        self._last_epoch: int | None = None
+
+    @property
+    def output_dir(self) -> Path:
+        return self._output_dir
+
+    @property
+    def trial_id(self) -> str:
+        return tune.get_context().get_trial_id()
+
+    def restored_checkpoint(self) -> Path | None:
+        """The latest checkpoint of this trial as a local directory (downloaded when on S3)."""
+        if not self._restore_checked:
+            self._restore_checked = True
+            checkpoint = tune.get_checkpoint()
+            if checkpoint is not None:
+                self._restored = Path(self._stack.enter_context(checkpoint.as_directory()))
+        return self._restored
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
+        epoch = metrics.get(TIME_ATTR)
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise ReportError(f"every report needs an integer {TIME_ATTR!r} (the ASHA fidelity unit); got {epoch!r}")
+        if self._last_epoch is not None and epoch <= self._last_epoch:
+            raise ReportError(f"{TIME_ATTR!r} must increase at every report: {epoch} after {self._last_epoch}")
+        self._last_epoch = epoch
+        checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+        # tune.report persists the checkpoint before it returns: the recipe may delete the directory.
+        tune.report(dict(metrics), checkpoint=checkpoint)
+
+    def close(self) -> None:
+        """Release a downloaded checkpoint copy."""
+        self._stack.close()
+
+
+def merge_trial_params(base_config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The base config with Tune's sampled parameters (dotted keys) written into it."""
+    merged = base_config
+    for key, value in params.items():
+        merged = set_dotted(merged, key, value)
+    return merged
+
+
+def as_tune_trainable(
+    recipe_fn: Callable[..., Any], base_config: dict[str, Any], config_cls: type
+) -> Callable[[dict[str, Any]], None]:
+    """A Tune function trainable that validates each trial's config and runs ``recipe_fn`` on it.
+
+    The trial's sampled parameters (``{"search.arch_lr": 0.003, "seed": 1}``) are merged into
+    ``base_config`` and validated into ``config_cls``; the resolved config is written to the
+    trial's ``config.yaml`` before the recipe starts.
+    """
+    base = dict(base_config)
+
+    def trainable(params: dict[str, Any]) -> None:
+        cfg = validate_config(config_cls, merge_trial_params(base, params), origin=f"trial params {params}")
+        context = TuneContext()
+        try:
+            dump_config(cfg, context.output_dir / "config.yaml")
+            recipe_fn(cfg, context=context)
+        finally:
+            context.close()
+
+    trainable.__name__ = getattr(recipe_fn, "__name__", "recipe")
+    trainable.__qualname__ = trainable.__name__
+    return trainable
+
+
+__all__ = ["ReportError", "TuneContext", "as_tune_trainable", "merge_trial_params"]

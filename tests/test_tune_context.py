@@ -1,0 +1,28 @@
+"""TuneContext's checks of the recipe contract (outside a trial: the checks come before Ray is called)."""
+from __future__ import annotations
+
+import pytest
+
+from mmsearch.orchestration.tune_context import ReportError, TuneContext
+from mmsearch.recipes.context import RunContext
+
+
+def test_tune_context_is_a_run_context(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # inside a trial, Tune has changed into the trial's directory
+    ctx = TuneContext()
+    assert isinstance(ctx, RunContext)
+    assert ctx.output_dir == tmp_path and (ctx.rank, ctx.world_size) == (0, 1)
+
+
+@pytest.mark.parametrize("metrics", [{"loss": 1.0}, {"epoch": 1.0, "loss": 1.0}, {"epoch": True}, {"epoch": "1"}])
+def test_reports_need_an_integer_epoch(metrics):
+    with pytest.raises(ReportError, match="integer 'epoch'"):
+        TuneContext().report(metrics)
+
+
+def test_epochs_must_increase():
+    ctx = TuneContext()
+    with pytest.warns(UserWarning, match="only be called inside"):  # outside a trial Ray ignores the report
+        ctx.report({"epoch": 2, "loss": 1.0})
+    with pytest.raises(ReportError, match="must increase at every report: 2 after 2"):
+        ctx.report({"epoch": 2, "loss": 0.5})
