@@ -7,9 +7,7 @@ descriptors, so uniqueness ("exactly one object matches") is checked in one plac
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, replace
-from functools import cached_property
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 from mmsearch.data.scenes.world import COLOUR_NAMES, SHAPES, SIZES, SceneObject
 
@@ -18,8 +16,9 @@ KINDS: tuple[str, ...] = ("size", "colour", "shape")
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(NamedTuple):
+    """A tuple (cheap hashing: descriptors key the per-scene memo tables)."""
+
     size: str | None = None
     colour: str | None = None
     shape: str | None = None
@@ -38,9 +37,9 @@ class Descriptor:
         return getattr(self, kind)
 
     def with_value(self, kind: str, value: str | None) -> "Descriptor":
-        return replace(self, **{kind: value})
+        return self._replace(**{kind: value})
 
-    @cached_property
+    @property
     def arity(self) -> int:
         return (self.size is not None) + (self.colour is not None) + (self.shape is not None)
 

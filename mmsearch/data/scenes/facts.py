@@ -92,6 +92,11 @@ class SceneFacts:
         found = {d for o in self.objects for d in object_descriptors(o) if d.arity <= 2}
         return sorted(found, key=lambda d: d.words())
 
+    @cached_property
+    def present_phrases(self) -> list[tuple[Descriptor, int, str, str]]:
+        """``present_descriptors`` with their masks, "a ..." and plural wordings (precomputed)."""
+        return [(d, self.mask(d), d.a(), d.words(plural=True)) for d in self.present_descriptors]
+
     # -- spatial relations -----------------------------------------------------------------------
     def side(self, anchor: int, rel: str) -> tuple[int, int]:
         """(mask of objects clearly <rel> the anchor, mask of objects undecided), anchor excluded."""

@@ -157,15 +157,15 @@ def _relation_exist_count(f: SceneFacts, anchor: int, anchor_phrase: str, rel: s
     """"is there a square above the red circle?" (some square exists elsewhere) and "how many
     squares are above the red circle?" (not all of them are)."""
     out = []
-    for d in f.present_descriptors:
-        matching = f.mask(d) & ~(1 << anchor)
+    for d, mask, a_phrase, plural_phrase in f.present_phrases:
+        matching = mask & ~(1 << anchor)
         hits = f.related(rel, anchor, matching) if matching else None
         if hits is None:
             continue
-        text = f"is there {d.a()} {rel} {anchor_phrase}?"
+        text = f"is there {a_phrase} {rel} {anchor_phrase}?"
         out.append(Question(f"rel_exist/{d.arity}", text, _yes_no(hits != 0), "yes/no", "relation"))
         if hits != matching:
-            text = f"how many {d.words(plural=True)} are {rel} {anchor_phrase}?"
+            text = f"how many {plural_phrase} are {rel} {anchor_phrase}?"
             out.append(Question(f"rel_count/{d.arity}", text, str(hits.bit_count()), "number", "relation"))
     return out
 
