@@ -20,7 +20,7 @@ from mmsearch.io import atomic_write_text
 
 C = TypeVar("C")
 
-_STRICT = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+_STRICT = ConfigDict(extra="forbid", validate_default=True)
 
 
 def config_dataclass(cls: type[C]) -> type[C]:
