@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Sequence
 
-import torch
 from torch import Tensor
 
 ANSWER_TYPES = ("yes/no", "number", "other")
