@@ -30,8 +30,12 @@ class MultimodalBatch:
     image_size: torch.Tensor | None = None  # [B, 2] float, (height, width) pixels
     # Task targets, keyed by name (see mmsearch.heads for which head reads which key):
     #   vqa: "answer_scores" [B, A] soft scores in [0, 1]
-    #   itm: "match" [B] float {0, 1}; "neg_text_*" tensors for hard negative captions
-    #   vg:  "gt_box" [B, 4] pixels; "region_iou" [B, N]
+    #   itm: "match" [B] float {0, 1} (optional); data-set hard negative captions as
+    #        "neg_text_mask" [B, K, T] bool (an all-padding row = no negative) with
+    #        "neg_text_ids" [B, K, T] and/or "neg_text_states" [B, K, T, Dt]
+    #   vg:  "gt_box" [B, 4] pixels (IoU with region_boxes is computed by the head)
+    # meta keys read by heads/metrics: "image_id" (ITM: never pair a caption with its own
+    # image as a negative), "answer_type" and "family" (per-type accuracy), "question_id".
     targets: dict[str, torch.Tensor] = field(default_factory=dict)
     # Per-sample bookkeeping that never reaches the model (ids, answer types, ...).
     meta: dict[str, Any] = field(default_factory=dict)
