@@ -116,3 +116,30 @@ def test_captions_are_mostly_specific_to_their_image(data):
         owners.setdefault(c.caption, set()).add(c.image_id)
     shared = sum(len(ids) > 1 for ids in owners.values()) / len(owners)
     assert shared < 0.05, shared
+
+
+def _ngrams(text: str) -> list[str]:
+    words = text.split()
+    return words + [f"{a}_{b}" for a, b in zip(words, words[1:])]
+
+
+def test_text_alone_cannot_tell_positives_from_hard_negatives(data):
+    """A naive-Bayes classifier on word uni/bigrams, trained on train positives vs negatives,
+    ranks a test positive above its own hard negative about half of the time."""
+    _, splits, _ = data
+    counts = {True: Counter(), False: Counter()}
+    for c in splits["train"].captions:
+        counts[True].update(_ngrams(c.caption) * len(c.hard_negatives))
+        for neg in c.hard_negatives:
+            counts[False].update(_ngrams(neg))
+    vocab = len(set(counts[True]) | set(counts[False]))
+    totals = {k: sum(v.values()) + vocab for k, v in counts.items()}
+
+    def log_odds(text: str) -> float:
+        return sum(
+            np.log((counts[True][g] + 1) / totals[True]) - np.log((counts[False][g] + 1) / totals[False])
+            for g in _ngrams(text)
+        )
+
+    wins = [log_odds(c.caption) > log_odds(n) for c in splits["test"].captions for n in c.hard_negatives]
+    assert len(wins) > 500 and np.mean(wins) < 0.6, np.mean(wins)

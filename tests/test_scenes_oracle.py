@@ -187,9 +187,9 @@ def caption_template(c: str) -> str:
 
 NUM = "|".join(NUMBERS)
 CAPTION_PATTERNS = {
-    "overview": rf"a picture of ({NUM}) shapes including an? ({NP}) and an? ({NP})",
+    "overview": rf"a picture of ({NUM}) shapes including an? ({NP})(?: and an? ({NP}))?",
     "relation": rf"the ({NP}) is ({REL}) the ({NP})",
-    "count": rf"there (?:is|are) ({NUM}) ({NP}) and ({NUM}) ({NP})",
+    "count": rf"there (?:is|are) ({NUM}) ({NP})(?: and ({NUM}) ({NP}))?",
     "binding": rf"the ({NP}) is ({'|'.join(COLOURS)}) and the ({NP}) is an? ({'|'.join(SHAPES)})",
 }
 
@@ -200,9 +200,10 @@ def caption_true(objs: list[Obj], c: str, require_unique: bool = False) -> bool:
     kind = caption_template(c)
     m = re.fullmatch(CAPTION_PATTERNS[kind], c)
     if kind == "overview":
-        return len(objs) == NUMBERS.index(m[1]) and bool(select(objs, m[2])) and bool(select(objs, m[3]))
+        return len(objs) == NUMBERS.index(m[1]) and all(select(objs, g) for g in (m[2], m[3]) if g)
     if kind == "count":
-        return len(select(objs, m[2])) == NUMBERS.index(m[1]) and len(select(objs, m[4])) == NUMBERS.index(m[3])
+        groups = [(m[1], m[2]), (m[3], m[4])] if m[3] else [(m[1], m[2])]
+        return all(len(select(objs, g)) == NUMBERS.index(n) for n, g in groups)
     if kind == "relation":
         if require_unique:
             the(objs, m[1]), the(objs, m[3])
@@ -314,6 +315,8 @@ def test_oracle_captions_and_expressions_on_hand_made_scene():
     assert caption_true(objs, "the red circle is left of the square", require_unique=True)
     assert not caption_true(objs, "the red circle is right of the square")
     assert caption_true(objs, "there are two circles and one square")
+    assert caption_true(objs, "there are two blue shapes")
+    assert not caption_true(objs, "a picture of three shapes including a small red shape")
     assert not caption_true(objs, "there is one circle and one square")
     assert caption_true(objs, "a picture of three shapes including a small circle and a red shape")
     assert caption_true(objs, "the large circle is red and the small blue object is a circle")

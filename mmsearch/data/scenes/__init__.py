@@ -29,6 +29,7 @@ Tasks (records of :mod:`mmsearch.data.records`):
 Use :func:`build_scene_dataset` for the splits, :func:`scene_of` for the ground-truth scene of an
 image id, :func:`answer_vocabulary` for the answer list and :func:`describe` for counts.
 """
+from mmsearch.data.scenes.captions import CAPTION_KINDS
 from mmsearch.data.scenes.config import SceneConfig
 from mmsearch.data.scenes.dataset import (
     SPLITS,
@@ -40,11 +41,15 @@ from mmsearch.data.scenes.dataset import (
     scene_records,
     split_indices,
 )
+from mmsearch.data.scenes.questions import FAMILIES as VQA_FAMILIES
+from mmsearch.data.scenes.referring import REF_FAMILIES
 from mmsearch.data.scenes.render import render_scene
 from mmsearch.data.scenes.world import COLOUR_NAMES, SHAPES, SIZES, Scene, SceneObject, sample_scene
 
 __all__ = [
+    "CAPTION_KINDS",
     "COLOUR_NAMES",
+    "REF_FAMILIES",
     "SHAPES",
     "SIZES",
     "SPLITS",
@@ -52,6 +57,7 @@ __all__ = [
     "SceneConfig",
     "SceneObject",
     "SceneRecords",
+    "VQA_FAMILIES",
     "answer_vocabulary",
     "build_scene_dataset",
     "describe",

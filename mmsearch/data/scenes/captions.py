@@ -19,7 +19,8 @@ are preferred from the scene's own attributes, so negatives are not spotted by o
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -88,15 +89,14 @@ def _numbered(n: int, d: Descriptor) -> str:
 
 def _text(kind: str, clauses: tuple[Clause, ...]) -> str:
     if kind == "overview":
-        total, x, y = clauses
-        return f"a picture of {number_word(total.number)} shapes including {x.a.a()} and {y.a.a()}"
+        total, *items = clauses
+        return f"a picture of {number_word(total.number)} shapes including " + " and ".join(c.a.a() for c in items)
     if kind in ("horizontal", "vertical"):
         (c,) = clauses
         return f"{c.a.the()} is {c.rel} {c.b.the()}"
     if kind == "count":
-        x, y = clauses
-        verb = "is" if x.number == 1 else "are"
-        return f"there {verb} {_numbered(x.number, x.a)} and {_numbered(y.number, y.a)}"
+        verb = "is" if clauses[0].number == 1 else "are"
+        return f"there {verb} " + " and ".join(_numbered(c.number, c.a) for c in clauses)
     if kind == "binding":
         x, y = clauses
         return f"{x.a.the()} is {x.value} and {y.a.the('object')} is {Descriptor(shape=y.value).a()}"
@@ -116,14 +116,13 @@ def _pick_object_descriptor(f: SceneFacts, i: int, min_arity: int) -> Descriptor
     return f.choice([d for d in f.descriptors_of(i) if d.arity >= min_arity])
 
 
-def _overview(f: SceneFacts) -> tuple[Clause, ...] | None:
-    if f.n < 2:
-        return None
-    i, j = (int(k) for k in f.rng.choice(f.n, size=2, replace=False))
+def _overview(f: SceneFacts) -> tuple[Clause, ...]:
+    """Total count and two objects; one object where the two picked could be the same one
+    ("a blue circle and a blue shape"), e.g. in scenes of look-alike objects."""
+    i, j = (int(k) for k in f.rng.choice(f.n, size=2, replace=f.n < 2))
     x, y = _pick_object_descriptor(f, i, 2), _pick_object_descriptor(f, j, 2)
-    if f.mask(x) & f.mask(y):
-        return None  # "a blue circle and a blue shape" could be one object: not informative
-    return (Clause("total", number=f.n), Clause("exists", a=x), Clause("exists", a=y))
+    items = (x,) if f.mask(x) & f.mask(y) else (x, y)
+    return (Clause("total", number=f.n), *(Clause("exists", a=d) for d in items))
 
 
 def _relation(f: SceneFacts, rels: tuple[str, str]) -> tuple[Clause, ...] | None:
@@ -141,13 +140,12 @@ def _relation(f: SceneFacts, rels: tuple[str, str]) -> tuple[Clause, ...] | None
     return (Clause("rel", a=f.choice(f.unique(i)), b=f.choice(f.unique(j)), rel=rel),)
 
 
-def _count(f: SceneFacts) -> tuple[Clause, ...] | None:
+def _count(f: SceneFacts) -> tuple[Clause, ...]:
+    """Exact counts of two disjoint groups, or of one group if the scene has no two."""
     pool = [d for d in f.present_descriptors if d.arity >= 1]
-    pairs = [(x, y) for x in pool for y in pool if not f.mask(x) & f.mask(y)]  # disjoint groups
-    if not pairs:
-        return None
-    x, y = f.choice(pairs)
-    return (Clause("count", a=x, number=f.mask(x).bit_count()), Clause("count", a=y, number=f.mask(y).bit_count()))
+    pairs = [(x, y) for x in pool for y in pool if not f.mask(x) & f.mask(y)]
+    groups = f.choice(pairs) if pairs else (f.choice(pool),)
+    return tuple(Clause("count", a=d, number=f.mask(d).bit_count()) for d in groups)
 
 
 def _binding(f: SceneFacts) -> tuple[Clause, ...] | None:
@@ -163,13 +161,15 @@ def _binding(f: SceneFacts) -> tuple[Clause, ...] | None:
     )
 
 
-_BUILDERS: dict[str, Callable[[SceneFacts], tuple[Clause, ...] | None]] = {
-    "overview": _overview,
-    "horizontal": lambda f: _relation(f, ("left of", "right of")),
-    "vertical": lambda f: _relation(f, ("above", "below")),
-    "count": _count,
-    "binding": _binding,
-}
+_BUILDERS: Mapping[str, Callable[[SceneFacts], tuple[Clause, ...] | None]] = MappingProxyType(
+    {
+        "overview": _overview,
+        "horizontal": lambda f: _relation(f, ("left of", "right of")),
+        "vertical": lambda f: _relation(f, ("above", "below")),
+        "count": _count,
+        "binding": _binding,
+    }
+)
 
 
 # -- hard negatives -----------------------------------------------------------------------------

@@ -7,11 +7,12 @@ descriptors, so uniqueness ("exactly one object matches") is checked in one plac
 from __future__ import annotations
 
 import itertools
+from types import MappingProxyType
 from typing import Iterable, NamedTuple, Sequence
 
 from mmsearch.data.scenes.world import COLOUR_NAMES, SHAPES, SIZES, SceneObject
 
-ATTRIBUTE_VALUES = {"size": SIZES, "colour": COLOUR_NAMES, "shape": SHAPES}
+ATTRIBUTE_VALUES = MappingProxyType({"size": SIZES, "colour": COLOUR_NAMES, "shape": SHAPES})
 KINDS: tuple[str, ...] = ("size", "colour", "shape")
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
@@ -38,12 +39,12 @@ from mmsearch.data.scenes.world import COLOUR_NAMES, SHAPES, Scene
 FAMILIES: tuple[str, ...] = ("exist", "count", "attribute", "compare", "relation")
 # One scene's questions cycle through these slots (relational questions get two).
 FAMILY_SLOTS: tuple[str, ...] = ("exist", "count", "attribute", "compare", "relation", "relation")
-ANSWER_TYPES = {"yes/no", "number", "other"}
-QUERY_NOUN = {"colour": "shape", "shape": "object", "size": "shape"}  # "what shape is the red object?"
+# Noun standing in for the queried attribute's missing word: "what shape is the red object?"
+QUERY_NOUN = MappingProxyType({"colour": "shape", "shape": "object", "size": "shape"})
 
 _EXIST_DESCRIPTORS = all_descriptors(1, 3)
 _COUNT_DESCRIPTORS = all_descriptors(1, 2)
-_COMPARE_VALUES = {"colour": COLOUR_NAMES, "shape": SHAPES}
+_COMPARE_VALUES = MappingProxyType({"colour": COLOUR_NAMES, "shape": SHAPES})
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,9 @@ def _relation_exist_count(f: SceneFacts, anchor: int, anchor_phrase: str, rel: s
     return out
 
 
-_ENUMERATORS = {"exist": _exist, "count": _count, "attribute": _attribute, "compare": _compare, "relation": _relation}
+_ENUMERATORS = MappingProxyType(
+    {"exist": _exist, "count": _count, "attribute": _attribute, "compare": _compare, "relation": _relation}
+)
 
 
 def generate_questions(scene: Scene, num_questions: int, rng: np.random.Generator) -> list[Question]:

@@ -16,6 +16,7 @@ are only used where the description alone is ambiguous, so the relation is alway
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from mmsearch.data.scenes.world import Scene
 
 REF_FAMILIES: tuple[str, ...] = ("attribute", "relation", "spatial")
 # Draws per family: relations dominate, as the task is about more than attribute lookup.
-FAMILY_WEIGHTS = {"attribute": 0.25, "relation": 0.5, "spatial": 0.25}
+FAMILY_WEIGHTS = MappingProxyType({"attribute": 0.25, "relation": 0.5, "spatial": 0.25})
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def _spatial(f: SceneFacts) -> list[Expression]:
     return out
 
 
-_ENUMERATORS = {"attribute": _attribute, "relation": _relation, "spatial": _spatial}
+_ENUMERATORS = MappingProxyType({"attribute": _attribute, "relation": _relation, "spatial": _spatial})
 
 
 def generate_expressions(scene: Scene, num_expressions: int, rng: np.random.Generator) -> list[Expression]:

@@ -9,14 +9,15 @@ that compares plain centres (no margin) gets the same answer. Image y grows down
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 from typing import Sequence
 
 from mmsearch.data.scenes.world import Scene, SceneObject
 
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
-OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+OPPOSITE = MappingProxyType({"left of": "right of", "right of": "left of", "above": "below", "below": "above"})
 # word -> (axis, sign): the extreme object has the smallest sign * coordinate.
-EXTREMES = {"leftmost": (0, 1.0), "rightmost": (0, -1.0), "topmost": (1, 1.0), "lowest": (1, -1.0)}
+EXTREMES = MappingProxyType({"leftmost": (0, 1.0), "rightmost": (0, -1.0), "topmost": (1, 1.0), "lowest": (1, -1.0)})
 CLOSEST_RATIO = 1.2  # second-nearest must be this much farther than the nearest
 
 

@@ -51,4 +51,4 @@ def render_scene(scene: Scene, supersample: int = 3) -> Image.Image:
         patch = image[oy:ey, ox:ex]
         image[oy:ey, ox:ex] = patch * (1.0 - alpha) + np.asarray(obj.rgb, np.float32) * alpha
     image += rng.normal(0.0, SHAPE_NOISE_STD, size=image.shape).astype(np.float32)
-    return Image.fromarray(np.clip(np.rint(image), 0, 255).astype(np.uint8), mode="RGB")
+    return Image.fromarray(np.clip(np.rint(image), 0, 255).astype(np.uint8))  # HxWx3 uint8 -> RGB
