@@ -12,16 +12,20 @@ Tasks (records of :mod:`mmsearch.data.records`):
 * **VQA** (``VQARecord``, VQA-v2 answer types yes/no, number, other), 6 questions per image in
   five families: ``exist``, ``count``, ``attribute`` (colour / shape / size queries),
   ``compare`` (more / fewer / as many, larger / smaller, same colour / shape / size) and
-  ``relation`` (left of / right of / above / below / closest to; queries, existence and counts).
-  Answers are balanced per template (yes/no about 50/50 in every family, counts spread over
-  0-7, colours and shapes near uniform), relational questions are only asked where ignoring
-  the relation leaves the answer open, and a question-only prior that knows the exact question
-  text stays far from 100% (see ``tests/test_scenes_questions.py``).
+  ``relation`` (left of / right of / above / below / closest to; attribute queries, existence
+  and counts; a third of all questions). Answers are balanced per template: on 1000 scenes (seed 0)
+  the yes share is 0.49-0.53 in every family, the majority answer covers 0.51-0.53 of
+  ``exist``/``compare`` and 0.16-0.21 of ``count``/``attribute``/``relation``, counts spread over
+  0-7, colours and shapes near uniform. Relational questions are only asked where ignoring the
+  relation leaves the answer open or wrong. A text-only prior, the train majority answer of
+  each exact question text, scores 0.34 on test (yes/no 0.48, number 0.24, other 0.21).
 * **ITM** (``CaptionRecord``): 5 true captions per image (overview, horizontal and vertical
   relation, counts, attribute binding), each with up to 3 hard negatives that change one word
-  (colour, shape, size, relation or number) and are verified false for the scene.
-* **VG** (``RefRecord``): referring expressions verified to denote exactly one object
-  (``attribute``, ``relation`` and ``spatial`` families), with the target box.
+  (colour, shape, size, relation or number) and are verified false for the scene; a text-only
+  classifier ranks a positive above its own negative only about half of the time.
+* **VG** (``RefRecord``): 3 referring expressions per image verified to denote exactly one
+  object, with the target box: ``attribute`` (25%), ``relation`` (50%) and ``spatial`` (25%,
+  "the leftmost circle"); the last two only where the noun phrase alone is ambiguous.
 * **Regions**: ``ImageRecord.proposals`` holds up to 24 detector-like boxes per image (noisy
   boxes around every object, one with IoU >= 0.6 each, plus background and straddling
   distractors); ``ImageRecord.render()`` draws the image (PIL, RGB).

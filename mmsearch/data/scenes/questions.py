@@ -18,8 +18,9 @@ Relational questions are only asked where the relation matters: the description 
 several objects with different answers, an existence question's description matches some object
 (so the no answers are exactly the ones a relation-blind reader gets wrong), and a relational
 count differs from the plain count. Answers are balanced per template by
-:func:`mmsearch.data.scenes.sampling.pick_balanced`; "plausible" negatives (every attribute named
-occurs in the scene, just not together) keep "no" and "0" from being guessable from wording.
+:func:`mmsearch.data.scenes.sampling.pick_balanced`. Negatives of descriptions with two or more
+attributes are "plausible" (every attribute named occurs in the scene, just not together), so
+"no" and "0" are not given away by unusual wording.
 """
 from __future__ import annotations
 
