@@ -58,3 +58,31 @@ class TaskData(Protocol):
         drop_last: bool = False,
     ) -> Iterator[MultimodalBatch]:
         """Batches of ``part``; with ``shuffle`` the order is a pure function of (seed, epoch)."""
+
+
+# --- where a recipe gets its TaskData from -------------------------------------------------
+from pydantic import Field  # noqa: E402
+
+from mmsearch.config import config_dataclass  # noqa: E402
+
+
+@config_dataclass
+class TaskDataConfig:
+    """Which precomputed data set a recipe reads, and how the training split is divided."""
+
+    root: str = ""  # data set root written by the precompute job (local path or s3://...)
+    task: Task = "vqa"
+    text_input: Literal["tokens", "states"] = "tokens"  # learned embeddings or frozen MiniLM states
+    arch_fraction: float = 0.2  # share of training *images* whose samples feed the architecture step
+    split_seed: int = 0  # seed of the weights/arch division (fixed per data set, not per trial)
+    limit: dict[str, int] = Field(default_factory=dict)  # optional cap of samples per part, e.g. {"weights": 2000}
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.arch_fraction < 1.0:
+            raise ValueError(f"data.arch_fraction must be in (0, 1), got {self.arch_fraction}")
+        unknown = set(self.limit) - {"weights", "arch", "train", "val", "test"}
+        if unknown:
+            raise ValueError(f"data.limit has unknown parts {sorted(unknown)}")
+        bad = {k: v for k, v in self.limit.items() if v < 1}
+        if bad:
+            raise ValueError(f"data.limit values must be >= 1, got {bad}")
