@@ -58,7 +58,7 @@ def test_tensor_input_and_chunking_match_pil_input(encoder, photos, photo_featur
 
 
 def test_batchnorm_folding_keeps_outputs():
-    crops = torch.from_numpy(np.random.default_rng(2).integers(0, 256, size=(3, 3, 64, 64), dtype=np.uint8))
+    crops = torch.from_numpy(np.random.default_rng(2).integers(0, 256, size=(2, 3, 64, 64), dtype=np.uint8))
     fused = EfficientNetLite0Encoder(resolution=64)
     unfused = EfficientNetLite0Encoder(resolution=64, fuse_batchnorm=False)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
@@ -72,14 +72,17 @@ def test_tf_lite_normalisation():
 
 
 def test_configurable_resolution_resizes_any_input():
-    enc = EfficientNetLite0Encoder(resolution=96, batch_size=8)
+    enc = EfficientNetLite0Encoder(resolution=64, batch_size=2)
     rng = np.random.default_rng(0)
-    crops = torch.from_numpy(rng.integers(0, 256, size=(5, 3, 40, 70), dtype=np.uint8))
+    crops = torch.from_numpy(rng.integers(0, 256, size=(4, 3, 40, 70), dtype=np.uint8))
+    resized = enc.to_uint8_batch(crops)
+    assert resized.shape == (4, 3, 64, 64) and resized.dtype == torch.uint8
     feats = enc.encode(crops)
-    assert feats.shape == (5, 1280)
+    assert feats.shape == (4, 1280)
+    torch.testing.assert_close(feats, enc.encode(resized))  # resizing happens once, up front
     torch.testing.assert_close(feats, enc.encode(crops))  # deterministic
-    assert enc.encode(torch.zeros((0, 3, 96, 96), dtype=torch.uint8)).shape == (0, 1280)
-    assert "96x96" in enc.info.latent
+    assert enc.encode(torch.zeros((0, 3, 64, 64), dtype=torch.uint8)).shape == (0, 1280)
+    assert "64x64" in enc.info.latent
 
 
 def test_bad_inputs_fail_clearly(encoder):

@@ -63,7 +63,7 @@ def test_states_do_not_depend_on_batch_composition(encoder):
     alone = encoder.encode([STOCKS], max_tokens=10)
     mixed = encoder.encode([BREAD, STOCKS, "hi"], max_tokens=10)
     torch.testing.assert_close(mixed.states[1], alone.states[0], rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(mixed.sentence[1], alone.sentence[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(mixed.pooled[1], alone.pooled[0], rtol=1e-4, atol=1e-5)
     assert torch.equal(mixed.mask[1], alone.mask[0])
 
 
@@ -71,7 +71,7 @@ def test_default_width_is_longest_text_and_empty_text_is_all_padding(encoder):
     out = encoder.encode(["", FOOD])
     assert out.states.shape == (2, 6, 384)  # "a man is eating food ." = 6 pieces
     assert out.mask[0].all() and not out.mask[1].any()
-    torch.testing.assert_close(out.sentence.norm(dim=-1), torch.ones(2))
+    torch.testing.assert_close(out.pooled.norm(dim=-1), torch.ones(2))
 
 
 def test_bad_inputs_fail_clearly(encoder):

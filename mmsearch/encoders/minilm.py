@@ -11,7 +11,7 @@ Alignment with learned-embedding token ids. Sentences are cut into WordPiece tok
 so ``states[i, t]`` is the state of ``token_ids[i, t]``, and position ``t`` matches position
 ``t`` of ``encode_ids``. Padding positions (mask ``True``) hold zeros.
 
-The pooled ``sentence`` latent is what sentence-transformers computes: the mean of the last
+The ``pooled`` sentence latent is what sentence-transformers computes: the mean of the last
 hidden states over every real position ([CLS] and [SEP] included), L2-normalised. It uses the
 same truncation as the states; the default ``max_tokens`` (254 pieces) matches
 sentence-transformers' ``max_seq_length`` of 256 positions.
@@ -38,7 +38,7 @@ class TextEncoding:
 
     states: torch.Tensor  # float32 [n, T, 384]; zeros at padding
     mask: torch.Tensor  # bool [n, T]; True = padding
-    sentence: torch.Tensor  # float32 [n, 384]; mean over real positions, L2-normalised
+    pooled: torch.Tensor  # float32 [n, 384]; sentence latent: mean over real positions, L2-normalised
     token_ids: torch.Tensor  # int64 [n, T]; MiniLM vocabulary ids of the pieces, [PAD] (0) at padding
 
 
@@ -93,7 +93,7 @@ class MiniLMEncoder(FrozenEncoder):
             token_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
         mask = torch.arange(width)[None, :] >= lengths[:, None]
         states = torch.zeros((n, width, HIDDEN_DIM) if with_states else (0,), dtype=torch.float32)
-        sentence = torch.empty((n, HIDDEN_DIM), dtype=torch.float32)
+        pooled = torch.empty((n, HIDDEN_DIM), dtype=torch.float32)
 
         order = torch.argsort(lengths, descending=True, stable=True)  # similar lengths share a chunk
         with torch.inference_mode():
@@ -112,11 +112,11 @@ class MiniLMEncoder(FrozenEncoder):
                 ).last_hidden_state.float()
                 weights = attention.to(hidden.device, hidden.dtype).unsqueeze(-1)
                 mean = (hidden * weights).sum(1) / weights.sum(1)
-                sentence[rows] = F.normalize(mean, p=2, dim=-1).cpu()
+                pooled[rows] = F.normalize(mean, p=2, dim=-1).cpu()
                 if with_states and longest:
                     real = (~mask[rows, :longest]).to(hidden.device, hidden.dtype).unsqueeze(-1)
                     states[rows, :longest] = (hidden[:, 1 : longest + 1] * real).cpu()
-        return TextEncoding(states=states, mask=mask, sentence=sentence, token_ids=token_ids)
+        return TextEncoding(states=states, mask=mask, pooled=pooled, token_ids=token_ids)
 
     def encode(self, texts: Sequence[str], max_tokens: int | None = None) -> TextEncoding:
         """Per-token states, padding mask, pooled sentence latent and piece ids for ``texts``.
@@ -128,7 +128,7 @@ class MiniLMEncoder(FrozenEncoder):
 
     def embed(self, texts: Sequence[str], max_tokens: int | None = None) -> torch.Tensor:
         """Only the pooled sentence latent, float32 [n, 384]."""
-        return self._run(texts, max_tokens, with_states=False).sentence
+        return self._run(texts, max_tokens, with_states=False).pooled
 
 
 @ENCODERS.register("minilm", aliases=("all-MiniLM-L6-v2", "all_minilm_l6_v2"))
