@@ -47,6 +47,8 @@ def load_karpathy(
     picks the default path patterns. ``captions_per_image`` keeps only the first k captions (a
     few COCO images have 6 or 7). Sizes as in ``load_vqa_v2``.
     """
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be train, val or test, got {split!r}")
     json_path = Path(json_path)
     name = name or dataset_name_of(json_path)
     if feature_root is None and image_root is None:

@@ -102,6 +102,8 @@ def load_vqa_v2(
     the normalised ``multiple_choice_answer`` of every annotation is counted into it (for
     :func:`build_answer_vocab`) during the same pass.
     """
+    if split not in DEFAULT_SUBSETS:
+        raise ValueError(f"split must be one of {sorted(DEFAULT_SUBSETS)}, got {split!r}")
     subset = subset or DEFAULT_SUBSETS[split]
     if feature_root is None and image_root is None:
         raise ValueError("load_vqa_v2 needs feature_root (region .npz files) or image_root (raw images)")
