@@ -34,7 +34,7 @@ def test_no_warmup():
     assert learning_rate(cfg, 5, 0, 0) == cfg.lr
 
 
-@pytest.mark.parametrize("impl,flag", [("foreach", "foreach"), ("for-loop", "foreach"), ("auto", "foreach")])
+@pytest.mark.parametrize("impl,flag", [("foreach", "foreach"), ("for-loop", "foreach"), ("auto", "fused"), ("fused", "fused")])
 def test_optimizer_groups_and_implementation(impl, flag):
     model = FuseMixModel(6, 5, out_dim=3)
     cfg = load_config(FuseMixOptimConfig, {"implementation": impl, "betas": [0.8, 0.95]})
@@ -53,3 +53,19 @@ def test_invalid_optim_config():
         load_config(FuseMixOptimConfig, {"warmup_steps": -1})
     with pytest.raises(ConfigError, match="implementation"):
         load_config(FuseMixOptimConfig, {"implementation": "apex"})
+
+
+def test_fused_and_foreach_adamw_take_the_same_step():
+    torch.manual_seed(0)
+    models = [FuseMixModel(6, 5, out_dim=3) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    x, y = torch.randn(4, 6), torch.randn(4, 5)
+    for model, impl in zip(models, ("fused", "foreach")):
+        opt = build_optimizer(model.eval(), load_config(FuseMixOptimConfig, {"implementation": impl}), torch.device("cpu"))
+        for _ in range(3):
+            zx, zy = model(x, y)
+            opt.zero_grad()
+            (zx @ zy.T).sum().backward()
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -47,7 +47,7 @@ from mmsearch.io import atomic_write_json
 from mmsearch.metrics.retrieval import retrieval_recall_chunked
 from mmsearch.recipes.context import LocalContext, RunContext
 from mmsearch.recipes.fusemix_checkpoint import TrainProgress, restore_checkpoint, write_checkpoint
-from mmsearch.recipes.fusemix_config import FuseMixConfig
+from mmsearch.recipes.fusemix_config import FuseMixConfig, FuseMixLossConfig
 from mmsearch.recipes.fusemix_data import (
     BatchStream,
     EvalSet,
@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 EXPORT_DIR = "export"
 FINAL_METRICS = "final_metrics.json"
 
-__all__ = ["BatchStream", "FuseMixConfig", "StreamFactory", "evaluate_retrieval", "train_fusemix"]
+__all__ = ["BatchStream", "FuseMixConfig", "StreamFactory", "evaluate_retrieval", "fusemix_step", "train_fusemix"]
 
 
 @dataclass
@@ -210,25 +210,16 @@ def _train_epoch(
             groups = group_ids_to_tensor(batch[cfg.data.group_column], column=cfg.data.group_column)
         lr = learning_rate(cfg.optim, cfg.train.epochs, epoch, global_step)
         set_learning_rate(optimizer, lr)
-        x = x.to(device, non_blocking=True)
-        y = y.to(device, non_blocking=True)
-        mixed = mix_latent_pairs(x, y, alpha=cfg.loss.mixup_alpha, mode=cfg.loss.mixup_mode, rng=mixup_rng,
-                                 group_ids=None if groups is None else groups.to(device))
-        model.clamp_temperature_()
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.train.amp):
-            zx, zy = model(mixed.x, mixed.y)
-        loss = contrastive_loss(zx, zy, model.temperature, group_ids=mixed.group_ids, chunk_size=cfg.loss.chunk_size)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        value = loss.item()
+        value, in_loss = fusemix_step(model, optimizer, x.to(device, non_blocking=True), y.to(device, non_blocking=True),
+                                      loss_cfg=cfg.loss, rng=mixup_rng, amp=cfg.train.amp,
+                                      group_ids=None if groups is None else groups.to(device))
         if not math.isfinite(value):
             raise FloatingPointError(f"training loss became {value} at epoch {epoch}, step {global_step}")
         loss_sum += value
         steps += 1
         global_step += 1
         input_pairs += len(x)
-        mixed_pairs += len(mixed.x)
+        mixed_pairs += in_loss
     model.clamp_temperature_()  # keep the reported / exported temperature inside its bounds
     if steps == 0:
         raise FuseMixDataError(
@@ -237,6 +228,34 @@ def _train_epoch(
         )
     stats = EpochStats(loss_sum / steps, lr, steps, input_pairs, mixed_pairs, dropped, wait, time.perf_counter() - start)
     return stats, global_step
+
+
+def fusemix_step(
+    model: FuseMixModel,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    loss_cfg: FuseMixLossConfig,
+    rng: np.random.Generator,
+    amp: bool = False,
+    group_ids: torch.Tensor | None = None,
+) -> tuple[float, int]:
+    """One optimiser step on a batch of latent pairs already on the model's device.
+
+    Mixup (one shared lambda) -> clamp temperature -> adapters -> symmetric InfoNCE / MIL-NCE ->
+    AdamW. Returns the loss value and the number of pairs in the contrastive loss.
+    """
+    mixed = mix_latent_pairs(x, y, alpha=loss_cfg.mixup_alpha, mode=loss_cfg.mixup_mode, rng=rng,
+                             group_ids=group_ids if loss_cfg.multi_positive else None)
+    model.clamp_temperature_()
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp):
+        zx, zy = model(mixed.x, mixed.y)
+    loss = contrastive_loss(zx, zy, model.temperature, group_ids=mixed.group_ids, chunk_size=loss_cfg.chunk_size)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item(), len(mixed.x)
 
 
 @torch.no_grad()

@@ -81,7 +81,7 @@ class FuseMixOptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.1  # weight matrices only; never LayerNorm, biases or the temperature
-    implementation: Literal["auto", "foreach", "fused", "for-loop"] = "auto"  # auto: fused on CUDA, foreach on CPU
+    implementation: Literal["auto", "foreach", "fused", "for-loop"] = "auto"  # auto: fused (CPU and CUDA)
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.min_lr < 0 or self.warmup_lr < 0:

@@ -33,8 +33,8 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
 def build_optimizer(model: nn.Module, cfg: FuseMixOptimConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW with weight decay on weight matrices only (see ``param_groups``)."""
     impl = cfg.implementation
-    if impl == "auto":
-        impl = "fused" if device.type == "cuda" else "foreach"
+    if impl == "auto":  # one fused kernel per parameter group: fastest on CUDA and on CPU (torch >= 2.4)
+        impl = "fused" if device.type in ("cuda", "cpu") else "foreach"
     flags = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}[impl]
     return torch.optim.AdamW(
         param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **flags
