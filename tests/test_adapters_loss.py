@@ -144,3 +144,18 @@ def test_bad_inputs():
         contrastive_loss(a, a, torch.tensor(0.07), chunk_size=0)
     with pytest.raises(ValueError, match="scalar"):
         contrastive_loss(a, a, torch.tensor([0.07]))
+
+
+@pytest.mark.parametrize("groups", [False, True])
+def test_chunked_loss_keeps_no_quadratic_tensor_for_backward(groups):
+    n, d = 256, 8
+    a = F.normalize(torch.randn(n, d), dim=1).requires_grad_()
+    b = F.normalize(torch.randn(n, d), dim=1).requires_grad_()
+    t = torch.tensor(0.07, requires_grad=True)
+    ids = torch.arange(n) // 2 if groups else None
+    for chunk, quadratic_saved in ((32, False), (n, True)):
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda x: saved.append(x.numel()) or x, lambda x: x):
+            loss = contrastive_loss(a, b, t, group_ids=ids, chunk_size=chunk)
+        assert (max(saved) >= n * n) == quadratic_saved  # chunked: only [n, d] embeddings and [n] statistics
+        loss.backward()
