@@ -55,12 +55,17 @@ class PeakSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._me = psutil.Process()
         self._state = None
+        self._raylet: psutil.Process | None = None
 
     def __enter__(self) -> "PeakSampler":
-        if self.ray_stats:
+        if self.ray_stats:  # this benchmark's own Ray instance (others may run on the machine)
+            import ray
+            from ray._private import ray_constants
             from ray._private.internal_api import get_state_from_address
 
-            self._state = get_state_from_address()
+            self._state = get_state_from_address(ray.get_runtime_context().gcs_address)
+            node = ray._private.worker.global_worker.node
+            self._raylet = psutil.Process(node.all_processes[ray_constants.PROCESS_TYPE_RAYLET][0].process.pid)
         self._thread.start()
         return self
 
@@ -78,20 +83,23 @@ class PeakSampler:
         if not self.ray_stats:
             return
         workers = 0
-        for proc in psutil.process_iter(["cmdline"]):
-            cmd = proc.info.get("cmdline") or []
-            if cmd and cmd[0].startswith("ray::"):
-                try:
+        try:
+            children = self._raylet.children(recursive=True)
+        except psutil.Error:
+            children = []
+        for proc in children:
+            try:
+                if proc.cmdline()[:1] and proc.cmdline()[0].startswith("ray::"):
                     workers += proc.memory_info().rss
-                except psutil.Error:
-                    pass
+            except psutil.Error:
+                pass
         self._bump("ray_workers_rss_mb", workers / MiB)
         try:
             from ray._private.internal_api import get_memory_info_reply
 
             stats = get_memory_info_reply(self._state, timeout_seconds=5).store_stats
             self._bump("object_store_used_mb", stats.object_store_bytes_used / MiB)
-            self.spilled_mb = max(self.spilled_mb, stats.spilled_bytes_total / MiB)
+            self.spilled_mb = max(self.spilled_mb, round(stats.spilled_bytes_total / MiB, 1))
         except Exception:  # noqa: BLE001 - stats are best effort (private Ray API)
             pass
 
@@ -162,32 +170,47 @@ def _start_ray(args: argparse.Namespace) -> float:
 
 
 def measure_ray(store_uri: str, args: argparse.Namespace) -> dict:
-    from mmsearch.orchestration.ray_data import RayDataStream
+    from mmsearch.orchestration.ray_data import RayDataStream, default_block_bytes
 
     init_s = _start_ray(args)
     kwargs = {"shuffle_buffer_rows": args.shuffle_buffer_rows} if args.shuffle_buffer_rows else {}
-    stream = RayDataStream.from_store(store_uri, "pairs", ["image", "text"], target_block_bytes=args.block_mb * MiB, **kwargs)
+    block_bytes = args.block_mb * MiB if args.block_mb else default_block_bytes()
+    stream = RayDataStream.from_store(store_uri, "pairs", ["image", "text"], target_block_bytes=block_bytes, **kwargs)
     with PeakSampler(ray_stats=True) as sampler:
         epochs = _epochs(lambda e: stream.epoch(e, args.batch_size, seed=0), args)
-    return {"epochs": epochs, "memory": sampler.peak, "spilled_mb": sampler.spilled_mb, "ray_init_s": round(init_s, 2), "shuffle_buffer_rows": stream.shuffle_buffer_rows}
+    return {
+        "epochs": epochs,
+        "memory": sampler.peak,
+        "spilled_mb": sampler.spilled_mb,
+        "ray_init_s": round(init_s, 2),
+        "block_mb": round(block_bytes / MiB, 1),
+        "shuffle_window_rows": stream.shuffle_buffer_rows,
+    }
 
 
 def measure_ray_iter_torch(store_uri: str, args: argparse.Namespace) -> dict:
-    from mmsearch.orchestration.ray_data import default_shuffle_buffer_rows, store_dataset
-
     from mmsearch.data.store import open_store
+    from mmsearch.orchestration.ray_data import default_block_bytes, default_shuffle_buffer_rows, store_dataset
 
     init_s = _start_ray(args)
     table = open_store(store_uri).table("pairs")
     buffer_rows = args.shuffle_buffer_rows or default_shuffle_buffer_rows(table, args.batch_size)
-    dataset = store_dataset(table, columns=["image", "text"], shuffle_seed=0, target_block_bytes=args.block_mb * MiB)
+    block_bytes = args.block_mb * MiB if args.block_mb else default_block_bytes()
+    dataset = store_dataset(table, columns=["image", "text"], shuffle_seed=0, target_block_bytes=block_bytes)
 
     def epoch(e: int):
         return dataset.iter_torch_batches(batch_size=args.batch_size, local_shuffle_buffer_size=buffer_rows, local_shuffle_seed=e)
 
     with PeakSampler(ray_stats=True) as sampler:
         epochs = _epochs(epoch, args)
-    return {"epochs": epochs, "memory": sampler.peak, "spilled_mb": sampler.spilled_mb, "ray_init_s": round(init_s, 2), "shuffle_buffer_rows": buffer_rows}
+    return {
+        "epochs": epochs,
+        "memory": sampler.peak,
+        "spilled_mb": sampler.spilled_mb,
+        "ray_init_s": round(init_s, 2),
+        "block_mb": round(block_bytes / MiB, 1),
+        "shuffle_buffer_rows": buffer_rows,  # Ray's local shuffle buffer (pinned in the object store)
+    }
 
 
 MEASURE = {"pyarrow": measure_pyarrow, "local": measure_local, "ray": measure_ray, "ray_iter_torch": measure_ray_iter_torch}
@@ -263,8 +286,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--epochs", type=int, default=2, help="epochs per streaming mode (the first includes start-up)")
     parser.add_argument("--object-store-mb", type=int, default=256, help="Ray object store budget (keep it below the store size)")
-    parser.add_argument("--block-mb", type=int, default=16, help="Ray Data target block size")
-    parser.add_argument("--shuffle-buffer-rows", type=int, default=None, help="default: about 64 MiB of rows")
+    parser.add_argument("--block-mb", type=int, default=None, help="Ray Data target block size (default: the library's, 1/32 of the object store, at most 16)")
+    parser.add_argument("--shuffle-buffer-rows", type=int, default=None, help="shuffle window; default: about 64 MiB of rows")
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count())
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
     parser.add_argument("--store-dir", default=None, help="where to write the store (default: a temporary directory, removed after)")

@@ -111,7 +111,7 @@ def test_train_style_shards_split_each_epoch(ray_session, pairs_table):
 
     dataset = store_dataset(pairs_table, columns=["id"], shuffle_seed=11)
     shards = dataset.streaming_split(2, equal=True)
-    streams = [train_shard_stream("train", pairs_table, ["id"], shard=s, world_size=2, rank=r) for r, s in enumerate(shards)]
+    streams = [train_shard_stream("train", pairs_table, ["id"], shard=s, world_size=2) for s in shards]
     assert [s.rows_per_epoch for s in streams] == [ROWS // 2] * 2
     seen: dict[tuple[int, int], np.ndarray] = {}
 

@@ -2,36 +2,51 @@
 
 * :func:`store_dataset` reads exactly the shards a store's manifest lists (never a directory
   listing, so half-written or replaced files are never read), with blocks capped at
-  ``target_block_bytes`` so they stream through a small object store without spilling.
-* :class:`RayDataStream` implements ``mmsearch.data.store.BatchStream`` on top of it: per
-  epoch the shard order is permuted from ``(seed, epoch)`` and rows are mixed in a local
-  shuffle buffer; batches are decoded by the same code as the plain-pyarrow
-  ``LocalStoreStream``, so both yield identical batch dicts (``mmsearch.data.store.decode``).
-  It accepts a driver-side ``Dataset`` built from a store, or a Ray Train dataset shard
-  (:func:`train_shard_stream`).
+  ``target_block_bytes`` (default: 1/32 of the object store, at most 16 MiB) so they stream
+  through a small object store without spilling.
+* :class:`RayDataStream` implements ``mmsearch.data.store.BatchStream`` on top of it. Per
+  epoch, the shard order is permuted from ``(seed, epoch)``; whole blocks are copied out of
+  the object store as they arrive and shuffled in a bounded window on the heap by the same
+  code as the plain-pyarrow ``LocalStoreStream``, and decoded by the same code, so both
+  streams yield identical batch dicts (``mmsearch.data.store.decode``). It takes a
+  driver-side dataset built from a store (:meth:`RayDataStream.from_store`) or a Ray Train
+  dataset shard (:func:`train_shard_stream`).
 
-Why pyarrow batches rather than ``iter_torch_batches``: the latter stacks ``vector`` columns
-fine but cannot pad ``sequence`` / ``list`` columns; decoding Arrow ourselves gives one format
-for every column kind at no extra cost.
+Two measured reasons for doing the last steps ourselves: Ray's ``local_shuffle_buffer_size``
+keeps its window as pinned object-store blocks (it spilled with a 100 MiB store and a 64 MiB
+window), and ``iter_torch_batches`` stacks ``vector`` columns but cannot pad ``sequence`` /
+``list`` columns.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import ray
 import ray.data
 import torch
 from ray.data import FileShuffleConfig
 
 from mmsearch.data.store import ColumnSpec, Store, StoreError, StoreTable, decode_torch, epoch_seed, open_store
+from mmsearch.data.store import shuffle as shuffle_rows
 from mmsearch.data.store.plan import rows_for_rank
 
 MiB = 2**20
-# Blocks this size keep several in flight within a few hundred MiB of object store (Ray's
-# default of 128 MiB spilled with a 300 MiB store; see environment.md section 4).
-DEFAULT_BLOCK_BYTES = 16 * MiB
-# Rows held by the local shuffle buffer are about this many bytes.
-DEFAULT_SHUFFLE_BUFFER_BYTES = 64 * MiB
+# Block size cap: blocks of 1/32 of the object store streamed without spilling in every case
+# measured (Ray's default of 128 MiB spilled with a 300 MiB store, environment.md section 4;
+# 16 MiB blocks spilled with a 100 MiB store, 8 MiB ones did not).
+MAX_BLOCK_BYTES = 16 * MiB
+BLOCK_FRACTION_OF_OBJECT_STORE = 1 / 32
+# The shuffle window (on the heap) holds about this many bytes of rows.
+DEFAULT_SHUFFLE_WINDOW_BYTES = 64 * MiB
+
+
+def default_block_bytes() -> int:
+    """``MAX_BLOCK_BYTES``, or 1/32 of the connected cluster's object store if that is less."""
+    store = ray.cluster_resources().get("object_store_memory", 0) if ray.is_initialized() else 0
+    if store <= 0:
+        return MAX_BLOCK_BYTES
+    return int(max(MiB, min(MAX_BLOCK_BYTES, store * BLOCK_FRACTION_OF_OBJECT_STORE)))
 
 
 def _table_of(store_or_uri: Store | StoreTable | str, table: str | None) -> StoreTable:
@@ -52,14 +67,15 @@ def store_dataset(
     *,
     shuffle_seed: int | None = None,
     reseed_each_execution: bool = True,
-    target_block_bytes: int = DEFAULT_BLOCK_BYTES,
+    target_block_bytes: int | None = None,
     preserve_order: bool = False,
 ) -> ray.data.Dataset:
     """A Ray Dataset over one table of a store, reading exactly the manifest's shards.
 
     ``shuffle_seed`` permutes the shard order; with ``reseed_each_execution`` (default) every
     execution (epoch) of the dataset gets a new permutation, which is what a dataset handed to
-    a Ray Train trainer needs. Blocks hold at most about ``target_block_bytes``.
+    a Ray Train trainer needs. Blocks hold at most about ``target_block_bytes`` (default:
+    :func:`default_block_bytes`).
     ``preserve_order`` makes blocks arrive in read order rather than completion order (a
     reproducible row order, at some cost in pipelining).
     """
@@ -73,7 +89,7 @@ def store_dataset(
     # A dataset seals a copy of the current DataContext when created, and the Parquet read
     # sizes its blocks from it: scope a copy with our block size to this call only.
     context = ray.data.DataContext.get_current().copy()
-    context.target_max_block_size = int(target_block_bytes)
+    context.target_max_block_size = int(target_block_bytes or default_block_bytes())
     context.execution_options.preserve_order = preserve_order
     with ray.data.DataContext.current(context):
         dataset = ray.data.read_parquet(
@@ -88,11 +104,11 @@ def store_dataset(
     return dataset
 
 
-def default_shuffle_buffer_rows(table: StoreTable, batch_size: int) -> int:
-    """Rows in about ``DEFAULT_SHUFFLE_BUFFER_BYTES`` (from the stored bytes per row), >= one batch."""
+def default_shuffle_buffer_rows(table: StoreTable, batch_size: int = 1) -> int:
+    """Rows in about ``DEFAULT_SHUFFLE_WINDOW_BYTES`` (from the stored bytes per row), >= one batch."""
     stored = sum(s.bytes for s in table.manifest.shards)
     per_row = max(1.0, stored / max(table.num_rows, 1))
-    return max(batch_size, int(DEFAULT_SHUFFLE_BUFFER_BYTES / per_row))
+    return max(batch_size, int(DEFAULT_SHUFFLE_WINDOW_BYTES / per_row))
 
 
 class RayDataStream:
@@ -113,8 +129,8 @@ class RayDataStream:
         columns: dict[str, ColumnSpec],
         *,
         rows_per_epoch: int,
-        shuffle_buffer_rows: int | None = None,
-        prefetch_batches: int = 2,
+        shuffle_buffer_rows: int | None = None,  # shuffle window on the heap, in rows
+        prefetch_blocks: int = 2,
         float_dtype: torch.dtype | None = torch.float32,
     ) -> None:
         self._source = source
@@ -122,7 +138,7 @@ class RayDataStream:
         self._columns = dict(columns)
         self._rows = int(rows_per_epoch)
         self.shuffle_buffer_rows = shuffle_buffer_rows
-        self.prefetch_batches = prefetch_batches
+        self.prefetch_blocks = prefetch_blocks
         self.float_dtype = float_dtype
 
     @classmethod
@@ -132,7 +148,7 @@ class RayDataStream:
         table: str | None = None,
         columns: Sequence[str] | None = None,
         *,
-        target_block_bytes: int = DEFAULT_BLOCK_BYTES,
+        target_block_bytes: int | None = None,
         deterministic: bool = True,
         **kwargs: Any,
     ) -> "RayDataStream":
@@ -152,7 +168,7 @@ class RayDataStream:
                 preserve_order=deterministic,
             )
 
-        kwargs.setdefault("shuffle_buffer_rows", default_shuffle_buffer_rows(handle, 1))
+        kwargs.setdefault("shuffle_buffer_rows", default_shuffle_buffer_rows(handle))
         stream = cls(make(None), specs, rows_per_epoch=handle.num_rows, **kwargs)
         stream._per_epoch_dataset = make
         return stream
@@ -170,19 +186,15 @@ class RayDataStream:
         source = self._source
         if self._per_epoch_dataset is not None and mixed is not None:
             source = self._per_epoch_dataset(mixed)
-        buffer_rows = None
-        if shuffle:
-            buffer_rows = max(batch_size, self.shuffle_buffer_rows or 0) or None
-        batches = source.iter_batches(
-            batch_size=batch_size,
-            batch_format="pyarrow",
-            drop_last=drop_last,
-            prefetch_batches=self.prefetch_batches,
-            local_shuffle_buffer_size=buffer_rows,
-            local_shuffle_seed=mixed,
-        )
-        for batch in batches:
-            yield decode_torch(batch, self._columns, self.float_dtype)
+        # Whole blocks, copied out of the object store on arrival, then the same windowed
+        # shuffle as the local stream. (Ray's own local_shuffle_buffer keeps its window as
+        # pinned object-store blocks, which spilled with a store budget a few windows large.)
+        blocks = source.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=self.prefetch_blocks)
+        owned = (shuffle_rows.detach(block) for block in blocks)
+        window_rows = max(batch_size, self.shuffle_buffer_rows or 0)
+        rng = np.random.default_rng(mixed) if shuffle else None
+        for table in shuffle_rows.batches(owned, batch_size, window_rows=window_rows, rng=rng, drop_last=drop_last):
+            yield decode_torch(table, self._columns, self.float_dtype)
 
 
 def train_shard_stream(
@@ -192,7 +204,6 @@ def train_shard_stream(
     *,
     shard: ray.data.DataIterator | None = None,
     world_size: int | None = None,
-    rank: int = 0,
     **kwargs: Any,
 ) -> RayDataStream:
     """The ``BatchStream`` of this Ray Train worker's shard of dataset ``dataset_name``.
@@ -208,13 +219,14 @@ def train_shard_stream(
     if world_size is None:
         world_size = ray.train.get_context().get_world_size()
     specs = table.select(columns)
-    kwargs.setdefault("shuffle_buffer_rows", default_shuffle_buffer_rows(table, 1))
-    return RayDataStream(shard, specs, rows_per_epoch=rows_for_rank(table.num_rows, rank, world_size), **kwargs)
+    kwargs.setdefault("shuffle_buffer_rows", default_shuffle_buffer_rows(table))
+    # Ray Train splits datasets with streaming_split(equal=True): total // world_size rows each.
+    return RayDataStream(shard, specs, rows_per_epoch=rows_for_rank(table.num_rows, 0, world_size), **kwargs)
 
 
 __all__ = [
-    "DEFAULT_BLOCK_BYTES",
     "RayDataStream",
+    "default_block_bytes",
     "default_shuffle_buffer_rows",
     "store_dataset",
     "train_shard_stream",
