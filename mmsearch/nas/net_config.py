@@ -21,6 +21,7 @@ class NetConfig:
     hidden: int = 256  # model width H
     head_dim: int = 64  # attention head width; heads = hidden / head_dim (MMnas "_64")
     dropout: float = 0.1  # residual, attention-map and FFN-inner dropout
+    attn_dropout: float | None = None  # attention-map dropout if different (None = dropout; 0 = fused CPU kernel)
     norm: Literal["post", "pre"] = "post"  # LayerNorm placement in every residual block
     attn_bias: bool = False  # bias in the attention projections (MMnas: none)
     ffn_mult: int = 4  # FFN inner width = ffn_mult * hidden
@@ -40,6 +41,8 @@ class NetConfig:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of head_dim ({self.head_dim})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.attn_dropout is not None and not 0.0 <= self.attn_dropout < 1.0:
+            raise ValueError(f"attn_dropout must be in [0, 1), got {self.attn_dropout}")
         if self.text_input == "tokens" and (self.vocab_size is None or self.vocab_size <= 0):
             raise ValueError("text_input='tokens' needs a positive vocab_size")
         if self.text_input == "states" and (self.text_state_dim is None or self.text_state_dim <= 0):
@@ -54,6 +57,7 @@ class NetConfig:
             "attn_bias": self.attn_bias,
             "relation_dim": self.relation_dim,
             "ffn_mult": self.ffn_mult,
+            "attn_dropout": self.attn_dropout,
         }
 
 

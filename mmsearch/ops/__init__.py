@@ -3,7 +3,8 @@
 Plain ``nn.Module``s; the registry :data:`OPS` maps canonical names (``self_att``, ``guided_att``,
 ``rel_self_att``, ``feed_forward``) and MMnas's ``*_64`` aliases to op classes.
 """
-from mmsearch.ops.attention import MultiHeadAttention, key_padding_bias, mask_value
+from mmsearch.ops.attention import MultiHeadAttention, attend, key_padding_bias, mask_value
+from mmsearch.ops.dropout import Dropout, cpu_dropout
 from mmsearch.ops.base import OPS, ResidualOp, build_op, canonical_op_name
 from mmsearch.ops.blocks import FeedForward, GuidedAttention, RelationSelfAttention, SelfAttention
 from mmsearch.ops.embed import RegionEmbedding, RelationEmbedding, TextStateProjection, TokenLSTMEmbedding
@@ -12,6 +13,9 @@ from mmsearch.ops.padding import pad_length, used_length
 
 __all__ = [
     "OPS",
+    "Dropout",
+    "attend",
+    "cpu_dropout",
     "FeedForward",
     "GuidedAttention",
     "MultiHeadAttention",

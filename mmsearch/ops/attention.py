@@ -6,6 +6,10 @@ dropout on the attention map, where the additive bias ``B`` holds the key paddin
 self-attention, ``log(clamp(relation weight, 1e-6))`` per head. Masks and relation terms are
 combined into one float bias so that SDPA can run its fused kernel.
 
+On CPU in training with attention dropout, SDPA has no fused kernel (it falls back to its
+unfused math path); there we compute the same math explicitly with the cheaper CPU dropout of
+:mod:`mmsearch.ops.dropout`.
+
 The projections are fused: one ``Linear(H, 3H)`` for self-attention queries/keys/values and
 one ``Linear(H, 2H)`` for the keys/values of guided attention; mathematically these are the
 separate q/k/v projections of MMnas stacked row-wise.
@@ -16,9 +20,13 @@ as in MMnas).
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from mmsearch.ops.dropout import cpu_dropout
 
 
 def mask_value(dtype: torch.dtype) -> float:
@@ -33,6 +41,16 @@ def key_padding_bias(key_mask: Tensor | None, dtype: torch.dtype) -> Tensor | No
     bias = torch.zeros(key_mask.shape, dtype=dtype, device=key_mask.device)
     bias.masked_fill_(key_mask, mask_value(dtype))
     return bias[:, None, None, :]
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, dropout_p: float) -> Tensor:
+    """``dropout(softmax(q k^T / sqrt(d) + bias)) v`` per head; ``q, k, v`` are [B, heads, L, d]."""
+    if dropout_p > 0.0 and q.device.type == "cpu":
+        scores = torch.matmul(q * (1.0 / math.sqrt(q.shape[-1])), k.transpose(-2, -1))
+        if bias is not None:
+            scores = scores + bias
+        return torch.matmul(cpu_dropout(torch.softmax(scores, dim=-1), dropout_p), v)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
 
 
 class MultiHeadAttention(nn.Module):
@@ -77,8 +95,6 @@ class MultiHeadAttention(nn.Module):
     def forward(self, query: Tensor, memory: Tensor | None, attn_bias: Tensor | None) -> Tensor:
         """``query`` [B, Lq, H], ``memory`` [B, Lk, H] or None, ``attn_bias`` broadcastable to [B, heads, Lq, Lk]."""
         q, k, v = self.project(query, memory)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_bias, dropout_p=self.attn_dropout if self.training else 0.0
-        )
+        out = attend(q, k, v, attn_bias, self.attn_dropout if self.training else 0.0)
         b, _, length, _ = out.shape
         return self.merge(out.transpose(1, 2).reshape(b, length, self.hidden))

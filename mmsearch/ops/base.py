@@ -15,7 +15,9 @@ for training from scratch but not bit-compatible for importing MMnas checkpoints
 All ops share one constructor signature and one forward signature so that a mixed op can
 call any candidate:
 
-``Op(hidden, *, head_dim=64, dropout=0.1, norm="post", attn_bias=False, relation_dim=64, ffn_mult=4)``
+``Op(hidden, *, head_dim=64, dropout=0.1, norm="post", attn_bias=False, relation_dim=64, ffn_mult=4, attn_dropout=None)``
+
+(``attn_dropout=None`` means the attention map uses ``dropout`` too, as MMnas.)
 ``op(x, x_mask, y=None, y_mask=None, rel_bias_embed=None) -> Tensor [B, L, H]``
 
 with masks ``[B, L]`` bool, ``True`` at padding (see :mod:`mmsearch.batch`).
@@ -27,6 +29,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from mmsearch.ops.dropout import Dropout
 from mmsearch.registry import Registry
 
 #: Canonical op name -> op class. Aliases accept MMnas's architecture-file names.
@@ -58,7 +61,7 @@ class ResidualOp(nn.Module):
         self.hidden = hidden
         self.pre_norm = norm == "pre"
         self.norm = nn.LayerNorm(hidden, eps=LAYER_NORM_EPS)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def transform(
         self, x: Tensor, x_mask: Tensor | None, y: Tensor | None, y_mask: Tensor | None, rel_bias_embed: Tensor | None

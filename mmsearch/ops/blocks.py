@@ -21,8 +21,21 @@ from torch import Tensor, nn
 
 from mmsearch.ops.attention import MultiHeadAttention, key_padding_bias
 from mmsearch.ops.base import OPS, ResidualOp, check_mask
+from mmsearch.ops.dropout import Dropout
 
 RELATION_LOG_FLOOR = 1e-6  # MMnas clamps the relation weight here before the log (-13.8 logits)
+
+
+def _attn_dropout(dropout: float, attn_dropout: float | None) -> float:
+    """Attention-map dropout: ``dropout`` unless set separately (MMnas uses one rate for both).
+
+    On CPU, SDPA runs its fused kernel only without dropout; with attention dropout in training
+    it falls back to the unfused math path (matmul, softmax, dropout, matmul), as MMnas computes.
+    """
+    rate = dropout if attn_dropout is None else attn_dropout
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"attention dropout must be in [0, 1), got {rate}")
+    return rate
 
 
 @OPS.register("self_att", aliases=("self_att_64",))
@@ -37,9 +50,10 @@ class SelfAttention(ResidualOp):
         attn_bias: bool = False,
         relation_dim: int = 64,
         ffn_mult: int = 4,
+        attn_dropout: float | None = None,
     ) -> None:
         super().__init__(hidden, dropout=dropout, norm=norm)
-        self.attn = MultiHeadAttention(hidden, head_dim, dropout, attn_bias, self_attention=True)
+        self.attn = MultiHeadAttention(hidden, head_dim, _attn_dropout(dropout, attn_dropout), attn_bias, self_attention=True)
 
     def transform(self, x, x_mask, y, y_mask, rel_bias_embed):  # noqa: D102
         check_mask(x_mask, x.shape[0], x.shape[1], "x_mask")
@@ -60,9 +74,10 @@ class GuidedAttention(ResidualOp):
         attn_bias: bool = False,
         relation_dim: int = 64,
         ffn_mult: int = 4,
+        attn_dropout: float | None = None,
     ) -> None:
         super().__init__(hidden, dropout=dropout, norm=norm)
-        self.attn = MultiHeadAttention(hidden, head_dim, dropout, attn_bias, self_attention=False)
+        self.attn = MultiHeadAttention(hidden, head_dim, _attn_dropout(dropout, attn_dropout), attn_bias, self_attention=False)
 
     def transform(self, x, x_mask, y, y_mask, rel_bias_embed):  # noqa: D102
         if y is None:
@@ -85,9 +100,10 @@ class RelationSelfAttention(ResidualOp):
         attn_bias: bool = False,
         relation_dim: int = 64,
         ffn_mult: int = 4,
+        attn_dropout: float | None = None,
     ) -> None:
         super().__init__(hidden, dropout=dropout, norm=norm)
-        self.attn = MultiHeadAttention(hidden, head_dim, dropout, attn_bias, self_attention=True)
+        self.attn = MultiHeadAttention(hidden, head_dim, _attn_dropout(dropout, attn_dropout), attn_bias, self_attention=True)
         # MMnas: Linear(REL_SIZE -> heads) with bias, then ReLU, clamp and log.
         self.relation_proj = nn.Linear(relation_dim, self.attn.heads)
 
@@ -122,10 +138,11 @@ class FeedForward(ResidualOp):
         attn_bias: bool = False,
         relation_dim: int = 64,
         ffn_mult: int = 4,
+        attn_dropout: float | None = None,
     ) -> None:
         super().__init__(hidden, dropout=dropout, norm=norm)
         self.inner = nn.Linear(hidden, ffn_mult * hidden)
-        self.inner_dropout = nn.Dropout(dropout)
+        self.inner_dropout = Dropout(dropout)
         self.outer = nn.Linear(ffn_mult * hidden, hidden)
 
     def transform(self, x, x_mask, y, y_mask, rel_bias_embed):  # noqa: D102
