@@ -26,3 +26,21 @@ def test_epochs_must_increase():
         ctx.report({"epoch": 2, "loss": 1.0})
     with pytest.raises(ReportError, match="must increase at every report: 2 after 2"):
         ctx.report({"epoch": 2, "loss": 0.5})
+
+
+def test_output_files_are_mirrored_to_storage_but_dot_scratch_stays_local(tmp_path, monkeypatch):
+    from mmsearch.orchestration.storage import StorageLocation
+
+    work, store = tmp_path / "work", tmp_path / "store" / "trial_1"
+    (work / "plots").mkdir(parents=True)
+    (work / ".ckpt-scratch").mkdir()
+    (work / "config.yaml").write_text("a: 1\n")
+    (work / "plots" / "curve.png").write_bytes(b"\x89PNG")
+    (work / ".ckpt-scratch" / "state.pt").write_bytes(b"big")
+    monkeypatch.chdir(work)
+    ctx = TuneContext(artifacts_to=StorageLocation(str(store)))
+    assert ctx.upload_artifacts() == 2
+    assert sorted(str(p.relative_to(store)) for p in store.rglob("*") if p.is_file()) == ["config.yaml", "plots/curve.png"]
+    assert ctx.upload_artifacts() == 0  # nothing changed
+    (work / "config.yaml").write_text("a: 2\n")
+    assert ctx.upload_artifacts() == 1 and (store / "config.yaml").read_text() == "a: 2\n"

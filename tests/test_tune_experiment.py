@@ -193,7 +193,7 @@ class RecordingMetrics(TrialMetricsCallback):
 def test_metrics_callback_counts_trial_states(toy_on_ray, tmp_path):
     lrs = [0.05, 0.2, 0.4, 0.6]
     settings = make_settings(str(tmp_path), "metrics", lrs)
-    base = {"train": {"epochs": 4}, "faults": {"fail_at_epoch": 2, "fail_lr": 0.05}}
+    base = {"train": {"epochs": 4}, "faults": {"fail_at_epoch": 1, "fail_lr": 0.05}}  # errors before any report
     recorder = RecordingMetrics("metrics-test", metric="loss", mode="min", max_t=4, min_interval_s=0.0)
     outcome = run_toy(settings, base, callbacks=[recorder])
 
@@ -279,3 +279,24 @@ def test_resumed_experiment_stops_the_same_trials_and_redoes_nothing(toy_on_ray,
     changed = make_settings(str(tmp_path), "interrupted", [0.3, 0.5], resources=sequential)
     with pytest.raises(ExperimentError, match="search_space"):
         run_toy(changed)
+
+
+@pytest.mark.ray
+def test_optuna_searcher_samples_the_space_under_asha(toy_on_ray, tmp_path):
+    settings = make_settings(
+        str(tmp_path),
+        "optuna",
+        [0.1],
+        searcher="optuna",
+        searcher_seed=3,
+        num_samples=4,
+        search_space={"train.lr": {"uniform": [0.05, 0.6]}, "train.width": {"choice": [8, 16]}},
+        resources=ResourceSettings(cpus_per_trial=0.5, reserve_cpus_for_data=0.0, max_concurrent_trials=2),
+    )
+    recorder = RecordingMetrics("optuna-test", metric="loss", mode="min", max_t=3, min_interval_s=0.0)
+    outcome = run_toy(settings, {"train": {"epochs": 3}}, callbacks=[recorder])
+    configs = [t.config for t in outcome.summary.trials]
+    assert len(configs) == 4 and len({c["train.lr"] for c in configs}) == 4
+    assert all(0.05 <= c["train.lr"] <= 0.6 and c["train.width"] in (8, 16) for c in configs)
+    assert max(c.running for c in recorder.published) <= 2  # the concurrency limit held
+    assert outcome.summary.count("completed") + outcome.summary.count("stopped_by_asha") == 4

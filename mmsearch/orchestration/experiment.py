@@ -31,7 +31,7 @@ from mmsearch.orchestration.cluster import alive_nodes, connect
 from mmsearch.orchestration.metrics import TrialMetricsCallback
 from mmsearch.orchestration.search_space import SearchSpace, build_searcher, parse_search_space
 from mmsearch.orchestration.settings import ResourceSettings, TuneSettings
-from mmsearch.orchestration.summary import ExperimentSummary, summarize_results, write_summary
+from mmsearch.orchestration.summary import ExperimentSummary, summarize_analysis, write_summary
 from mmsearch.orchestration.tune_context import as_tune_trainable
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ def run_experiment(
     _warn_about_layout(plan, concurrency, location)
 
     resources = {"cpu": settings.resources.cpus_per_trial, "gpu": settings.resources.gpus_per_trial}
-    trainable = tune.with_resources(as_tune_trainable(recipe, base_config, config_cls), resources)
+    trainable = tune.with_resources(as_tune_trainable(recipe, base_config, config_cls, experiment=location), resources)
     fs = location.filesystem() if location.is_s3 else None
     exp_path = location.fs_path if location.is_s3 else location.uri
 
@@ -183,7 +183,7 @@ def run_experiment(
 
     print(_plan_text(plan, concurrency), flush=True)
     results = tuner.fit()
-    summary = _summarize(plan, results)
+    summary = summarize_experiment(location)
     write_summary(summary, location)
     print(summary.table())
     print(f"Results: {location.uri} (summary: {location.child('experiment_summary.json').uri})", flush=True)
@@ -224,7 +224,6 @@ def _new_tuner(
             storage_filesystem=fs,
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=s.checkpoints_to_keep),
-            sync_config=tune.SyncConfig(sync_artifacts=True),
             callbacks=[metrics, *callbacks],
             verbose=verbose,
         ),
@@ -275,22 +274,8 @@ def _plan_text(plan: ExperimentPlan, concurrency: int) -> str:
     return "\n".join(lines)
 
 
-def _summarize(plan: ExperimentPlan, results: tune.ResultGrid) -> ExperimentSummary:
-    state = asha_state.load_asha_state(plan.location.child(asha_state.STATE_FILE)) or {}
-    return summarize_results(
-        results,
-        experiment=plan.settings.experiment_name,
-        path=plan.location.uri,
-        metric=plan.settings.metric,
-        mode=plan.settings.mode,
-        max_t=plan.max_t,
-        rungs=list(plan.ladder.rungs) if plan.ladder else [],
-        stopped_by_asha=state.get("stopped_by_asha", {}),
-    )
-
-
 def summarize_experiment(location: storage.StorageLocation) -> ExperimentSummary:
-    """Rebuild the summary of a finished or running experiment from its directory in storage."""
+    """The summary of a finished or running experiment, rebuilt from its directory in storage."""
     raw = storage.read_bytes(location.child(SPEC_FILE))
     if raw is None:
         raise ExperimentError(f"{location.uri} is not an mmsearch experiment (no {SPEC_FILE})")
@@ -298,8 +283,8 @@ def summarize_experiment(location: storage.StorageLocation) -> ExperimentSummary
     fs = location.filesystem() if location.is_s3 else None
     analysis = tune.ExperimentAnalysis(location.fs_path if location.is_s3 else location.uri, storage_filesystem=fs)
     state = asha_state.load_asha_state(location.child(asha_state.STATE_FILE)) or {}
-    return summarize_results(
-        tune.ResultGrid(analysis),
+    return summarize_analysis(
+        analysis,
         experiment=location.uri.rsplit("/", 1)[-1],
         path=location.uri,
         metric=spec["metric"],

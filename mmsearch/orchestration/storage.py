@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from urllib.parse import urlparse
@@ -85,6 +87,28 @@ def write_bytes(location: StorageLocation, data: bytes) -> None:
         out.write(data)
 
 
+def upload_file(local_path: str | Path, location: StorageLocation) -> None:
+    """Copy a local file to ``location`` atomically, streaming (temp + rename locally; one upload on S3)."""
+    if not location.is_s3:
+        target = Path(location.uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(local_path, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return
+    pafs.copy_files(
+        str(local_path),
+        location.fs_path,
+        source_filesystem=pafs.LocalFileSystem(),
+        destination_filesystem=location.filesystem(),
+    )
+
+
 def read_bytes(location: StorageLocation) -> bytes | None:
     """The file's bytes, or None when it does not exist."""
     fs = location.filesystem()
@@ -142,5 +166,6 @@ __all__ = [
     "preflight",
     "read_bytes",
     "resolve_storage",
+    "upload_file",
     "write_bytes",
 ]

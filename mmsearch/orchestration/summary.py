@@ -1,7 +1,8 @@
 """The machine-readable summary of an experiment: one row per trial, and the best trial.
 
 ``experiment_summary.json`` in the experiment directory holds, per trial: id, sampled config,
-stop reason (``completed`` / ``stopped_by_asha`` / ``errored`` / ``unfinished``), the highest
+stop reason (``completed`` / ``stopped_by_asha`` / ``errored`` / ``unfinished``; ``stopped`` for
+a trial that ended early for another reason), the highest
 rung reached, the last epoch, the best value of the metric and its epoch, and the latest
 checkpoint's path. Stop reasons come from the persisted ASHA decisions (``asha_state.json``),
 not guessed from curves. :func:`summarize_experiment` rebuilds it from storage for a finished
@@ -12,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from typing import Any
 
-from ray.tune import ResultGrid
+from ray.tune import ExperimentAnalysis, ResultGrid
 
 from mmsearch.orchestration.asha import TIME_ATTR
 from mmsearch.orchestration.storage import StorageLocation, write_bytes
@@ -26,7 +28,7 @@ SUMMARY_FILE = "experiment_summary.json"
 class TrialSummary:
     trial_id: str
     config: dict[str, Any]  # the sampled parameters (dotted keys)
-    stop_reason: str  # completed | stopped_by_asha | errored | unfinished
+    stop_reason: str  # completed | stopped_by_asha | errored | unfinished | stopped
     rung_reached: float | None  # highest ASHA rung (or max_t) reached; None before the first rung / FIFO
     last_epoch: int | None
     best_metric: float | None
@@ -69,7 +71,7 @@ class ExperimentSummary:
             "best": None
             if best is None
             else {"trial_id": best.trial_id, "config": best.config, "metric": best.best_metric, "epoch": best.best_epoch},
-            "counts": {r: self.count(r) for r in ("completed", "stopped_by_asha", "errored", "unfinished")},
+            "counts": {r: self.count(r) for r in ("completed", "stopped_by_asha", "errored", "unfinished", "stopped")},
             "trials": [dataclasses.asdict(t) for t in self.trials],
         }
 
@@ -98,8 +100,8 @@ def _rung_reached(last_epoch: int | None, rungs: list[float], max_t: int) -> flo
     return reached[-1] if reached else None
 
 
-def summarize_results(
-    results: ResultGrid,
+def summarize_analysis(
+    analysis: ExperimentAnalysis,
     *,
     experiment: str,
     path: str,
@@ -109,11 +111,11 @@ def summarize_results(
     rungs: list[float],
     stopped_by_asha: dict[str, Any],
 ) -> ExperimentSummary:
-    """Build the summary from Tune's results and the persisted ASHA decisions."""
+    """Build the summary from Tune's experiment state and the persisted ASHA decisions."""
+    results = ResultGrid(analysis)  # one Result per trial, in the order of analysis.trials
     trials = []
-    for result in results:
-        last = result.metrics or {}
-        trial_id = last.get("trial_id") or (result.path or "?").rsplit("/", 1)[-1]
+    for trial, result in zip(analysis.trials, results, strict=True):
+        last = trial.last_result or {}
         frame = result.metrics_dataframe
         history: list[tuple[int, float]] = []
         if frame is not None and metric in frame and TIME_ATTR in frame:
@@ -122,26 +124,18 @@ def summarize_results(
             history = [(int(last[TIME_ATTR]), float(last[metric]))]
         last_epoch = int(last[TIME_ATTR]) if TIME_ATTR in last else None
         best, best_epoch = _best(history, mode)
-        if result.error is not None:
-            reason = "errored"
-        elif trial_id in stopped_by_asha:
-            reason = "stopped_by_asha"
-        elif last_epoch is not None and last_epoch >= max_t:
-            reason = "completed"
-        else:
-            reason = "unfinished"
         trials.append(
             TrialSummary(
-                trial_id=trial_id,
-                config=dict(result.config or {}),
-                stop_reason=reason,
+                trial_id=trial.trial_id,
+                config=dict(trial.config),
+                stop_reason=_stop_reason(trial.status, trial.trial_id, last_epoch, max_t, stopped_by_asha),
                 rung_reached=_rung_reached(last_epoch, rungs, max_t),
                 last_epoch=last_epoch,
                 best_metric=best,
                 best_epoch=best_epoch,
                 checkpoint_path=result.checkpoint.path if result.checkpoint is not None else None,
-                path=result.path,
-                error=f"{type(result.error).__name__}: {result.error}"[:2000] if result.error is not None else None,
+                path=trial.path,
+                error=_short_error(result.error),
             )
         )
     trials.sort(key=lambda t: t.trial_id)
@@ -150,10 +144,31 @@ def summarize_results(
     )
 
 
+def _stop_reason(status: str, trial_id: str, last_epoch: int | None, max_t: int, stopped: dict[str, Any]) -> str:
+    if status == "ERROR":
+        return "errored"
+    if status != "TERMINATED":
+        return "unfinished"  # pending, running or paused when the experiment was interrupted
+    if trial_id in stopped:
+        return "stopped_by_asha"
+    return "completed" if last_epoch is not None and last_epoch >= max_t else "stopped"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _short_error(error: BaseException | None) -> str | None:
+    """The exception's last line (``InjectedFailure: injected failure at epoch 1``), without colours."""
+    if error is None:
+        return None
+    lines = [line.strip() for line in _ANSI.sub("", str(error)).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:500]
+
+
 def write_summary(summary: ExperimentSummary, location: StorageLocation) -> None:
     """Write ``experiment_summary.json`` atomically (through pyarrow's filesystem on S3)."""
     text = json.dumps(summary.to_dict(), indent=2, default=str) + "\n"
     write_bytes(location.child(SUMMARY_FILE), text.encode())
 
 
-__all__ = ["SUMMARY_FILE", "ExperimentSummary", "TrialSummary", "summarize_results", "write_summary"]
+__all__ = ["SUMMARY_FILE", "ExperimentSummary", "TrialSummary", "summarize_analysis", "write_summary"]

@@ -5,9 +5,12 @@ epoch with an integer ``epoch``; checkpoints as plain directories) onto Ray Tune
 function API (``tune.report``, ``tune.get_checkpoint``, ``tune.Checkpoint``), so a Ray API
 change touches only this file.
 
-Inside a trial the output directory is the trial's working directory (Tune changes into it);
-with ``SyncConfig(sync_artifacts=True)`` (set by :mod:`.experiment`) its files are uploaded to
-the trial's directory in storage, also from worker nodes.
+Inside a trial the output directory is the trial's working directory (Tune changes into it, on
+whatever node the trial runs). After every report and when the recipe returns, the context
+copies new or changed files from it to the trial's directory in the experiment's storage
+(local, NFS or S3). Names starting with ``.`` stay local: that is where recipes keep scratch,
+such as a checkpoint being assembled (Tune's own artifact sync would upload those too, once
+per epoch, and never delete them).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from ray import tune
 from mmsearch.config import dump_config, validate_config
 from mmsearch.orchestration.asha import TIME_ATTR
 from mmsearch.orchestration.search_space import set_dotted
+from mmsearch.orchestration.storage import StorageLocation, upload_file
 
 
 class ReportError(ValueError):
@@ -33,9 +37,12 @@ class TuneContext:
     rank = 0
     world_size = 1
 
-    def __init__(self) -> None:
+    def __init__(self, artifacts_to: StorageLocation | None = None) -> None:
+        """``artifacts_to``: the trial's directory in storage, where ``output_dir`` is mirrored."""
         chdir_enabled = os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") != "0"
         self._output_dir = Path.cwd() if chdir_enabled else Path(tune.get_context().get_trial_dir())
+        self._artifacts_to = artifacts_to
+        self._uploaded: dict[Path, tuple[int, int]] = {}  # relative path -> (mtime_ns, size) uploaded
         self._stack = contextlib.ExitStack()
         self._restored: Path | None = None
         self._restore_checked = False
@@ -68,10 +75,32 @@ class TuneContext:
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
         # tune.report persists the checkpoint before it returns: the recipe may delete the directory.
         tune.report(dict(metrics), checkpoint=checkpoint)
+        self.upload_artifacts()
+
+    def upload_artifacts(self) -> int:
+        """Copy new or changed files of ``output_dir`` (not dot-names) to storage; returns how many."""
+        if self._artifacts_to is None:
+            return 0
+        copied = 0
+        for path in sorted(self._output_dir.rglob("*")):
+            relative = path.relative_to(self._output_dir)
+            if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+                continue
+            stat = path.stat()
+            version = (stat.st_mtime_ns, stat.st_size)
+            if self._uploaded.get(relative) == version:
+                continue
+            upload_file(path, self._artifacts_to.child(*relative.parts))
+            self._uploaded[relative] = version
+            copied += 1
+        return copied
 
     def close(self) -> None:
-        """Release a downloaded checkpoint copy."""
-        self._stack.close()
+        """Upload the last artifacts and release a downloaded checkpoint copy."""
+        try:
+            self.upload_artifacts()
+        finally:
+            self._stack.close()
 
 
 def merge_trial_params(base_config: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -83,19 +112,25 @@ def merge_trial_params(base_config: dict[str, Any], params: dict[str, Any]) -> d
 
 
 def as_tune_trainable(
-    recipe_fn: Callable[..., Any], base_config: dict[str, Any], config_cls: type
+    recipe_fn: Callable[..., Any],
+    base_config: dict[str, Any],
+    config_cls: type,
+    *,
+    experiment: StorageLocation | None = None,
 ) -> Callable[[dict[str, Any]], None]:
     """A Tune function trainable that validates each trial's config and runs ``recipe_fn`` on it.
 
     The trial's sampled parameters (``{"search.arch_lr": 0.003, "seed": 1}``) are merged into
     ``base_config`` and validated into ``config_cls``; the resolved config is written to the
-    trial's ``config.yaml`` before the recipe starts.
+    trial's ``config.yaml`` before the recipe starts. With ``experiment`` (the experiment
+    directory in storage), the trial's output files are mirrored to its directory there.
     """
     base = dict(base_config)
 
     def trainable(params: dict[str, Any]) -> None:
         cfg = validate_config(config_cls, merge_trial_params(base, params), origin=f"trial params {params}")
-        context = TuneContext()
+        trial_dir = Path(tune.get_context().get_trial_dir()).name
+        context = TuneContext(experiment.child(trial_dir) if experiment is not None else None)
         try:
             dump_config(cfg, context.output_dir / "config.yaml")
             recipe_fn(cfg, context=context)
