@@ -39,7 +39,7 @@ def _config(**sections) -> FuseMixConfig:
         "model": {"out_dim": 32, "x": {"depth": 1, "width_factor": 2, "dropout": 0.1},
                   "y": {"depth": 1, "width_factor": 2, "dropout": 0.1}},
         "optim": {"lr": 3e-3, "warmup_steps": 4},
-        "train": {"batch_size": 64, "epochs": 3, "device": "cpu"},
+        "train": {"batch_size": 64, "epochs": 3, "device": "cpu", "num_threads": 1},  # tiny matmuls: 1 thread is faster
     }
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}
@@ -61,7 +61,9 @@ class CrashAfter(LocalContext):
 
 def test_training_learns_and_exports_the_selected_adapters(tmp_path, splits):
     context = LocalContext(tmp_path)
+    threads = torch.get_num_threads()
     final = train_fusemix(_config(), context, stream_factory=tensor_stream_factory(splits))
+    assert torch.get_num_threads() == threads  # train.num_threads applies to the run only
 
     history = context.history
     assert [m["epoch"] for m in history] == [0, 1, 2]

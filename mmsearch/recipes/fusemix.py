@@ -93,8 +93,16 @@ def train_fusemix(
     if context.world_size > 1:
         raise NotImplementedError("train_fusemix runs on one worker (the contrastive batch is global); got world_size > 1")
     factory = stream_factory or getattr(context, "stream_factory", None) or default_stream_factory
+    threads = torch.get_num_threads()
     if cfg.train.num_threads is not None:
         torch.set_num_threads(cfg.train.num_threads)
+    try:
+        return _train(cfg, context, factory)
+    finally:
+        torch.set_num_threads(threads)  # leave the caller's process as it was
+
+
+def _train(cfg: FuseMixConfig, context: RunContext, factory: StreamFactory) -> dict[str, Any]:
     device = _resolve_device(cfg.train.device)
     if cfg.train.amp and device.type != "cuda":
         raise ValueError(f"train.amp needs a CUDA device (CPU paths stay fp32); device is {device}")
