@@ -42,3 +42,11 @@ def test_connect_reuses_the_running_instance(ray_session, monkeypatch):
     assert info.mode == "local" and info.resources["CPU"] == 2
     assert info.auth_mode == "disabled"  # the test session's explicit setting is kept
     assert "2 CPUs" in info.describe() and "RAY_AUTH_MODE=disabled" in info.describe()
+
+
+@pytest.mark.ray
+def test_auth_mode_is_always_explicit(ray_session, monkeypatch):
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert connect().auth_mode == "token"  # Ray's default for a local start, now visible to clients
+    assert connect(auth_mode="disabled").auth_mode == "disabled"

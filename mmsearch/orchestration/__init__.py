@@ -1,1 +1,14 @@
+"""The only Ray code in mmsearch: recipes run many times under Ray Tune (and Ray Train, Ray Data).
 
+Modules (import them directly; this package imports nothing eagerly):
+
+- ``settings``: the ``tune`` config section (``TuneSettings``), plain dataclasses, no Ray.
+- ``storage``: storage locations (local, NFS, ``s3://`` with custom endpoints) and the preflight.
+- ``search_space``: search spaces from config data, validated against the recipe's config.
+- ``asha``: scheduler validation and the rung ladder; ``asha_state``: ASHA whose rung records
+  survive ``Tuner.restore``.
+- ``tune_context``: the recipe ``RunContext`` over ``ray.tune`` and ``as_tune_trainable``.
+- ``experiment``: ``run_experiment`` (idempotent: resumes an existing experiment) and summaries.
+- ``summary``: ``experiment_summary.json``; ``metrics``: live gauges for the Ray dashboard.
+- ``cluster``: join a running cluster or start Ray locally (``RAY_AUTH_MODE`` made explicit).
+"""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -136,10 +137,18 @@ def as_tune_trainable(
             recipe_fn(cfg, context=context)
         finally:
             context.close()
+            _release_gpu_memory()
 
     trainable.__name__ = getattr(recipe_fn, "__name__", "recipe")
     trainable.__qualname__ = trainable.__name__
     return trainable
+
+
+def _release_gpu_memory() -> None:
+    """Return cached CUDA memory at the end of a trial (its actor also exits: reuse_actors=False)."""
+    torch = sys.modules.get("torch")  # only if the recipe used torch
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 __all__ = ["ReportError", "TuneContext", "as_tune_trainable", "merge_trial_params"]
