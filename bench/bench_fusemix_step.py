@@ -152,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
                    "--warmup", str(args.warmup), "--threads", str(args.threads), "--optimizer", args.optimizer]
             if args.chunk_size:
                 cmd += ["--chunk-size", str(args.chunk_size)]
-            done = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                raise SystemExit(f"B={batch} {mode} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
             result = json.loads(done.stdout.strip().splitlines()[-1])
             reference = REFERENCE_INPUT_PAIRS_PER_S.get(batch)
             result["reference_input_pairs_per_s"] = reference
@@ -178,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpu": _cpu_model(), "logical_cpus": os.cpu_count(), "threads": args.threads,
                     "torch": torch.__version__, "python": platform.python_version()},
         "matmul_peak_gflops": peak,
-        "reference_input_pairs_per_s": {"range": list(REFERENCE_RANGE), **{str(k): v for k, v in REFERENCE_INPUT_PAIRS_PER_S.items()}},
+        "reference_input_pairs_per_s": {
+            "range": list(REFERENCE_RANGE), **{str(k): v for k, v in REFERENCE_INPUT_PAIRS_PER_S.items()}
+        },
         "model": {"image_dim": IMAGE_DIM, "text_dim": TEXT_DIM, "out_dim": OUT_DIM, "blocks": 4, "width_factor": 4,
                   "dropout": 0.6, "parameters": 110_440_449},
         "results": results,

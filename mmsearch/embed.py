@@ -177,7 +177,8 @@ class FuseMixEmbedder:
         if not values.dtype.is_floating_point or not bool(torch.isfinite(values).all()):
             raise ValueError(f"{side} side ({spec.column!r}) latents must be finite floats")
         embed = self.model.embed_x if side == "x" else self.model.embed_y
-        out = [embed(values[s : s + batch_size].to(self.device, torch.float32)).cpu() for s in range(0, len(values), batch_size)]
+        out = [embed(values[s : s + batch_size].to(self.device, torch.float32)).cpu()
+               for s in range(0, len(values), batch_size)]
         return torch.cat(out) if out else torch.empty(0, self.out_dim)
 
     def embed_x(self, latents: Tensor | np.ndarray, *, batch_size: int = 4096) -> Tensor:

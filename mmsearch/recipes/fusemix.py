@@ -129,7 +129,8 @@ def _train(cfg: FuseMixConfig, context: RunContext, factory: StreamFactory) -> d
     progress = TrainProgress()
     restored = context.restored_checkpoint()
     if restored is not None:
-        progress = restore_checkpoint(Path(restored), model=model, optimizer=optimizer, mixup_rng=mixup_rng, device=device)
+        progress = restore_checkpoint(Path(restored), model=model, optimizer=optimizer, mixup_rng=mixup_rng,
+                                      device=device)
         log.info("resumed from %s after epoch %d", restored, progress.last_epoch)
     best_model = copy.deepcopy(model)
     if progress.best_state is not None:
@@ -275,7 +276,9 @@ def _embed(adapter_embed, latents: torch.Tensor, batch_size: int, device: torch.
     return torch.cat(out)
 
 
-def evaluate_retrieval(model: FuseMixModel, eval_set: EvalSet, cfg: FuseMixConfig, device: torch.device) -> dict[str, float]:
+def evaluate_retrieval(
+    model: FuseMixModel, eval_set: EvalSet, cfg: FuseMixConfig, device: torch.device
+) -> dict[str, float]:
     """Recall@K both ways (``mmsearch.metrics.retrieval``) of ``model`` on a whole split."""
     was_training = model.training
     model.eval()
@@ -287,7 +290,9 @@ def evaluate_retrieval(model: FuseMixModel, eval_set: EvalSet, cfg: FuseMixConfi
         model.train(was_training)
 
 
-def _epoch_metrics(epoch: int, step: int, stats: EpochStats, model: FuseMixModel, val: dict[str, float]) -> dict[str, Any]:
+def _epoch_metrics(
+    epoch: int, step: int, stats: EpochStats, model: FuseMixModel, val: dict[str, float]
+) -> dict[str, Any]:
     compute = max(stats.train_s - stats.data_wait_s, 0.0)
     return {
         "epoch": epoch,
