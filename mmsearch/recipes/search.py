@@ -1,0 +1,329 @@
+"""One-shot supernet architecture search (MMnas), as one function: ``run_search(config, context)``.
+
+Reads top to bottom:
+
+1. data: a :class:`~mmsearch.recipes.task_data.TaskData` (the precomputed stores, or the given
+   one); the config's data-dependent sizes are resolved from it (:func:`resolve_config`);
+2. model: the supernet, the task head and its objective, seeded from ``seed``;
+3. optimisers: Adam on the network weights (+ head) and Adam on the architecture weights;
+4. restore: everything from ``context.restored_checkpoint()`` (:mod:`.search_state`);
+5. epochs (1-based): weight steps on the ``"weights"`` part in an order fixed by ``(seed,
+   epoch)``; after warm-up one architecture step on the next batch of the disjoint ``"arch"``
+   part after every ``arch_every`` weight steps; then the derived (argmax) architecture is
+   evaluated on ``"val"`` with the supernet's weights, derived as a spec with per-block
+   probabilities, logged, and reported with a checkpoint;
+6. artifacts in ``context.output_dir``: ``config.yaml`` (resolved), ``arch_history.json``
+   (updated every epoch), ``best_arch.json`` (best validation epoch after warm-up),
+   ``final_arch.json`` (last epoch) and ``search_result.json``.
+
+Reported every epoch (floats unless noted; NaN where there is no value, e.g. ``a_*`` in warm-up):
+``epoch`` (int), ``warmup`` (0/1), ``weight_lr``, ``weight_steps`` / ``arch_steps`` (int, totals),
+``val_metric`` (the task's primary metric: vqa_acc, itm_rsum or vg_acc) and ``val_<key>`` for every
+evaluation key (``val_vqa_acc_number``, ...), ``best_val_metric``, ``best_epoch`` (int),
+``w_loss`` / ``a_loss`` and ``w_<log>`` / ``a_<log>`` (means of the step logs), ``arch`` (str),
+``arch_changes`` (int), ``entropy_{enc,dec}_{mean,min}``, ``entropy_norm``, ``enc_<op>`` /
+``dec_<op>`` (int op counts), ``w_step_s`` / ``a_step_s`` (median step times), ``train_s``,
+``eval_s``, ``data_s`` (waiting for batches), ``epoch_s`` and ``samples_per_s`` (weight-step
+samples per second of training time).
+
+CLI: ``python -m mmsearch.recipes.search CONFIG.yaml [key=value ...] [--fresh]`` (a config
+file's ``recipe:`` section when it has one, else the whole file). ``data.root=synthetic`` runs
+on small generated data (:mod:`mmsearch.data.synthetic`), no precomputed store needed.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import torch
+
+from mmsearch.batch import MultimodalBatch
+from mmsearch.config import ConfigError, config_to_dict, dump_config, load_config, read_yaml
+from mmsearch.heads import build_head, evaluate, make_objective
+from mmsearch.io import atomic_write_json
+from mmsearch.nas import ArchSpec, Supernet, arch_step, make_arch_optimizer, make_weight_optimizer, save_arch_spec, weight_step
+from mmsearch.recipes.context import LocalContext, RunContext
+from mmsearch.recipes.search_config import SearchConfig, resolve_config, supernet_config, weight_lr
+from mmsearch.recipes.search_report import arch_metrics, epoch_line
+from mmsearch.recipes.search_state import (
+    ArchBatches,
+    SearchProgress,
+    argmax_of,
+    restore_checkpoint,
+    seed_everything,
+    write_checkpoint,
+)
+from mmsearch.recipes.task_data import TaskData, TaskDataConfig
+
+log = logging.getLogger(__name__)
+SYNTHETIC_ROOT = "synthetic"
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    final_spec: ArchSpec  # derived at the last epoch
+    best_spec: ArchSpec | None  # derived at the best validation epoch after warm-up
+    best_epoch: int
+    best_metric: float  # the task's primary validation metric (``metric``) at best_epoch
+    metric: str
+    history: list[dict[str, Any]]  # the reported metrics of every epoch
+    output_dir: Path
+
+
+def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: RunContext | None = None,
+               task_data: TaskData | None = None) -> SearchResult:
+    """Run (or resume) a supernet search; see the module docstring."""
+    cfg = config if isinstance(config, SearchConfig) else load_config(SearchConfig, config)
+    context = context if context is not None else LocalContext(cfg.run_dir)
+    if context.world_size > 1:
+        raise NotImplementedError("run_search runs on one worker; the architecture weights are not synchronised across ranks")
+    if cfg.search.num_threads is not None:
+        torch.set_num_threads(cfg.search.num_threads)
+    device = _device(cfg.search.device)
+    out_dir = Path(context.output_dir)
+
+    # 1. data
+    data = task_data if task_data is not None else open_search_data(cfg.data)
+    cfg = resolve_config(cfg, data.info)
+    _check_parts(data, cfg)
+    dump_config(cfg, out_dir / "config.yaml")
+
+    # 2. model, head, objective
+    seed_everything(cfg.seed)
+    embedding_init = data.info.embedding_init if cfg.data.text_input == "tokens" else None
+    supernet = Supernet(supernet_config(cfg), None if embedding_init is None else torch.as_tensor(embedding_init).float()).to(device)
+    head = build_head(cfg.head, cfg.model.hidden).to(device)
+    objective = make_objective(cfg.head)
+
+    # 3. optimisers
+    s = cfg.search
+    weight_opt = make_weight_optimizer(supernet, head, lr=s.weight_lr, betas=s.weight_betas, eps=s.weight_eps,
+                                       weight_decay=s.weight_decay)
+    arch_opt = make_arch_optimizer(supernet, lr=s.arch_lr, betas=s.arch_betas)
+
+    # 4. restore
+    progress = SearchProgress(last_argmax=argmax_of(supernet.derive()))
+    restored = context.restored_checkpoint()
+    if restored is not None:
+        progress = restore_checkpoint(Path(restored), config=cfg, supernet=supernet, head=head,
+                                      weight_optimizer=weight_opt, arch_optimizer=arch_opt, device=device)
+        log.info("resumed from %s after epoch %d", restored, progress.epoch)
+    arch_batches = ArchBatches(data, s.arch_batch_size, cfg.seed, s.drop_last, progress.arch_position)
+
+    # 5. epochs
+    for epoch in range(progress.epoch + 1, s.epochs + 1):
+        warmup = epoch <= s.warmup_epochs
+        train = _train_epoch(epoch, warmup, cfg, data, arch_batches, supernet, head, objective, weight_opt, arch_opt, device)
+        eval_start = time.perf_counter()
+        val = evaluate_architecture(cfg, data, supernet, head, device)
+        spec = supernet.derive(epoch=epoch, task=cfg.data.task).replace(config=config_to_dict(cfg))
+        metrics = {"epoch": epoch, "warmup": int(warmup), "weight_lr": weight_opt.param_groups[0]["lr"]}
+        progress.weight_steps += train.pop("weight_steps_epoch")
+        progress.arch_steps += train.pop("arch_steps_epoch")
+        metrics.update(weight_steps=progress.weight_steps, arch_steps=progress.arch_steps)
+        metrics["val_metric"] = val[cfg.primary_metric]
+        metrics.update({f"val_{key}": value for key, value in val.items()})
+        metrics.update(train)
+        metrics.update(arch_metrics(spec, supernet.alpha_state(), progress.last_argmax))
+        metrics["eval_s"] = time.perf_counter() - eval_start
+        metrics["epoch_s"] = metrics["train_s"] + metrics["eval_s"]
+        progress.arch_position = arch_batches.position
+        progress.record(epoch, spec, metrics, metrics["val_metric"], searching=not warmup)
+        metrics.update(best_epoch=progress.best_epoch, best_val_metric=progress.best_metric)
+        log.info(epoch_line(metrics, s.epochs, cfg.primary_metric, warmup))
+        if context.rank == 0:
+            atomic_write_json(out_dir / "arch_history.json", progress.arch_history)
+        # Scratch under a dot-name: contexts that mirror output_dir skip it (it is persisted by report).
+        with tempfile.TemporaryDirectory(prefix=".search-checkpoint-", dir=out_dir) as scratch:
+            write_checkpoint(Path(scratch), config=cfg, supernet=supernet, head=head, weight_optimizer=weight_opt,
+                             arch_optimizer=arch_opt, progress=progress, spec=spec, device=device)
+            context.report(metrics, Path(scratch))
+
+    # 6. artifacts
+    return _finish(cfg, context, progress)
+
+
+def open_search_data(cfg: TaskDataConfig) -> TaskData:
+    """The task data a config names: the precomputed stores, or generated data for ``root: synthetic``."""
+    if cfg.root == SYNTHETIC_ROOT:
+        from mmsearch.data.synthetic import SyntheticTaskData
+
+        return SyntheticTaskData.from_config(cfg)
+    from mmsearch.data.tasks import open_task_data  # the store-backed implementation
+
+    return open_task_data(cfg)
+
+
+def _train_epoch(epoch: int, warmup: bool, cfg: SearchConfig, data: TaskData, arch_batches: ArchBatches,
+                 supernet: Supernet, head: torch.nn.Module, objective: Any, weight_opt: torch.optim.Optimizer,
+                 arch_opt: torch.optim.Optimizer, device: torch.device) -> dict[str, Any]:
+    """One pass over the weights part; an architecture step after every ``arch_every`` weight steps."""
+    s = cfg.search
+    lr = weight_lr(s, epoch)
+    for group in weight_opt.param_groups:
+        group["lr"] = lr
+    supernet.train()
+    head.train()
+    loss_fn = objective.loss_from_outputs
+    run = lambda batch: supernet(batch, head)  # noqa: E731  (the argmax path; ITM mines negatives with it)
+    w_logs, a_logs, w_times, a_times = _Means(), _Means(), [], []
+    samples, data_s, start = 0, 0.0, time.perf_counter()
+    batches = data.batches("weights", batch_size=s.batch_size, epoch=epoch, seed=cfg.seed, shuffle=True, drop_last=s.drop_last)
+    iterator, step = iter(batches), 0
+    while True:
+        fetch = time.perf_counter()
+        batch = next(iterator, None)
+        fetched = time.perf_counter()
+        data_s += fetched - fetch
+        if batch is None:
+            break
+        step += 1
+        batch = batch.to(device, non_blocking=True)
+        pairs = objective.prepare(run, batch, epoch - 1)
+        w_logs.add(weight_step(supernet, head, loss_fn, pairs, weight_opt, clip=s.grad_clip, warmup=warmup))
+        w_times.append(time.perf_counter() - fetched)
+        samples += batch.batch_size
+        if not warmup and step % s.arch_every == 0:
+            fetch = time.perf_counter()
+            arch_batch = arch_batches.next().to(device, non_blocking=True)
+            fetched = time.perf_counter()
+            data_s += fetched - fetch
+            a_logs.add(arch_step(supernet, head, loss_fn, objective.prepare(run, arch_batch, epoch - 1), arch_opt))
+            a_times.append(time.perf_counter() - fetched)
+        if s.max_steps_per_epoch is not None and step >= s.max_steps_per_epoch:
+            break
+    train_s = time.perf_counter() - start
+    if not w_times:
+        raise ValueError(f"epoch {epoch}: the weights part gave no batch of {s.batch_size} samples")
+    return {
+        "weight_steps_epoch": len(w_times),
+        "arch_steps_epoch": len(a_times),
+        **w_logs.means("w_"),
+        **a_logs.means("a_", empty_keys=("loss",)),
+        "w_step_s": statistics.median(w_times),
+        "a_step_s": statistics.median(a_times) if a_times else float("nan"),
+        "train_s": train_s,
+        "data_s": data_s,
+        "samples_per_s": samples / train_s if train_s > 0 else float("nan"),
+    }
+
+
+def evaluate_architecture(cfg: SearchConfig, data: TaskData, supernet: Supernet, head: torch.nn.Module,
+                          device: torch.device) -> dict[str, float]:
+    """The task's validation metrics of the current argmax architecture with the supernet's weights."""
+    modes = supernet.training, head.training
+    supernet.eval()
+    head.eval()
+    try:
+        batches = data.batches("val", batch_size=cfg.eval.batch_size, shuffle=False)
+        with torch.inference_mode():
+            on_device = (batch.to(device) for batch in _first_samples(batches, cfg.eval.max_samples))
+            return evaluate(cfg.head, lambda batch: supernet(batch, head), on_device)
+    finally:
+        supernet.train(modes[0])
+        head.train(modes[1])
+
+
+class _Means:
+    """Running means of the float entries of step logs, by key."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, logs: Mapping[str, Any]) -> None:
+        for key, value in logs.items():
+            if isinstance(value, (int, float)):
+                self._sums[key] = self._sums.get(key, 0.0) + float(value)
+                self._counts[key] = self._counts.get(key, 0) + 1
+
+    def means(self, prefix: str, empty_keys: Iterable[str] = ()) -> dict[str, float]:
+        out = {f"{prefix}{key}": float("nan") for key in empty_keys}
+        out.update({f"{prefix}{key}": total / self._counts[key] for key, total in self._sums.items()})
+        return out
+
+
+def _first_samples(batches: Iterable[MultimodalBatch], limit: int | None) -> Iterator[MultimodalBatch]:
+    """The batches up to ``limit`` samples in all (the last one cut), or all of them."""
+    seen = 0
+    for batch in batches:
+        if limit is not None and seen + batch.batch_size > limit:
+            if limit > seen:
+                yield batch.select(torch.arange(limit - seen))
+            return
+        seen += batch.batch_size
+        yield batch
+
+
+def _check_parts(data: TaskData, cfg: SearchConfig) -> None:
+    s = cfg.search
+    needs = {"weights": s.batch_size if s.drop_last else 1, "arch": s.arch_batch_size if s.drop_last else 1, "val": 1}
+    for part, needed in needs.items():
+        found = data.num_samples(part)  # type: ignore[arg-type]
+        if found < needed:
+            raise ValueError(f"the {part!r} part has {found} samples; the search needs at least {needed} "
+                             f"(batch sizes: search.batch_size={s.batch_size}, search.arch_batch_size={s.arch_batch_size})")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"search.device is {name!r} but CUDA is not available")
+    return device
+
+
+def _finish(cfg: SearchConfig, context: RunContext, progress: SearchProgress) -> SearchResult:
+    """Write the final artifacts (rank 0) and return the result."""
+    out_dir = Path(context.output_dir)
+    last = progress.arch_history[f"epoch{progress.epoch}"]
+    final_spec = ArchSpec.from_dict({**last, "config": config_to_dict(cfg)})
+    best_spec = ArchSpec.from_dict(progress.best_spec) if progress.best_spec is not None else None
+    if context.rank == 0:
+        atomic_write_json(out_dir / "arch_history.json", progress.arch_history)
+        save_arch_spec(final_spec, out_dir / "final_arch.json")
+        if best_spec is not None:
+            save_arch_spec(best_spec, out_dir / "best_arch.json")
+        atomic_write_json(out_dir / "search_result.json", {
+            "task": cfg.data.task,
+            "metric": f"val_{cfg.primary_metric}",
+            "epochs": progress.epoch,
+            "best_epoch": progress.best_epoch,
+            "best_val_metric": progress.best_metric,
+            "best_arch": progress.history[progress.best_epoch - 1]["arch"] if progress.best_epoch else None,
+            "final_arch": progress.history[-1]["arch"],
+            "final_val_metric": progress.history[-1]["val_metric"],
+        })
+    return SearchResult(final_spec, best_spec, progress.best_epoch, progress.best_metric, cfg.primary_metric,
+                        list(progress.history), out_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mmsearch.recipes.search", description="Run (or resume) a one-shot supernet search.")
+    parser.add_argument("config", help="YAML config (its 'recipe:' section when it has one)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. search.epochs=4 model.hidden=64")
+    parser.add_argument("--fresh", action="store_true", help="start over instead of resuming from the run directory's checkpoints")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        raw = read_yaml(args.config)
+        cfg = load_config(SearchConfig, raw["recipe"] if "recipe" in raw else raw, args.overrides)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    result = run_search(cfg, LocalContext(cfg.run_dir, resume=not args.fresh))
+    print(f"best val_{result.metric} = {result.best_metric:.2f} at epoch {result.best_epoch}; "
+          f"architectures in {result.output_dir} (best_arch.json, final_arch.json, arch_history.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""Config of the one-shot supernet search recipe (``mmsearch.recipes.search.run_search``).
+
+Sections: ``data`` (which precomputed task data, how the training split is divided), ``model``
+(the supernet: widths, depths, candidate pools, architecture-weight init), ``head`` (the task
+head; defaults to the data's task), ``search`` (strategy, epochs, warm-up, the alternating
+optimisation, learning rates, batch sizes), ``eval`` (per-epoch validation of the derived
+architecture), plus ``seed`` and ``output_dir``. Defaults are MMnas's search settings (H=256,
+12 + 18 blocks, 100 epochs with 20 warm-up epochs, one architecture step per 5 weight steps,
+Adam 4e-4 with a 3-epoch warm-up for the weights, Adam 0.1 with betas (0, 0.999) for the
+architecture weights); ``configs/search/*.yaml`` are small configs for a CPU.
+
+What the data decides is left unset here and filled by :func:`resolve_config` from the data's
+:class:`~mmsearch.recipes.task_data.TaskInfo`: ``model.text_input`` (= ``data.text_input``),
+``model.vocab_size``, ``model.text_state_dim``, ``model.region_dim``, ``model.word_dim`` (the width
+of pretrained embedding rows, if the data has them) and the VQA head's ``num_answers``. A value
+set in the config must agree with the data. The resolved config is what every run writes.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal, Optional
+
+from pydantic import Field, ValidationError
+
+from mmsearch.config import config_dataclass, config_to_dict, replace
+from mmsearch.heads import PRIMARY_METRIC, HeadConfig, head_config
+from mmsearch.nas import STRATEGIES, NetConfig, SupernetConfig, initial_alphas
+from mmsearch.nas.arch_spec import DEFAULT_POOLS, canonical_pool
+from mmsearch.recipes.task_data import TaskDataConfig, TaskInfo
+
+DEFAULT_WORD_DIM = 300  # learned token embedding width without pretrained rows (GloVe: 300)
+_NET_FIELDS = tuple(f.name for f in dataclasses.fields(NetConfig))
+_SEARCH_SPACE_FIELDS = ("enc_depth", "dec_depth", "enc_pool", "dec_pool", "alpha_init", "prior_strength")
+
+
+def _checked(cls: type, kwargs: dict) -> object:
+    """``cls(**kwargs)`` with pydantic's errors flattened to one readable line."""
+    try:
+        return cls(**kwargs)
+    except ValidationError as err:
+        parts = [(".".join(map(str, e["loc"])) + ": " if e["loc"] else "") + e["msg"].removeprefix("Value error, ") for e in err.errors()]
+        raise ValueError("; ".join(parts)) from None
+
+
+@config_dataclass
+class SearchModelConfig:
+    """The supernet: :class:`~mmsearch.nas.NetConfig`'s fields plus the search space (flat)."""
+
+    hidden: int = Field(default=256, gt=0)  # width H (MMnas search: 256)
+    head_dim: int = Field(default=64, gt=0)  # attention head width; heads = hidden / head_dim
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    attn_dropout: Optional[float] = Field(default=None, ge=0.0, lt=1.0)  # None = dropout
+    norm: Literal["post", "pre"] = "post"
+    attn_bias: bool = False
+    ffn_mult: int = Field(default=4, gt=0)
+    relation_dim: int = Field(default=64, gt=0)
+    box_feature: bool = False
+    # Filled from the data (None = take the data's value; a set value must match it).
+    text_input: Optional[Literal["tokens", "states"]] = None
+    vocab_size: Optional[int] = Field(default=None, gt=0)
+    word_dim: Optional[int] = Field(default=None, gt=0)
+    text_state_dim: Optional[int] = Field(default=None, gt=0)
+    region_dim: Optional[int] = Field(default=None, gt=0)
+    # The search space.
+    enc_depth: int = Field(default=12, ge=1)
+    dec_depth: int = Field(default=18, ge=1)
+    enc_pool: tuple[str, ...] = DEFAULT_POOLS["enc"]
+    dec_pool: tuple[str, ...] = DEFAULT_POOLS["dec"]
+    alpha_init: Literal["uniform", "mcan_prior"] = "mcan_prior"
+    prior_strength: float = Field(default=1.0, ge=0.0)
+
+    def __post_init__(self) -> None:
+        for chain in ("enc", "dec"):
+            try:
+                canonical_pool(chain, getattr(self, f"{chain}_pool"))
+            except (KeyError, ValueError) as err:
+                raise ValueError(f"{chain}_pool: {err}") from None
+        # Stand-in data sizes: every check of NetConfig / SupernetConfig and of the MCAN prior
+        # against the pools runs now, before any data is read.
+        probe = self.supernet_config(text_input=self.text_input or "tokens", probe=True)
+        try:
+            initial_alphas(probe)
+        except ValueError as err:
+            raise ValueError(f"alpha_init: {err}") from None
+
+    def supernet_config(self, *, text_input: str, probe: bool = False, **search: object) -> SupernetConfig:
+        """Build the nas configs; ``search`` holds SupernetConfig's strategy fields (and ``seed``).
+        ``probe``: stand-in values for the sizes the data decides (validation only)."""
+        fields = config_to_dict(self)
+        net = {name: fields[name] for name in _NET_FIELDS if fields.get(name) is not None}
+        net["text_input"] = text_input
+        if probe:
+            net = {"vocab_size": 2, "text_state_dim": 1, "region_dim": 1, **net}
+        needed = ("region_dim", "vocab_size" if text_input == "tokens" else "text_state_dim")
+        missing = [f"model.{k}" for k in needed if k not in net]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} not resolved; call resolve_config(config, task_data.info) first")
+        return _checked(SupernetConfig, {"net": _checked(NetConfig, net), **{k: fields[k] for k in _SEARCH_SPACE_FIELDS}, **search})
+
+
+@config_dataclass
+class SearchSettings:
+    """The alternating optimisation (MMnas: ``search_vqa.py``)."""
+
+    strategy: str = "proxyless"  # mmsearch.nas.STRATEGIES: proxyless (MMnas) | darts | spos
+    epochs: int = Field(default=100, ge=1)  # MMnas VQA / VG: 100, ITM: 200
+    warmup_epochs: int = Field(default=20, ge=0)  # first epochs with the architecture weights frozen
+    warmup_sampling: Literal["alpha", "uniform"] = "alpha"  # proxyless: warm-up paths from the prior or uniform
+    spos_momentum: float = Field(default=0.05, gt=0.0, le=1.0)  # spos: rate of the per-op validation record
+    arch_every: int = Field(default=5, ge=1)  # one architecture step after every k weight steps of an epoch
+    batch_size: int = Field(default=64, ge=1)  # weight-step batch ("weights" part)
+    arch_batch_size: int = Field(default=64, ge=1)  # architecture-step batch ("arch" part)
+    drop_last: bool = True  # skip each pass's last, smaller batch
+    max_steps_per_epoch: Optional[int] = Field(default=None, ge=1)  # cap on weight steps per epoch (smoke runs)
+    weight_lr: float = Field(default=4e-4, gt=0.0)  # MMnas: 4e-4 (ITM 1e-4)
+    # Multipliers of weight_lr in epochs 1, 2, ... (MMnas: 1/4, 1/2, 3/4 of lr in epochs 1-3), then 1.
+    weight_lr_warmup: tuple[float, ...] = (0.25, 0.5, 0.75)
+    weight_lr_decay_epochs: tuple[int, ...] = ()  # from each of these epochs on, multiply by decay_rate
+    weight_lr_decay_rate: float = Field(default=0.2, gt=0.0)
+    weight_betas: tuple[float, float] = (0.9, 0.98)
+    weight_eps: float = Field(default=1e-9, gt=0.0)
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    arch_lr: float = Field(default=0.1, gt=0.0)  # MMnas: Adam(0.1, betas (0, 0.999)) on the alphas
+    arch_betas: tuple[float, float] = (0.0, 0.999)
+    grad_clip: Optional[float] = Field(default=1.0, gt=0.0)  # max grad norm of the weights (None = off)
+    device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
+    num_threads: Optional[int] = Field(default=None, ge=1)  # torch intra-op threads (None = torch's default)
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"search.strategy: unknown strategy {self.strategy!r}; known: {', '.join(STRATEGIES.names())}")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"search.warmup_epochs ({self.warmup_epochs}) must be smaller than search.epochs ({self.epochs}): "
+                "the architecture weights would never be trained"
+            )
+        if any(m <= 0 for m in self.weight_lr_warmup):
+            raise ValueError(f"search.weight_lr_warmup multipliers must be positive, got {list(self.weight_lr_warmup)}")
+        if any(e < 1 for e in self.weight_lr_decay_epochs):
+            raise ValueError(f"search.weight_lr_decay_epochs are 1-based epochs, got {list(self.weight_lr_decay_epochs)}")
+        for key in ("weight_betas", "arch_betas"):
+            if not all(0.0 <= b < 1.0 for b in getattr(self, key)):
+                raise ValueError(f"search.{key} must be in [0, 1), got {list(getattr(self, key))}")
+
+
+@config_dataclass
+class SearchEvalSettings:
+    """Validation of the derived (argmax) architecture with the supernet's weights, every epoch."""
+
+    batch_size: int = Field(default=128, ge=1)
+    max_samples: Optional[int] = Field(default=None, ge=1)  # cap on validation samples (None = the whole split)
+
+
+@config_dataclass
+class SearchConfig:
+    data: TaskDataConfig = TaskDataConfig()
+    model: SearchModelConfig = SearchModelConfig()
+    head: Optional[HeadConfig] = None  # None = the defaults of the data's task head
+    search: SearchSettings = SearchSettings()
+    eval: SearchEvalSettings = SearchEvalSettings()
+    seed: int = 0  # initialisation, data order, path sampling and dropout all derive from it (MMnas: 888)
+    output_dir: str = ""  # run directory without a context ("" = runs/search_<task>_<strategy>_seed<seed>)
+
+    def __post_init__(self) -> None:
+        if self.head is not None and self.head.task != self.data.task:
+            raise ValueError(f"head.task ({self.head.task!r}) does not match data.task ({self.data.task!r})")
+        if self.model.text_input is not None and self.model.text_input != self.data.text_input:
+            raise ValueError(f"model.text_input ({self.model.text_input!r}) does not match data.text_input ({self.data.text_input!r})")
+
+    @property
+    def primary_metric(self) -> str:
+        """The task's validation metric (higher is better), reported as ``val_metric``."""
+        return PRIMARY_METRIC[self.data.task]
+
+    @property
+    def run_dir(self) -> str:
+        return self.output_dir or f"runs/search_{self.data.task}_{self.search.strategy}_seed{self.seed}"
+
+
+def supernet_config(cfg: SearchConfig) -> SupernetConfig:
+    """The :class:`~mmsearch.nas.SupernetConfig` of a resolved search config (see :func:`resolve_config`)."""
+    return cfg.model.supernet_config(
+        text_input=cfg.data.text_input,
+        strategy=cfg.search.strategy,
+        warmup_sampling=cfg.search.warmup_sampling,
+        spos_momentum=cfg.search.spos_momentum,
+        seed=cfg.seed,
+    )
+
+
+def resolve_config(cfg: SearchConfig, info: TaskInfo) -> SearchConfig:
+    """``cfg`` with the data-dependent sizes filled from ``info``; a set value must agree with it."""
+    if info.task != cfg.data.task:
+        raise ValueError(f"the data is for task {info.task!r} but data.task is {cfg.data.task!r}")
+    model = cfg.model
+    found: dict[str, int | str | None] = {"text_input": cfg.data.text_input, "region_dim": info.region_dim}
+    if cfg.data.text_input == "tokens":
+        if info.vocab_size <= 0:
+            raise ValueError("data.text_input is 'tokens' but the data has no token vocabulary (vocab_size 0); use text_input=states")
+        found["vocab_size"] = info.vocab_size
+        if info.embedding_init is not None:
+            found["word_dim"] = int(info.embedding_init.shape[1])
+    elif info.text_state_dim <= 0:
+        raise ValueError("data.text_input is 'states' but the data has no per-token text states (text_state_dim 0)")
+    else:
+        found["text_state_dim"] = info.text_state_dim
+    for key, value in found.items():
+        stated = getattr(model, key)
+        if stated is not None and stated != value:
+            raise ValueError(f"model.{key} is {stated!r} but the data has {value!r}")
+    changes = dict(found)
+    if model.word_dim is None and "word_dim" not in changes and cfg.data.text_input == "tokens":
+        changes["word_dim"] = DEFAULT_WORD_DIM
+    head = cfg.head if cfg.head is not None else head_config(cfg.data.task)
+    if head.task == "vqa":
+        if info.num_answers <= 0:
+            raise ValueError("the VQA data has no answer vocabulary (num_answers 0)")
+        if head.num_answers is not None and head.num_answers != info.num_answers:
+            raise ValueError(f"head.num_answers is {head.num_answers} but the data has {info.num_answers} answers")
+        head = replace(head, num_answers=info.num_answers)
+    return replace(cfg, model=replace(model, **changes), head=head, output_dir=cfg.run_dir)
+
+
+def weight_lr(settings: SearchSettings, epoch: int) -> float:
+    """Learning rate of the network weights in 1-based ``epoch`` (constant within an epoch).
+
+    Warm-up multipliers for the first epochs (MMnas: 1/4, 1/2, 3/4), then the base rate, times
+    ``decay_rate`` for every decay epoch reached. A pure function of the epoch, so a resumed run
+    needs no scheduler state.
+    """
+    if epoch < 1:
+        raise ValueError(f"epochs are 1-based, got {epoch}")
+    lr = settings.weight_lr
+    if epoch <= len(settings.weight_lr_warmup):
+        lr *= settings.weight_lr_warmup[epoch - 1]
+    for decay_epoch in settings.weight_lr_decay_epochs:
+        if epoch >= decay_epoch:
+            lr *= settings.weight_lr_decay_rate
+    return lr
+
+
+__all__ = [
+    "SearchConfig",
+    "SearchEvalSettings",
+    "SearchModelConfig",
+    "SearchSettings",
+    "resolve_config",
+    "supernet_config",
+    "weight_lr",
+]
