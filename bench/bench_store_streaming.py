@@ -273,8 +273,14 @@ def report(results: dict) -> None:
     for mode, result in results["modes"].items():
         mem = result["memory"]
         for row in result["epochs"]:
-            print(f"{mode:<16}{row.get('epoch', 0):>6}{row['rows_per_s']:>10}{row.get('first_batch_s', float('nan')):>15}"
+            print(f"{mode:<16}{row.get('epoch', 0):>6}{row['rows_per_s']:>10}{row.get('first_batch_s', '-'):>15}"
                   f"{mem['driver_rss_mb']:>16}{mem['ray_workers_rss_mb']:>17}{mem['object_store_used_mb']:>15}{result.get('spilled_mb', 0):>13}")
+    for mode, result in results["modes"].items():
+        if "spilled_mb" in result:
+            within = result["memory"]["object_store_used_mb"] <= budget and result["spilled_mb"] == 0
+            print(f"{mode}: object store peak {result['memory']['object_store_used_mb']} MiB of a {budget} MiB budget, "
+                  f"spilled {result['spilled_mb']} MiB, store {store['mb']} MiB -> {'bounded' if within else 'NOT within budget'}")
+    print("(workers RSS sums every Ray worker process of this run; shared pages count once per process)")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -328,10 +334,15 @@ def main(argv: list[str] | None = None) -> None:
             "store_exceeds_object_store": store["mb"] > args.object_store_mb,
             "modes": {},
         }
-        child_argv = [a for a in argv]
+        child_argv = list(argv)
         for mode in modes:
             print(f"measuring {mode} ...", flush=True)
-            results["modes"][mode] = run_mode(mode, store_uri, child_argv)
+            result = run_mode(mode, store_uri, child_argv)
+            if "spilled_mb" in result:
+                result["within_object_store_budget"] = (
+                    result["memory"]["object_store_used_mb"] <= args.object_store_mb and result["spilled_mb"] == 0
+                )
+            results["modes"][mode] = result
     finally:
         if not args.store_dir:
             shutil.rmtree(workdir, ignore_errors=True)
