@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pickle
 
 import pytest
@@ -191,3 +192,15 @@ def test_state_persists_through_s3(s3_server, trials):
     reloaded.on_trial_add(None, trials[0])
     assert reloaded.state_dict() == sched.state_dict()
     assert set(reloaded.stopped_trials) == {"0.1"}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), None, float("inf")])
+def test_diverged_trials_rank_worst_instead_of_crashing_or_escaping(tmp_path, bad):
+    sched = make_scheduler(StorageLocation(str(tmp_path / STATE_FILE)))
+    good, diverged = FakeTrial("0.3"), FakeTrial("nan")
+    for t in (good, diverged):
+        sched.on_trial_add(None, t)
+    assert sched.on_trial_result(None, good, {"epoch": 1, "loss": toy_loss(0.3, 1)}) == TrialScheduler.CONTINUE
+    assert sched.on_trial_result(None, diverged, {"epoch": 1, "loss": bad}) == TrialScheduler.STOP
+    saved = json.loads((tmp_path / STATE_FILE).read_text())  # -inf survives the JSON round trip
+    assert saved["brackets"][0][-1]["recorded"]["nan"] == -math.inf

@@ -173,7 +173,7 @@ def test_trial_failing_mid_run_is_retried_from_its_last_checkpoint_on_s3(toy_on_
     assert sorted(starts[True]) == ["start_000", "start_001"] and starts[False] == ["start_000"]
     summary = json.loads(read_bytes(outcome.location.child(SUMMARY_FILE)))
     assert summary["counts"]["completed"] == 2 and summary["best"]["config"] == {"train.lr": 0.5}
-    assert all(t["checkpoint_path"].startswith("tune-retry/experiments/retry/") for t in summary["trials"])
+    assert all(t["checkpoint_path"].startswith("s3://tune-retry/experiments/retry/") for t in summary["trials"])
 
 
 class RecordingMetrics(TrialMetricsCallback):

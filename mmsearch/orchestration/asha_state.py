@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
@@ -146,6 +147,7 @@ class PersistentASHAScheduler(AsyncHyperBandScheduler):
         self._ensure_loaded()
         if trial.trial_id in self._stopped:
             return TrialScheduler.STOP  # decided before an interruption; decide the same again
+        result = self._worst_if_not_finite(result)
         before = self._num_recorded()
         action = super().on_trial_result(tune_controller, trial, result)
         reached_max = result.get(TIME_ATTR, 0) >= self._max_t
@@ -162,10 +164,22 @@ class PersistentASHAScheduler(AsyncHyperBandScheduler):
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
         self._ensure_loaded()
+        result = self._worst_if_not_finite(result)
         before = self._num_recorded()
         super().on_trial_complete(tune_controller, trial, result)
         if self._num_recorded() != before:
             self._save()
+
+    def _worst_if_not_finite(self, result: dict) -> dict:
+        """A None/NaN/inf metric (diverged training) counts as the worst value instead of crashing
+        Ray's ASHA (``None``) or never being compared (``NaN``)."""
+        value = result.get(self._metric)
+        if self._metric not in result or (isinstance(value, (int, float)) and math.isfinite(value)):
+            return result
+        worst = -math.inf if self._mode == "max" else math.inf
+        if value is not None and not isinstance(value, (int, float)):
+            log.warning("metric %r of trial result is %r, not a number; ranked as the worst", self._metric, value)
+        return {**result, self._metric: worst}
 
     def _rung_of(self, trial_id: str) -> float | None:
         """The highest milestone at which the trial has a record (where it was just judged)."""

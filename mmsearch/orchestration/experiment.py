@@ -292,6 +292,7 @@ def summarize_experiment(location: storage.StorageLocation) -> ExperimentSummary
         max_t=spec["max_t"],
         rungs=spec["rungs"],
         stopped_by_asha=state.get("stopped_by_asha", {}),
+        uri_prefix="s3://" if location.is_s3 else "",
     )
 
 

@@ -33,8 +33,8 @@ class TrialSummary:
     last_epoch: int | None
     best_metric: float | None
     best_epoch: int | None
-    checkpoint_path: str | None
-    path: str | None
+    checkpoint_path: str | None  # latest checkpoint (URI)
+    path: str | None  # the trial's directory (URI)
     error: str | None = None
 
 
@@ -110,8 +110,12 @@ def summarize_analysis(
     max_t: int,
     rungs: list[float],
     stopped_by_asha: dict[str, Any],
+    uri_prefix: str = "",
 ) -> ExperimentSummary:
-    """Build the summary from Tune's experiment state and the persisted ASHA decisions."""
+    """Build the summary from Tune's experiment state and the persisted ASHA decisions.
+
+    ``uri_prefix`` ("s3://" for S3) turns Tune's filesystem paths into URIs.
+    """
     results = ResultGrid(analysis)  # one Result per trial, in the order of analysis.trials
     trials = []
     for trial, result in zip(analysis.trials, results, strict=True):
@@ -133,8 +137,8 @@ def summarize_analysis(
                 last_epoch=last_epoch,
                 best_metric=best,
                 best_epoch=best_epoch,
-                checkpoint_path=result.checkpoint.path if result.checkpoint is not None else None,
-                path=trial.path,
+                checkpoint_path=uri_prefix + result.checkpoint.path if result.checkpoint is not None else None,
+                path=uri_prefix + trial.path,
                 error=_short_error(result.error),
             )
         )
