@@ -21,9 +21,11 @@ def test_reports_need_an_integer_epoch(metrics):
 
 
 def test_epochs_must_increase():
+    import numpy as np
+
     ctx = TuneContext()
     with pytest.warns(UserWarning, match="only be called inside"):  # outside a trial Ray ignores the report
-        ctx.report({"epoch": 2, "loss": 1.0})
+        ctx.report({"epoch": np.int64(2), "loss": 1.0})  # numpy integers are integers
     with pytest.raises(ReportError, match="must increase at every report: 2 after 2"):
         ctx.report({"epoch": 2, "loss": 0.5})
 

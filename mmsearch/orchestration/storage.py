@@ -35,19 +35,30 @@ class StorageLocation:
 
     uri: str  # absolute local path, or s3://bucket/prefix
     endpoint_url: str | None = None  # S3 endpoint, e.g. http://127.0.0.1:9000; None = env / AWS default
+    # The filesystem, built once per process and shared by child locations; never pickled.
+    _cache: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_s3(self) -> bool:
         return self.uri.startswith("s3://")
 
     def filesystem(self) -> pafs.FileSystem:
+        fs = self._cache.get("fs")
+        if fs is None:
+            fs = self._cache["fs"] = self._build_filesystem()
+        return fs
+
+    def _build_filesystem(self) -> pafs.FileSystem:
         if not self.is_s3:
             return pafs.LocalFileSystem()
-        endpoint = self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
-        if endpoint is None:
-            return pafs.S3FileSystem()
-        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+        if self.endpoint_url is None:
+            # As Ray does: honours AWS_ENDPOINT_URL and finds the bucket's region on AWS.
+            return pafs.FileSystem.from_uri(self.uri)[0]
+        parsed = urlparse(self.endpoint_url if "://" in self.endpoint_url else f"https://{self.endpoint_url}")
         return pafs.S3FileSystem(endpoint_override=parsed.netloc, scheme=parsed.scheme or "https")
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_cache": {}}
 
     @property
     def fs_path(self) -> str:
@@ -150,10 +161,10 @@ def preflight(location: StorageLocation) -> None:
     except Exception as exc:  # pyarrow raises OSError/PermissionError/ArrowException subclasses
         hint = ""
         if location.is_s3:
+            endpoint = location.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or "(AWS default)"
             hint = (
-                " (check the bucket exists, the endpoint"
-                f" {location.endpoint_url or os.environ.get('AWS_ENDPOINT_URL') or '(AWS default)'}"
-                " is reachable, and credentials in the standard AWS chain allow writes)"
+                f" (check the bucket exists, the endpoint {endpoint} is reachable, and credentials in the"
+                " standard AWS chain allow writes)"
             )
         raise StorageError(f"storage {location.uri} is not usable: could not {step}: {exc}{hint}") from exc
 

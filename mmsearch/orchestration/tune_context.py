@@ -15,6 +15,7 @@ per epoch, and never delete them).
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 import sys
 from pathlib import Path
@@ -68,14 +69,15 @@ class TuneContext:
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
         epoch = metrics.get(TIME_ATTR)
-        if isinstance(epoch, bool) or not isinstance(epoch, int):
+        if isinstance(epoch, bool) or not isinstance(epoch, numbers.Integral):
             raise ReportError(f"every report needs an integer {TIME_ATTR!r} (the ASHA fidelity unit); got {epoch!r}")
+        epoch = int(epoch)
         if self._last_epoch is not None and epoch <= self._last_epoch:
             raise ReportError(f"{TIME_ATTR!r} must increase at every report: {epoch} after {self._last_epoch}")
         self._last_epoch = epoch
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
         # tune.report persists the checkpoint before it returns: the recipe may delete the directory.
-        tune.report(dict(metrics), checkpoint=checkpoint)
+        tune.report({**metrics, TIME_ATTR: epoch}, checkpoint=checkpoint)
         self.upload_artifacts()
 
     def upload_artifacts(self) -> int:
