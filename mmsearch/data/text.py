@@ -151,6 +151,19 @@ class Vocabulary:
         return atomic_write_json(path, self.to_json(), indent=None)
 
     @classmethod
+    def from_json(
+        cls, data: object, origin: str = "vocabulary", tokenizer: WordPieceTokenizer | None = None
+    ) -> "Vocabulary":
+        """Rebuild from :meth:`to_json` output; ``origin`` names the source in errors."""
+        if not isinstance(data, dict) or data.get("format") != VOCAB_FORMAT:
+            raise ValueError(f"{origin} is not an mmsearch vocabulary (format {VOCAB_FORMAT!r} expected)")
+        if data.get("version") != VOCAB_VERSION:
+            raise ValueError(f"{origin}: unsupported vocabulary version {data.get('version')!r}")
+        if not isinstance(data.get("tokens"), list):
+            raise ValueError(f"{origin}: field 'tokens' must be a list")
+        return cls(data["tokens"], counts=data.get("counts"), min_count=int(data.get("min_count", 1)), tokenizer=tokenizer)
+
+    @classmethod
     def load(cls, path: str | Path, tokenizer: WordPieceTokenizer | None = None) -> "Vocabulary":
         path = Path(path)
         if not path.is_file():
@@ -159,13 +172,7 @@ class Vocabulary:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"vocabulary file {path} is not valid JSON: {exc}") from None
-        if not isinstance(data, dict) or data.get("format") != VOCAB_FORMAT:
-            raise ValueError(f"{path} is not an mmsearch vocabulary (format {VOCAB_FORMAT!r} expected)")
-        if data.get("version") != VOCAB_VERSION:
-            raise ValueError(f"{path}: unsupported vocabulary version {data.get('version')!r}")
-        if not isinstance(data.get("tokens"), list):
-            raise ValueError(f"{path}: field 'tokens' must be a list")
-        return cls(data["tokens"], counts=data.get("counts"), min_count=data.get("min_count", 1), tokenizer=tokenizer)
+        return cls.from_json(data, str(path), tokenizer)
 
 
 def encode_ids(
