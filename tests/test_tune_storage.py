@@ -14,7 +14,6 @@ import pytest
 
 from mmsearch.orchestration.storage import (
     StorageError,
-    StorageLocation,
     preflight,
     read_bytes,
     resolve_storage,

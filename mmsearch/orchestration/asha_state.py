@@ -129,8 +129,9 @@ class PersistentASHAScheduler(AsyncHyperBandScheduler):
 
     # -- Tune scheduler hooks ----------------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        """Accept TuneConfig's metric/mode when they agree with ours (Ray refuses any otherwise)."""
         self._ensure_loaded()
-        return super().set_search_properties(metric, mode, **spec)
+        return metric in (None, self._metric) and mode in (None, self._mode)
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         self._ensure_loaded()

@@ -216,7 +216,12 @@ def _new_tuner(
         trainable,
         param_space=plan.space.param_space,
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler, num_samples=s.num_samples, reuse_actors=False
+            metric=s.metric,  # the ResultGrid's default (get_best_result)
+            mode=s.mode,
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=s.num_samples,
+            reuse_actors=False,  # one trial per actor: a stopped trial's (GPU) memory goes with its process
         ),
         run_config=tune.RunConfig(
             name=s.experiment_name,
