@@ -92,3 +92,11 @@ def test_writer_is_single_use(tmp_path):
     writer.commit()
     with pytest.raises(StoreError, match="already committed"):
         writer.write_batch("pairs", {"id": np.arange(3)})
+
+
+def test_overwrite_replaces_an_unreadable_store(tmp_path):
+    uri = tmp_path / "st"
+    write_synthetic_pairs(str(uri), 50, image_dim=8, text_dim=4)
+    (uri / MANIFEST_NAME).write_text("{ truncated")
+    write_synthetic_pairs(str(uri), 20, image_dim=8, text_dim=4, overwrite=True)
+    np.testing.assert_array_equal(ids_of(uri), np.arange(20))

@@ -129,10 +129,20 @@ def test_manifest_and_shard_layout(tmp_path):
 def test_storage_order_iteration_and_batch_sizes(tmp_path):
     write_mixed(tmp_path / "st")
     table = open_store(tmp_path / "st").table("items")
-    batches = list(table.iter_batches(333, columns=["idx", "regions"]))
+    batches = list(table.iter_batches(333, columns=["idx", "regions", "tokens", "img16", "flag", "uid"]))
     assert [len(b["idx"]) for b in batches] == [333, 333, 333, 1]
-    assert set(batches[0]) == {"idx", "regions", "regions_mask", "regions_lengths"}
+    assert set(batches[0]) >= {"idx", "regions", "regions_mask", "regions_lengths"}
     np.testing.assert_array_equal(np.concatenate([b["idx"] for b in batches]), np.arange(N))
+    # Batches are slices across row-group boundaries (non-zero Arrow offsets): contents must match.
+    full = table.read_all()
+    for b, lo in zip(batches, range(0, N, 333)):
+        rows = slice(lo, lo + len(b["idx"]))
+        longest = int(b["regions_lengths"].max())
+        np.testing.assert_array_equal(b["regions"], full["regions"][rows, :longest])
+        np.testing.assert_array_equal(b["tokens"], full["tokens"][rows, : b["tokens"].shape[1]])
+        np.testing.assert_array_equal(b["img16"], full["img16"][rows])
+        np.testing.assert_array_equal(b["flag"], full["flag"][rows])
+        assert b["uid"] == full["uid"][rows]
     assert [len(b["idx"]) for b in table.iter_batches(333, ["idx"], drop_last=True)] == [333] * 3
 
 

@@ -118,9 +118,7 @@ class StoreWriter:
         self._done = False
         self.manifest: StoreManifest | None = None  # set by commit()
         storage.check_bucket(self.location)
-        self._previous = self._existing_manifest()
-        if self._previous is not None and not overwrite:
-            raise StoreError(f"{self.location.uri}: a store already exists here (pass overwrite=True to replace it)")
+        self._previous = self._existing_manifest(overwrite)
 
     # -- public API -----------------------------------------------------------------------------
 
@@ -219,12 +217,18 @@ class StoreWriter:
             raise StoreError(f"{self.uri}: table {name!r} was not declared (add_table first); declared: {list(self._tables)}")
         return self._tables[name]
 
-    def _existing_manifest(self) -> StoreManifest | None:
+    def _existing_manifest(self, overwrite: bool) -> StoreManifest | None:
+        """The manifest being replaced (its shards are deleted after commit), if readable."""
         path = self.location.join(MANIFEST_NAME)
         if storage.file_info(self.location, path).type != pafs.FileType.File:
             return None
-        data = json.loads(storage.read_bytes(self.location, path))
-        return StoreManifest.from_json(data, origin=self.location.uri_of(MANIFEST_NAME))
+        if not overwrite:
+            raise StoreError(f"{self.location.uri}: a store already exists here (pass overwrite=True to replace it)")
+        try:
+            data = json.loads(storage.read_bytes(self.location, path))
+            return StoreManifest.from_json(data, origin=self.location.uri_of(MANIFEST_NAME))
+        except (ValueError, KeyError):  # unreadable old manifest: replace it, leave its files alone
+            return None
 
     def _write_row_group(self, state: _TableState, rows: int) -> None:
         table = pa.Table.from_batches(state.pending, schema=state.schema)
