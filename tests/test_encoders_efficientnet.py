@@ -12,6 +12,15 @@ DAISY = 985
 BUILDING_CLASSES = {442, 663, 698}  # bell cote, monastery, palace
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core box, OpenMP threads spinning on each other cost 3-5x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def encoder() -> EfficientNetLite0Encoder:
     return build_encoder("efficientnet_lite0", batch_size=4)

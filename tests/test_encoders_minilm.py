@@ -12,6 +12,15 @@ BREAD = "A man is eating a piece of bread."
 STOCKS = "The stock market crashed today."
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core box, OpenMP threads spinning on each other cost 3-5x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def encoder() -> MiniLMEncoder:
     return build_encoder("minilm", batch_size=2)

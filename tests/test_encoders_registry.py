@@ -9,6 +9,15 @@ from mmsearch.encoders import ENCODERS, build_encoder
 from mmsearch.registry import UnknownNameError
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core box, OpenMP threads spinning on each other cost 3-5x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module", params=ENCODERS.names())
 def encoder(request):
     return build_encoder(request.param, batch_size=2)
