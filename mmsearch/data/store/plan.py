@@ -62,7 +62,7 @@ def plan_epoch(
         raise StoreError(f"invalid rank {rank} for world_size {world_size}")
     units = row_groups(shards)
     if seed is not None:
-        order = np.random.default_rng(seed).permutation(len(units))
+        order = np.random.default_rng([seed, 0]).permutation(len(units))
         units = [units[i] for i in order]
     total = sum(u.rows for u in units)
     if equal:

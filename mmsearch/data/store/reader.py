@@ -120,7 +120,8 @@ class StoreTable:
         pieces = plan_epoch(self.manifest.shards, seed=shuffle_seed, rank=rank, world_size=world_size, equal=equal)
         groups = [g for s in self.manifest.shards for g in s.row_groups]
         window_rows = max(1, window_row_groups) * (int(np.mean(groups)) if groups else 1)
-        rng = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
+        # A stream independent of the row-group permutation's (plan_epoch draws from [seed, 0]).
+        rng = np.random.default_rng([shuffle_seed, 1]) if shuffle_seed is not None else None
         return shuffle.batches(self.read_pieces(pieces, columns), batch_size, window_rows=window_rows, rng=rng, drop_last=drop_last)
 
     def iter_batches(
