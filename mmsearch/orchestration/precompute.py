@@ -1,0 +1,160 @@
+"""The precompute job on Ray Data: encoder stages as batch inference over actor pools.
+
+:class:`RayDataRunner` implements ``mmsearch.data.precompute_runner.StageRunner``: the stage's
+inputs (image descriptors -- pickled ``ImageRecord``s, a few hundred bytes each, never pixels --
+or texts) become a Ray Dataset of small Arrow blocks; ``map_batches`` runs the stage in a pool
+of actors (the frozen encoder is loaded once per actor, in ``__init__``; one GPU per actor when
+the cluster has GPUs, fp32 threads on CPU otherwise); results come back to the driver block by
+block, in input order, and the pipeline writes them into the stores as they arrive. Ray Data
+shows its progress bars while a stage runs; rows/s end up in the data set card.
+
+:func:`run_precompute` picks the backend a config names; :func:`ensure_dataset` is what jobs
+call to get a data set root, building it on first use (an existing complete root is reused
+without starting anything).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import pyarrow as pa
+import ray
+
+from mmsearch.config import load_config, replace
+from mmsearch.data import fs as storage
+from mmsearch.data.precompute import PrecomputeResult, dataset_root_of, precompute
+from mmsearch.data.precompute_arrow import from_arrow, to_arrow
+from mmsearch.data.precompute_config import PrecomputeConfig, RayPrecomputeConfig, fingerprint
+from mmsearch.data.precompute_runner import StageSpec
+
+log = logging.getLogger(__name__)
+_INPUT_TYPES = {"index": pa.int64(), "record": pa.binary(), "text": pa.string(), "sentence": pa.bool_()}
+
+
+class _StageActor:
+    """A Ray Data actor: builds the stage (loads the encoder) once, then encodes Arrow batches."""
+
+    def __init__(self, kind: str, kwargs: dict[str, Any], threads: int) -> None:
+        import torch
+
+        if threads >= 1:
+            torch.set_num_threads(threads)
+        self.stage = StageSpec(kind, kwargs).build()  # type: ignore[arg-type]
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return to_arrow(self.stage(from_arrow(batch)))
+
+
+class RayDataRunner:
+    """Runs encoder stages as Ray Data batch inference (see the module docstring)."""
+
+    name = "ray"
+
+    def __init__(self, settings: RayPrecomputeConfig = RayPrecomputeConfig()) -> None:
+        self.settings = settings
+        self.used: dict[str, dict[str, Any]] = {}
+
+    def _resources(self, kind: str, batches: int) -> dict[str, Any]:
+        s = self.settings
+        cluster = ray.cluster_resources()
+        gpus = s.gpus_per_actor if s.gpus_per_actor is not None else (1.0 if cluster.get("GPU", 0) > 0 else 0.0)
+        wanted = s.image_actors if kind == "image" else s.text_actors
+        if wanted is None:
+            if gpus > 0:
+                wanted = max(1, int(cluster.get("GPU", 0) // gpus))
+            else:
+                wanted = max(1, int(cluster.get("CPU", 1) // s.cpus_per_actor))
+        return {"actors": max(1, min(wanted, batches)), "num_cpus": s.cpus_per_actor, "num_gpus": gpus}
+
+    def run(self, spec: StageSpec, inputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        total = len(inputs["index"])
+        if total == 0:
+            return
+        size = self.settings.image_batch if spec.kind == "image" else self.settings.text_batch
+        table = pa.table({name: pa.array(values, type=_INPUT_TYPES[name]) for name, values in inputs.items()})
+        blocks = [table.slice(start, size) for start in range(0, total, size)]
+        resources = self._resources(spec.kind, len(blocks))
+        self.used[spec.kind] = resources
+        if not spec.uses_encoder:
+            resources = {**resources, "num_gpus": 0.0}
+        log.info("%s stage on Ray Data: %d rows in %d batches, %d actor(s) x %g CPU / %g GPU", spec.kind, total,
+                 len(blocks), resources["actors"], resources["num_cpus"], resources["num_gpus"])
+        context = ray.data.DataContext.get_current().copy()
+        context.execution_options.preserve_order = True  # stores come out in input order, like the local run
+        with ray.data.DataContext.current(context):
+            dataset = ray.data.from_arrow(blocks).map_batches(
+                _StageActor,
+                fn_constructor_kwargs={"kind": spec.kind, "kwargs": spec.kwargs, "threads": max(1, math.floor(resources["num_cpus"]))},
+                batch_size=size,
+                batch_format="pyarrow",
+                zero_copy_batch=True,
+                concurrency=resources["actors"],
+                num_cpus=resources["num_cpus"],
+                num_gpus=resources["num_gpus"],
+            )
+            for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
+                yield from_arrow(block)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "image_batch": self.settings.image_batch,
+            "text_batch": self.settings.text_batch,
+            "stages": self.used,
+            "cluster": {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")},
+        }
+
+
+def run_precompute(
+    cfg: PrecomputeConfig, *, overwrite: bool = False, s3: storage.S3Options | None = None
+) -> PrecomputeResult:
+    """Build (or reuse) the data set with the backend ``cfg.backend`` names. With ``ray`` it
+    joins the running cluster (``RAY_ADDRESS``) or starts Ray here, unless Ray is already up."""
+    if cfg.backend == "local":
+        return precompute(cfg, overwrite=overwrite, s3=s3)
+    root = dataset_root_of(cfg, s3)
+    if not overwrite and root.has_card() and root.read_card().fingerprint == fingerprint(cfg):
+        return precompute(cfg, overwrite=False, s3=s3)  # reuse: no need to start Ray
+    if not ray.is_initialized():
+        from mmsearch.orchestration.cluster import connect
+
+        connect()
+    return precompute(cfg, RayDataRunner(cfg.ray), overwrite=overwrite, s3=s3)
+
+
+def ensure_dataset(
+    config: PrecomputeConfig | str | os.PathLike[str] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    backend: str | None = None,
+    s3: storage.S3Options | None = None,
+) -> str:
+    """The root of the data set ``config`` describes, built on first use; returns its URI.
+
+    ``config`` is a ``PrecomputeConfig``, a YAML path, or None for the default embedded data set
+    (``configs/data/scenes.yaml``, equal to ``PrecomputeConfig()``). Without ``output`` the root
+    is ``$MMSEARCH_CACHE`` (or ``~/.cache/mmsearch``) ``/<name>-<fingerprint>``, so every job
+    that asks for the same data shares one copy.
+    """
+    if config is None or isinstance(config, (str, Path)):
+        cfg = load_config(PrecomputeConfig, config, overrides)
+    else:
+        cfg = config if not overrides else load_config(PrecomputeConfig, _plain(config), overrides)
+    if backend is not None:
+        cfg = replace(cfg, backend=backend)
+    result = run_precompute(cfg, s3=s3)
+    if result.built:
+        print(f"precomputed data set {cfg.name!r} written to {result.root}", flush=True)
+    return result.root
+
+
+def _plain(cfg: PrecomputeConfig) -> dict[str, Any]:
+    from mmsearch.config import config_to_dict
+
+    return config_to_dict(cfg)
+
+
+__all__ = ["RayDataRunner", "ensure_dataset", "run_precompute"]
