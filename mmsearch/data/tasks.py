@@ -35,6 +35,7 @@ from mmsearch.data import fs as storage
 from mmsearch.data.collate import Ragged, answer_scores, negative_texts, region_fields, tensor, text_fields
 from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot
 from mmsearch.data.store import Store, StoreError, epoch_seed, open_store
+from mmsearch.data.store.validate import check_expectations
 from mmsearch.recipes.task_data import Part, TaskDataConfig, TaskInfo
 
 TASK_TABLE = {"vqa": "vqa", "itm": "captions", "vg": "refs"}
@@ -190,16 +191,23 @@ class StoreTaskData:
     # -- loading --------------------------------------------------------------------------------
 
     def _open_store(self, split: str) -> Store:
+        """Open and check one split's store against the card (shards, tables, dimensions, rows)."""
         card = self.card
         expect: dict[str, dict[str, Any]] = {"regions": {"features": card.region_dim, "boxes": 4}, self.table: {"token_ids": None}}
         if self.cfg.text_input == "states":
             expect[self.table]["states"] = card.text_state_dim
             if self.cfg.task == "itm" and "negatives" in card.tables:
                 expect["negatives"] = {"states": card.text_state_dim}
+        where = f"data set {self.root.uri}, split {split!r}"
         try:
-            return open_store(self.root.split_uri(split), expect, s3=self.root.s3)
+            store = open_store(self.root.split_uri(split), s3=self.root.s3)
+            for table in expect:
+                if table in store.meta.tables and store.meta.tables[table].num_rows == 0:
+                    raise DatasetError(f"{where}: no {table} rows (empty split)")
+            check_expectations(store.uri, store.meta, expect)
         except StoreError as exc:
-            raise DatasetError(f"data set {self.root.uri}, split {split!r} does not match its card: {exc}") from None
+            raise DatasetError(f"{where} does not match its card: {exc}") from None
+        return store
 
     def _split(self, split: str) -> _Split:
         if split not in self._splits:
@@ -211,8 +219,6 @@ class StoreTaskData:
     def _load(self, split: str) -> _Split:
         store = self.stores[split]
         samples_table = store.table(self.table)
-        if samples_table.num_rows == 0:
-            raise DatasetError(f"{self.root.uri}: split {split!r} has no {self.table} rows (empty split)")
         regions = store.table("regions").read_arrow(["image_id", "image_h", "image_w", "features", "boxes"])
         image_ids = np.asarray(regions.column("image_id").to_pylist(), dtype=object)
         index = {image_id: row for row, image_id in enumerate(image_ids)}
