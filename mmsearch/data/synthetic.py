@@ -4,10 +4,11 @@ Every image is a handful of objects, each a colour and a shape at a box, plus a 
 regions. A region's feature is the sum of fixed colour and shape embeddings plus noise (so
 features say *what* an object is, never *where*: position is only in the boxes). Per task:
 
-* **vqa**: "what color is the thing <left|right|above|below> of the <shape>?" (the nearest object
-  in that direction from the one object of that shape: needs box geometry and text guidance;
-  answer type ``other``), "how many <color> things?" (``number``), "is there a <color> <shape>?"
-  (``yes/no``). One-hot answer scores over colours, counts and yes/no.
+* **vqa**, four families: "what color is the <shape>?" (the one object of that shape; ``query``),
+  "what color is the thing <left|right|above|below> of the <shape>?" (the nearest object in that
+  direction from it: needs box geometry; ``relate``), both of answer type ``other``; "is there a
+  <color> <shape>?" (``exist``, ``yes/no``, half of them about an object that is there); "how many
+  <color> things?" (``count``, ``number``). One-hot answer scores over colours, counts, yes/no.
 * **itm**: captions "<color> <shape> <rel> of the <color> <shape>" true of two objects of the
   image, two per image; one dataset hard negative per caption with the relation flipped (false,
   and told apart only by geometry).
@@ -105,8 +106,9 @@ class SyntheticTaskData:
         self._max_objects, self._min_objects, self._max_clutter = max_objects, min_objects, max_clutter
         self._noise, self._seed, self._per_image = noise, seed, samples_per_image
         tables = np.random.default_rng([seed, 0])
-        self._color_emb = tables.standard_normal((len(COLORS), region_dim)).astype(np.float32)
-        self._shape_emb = tables.standard_normal((len(SHAPES), region_dim)).astype(np.float32)
+        # An object's region feature is color_embeddings[color] + shape_embeddings[shape] + noise.
+        self.color_embeddings = tables.standard_normal((len(COLORS), region_dim)).astype(np.float32)
+        self.shape_embeddings = tables.standard_normal((len(SHAPES), region_dim)).astype(np.float32)
         self._word_states = tables.standard_normal((len(VOCAB), text_state_dim)).astype(np.float32)
         self.answers: tuple[str, ...] = COLORS + tuple(str(n) for n in range(max_objects + 1)) + ("yes", "no")
         self._splits = {
@@ -223,14 +225,23 @@ class SyntheticTaskData:
         return options[int(rng.integers(len(options)))] if options else None
 
     def _question(self, rng: np.random.Generator, image: int, scene: list[_Object]) -> _Sample:
-        family = ("relate", "count", "exist")[int(rng.integers(3))]
+        family = ("query", "relate", "exist", "count")[int(rng.integers(4))]
+        shapes = [o.shape for o in scene]
+        unique = [i for i, o in enumerate(scene) if shapes.count(o.shape) == 1]
+        if family == "query" and unique:
+            obj = scene[unique[int(rng.integers(len(unique)))]]
+            return _Sample(image, ["what", "color", "is", "the", SHAPES[obj.shape]], "query", COLORS[obj.color], "other")
         related = self._relate(rng, scene) if family == "relate" else None
         if related is not None:
             relation, anchor, target = related
             words = ["what", "color", "is", "the", "thing", relation, "of", "the", SHAPES[scene[anchor].shape]]
             return _Sample(image, words, "relate", COLORS[scene[target].color], "other")
-        if family == "exist":
-            color, shape = int(rng.integers(len(COLORS))), int(rng.integers(len(SHAPES)))
+        if family == "exist":  # half the time about an object that is there
+            if rng.random() < 0.5:
+                obj = scene[int(rng.integers(len(scene)))]
+                color, shape = obj.color, obj.shape
+            else:
+                color, shape = int(rng.integers(len(COLORS))), int(rng.integers(len(SHAPES)))
             found = any(o.color == color and o.shape == shape for o in scene)
             return _Sample(image, ["is", "there", "a", COLORS[color], SHAPES[shape]], "exist", "yes" if found else "no", "yes/no")
         color = int(rng.integers(len(COLORS)))
@@ -268,7 +279,7 @@ class _Split:
                  samples: list[_Sample], data: SyntheticTaskData) -> None:
         self.name, self.objects, self.samples = name, objects, samples
         n_images, n_regions = len(objects), max(len(o) + len(c) for o, c in zip(objects, clutter))
-        dim = data._color_emb.shape[1]
+        dim = data.color_embeddings.shape[1]
         self.region_count = np.zeros(n_images, dtype=np.int64)
         self.feats = np.zeros((n_images, n_regions, dim), dtype=np.float32)
         self.boxes = np.zeros((n_images, n_regions, 4), dtype=np.float32)
@@ -277,7 +288,7 @@ class _Split:
             count = len(scene) + len(extra)
             self.region_count[i] = count
             for j, obj in enumerate(scene):
-                self.feats[i, j] = data._color_emb[obj.color] + data._shape_emb[obj.shape]
+                self.feats[i, j] = data.color_embeddings[obj.color] + data.shape_embeddings[obj.shape]
                 self.boxes[i, j] = obj.box
             self.boxes[i, len(scene):count] = extra
             self.feats[i, :count] += data._noise * rng.standard_normal((count, dim)).astype(np.float32)
@@ -301,6 +312,8 @@ class _Split:
     def collate(self, rows: np.ndarray, task: str) -> MultimodalBatch:
         images = self.image[rows]
         t = int(self.text_length[rows].max())
+        if task == "itm":  # the negatives share the text width
+            t = max(t, int(self.neg_length[rows].max()))
         n = int(self.region_count[images].max())
         text_ids = torch.from_numpy(self.text_ids[rows, :t])
         text_mask = torch.arange(t)[None, :] >= torch.from_numpy(self.text_length[rows])[:, None]
