@@ -46,3 +46,15 @@ def test_output_files_are_mirrored_to_storage_but_dot_scratch_stays_local(tmp_pa
     assert ctx.upload_artifacts() == 0  # nothing changed
     (work / "config.yaml").write_text("a: 2\n")
     assert ctx.upload_artifacts() == 1 and (store / "config.yaml").read_text() == "a: 2\n"
+
+
+def test_a_failing_upload_does_not_hide_the_recipes_own_error(tmp_path, monkeypatch):
+    from mmsearch.orchestration.storage import StorageLocation
+
+    (tmp_path / "out.txt").write_text("x")
+    (tmp_path / "file").write_text("not a directory")
+    monkeypatch.chdir(tmp_path)
+    ctx = TuneContext(artifacts_to=StorageLocation(str(tmp_path / "file" / "trial")))  # unwritable
+    ctx.close(best_effort=True)  # logged only
+    with pytest.raises(OSError):
+        TuneContext(artifacts_to=StorageLocation(str(tmp_path / "file" / "trial"))).close()

@@ -15,6 +15,7 @@ per epoch, and never delete them).
 from __future__ import annotations
 
 import contextlib
+import logging
 import numbers
 import os
 import sys
@@ -27,6 +28,8 @@ from mmsearch.config import dump_config, validate_config
 from mmsearch.orchestration.asha import TIME_ATTR
 from mmsearch.orchestration.search_space import set_dotted
 from mmsearch.orchestration.storage import StorageLocation, upload_file
+
+log = logging.getLogger(__name__)
 
 
 class ReportError(ValueError):
@@ -98,10 +101,18 @@ class TuneContext:
             copied += 1
         return copied
 
-    def close(self) -> None:
-        """Upload the last artifacts and release a downloaded checkpoint copy."""
+    def close(self, *, best_effort: bool = False) -> None:
+        """Upload the last artifacts and release a downloaded checkpoint copy.
+
+        ``best_effort`` (the recipe already failed): an upload error is logged, not raised, so it
+        cannot hide the recipe's own exception.
+        """
         try:
             self.upload_artifacts()
+        except Exception:
+            if not best_effort:
+                raise
+            log.warning("could not upload the artifacts of a failed trial", exc_info=True)
         finally:
             self._stack.close()
 
@@ -134,11 +145,13 @@ def as_tune_trainable(
         cfg = validate_config(config_cls, merge_trial_params(base, params), origin=f"trial params {params}")
         trial_dir = Path(tune.get_context().get_trial_dir()).name
         context = TuneContext(experiment.child(trial_dir) if experiment is not None else None)
+        succeeded = False
         try:
             dump_config(cfg, context.output_dir / "config.yaml")
             recipe_fn(cfg, context=context)
+            succeeded = True
         finally:
-            context.close()
+            context.close(best_effort=not succeeded)
             _release_gpu_memory()
 
     trainable.__name__ = getattr(recipe_fn, "__name__", "recipe")
