@@ -19,6 +19,9 @@ fraction of this machine's fp32 matmul peak, measured in the same run with the s
     python bench/bench_mmnas_step.py --quick    # a few iterations, to check it works
     python bench/bench_mmnas_step.py --profile tiny_derived   # torch.profiler table of one case
 
+On a machine shared with other jobs, OpenMP threads that spin-wait make small multi-threaded
+steps up to 10x slower; run there with ``OMP_WAIT_POLICY=PASSIVE`` (recorded in the output).
+
 Writes ``bench/results/mmnas_step.json`` atomically.
 """
 from __future__ import annotations
@@ -199,7 +202,8 @@ class Timing:
 def time_case(case: Case, warmup: int, iters: int) -> dict[str, Any]:
     step, model, head = build(case)
     batches = [make_batch(case, seed) for seed in range(4)]
-    for i in range(warmup):
+    flops = step_flops(step, batches[0], model, case)  # doubles as the first warm-up step
+    for i in range(1, warmup):
         step(batches[i % len(batches)])
     timing = Timing()
     for i in range(iters):
@@ -208,7 +212,6 @@ def time_case(case: Case, warmup: int, iters: int) -> dict[str, Any]:
         step(batch)
         timing.wall_s.append(time.perf_counter() - wall)
         timing.cpu_s.append(time.process_time() - cpu)
-    flops = step_flops(step, batches[0], model, case)
     median = statistics.median(timing.wall_s)
     return {
         "settings": asdict(case),
@@ -219,7 +222,7 @@ def time_case(case: Case, warmup: int, iters: int) -> dict[str, Any]:
         "gflop_per_step": flops / 1e9,
         "achieved_gflops": flops / 1e9 / median,
         "iters": iters,
-        "warmup": warmup,
+        "warmup": max(warmup, 1),
     }
 
 
@@ -236,6 +239,9 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,
+        # OpenMP spin-waiting collapses multi-threaded small ops on a shared machine (measured
+        # here: 10x slower under load with the default "active" policy); record what was set.
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset: active)"),
     }
 
 
@@ -255,7 +261,7 @@ def profile(case_name: str, steps: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="1 warm-up + 2 timed steps per case, short peak probe")
+    parser.add_argument("--quick", action="store_true", help="1 warm-up (FLOP-counted) + 2 timed steps per case, short peak probe")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--iters", type=int, default=20)

@@ -108,8 +108,12 @@ class RelationSelfAttention(ResidualOp):
         self.relation_proj = nn.Linear(relation_dim, self.attn.heads)
 
     def relation_logits(self, rel_bias_embed: Tensor) -> Tensor:
-        """``[B, N, N, relation_dim]`` -> per-head additive logits ``[B, heads, N, N]``."""
-        weight = F.relu(self.relation_proj(rel_bias_embed))
+        """``[B, N, N, relation_dim]`` -> per-head additive logits ``[B, heads, N, N]``.
+
+        MMnas's ``log(clamp(ReLU(z), 1e-6))`` equals ``log(clamp(z, 1e-6))`` (values and
+        gradients), so the ReLU pass is skipped.
+        """
+        weight = self.relation_proj(rel_bias_embed)
         return torch.log(torch.clamp(weight, min=RELATION_LOG_FLOOR)).permute(0, 3, 1, 2)
 
     def transform(self, x, x_mask, y, y_mask, rel_bias_embed):  # noqa: D102
