@@ -1,7 +1,7 @@
 """Search strategies: who changes what in which step, the BinaryConnect gradient, alpha init, resume."""
 from __future__ import annotations
 
-import copy
+import io
 
 import pytest
 import torch
@@ -235,7 +235,10 @@ def test_state_dict_resumes_path_sampling_exactly(strategy):
     for step in range(3):
         weight_step(supernet, head, objective, make_batch(seed=step), w_opt)
         arch_step(supernet, head, objective, make_batch(seed=50 + step), a_opt)
-    state = copy.deepcopy(supernet.state_dict())
+    buffer = io.BytesIO()
+    torch.save(supernet.state_dict(), buffer)  # what a checkpoint does; loadable with weights_only
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
     assert "strategy._extra_state" in state
 
     resumed = Supernet(tiny_supernet_config(strategy))

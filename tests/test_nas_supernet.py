@@ -183,3 +183,18 @@ def test_single_plan_runs_only_chosen_ops():
     out["score"].sum().backward()
     ran = {(c, b, n) for c, chain in (("enc", supernet.encoder), ("dec", supernet.decoder)) for b, blk in enumerate(chain) for n, op in blk.ops.items() if any(p.grad is not None for p in op.parameters())}
     assert ran == {("enc", 0, "self_att"), ("enc", 1, "feed_forward"), ("dec", 0, "guided_att"), ("dec", 1, "guided_att"), ("dec", 2, "feed_forward")}
+
+
+def test_supernet_config_round_trips_through_yaml_dicts_and_rejects_bad_pools(tmp_path):
+    from mmsearch.config import ConfigError, dump_config, load_config
+
+    config = tiny_supernet_config("darts", enc_pool=("feed_forward", "self_att_64"), alpha_init="uniform")
+    path = dump_config(config, tmp_path / "config.yaml")
+    assert load_config(type(config), path) == config
+    assert config.pools["enc"] == ("feed_forward", "self_att")
+    with pytest.raises(ConfigError, match="encoder blocks cannot use"):
+        load_config(type(config), {"net": {"vocab_size": 5}, "enc_pool": ["self_att", "guided_att"]})
+    with pytest.raises(ConfigError, match="multiple of head_dim"):
+        load_config(type(config), {"net": {"vocab_size": 5, "hidden": 100}})
+    with pytest.raises(ConfigError, match="needs a positive vocab_size"):
+        load_config(type(config), {"net": {}})

@@ -30,7 +30,6 @@ from mmsearch.nas.strategy_base import STRATEGIES
 from mmsearch.ops import OPS
 
 
-
 def relation_candidates(pool: tuple[str, ...]) -> tuple[int, ...]:
     """Indices of the pool's ops that read the box-geometry embedding."""
     return tuple(i for i, name in enumerate(pool) if getattr(OPS.get(name), "uses_relation", False))
