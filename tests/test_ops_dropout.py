@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mmsearch.ops import Dropout, attend, cpu_dropout
+from mmsearch.ops.dropout import dropout
 
 
 def test_drop_rate_scale_and_unbiasedness():
@@ -51,15 +52,16 @@ def test_reproducible_under_manual_seed_and_identity_when_off():
         Dropout(1.0)
 
 
-def test_explicit_attention_path_is_the_dropout_of_the_plain_math():
+@pytest.mark.parametrize("length", [5, 64])  # small maps use F.dropout, large ones cpu_dropout
+def test_explicit_attention_path_is_the_dropout_of_the_plain_math(length):
     g = torch.Generator().manual_seed(4)
-    q, k, v = (torch.randn(2, 3, 5, 8, generator=g) for _ in range(3))
-    bias = torch.randn(2, 3, 5, 5, generator=g)
+    q, k, v = (torch.randn(2, 3, length, 8, generator=g) for _ in range(3))
+    bias = torch.randn(2, 3, length, length, generator=g)
     torch.manual_seed(5)
     got = attend(q, k, v, bias, 0.25)
     torch.manual_seed(5)
     weights = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(8) + bias, dim=-1)
-    expected = cpu_dropout(weights, 0.25) @ v
+    expected = dropout(weights, 0.25, True) @ v
     torch.testing.assert_close(got, expected)
     # Without dropout the fused SDPA kernel computes the same attention.
     torch.testing.assert_close(attend(q, k, v, bias, 0.0), weights @ v, atol=1e-5, rtol=1e-5)

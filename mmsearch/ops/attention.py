@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmsearch.ops.dropout import cpu_dropout
+from mmsearch.ops.dropout import dropout
 
 
 def mask_value(dtype: torch.dtype) -> float:
@@ -49,7 +49,7 @@ def attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, dropout_p: floa
         scores = torch.matmul(q * (1.0 / math.sqrt(q.shape[-1])), k.transpose(-2, -1))
         if bias is not None:
             scores = scores + bias
-        return torch.matmul(cpu_dropout(torch.softmax(scores, dim=-1), dropout_p), v)
+        return torch.matmul(dropout(torch.softmax(scores, dim=-1), dropout_p, True), v)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
 
 
