@@ -1,0 +1,109 @@
+"""Which architecture to train: a named spec, a spec file, or the best one of a finished search.
+
+:func:`resolve_arch` accepts, in this order:
+
+* a dict: a parsed spec (``ArchSpec.to_dict()`` or MMnas's genotype);
+* a name of a shipped spec (``mcan``, ``mmnas_vqa``, ``mmnas_vg``, ``mmnas_itm``);
+* a spec JSON file (ours, or MMnas's ``{"epochN": genotype}`` files; the latest epoch);
+* a directory (local path or ``s3://``): a search's output directory (its ``best_arch.json``),
+  a Tune search experiment (``experiment_summary.json``: the best trial's ``best_arch.json``), or
+  a checkpoint directory (its ``arch.json``).
+
+Every failure names what was looked for, so a typo fails on the driver, before any worker starts.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import pyarrow.fs as pafs
+
+from mmsearch.data import fs as storage
+from mmsearch.nas import ArchSpec, load_arch_spec, named_spec, named_specs
+
+BEST_ARCH = "best_arch.json"  # written by the search recipe (best validation epoch after warm-up)
+FINAL_ARCH = "final_arch.json"
+SUMMARY = "experiment_summary.json"  # written by mmsearch.orchestration.experiment
+CHECKPOINT_ARCH = "arch.json"  # inside search and training checkpoints
+
+
+class ArchNotFoundError(FileNotFoundError):
+    """``arch`` names nothing this module can read an architecture from."""
+
+
+def resolve_arch(arch: str | Mapping[str, Any] | ArchSpec) -> ArchSpec:
+    """The :class:`~mmsearch.nas.ArchSpec` that ``arch`` names (see the module docstring)."""
+    if isinstance(arch, ArchSpec):
+        return arch
+    if isinstance(arch, Mapping):
+        try:
+            return ArchSpec.from_dict(arch)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"invalid architecture in the config: {exc}") from None
+    if not isinstance(arch, str) or not arch:
+        raise ValueError(f"arch must be a spec name, a file or a directory, got {arch!r}")
+    if arch in named_specs():
+        return named_spec(arch)
+    location = storage.resolve(arch)
+    kind = storage.file_info(location, location.path).type
+    if kind == pafs.FileType.File:
+        return _load_file(location, location.path)
+    if kind == pafs.FileType.Directory:
+        return _from_directory(location)
+    raise ArchNotFoundError(
+        f"arch {arch!r} is neither a named spec ({', '.join(named_specs())}) nor an existing file or directory"
+    )
+
+
+def _exists(location: storage.Location, name: str) -> bool:
+    return storage.file_info(location, location.join(name)).type == pafs.FileType.File
+
+
+def _load_file(location: storage.Location, path: str) -> ArchSpec:
+    if location.is_local:
+        return load_arch_spec(path)
+    data = storage.read_bytes(location, path)  # MMnas's epoch files need load_arch_spec's parser
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch) / Path(path).name
+        local.write_bytes(data)
+        return load_arch_spec(local).replace(source=f"s3://{path}")
+
+
+def _from_directory(location: storage.Location) -> ArchSpec:
+    if _exists(location, BEST_ARCH):
+        return _load_file(location, location.join(BEST_ARCH))
+    if _exists(location, SUMMARY):
+        return _best_trial_arch(location)
+    if _exists(location, CHECKPOINT_ARCH):
+        return _load_file(location, location.join(CHECKPOINT_ARCH))
+    hint = ""
+    if _exists(location, FINAL_ARCH):
+        hint = (f"; it has {FINAL_ARCH} (the search never left warm-up, so there is no best architecture): "
+                f"pass {location.uri_of(FINAL_ARCH)} to train that one")
+    raise ArchNotFoundError(
+        f"{location.uri} holds no architecture: expected {BEST_ARCH} (a search's output directory), "
+        f"{SUMMARY} (a search experiment) or {CHECKPOINT_ARCH} (a checkpoint){hint}"
+    )
+
+
+def _best_trial_arch(experiment: storage.Location) -> ArchSpec:
+    summary = json.loads(storage.read_bytes(experiment, experiment.join(SUMMARY)))
+    best = summary.get("best")
+    if not best:
+        raise ArchNotFoundError(f"{experiment.uri_of(SUMMARY)}: no trial reported the metric, so there is no best trial")
+    trial = next((t for t in summary.get("trials", []) if t.get("trial_id") == best.get("trial_id")), None)
+    if trial is None or not trial.get("path"):
+        raise ArchNotFoundError(f"{experiment.uri_of(SUMMARY)}: the best trial {best.get('trial_id')!r} has no directory")
+    trial_dir = storage.resolve(trial["path"])
+    if not _exists(trial_dir, BEST_ARCH):
+        raise ArchNotFoundError(
+            f"the best trial {best['trial_id']} of {experiment.uri} ({summary.get('metric')} = {best.get('metric')}) "
+            f"has no {BEST_ARCH} in {trial_dir.uri}"
+        )
+    spec = _load_file(trial_dir, trial_dir.join(BEST_ARCH))
+    return spec.replace(source=f"{experiment.uri} trial {best['trial_id']} {BEST_ARCH}")
+
+
+__all__ = ["ArchNotFoundError", "BEST_ARCH", "CHECKPOINT_ARCH", "SUMMARY", "resolve_arch"]

@@ -1,0 +1,86 @@
+"""Which training samples a worker sees: the whole ``train`` part, or this rank's share of it.
+
+One process trains on ``TaskData.batches("train", ...)`` (order a pure function of ``(seed,
+epoch)``). With several workers each rank needs a disjoint share of the same size (DDP steps in
+lockstep). Under Ray Train the share comes from Ray Data (``mmsearch.orchestration.train_worker``
+streams the train part's sample positions through the trainer's dataset, split by
+``get_dataset_shard``); otherwise :class:`StridedShard` deals a shared permutation out by rank,
+as torch's ``DistributedSampler`` does. Either way a worker collates its samples itself, from
+its own ``TaskData`` (region features looked up by image there), with :func:`part_collator`.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+
+from mmsearch.batch import MultimodalBatch
+from mmsearch.recipes.task_data import TaskData
+
+Collate = Callable[[np.ndarray], MultimodalBatch]
+
+
+class TrainShard(Protocol):
+    """This worker's training batches, epoch by epoch (every rank gets the same number)."""
+
+    def epoch(self, epoch: int) -> Iterator[MultimodalBatch]: ...
+
+
+def part_collator(data: TaskData, part: str) -> Collate:
+    """``collate(positions) -> MultimodalBatch`` of the samples at ``positions`` (0-based, within
+    ``part``), collated exactly as ``data.batches(part, ...)`` collates them.
+
+    Uses ``data.collate_rows(part, positions)`` when the implementation has it; the two
+    implementations in the package do not expose it yet, so they are reached through their
+    internals here (``mmsearch.data.tasks.StoreTaskData``, ``mmsearch.data.synthetic.SyntheticTaskData``).
+    """
+    collate_rows = getattr(data, "collate_rows", None)
+    if callable(collate_rows):
+        return functools.partial(collate_rows, part)
+    from mmsearch.data.synthetic import SyntheticTaskData
+    from mmsearch.data.tasks import StoreTaskData
+
+    if isinstance(data, SyntheticTaskData):
+        split, rows = data._part(part)
+        return lambda positions: split.collate(rows[np.asarray(positions, dtype=np.int64)], data.task)
+    if isinstance(data, StoreTaskData):
+        from mmsearch.data.tasks import _SPLIT_OF_PART
+
+        loaded, rows = data._split(_SPLIT_OF_PART[part]), data._rows(part)
+        return lambda positions: data.collate(loaded, rows[np.asarray(positions, dtype=np.int64)])
+    raise TypeError(
+        f"{type(data).__name__} cannot collate samples by position: give it a collate_rows(part, positions) "
+        "method to train with several workers"
+    )
+
+
+def positions_per_rank(num_samples: int, world_size: int) -> int:
+    """Samples each rank gets per epoch: an equal share, the remainder dropped (as Ray Train's split)."""
+    return num_samples // world_size
+
+
+class StridedShard:
+    """Rank ``rank``'s share of ``part``: every ``world_size``-th sample of a permutation drawn from
+    ``(seed, epoch)`` (the same on every rank), cut to an equal count, batched."""
+
+    def __init__(self, data: TaskData, *, rank: int, world_size: int, batch_size: int, seed: int,
+                 drop_last: bool, part: str = "train") -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world size {world_size}")
+        self._collate = part_collator(data, part)
+        self._count = data.num_samples(part)  # type: ignore[arg-type]
+        self.rank, self.world_size, self.batch_size, self.seed, self.drop_last = rank, world_size, batch_size, seed, drop_last
+
+    def positions(self, epoch: int) -> np.ndarray:
+        order = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(self._count)
+        return order[: positions_per_rank(self._count, self.world_size) * self.world_size][self.rank :: self.world_size]
+
+    def epoch(self, epoch: int) -> Iterator[MultimodalBatch]:
+        mine = self.positions(epoch)
+        stop = len(mine) - len(mine) % self.batch_size if self.drop_last else len(mine)
+        for start in range(0, stop, self.batch_size):
+            yield self._collate(mine[start : start + self.batch_size])
+
+
+__all__ = ["Collate", "StridedShard", "TrainShard", "part_collator", "positions_per_rank"]
