@@ -137,3 +137,11 @@ def test_vg_ground_truth_matches_one_proposal(datasets):
     for batch in datasets["vg"].batches("train", batch_size=16, shuffle=False):
         iou = box_iou(batch.region_boxes, batch.targets["gt_box"].unsqueeze(1)).squeeze(-1).masked_fill(batch.region_mask, 0)
         assert (iou.max(dim=1).values > 0.7).all()
+
+
+def test_vqa_families_can_be_restricted():
+    data = SyntheticTaskData("vqa", train_images=30, val_images=5, test_images=5, vqa_families=("query", "relate"))
+    families = {f for b in data.batches("train", batch_size=64) for f in b.meta["family"]}
+    assert {"query", "relate"} <= families <= {"query", "relate", "exist"}  # exist: scenes that allow neither
+    with pytest.raises(ValueError, match="vqa_families"):
+        SyntheticTaskData("vqa", vqa_families=("color",))

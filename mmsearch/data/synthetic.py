@@ -40,6 +40,7 @@ WORDS = ("what", "color", "is", "the", "thing", "of", "how", "many", "things", "
 VOCAB = ("<pad>", "<unk>") + WORDS  # PAD = 0, UNK = 1
 TOKEN = {word: i for i, word in enumerate(VOCAB)}
 PARTS: tuple[str, ...] = ("weights", "arch", "train", "val", "test")
+VQA_FAMILIES = ("query", "relate", "exist", "count")
 IMAGE_HEIGHT, IMAGE_WIDTH = 96.0, 128.0
 MARGIN = 4.0  # pixels between centres for a relation to hold
 
@@ -93,6 +94,7 @@ class SyntheticTaskData:
         split_seed: int = 0,
         seed: int = 0,
         limit: dict[str, int] | None = None,
+        vqa_families: tuple[str, ...] = VQA_FAMILIES,
     ) -> None:
         if task not in ("vqa", "itm", "vg"):
             raise ValueError(f"unknown task {task!r}; known tasks: vqa, itm, vg")
@@ -102,6 +104,9 @@ class SyntheticTaskData:
             raise ValueError("every split needs at least one image and every image one sample")
         if not 0.0 < arch_fraction < 1.0:
             raise ValueError(f"arch_fraction must be in (0, 1), got {arch_fraction}")
+        if not vqa_families or set(vqa_families) - set(VQA_FAMILIES):
+            raise ValueError(f"vqa_families must be a non-empty subset of {VQA_FAMILIES}, got {vqa_families}")
+        self._families = tuple(vqa_families)
         self.task = task
         self._max_objects, self._min_objects, self._max_clutter = max_objects, min_objects, max_clutter
         self._noise, self._seed, self._per_image = noise, seed, samples_per_image
@@ -225,14 +230,27 @@ class SyntheticTaskData:
         return options[int(rng.integers(len(options)))] if options else None
 
     def _question(self, rng: np.random.Generator, image: int, scene: list[_Object]) -> _Sample:
-        family = ("query", "relate", "exist", "count")[int(rng.integers(4))]
-        shapes = [o.shape for o in scene]
-        unique = [i for i, o in enumerate(scene) if shapes.count(o.shape) == 1]
-        if family == "query" and unique:
-            obj = scene[unique[int(rng.integers(len(unique)))]]
+        """A question of a random family; one the scene cannot answer (no unique shape, no object in
+        any direction) falls through to the next family in the list, and to ``exist`` after all."""
+        first = int(rng.integers(len(self._families)))
+        for family in self._families[first:] + self._families[:first] + ("exist",):
+            sample = self._ask(family, rng, image, scene)
+            if sample is not None:
+                return sample
+        raise AssertionError("exist questions can always be asked")
+
+    def _ask(self, family: str, rng: np.random.Generator, image: int, scene: list[_Object]) -> _Sample | None:
+        if family == "query":
+            shapes = [o.shape for o in scene]
+            unique = [o for o in scene if shapes.count(o.shape) == 1]
+            if not unique:
+                return None
+            obj = unique[int(rng.integers(len(unique)))]
             return _Sample(image, ["what", "color", "is", "the", SHAPES[obj.shape]], "query", COLORS[obj.color], "other")
-        related = self._relate(rng, scene) if family == "relate" else None
-        if related is not None:
+        if family == "relate":
+            related = self._relate(rng, scene)
+            if related is None:
+                return None
             relation, anchor, target = related
             words = ["what", "color", "is", "the", "thing", relation, "of", "the", SHAPES[scene[anchor].shape]]
             return _Sample(image, words, "relate", COLORS[scene[target].color], "other")
