@@ -3,13 +3,19 @@
 Typical search loop (the recipe in :mod:`mmsearch.recipes` owns data, schedule, checkpoints)::
 
     supernet = Supernet(SupernetConfig(net=NetConfig(vocab_size=V)))
-    w_opt = make_weight_optimizer(supernet, head)
-    a_opt = make_arch_optimizer(supernet)
+    head = build_head("vqa", supernet.config.net.hidden, num_answers=A)     # mmsearch.heads
+    objective = make_objective("vqa", num_answers=A).loss_from_outputs     # (outputs, batch) -> (loss, logs)
+    w_opt, a_opt = make_weight_optimizer(supernet, head), make_arch_optimizer(supernet)
     weight_step(supernet, head, objective, train_batch, w_opt, clip=1.0, warmup=epoch < 20)
-    arch_step(supernet, head, objective, val_batch, a_opt)        # every k weight steps
-    spec = supernet.derive(epoch=epoch)                           # argmax + probs per block
-    entropy = arch_entropy(supernet.alpha_state())
-    net = DerivedNet(spec, supernet.config)                       # retrain
+    arch_step(supernet, head, objective, val_batch, a_opt)                 # every k weight steps
+    spec = supernet.derive(epoch=epoch)                                    # argmax + probs per block
+    entropy = arch_entropy(supernet.alpha_state())                         # convergence / collapse
+    outputs = supernet(val_batch, head)                                    # the argmax architecture
+    net = DerivedNet(spec, supernet.config)                                # retrain from scratch
+
+(ITM: run the objective's ``prepare(run, batch)`` first, then step on the batch it returns.)
+Exact resume: ``supernet.state_dict()`` carries the strategy's sampling RNG; save both
+optimisers' state dicts and the global torch RNG next to it.
 """
 from mmsearch.nas.arch_spec import (
     DEFAULT_POOLS,
