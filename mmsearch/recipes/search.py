@@ -51,7 +51,7 @@ from mmsearch.io import atomic_write_json
 from mmsearch.nas import ArchSpec, Supernet, arch_step, make_arch_optimizer, make_weight_optimizer, save_arch_spec, weight_step
 from mmsearch.recipes.context import LocalContext, RunContext
 from mmsearch.recipes.search_config import SearchConfig, resolve_config, supernet_config, weight_lr
-from mmsearch.recipes.search_report import arch_metrics, epoch_line
+from mmsearch.recipes.search_report import StepLogMeans, arch_metrics, epoch_line
 from mmsearch.recipes.search_state import (
     ArchBatches,
     SearchProgress,
@@ -120,23 +120,32 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
     # 5. epochs
     for epoch in range(progress.epoch + 1, s.epochs + 1):
         warmup = epoch <= s.warmup_epochs
-        train = _train_epoch(epoch, warmup, cfg, data, arch_batches, supernet, head, objective, weight_opt, arch_opt, device)
+        weight_steps, arch_steps, train = _train_epoch(epoch, warmup, cfg, data, arch_batches, supernet, head, objective,
+                                                       weight_opt, arch_opt, device)
         eval_start = time.perf_counter()
         val = evaluate_architecture(cfg, data, supernet, head, device)
         spec = supernet.derive(epoch=epoch, task=cfg.data.task).replace(config=config_to_dict(cfg))
-        metrics = {"epoch": epoch, "warmup": int(warmup), "weight_lr": weight_opt.param_groups[0]["lr"]}
-        progress.weight_steps += train.pop("weight_steps_epoch")
-        progress.arch_steps += train.pop("arch_steps_epoch")
-        metrics.update(weight_steps=progress.weight_steps, arch_steps=progress.arch_steps)
-        metrics["val_metric"] = val[cfg.primary_metric]
-        metrics.update({f"val_{key}": value for key, value in val.items()})
-        metrics.update(train)
-        metrics.update(arch_metrics(spec, supernet.alpha_state(), progress.last_argmax))
-        metrics["eval_s"] = time.perf_counter() - eval_start
-        metrics["epoch_s"] = metrics["train_s"] + metrics["eval_s"]
+        eval_s = time.perf_counter() - eval_start
+        progress.weight_steps += weight_steps
+        progress.arch_steps += arch_steps
         progress.arch_position = arch_batches.position
-        progress.record(epoch, spec, metrics, metrics["val_metric"], searching=not warmup)
-        metrics.update(best_epoch=progress.best_epoch, best_val_metric=progress.best_metric)
+        progress.consider(epoch, spec, val[cfg.primary_metric], searching=not warmup)
+        metrics = {
+            "epoch": epoch,
+            "warmup": int(warmup),
+            "weight_lr": weight_opt.param_groups[0]["lr"],
+            "weight_steps": progress.weight_steps,
+            "arch_steps": progress.arch_steps,
+            "val_metric": val[cfg.primary_metric],
+            **{f"val_{key}": value for key, value in val.items()},
+            "best_val_metric": progress.best_metric,
+            "best_epoch": progress.best_epoch,
+            **train,
+            **arch_metrics(spec, supernet.alpha_state(), progress.last_argmax),
+            "eval_s": eval_s,
+            "epoch_s": train["train_s"] + eval_s,
+        }
+        progress.record(epoch, spec, metrics)
         log.info(epoch_line(metrics, s.epochs, cfg.primary_metric, warmup))
         if context.rank == 0:
             atomic_write_json(out_dir / "arch_history.json", progress.arch_history)
@@ -163,8 +172,9 @@ def open_search_data(cfg: TaskDataConfig) -> TaskData:
 
 def _train_epoch(epoch: int, warmup: bool, cfg: SearchConfig, data: TaskData, arch_batches: ArchBatches,
                  supernet: Supernet, head: torch.nn.Module, objective: Any, weight_opt: torch.optim.Optimizer,
-                 arch_opt: torch.optim.Optimizer, device: torch.device) -> dict[str, Any]:
-    """One pass over the weights part; an architecture step after every ``arch_every`` weight steps."""
+                 arch_opt: torch.optim.Optimizer, device: torch.device) -> tuple[int, int, dict[str, float]]:
+    """One pass over the weights part; an architecture step after every ``arch_every`` weight steps
+    (counted within the epoch). Returns the numbers of weight and architecture steps and the figures."""
     s = cfg.search
     lr = weight_lr(s, epoch)
     for group in weight_opt.param_groups:
@@ -173,7 +183,7 @@ def _train_epoch(epoch: int, warmup: bool, cfg: SearchConfig, data: TaskData, ar
     head.train()
     loss_fn = objective.loss_from_outputs
     run = lambda batch: supernet(batch, head)  # noqa: E731  (the argmax path; ITM mines negatives with it)
-    w_logs, a_logs, w_times, a_times = _Means(), _Means(), [], []
+    w_logs, a_logs, w_times, a_times = StepLogMeans(), StepLogMeans(), [], []
     samples, data_s, start = 0, 0.0, time.perf_counter()
     batches = data.batches("weights", batch_size=s.batch_size, epoch=epoch, seed=cfg.seed, shuffle=True, drop_last=s.drop_last)
     iterator, step = iter(batches), 0
@@ -202,9 +212,7 @@ def _train_epoch(epoch: int, warmup: bool, cfg: SearchConfig, data: TaskData, ar
     train_s = time.perf_counter() - start
     if not w_times:
         raise ValueError(f"epoch {epoch}: the weights part gave no batch of {s.batch_size} samples")
-    return {
-        "weight_steps_epoch": len(w_times),
-        "arch_steps_epoch": len(a_times),
+    return len(w_times), len(a_times), {
         **w_logs.means("w_"),
         **a_logs.means("a_", empty_keys=("loss",)),
         "w_step_s": statistics.median(w_times),
@@ -229,25 +237,6 @@ def evaluate_architecture(cfg: SearchConfig, data: TaskData, supernet: Supernet,
     finally:
         supernet.train(modes[0])
         head.train(modes[1])
-
-
-class _Means:
-    """Running means of the float entries of step logs, by key."""
-
-    def __init__(self) -> None:
-        self._sums: dict[str, float] = {}
-        self._counts: dict[str, int] = {}
-
-    def add(self, logs: Mapping[str, Any]) -> None:
-        for key, value in logs.items():
-            if isinstance(value, (int, float)):
-                self._sums[key] = self._sums.get(key, 0.0) + float(value)
-                self._counts[key] = self._counts.get(key, 0) + 1
-
-    def means(self, prefix: str, empty_keys: Iterable[str] = ()) -> dict[str, float]:
-        out = {f"{prefix}{key}": float("nan") for key in empty_keys}
-        out.update({f"{prefix}{key}": total / self._counts[key] for key, total in self._sums.items()})
-        return out
 
 
 def _first_samples(batches: Iterable[MultimodalBatch], limit: int | None) -> Iterator[MultimodalBatch]:

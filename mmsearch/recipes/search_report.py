@@ -1,9 +1,9 @@
-"""Per-epoch architecture figures of a search: the derived spec as a compact string, op counts,
-entropy of the block distributions, and how many blocks changed their choice. Pure functions."""
+"""Per-epoch figures of a search: the derived spec as a compact string, op counts, entropy of the
+block distributions, how many blocks changed their choice (pure functions), step-log means."""
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from mmsearch.nas import ArchSpec, arch_entropy
 
@@ -60,4 +60,23 @@ def epoch_line(metrics: Mapping[str, Any], epochs: int, metric: str, warmup: boo
     )
 
 
-__all__ = ["SHORT_NAMES", "arch_metrics", "arch_string", "epoch_line"]
+class StepLogMeans:
+    """Running means of the numeric entries of step logs (``weight_step`` / ``arch_step`` results), by key."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+
+    def add(self, logs: Mapping[str, Any]) -> None:
+        for key, value in logs.items():
+            if isinstance(value, (int, float)):
+                self._sums[key] = self._sums.get(key, 0.0) + float(value)
+                self._counts[key] = self._counts.get(key, 0) + 1
+
+    def means(self, prefix: str, empty_keys: Iterable[str] = ()) -> dict[str, float]:
+        out = {f"{prefix}{key}": float("nan") for key in empty_keys}
+        out.update({f"{prefix}{key}": total / self._counts[key] for key, total in self._sums.items()})
+        return out
+
+
+__all__ = ["SHORT_NAMES", "StepLogMeans", "arch_metrics", "arch_string", "epoch_line"]

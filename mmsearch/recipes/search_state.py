@@ -55,16 +55,20 @@ class SearchProgress:
     history: list[dict[str, Any]] = field(default_factory=list)  # reported metrics per epoch
     arch_history: dict[str, dict[str, Any]] = field(default_factory=dict)  # "epochN" -> spec dict (no config)
 
-    def record(self, epoch: int, spec: ArchSpec, metrics: dict[str, Any], metric: float, searching: bool) -> bool:
-        """Add an epoch; returns True when its architecture is the new best (after warm-up only)."""
-        self.epoch = epoch
-        self.history.append(metrics)
-        self.arch_history[f"epoch{epoch}"] = {k: v for k, v in spec.to_dict().items() if k != "config"}
-        self.last_argmax = argmax_of(spec)
+    def consider(self, epoch: int, spec: ArchSpec, metric: float, searching: bool) -> bool:
+        """Keep ``spec`` as the best architecture if its validation ``metric`` beats the best so far;
+        only epochs whose architecture weights were trained (``searching``, i.e. after warm-up) count."""
         better = searching and (math.isnan(self.best_metric) or metric > self.best_metric)
         if better:
             self.best_epoch, self.best_metric, self.best_spec = epoch, metric, spec.to_dict()
         return better
+
+    def record(self, epoch: int, spec: ArchSpec, metrics: dict[str, Any]) -> None:
+        """Close ``epoch``: its reported metrics and its spec (without the config) join the history."""
+        self.epoch = epoch
+        self.history.append(metrics)
+        self.arch_history[f"epoch{epoch}"] = {k: v for k, v in spec.to_dict().items() if k != "config"}
+        self.last_argmax = argmax_of(spec)
 
 
 def argmax_of(spec: ArchSpec) -> dict[str, list[int]]:
