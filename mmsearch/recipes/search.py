@@ -26,8 +26,9 @@ evaluation key (``val_vqa_acc_number``, ...), ``best_val_metric``, ``best_epoch`
 ``eval_s``, ``data_s`` (waiting for batches), ``epoch_s`` and ``samples_per_s`` (weight-step
 samples per second of training time).
 
-CLI: ``python -m mmsearch.recipes.search CONFIG.yaml [key=value ...] [--fresh]`` (a config
-file's ``recipe:`` section when it has one, else the whole file). ``data.root=synthetic`` runs
+CLI: ``python -m mmsearch.recipes.search CONFIG.yaml [key=value ...]`` (a config file's
+``recipe:`` section when it has one, else the whole file); it resumes from the checkpoints in
+``output_dir`` when there are any (a new ``output_dir`` starts over). ``data.root=synthetic`` runs
 on small generated data (:mod:`mmsearch.data.synthetic`), no precomputed store needed.
 """
 from __future__ import annotations
@@ -107,6 +108,10 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
     weight_opt = make_weight_optimizer(supernet, head, lr=s.weight_lr, betas=s.weight_betas, eps=s.weight_eps,
                                        weight_decay=s.weight_decay)
     arch_opt = make_arch_optimizer(supernet, lr=s.arch_lr, betas=s.arch_betas)
+    log.info("search %s with %s: %d + %d blocks, H=%d, %.2fM network weights; samples: weights %d, arch %d, val %d; %s",
+             cfg.data.task, s.strategy, cfg.model.enc_depth, cfg.model.dec_depth, cfg.model.hidden,
+             sum(p.numel() for group in weight_opt.param_groups for p in group["params"]) / 1e6,
+             data.num_samples("weights"), data.num_samples("arch"), data.num_samples("val"), device)
 
     # 4. restore
     progress = SearchProgress(last_argmax=argmax_of(supernet.derive()))
@@ -296,10 +301,13 @@ def _finish(cfg: SearchConfig, context: RunContext, progress: SearchProgress) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mmsearch.recipes.search", description="Run (or resume) a one-shot supernet search.")
+    parser = argparse.ArgumentParser(
+        prog="python -m mmsearch.recipes.search",
+        description="Run a one-shot supernet search, or resume it from the checkpoints in its output_dir "
+        "(to start over, use a new output_dir).",
+    )
     parser.add_argument("config", help="YAML config (its 'recipe:' section when it has one)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. search.epochs=4 model.hidden=64")
-    parser.add_argument("--fresh", action="store_true", help="start over instead of resuming from the run directory's checkpoints")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -308,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
-    result = run_search(cfg, LocalContext(cfg.run_dir, resume=not args.fresh))
+    result = run_search(cfg, LocalContext(cfg.run_dir))
     print(f"best val_{result.metric} = {result.best_metric:.2f} at epoch {result.best_epoch}; "
           f"architectures in {result.output_dir} (best_arch.json, final_arch.json, arch_history.json)")
     return 0
