@@ -1,0 +1,6 @@
+"""``python -m mmsearch.report``: see :mod:`mmsearch.report.cli`."""
+import sys
+
+from mmsearch.report.cli import main
+
+sys.exit(main())
