@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data set {card.name!r} already complete at {result.root} (fingerprint {card.fingerprint}); nothing to do")
     print(
         f"  {rates.get('images', 0)} images, {rates.get('regions', 0)} regions ({rates.get('regions_per_s', 0):.0f} regions/s), "
-        f"{rates.get('texts', 0)} texts ({rates.get('texts_per_s', 0):.0f} texts/s), "
+        f"{rates.get('texts', 0)} texts ({rates.get('texts_per_s', 0):.0f} texts/s; "
+        f"{rates.get('encoded_texts', 0)} through the text encoder), "
         f"{rates.get('seconds', {}).get('total', 0):.1f} s in all on the {rates.get('backend')} backend"
     )
     print("  rows per split: " + json.dumps(card.splits))

@@ -50,7 +50,7 @@ def test_card_vocabularies_and_row_counts(built, records):
     assert built.built and root.read_card() == card
     assert card.name == "scenes" and card.fingerprint == fingerprint(scenes_config(built.root))
     assert card.tables == ("regions", "images", "vqa", "captions", "pairs", "negatives", "refs")
-    assert card.encoders["image"]["dim"] == 1280 and card.encoders["image"]["crop_size"] == 64
+    assert card.encoders["image"]["dim"] == 1280 and card.encoders["image"]["crop_size"] == 48
     assert card.encoders["text"] == {"name": "minilm", "dim": 384, "states": True, "max_tokens": 32}
     assert card.region_dim == 1280 and card.text_state_dim == 384 and card.dtype == "float16"
     for split, part in records.items():
@@ -123,7 +123,7 @@ def test_region_features_are_real_and_deterministic():
     """Crops of the scenes' objects at their true boxes: same-looking objects in different scenes
     have near-identical features, other colours or shapes clearly different ones."""
     encoded, attributes = object_crops_inputs(16)
-    stage = ImageStage(crop_size=64, image_size=64, dtype="float32")
+    stage = ImageStage(crop_size=48, image_size=64, dtype="float32")
     out = stage({"index": np.arange(len(encoded)), "record": encoded})
     again = stage({"index": np.arange(2), "record": encoded[:2]})
     assert all(np.array_equal(a, b) for a, b in zip(out["features"][:2], again["features"]))  # same object twice

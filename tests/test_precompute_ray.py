@@ -9,7 +9,8 @@ import pytest
 
 from mmsearch.data.dataset_root import DatasetRoot
 from mmsearch.data.store import open_store
-from test_precompute_common import SMALL_SCENES, shared_scenes
+from mmsearch.data.precompute import precompute
+from test_precompute_common import scenes_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 JOB = os.path.join(os.path.dirname(__file__), "..", "jobs", "precompute_latents.py")
@@ -27,19 +28,20 @@ def read_split(root: str, split: str, tables) -> dict:
     return {name: store.table(name).read_all(float_dtype=None) for name in tables}
 
 
-def test_job_on_ray_data_writes_the_same_stores_as_the_local_backend(ray_session, tmp_path_factory, capsys):
-    local = shared_scenes(tmp_path_factory)
-    output = str(tmp_path_factory.mktemp("ray") / "scenes")
+def test_job_on_ray_data_writes_the_same_stores_as_the_local_backend(ray_session, tmp_path, capsys):
+    local = precompute(scenes_config(tmp_path / "local", num_scenes=12, text={"states": False}))
+    output = str(tmp_path / "ray")
     job = load_job()
-    args = ["--output", output, "--backend", "ray", f"source.scenes.num_scenes={SMALL_SCENES}", "text.states=true",
-            "ray.image_batch=5", "ray.text_batch=128"]
+    args = ["--output", output, "--backend", "ray", "source.scenes.num_scenes=12", "text.states=false",
+            "ray.image_batch=3", "ray.text_batch=128", "ray.text_actors=1"]
     assert job.main(args) == 0
     printed = capsys.readouterr().out
     assert f"written to {output}" in printed and "regions/s" in printed and "texts/s" in printed
 
     card = DatasetRoot(output).read_card()
     assert card.fingerprint == local.card.fingerprint and card.splits == local.card.splits
-    assert card.throughput["backend"] == "ray" and card.throughput["stages"]["image"]["actors"] == 2
+    stages = card.throughput["stages"]
+    assert card.throughput["backend"] == "ray" and stages["image"]["actors"] == 2 and stages["text"]["actors"] == 1
     for split in card.splits:
         ours, theirs = read_split(output, split, card.tables), read_split(local.root, split, card.tables)
         for table in card.tables:
@@ -51,6 +53,12 @@ def test_job_on_ray_data_writes_the_same_stores_as_the_local_backend(ray_session
                     assert np.allclose(got.astype(np.float32), values.astype(np.float32), atol=4e-3, rtol=4e-3), (split, table, column)
                 else:
                     assert np.array_equal(got, values), (split, table, column)
+
+    from mmsearch.orchestration.ray_data import RayDataStream
+
+    stream = RayDataStream.from_store(DatasetRoot(output).split_uri("train"), "pairs", ["image_id", "image", "text"])
+    rows = [b for b in stream.epoch(0, 32, seed=1)]
+    assert sum(len(b["image_id"]) for b in rows) == card.splits["train"]["pairs"] and rows[0]["image"].shape[1] == 1280
 
     assert job.main(args) == 0  # a complete root: nothing runs
     assert "already complete" in capsys.readouterr().out

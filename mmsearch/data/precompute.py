@@ -116,7 +116,7 @@ class _Build:
         self.region_dim: int | None = None
         self.text_dim: int | None = None
         self.max_regions = self.max_tokens = 0
-        self.counts = {"images": 0, "regions": 0, "texts": 0}
+        self.counts = {"images": 0, "regions": 0, "texts": 0, "encoded_texts": 0}  # encoded: through the text encoder
         self.seconds: dict[str, float] = {}
         self.declared: set[str] = set()
 
@@ -287,6 +287,8 @@ class _Build:
     def _write_texts(self, split: str, table: str, rows: np.ndarray, out: dict[str, Any]) -> None:
         meta = self.rows[(split, table)].take(rows)
         self.counts["texts"] += len(rows)
+        if self.cfg.text.states or table == "captions":
+            self.counts["encoded_texts"] += len(rows)
         self.max_tokens = max(self.max_tokens, *(len(t) for t in out["token_ids"]))
         columns = {**meta, "token_ids": out["token_ids"]}
         if self.cfg.text.states:
@@ -324,6 +326,7 @@ class _Build:
             "images_per_s": self.counts["images"] / max(self.seconds.get("images", 0.0), 1e-9),
             "regions_per_s": self.counts["regions"] / max(self.seconds.get("images", 0.0), 1e-9),
             "texts_per_s": self.counts["texts"] / max(self.seconds.get("texts", 0.0), 1e-9),
+            "encoded_texts_per_s": self.counts["encoded_texts"] / max(self.seconds.get("texts", 0.0), 1e-9),
         }
         throughput = {
             **self.runner.describe(),
@@ -333,9 +336,9 @@ class _Build:
             "cpu_count": os.cpu_count(),
             "load_average_1m": [load_before, _load_average()],
         }
-        log.info("throughput: %d images, %d regions (%.0f regions/s), %d texts (%.0f texts/s), %.1f s in all",
+        log.info("throughput: %d images, %d regions (%.0f regions/s), %d texts (%.0f texts/s; %d through the text encoder), %.1f s in all",
                  self.counts["images"], self.counts["regions"], rates["regions_per_s"], self.counts["texts"],
-                 rates["texts_per_s"], self.seconds["total"])
+                 rates["texts_per_s"], self.counts["encoded_texts"], self.seconds["total"])
         return DatasetCard(
             name=self.cfg.name,
             fingerprint=self.fp,
