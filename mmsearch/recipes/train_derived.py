@@ -20,7 +20,8 @@ Reads top to bottom:
 Reported every epoch (floats unless noted): ``epoch`` (int), ``lr``, ``train_loss`` and
 ``train_<log>`` (means of the objective's step logs over all ranks), ``grad_norm``, ``steps`` /
 ``samples`` (int, totals), ``samples_per_s`` (all ranks), ``step_s`` (median), ``data_s``,
-``train_s``, ``eval_s``, ``epoch_s``, ``world_size`` (int); after a validation ``val_metric`` (the
+``train_s``, ``eval_s``, ``epoch_s``, ``world_size`` (int), ``resumed_from_epoch`` (int: the
+checkpoint's epoch this process started from, 0 for a fresh start); after a validation ``val_metric`` (the
 task's primary metric: vqa_acc, itm_rsum or vg_acc), ``val_<key>`` for every evaluation key (VQA
 accuracy per answer type and family, R@K both ways, acc@0.5 and mean IoU, ...),
 ``best_val_metric`` and ``best_epoch``; after the last epoch ``test_<key>``; with several
@@ -118,7 +119,7 @@ def train_derived(
     data = task_data if task_data is not None else open_train_data(cfg.data)
     cfg = resolve_config(cfg, data.info)
     spec = cfg.spec
-    _check_parts(data, cfg, world)
+    check_data(data, cfg, world)
     if rank == 0:
         dump_config(cfg, out_dir / "config.yaml")
         save_arch_spec(spec, out_dir / ARCH_NAME)
@@ -135,8 +136,9 @@ def train_derived(
 
     # 3. engine: device, precision, optimiser, DDP / DeepSpeed
     find_unused = _find_unused_parameters(cfg, model, objective, data, world)
+    parameters = sum(p.numel() for p in model.parameters())  # before ZeRO-3 partitions them
     engine = (engine_factory or local_engine)(model, cfg, find_unused)
-    log.info("training %s (%d parameters) with %s", _arch_line(spec), sum(p.numel() for p in model.parameters()), engine.description)
+    log.info("training %s (%d parameters) with %s", _arch_line(spec), parameters, engine.description)
 
     # 4. restore
     progress = TrainProgress()
@@ -147,12 +149,12 @@ def train_derived(
 
     # 5. epochs
     files: dict[str, str] = {}
-    first_epoch = progress.epoch + 1
+    resumed_from, first_epoch = progress.epoch, progress.epoch + 1
     for epoch in range(progress.epoch + 1, cfg.train.epochs + 1):
         last = epoch == cfg.train.epochs
         lr = learning_rate(cfg.optim, epoch)
         engine.set_lr(lr)
-        metrics: dict[str, Any] = {"epoch": epoch, "lr": lr, "world_size": world}
+        metrics: dict[str, Any] = {"epoch": epoch, "lr": lr, "world_size": world, "resumed_from_epoch": resumed_from}
         metrics.update(_train_epoch(epoch, cfg, data, shard, engine, objective, progress, world))
         eval_start = time.perf_counter()
         val_metric = None
@@ -179,7 +181,8 @@ def train_derived(
     return _finish(cfg, spec, progress, out_dir, files, rank=rank, write=first_epoch <= cfg.train.epochs)
 
 
-def _check_parts(data: TaskData, cfg: TrainDerivedConfig, world: int) -> None:
+def check_data(data: TaskData, cfg: TrainDerivedConfig, world: int) -> None:
+    """Fail early when a part is too small for the configured batch size and number of workers."""
     needs = {"train": cfg.train.batch_size * world if cfg.train.drop_last else world, "val": 1}
     if cfg.eval.test:
         needs["test"] = 1
@@ -320,6 +323,7 @@ def _finish(cfg: TrainDerivedConfig, spec: ArchSpec, progress: TrainProgress, ou
             "samples_per_s": final.get("samples_per_s"),
             "world_size": final.get("world_size"),
             "files": files,
+            "history": progress.history,
         }
         files = {**files, "result": str(atomic_write_json(out_dir / RESULT_NAME, summary))}
     return TrainResult(spec, cfg, dict(final), list(progress.history), out_dir, files)

@@ -106,4 +106,25 @@ def _best_trial_arch(experiment: storage.Location) -> ArchSpec:
     return spec.replace(source=f"{experiment.uri} trial {best['trial_id']} {BEST_ARCH}")
 
 
-__all__ = ["ArchNotFoundError", "BEST_ARCH", "CHECKPOINT_ARCH", "SUMMARY", "resolve_arch"]
+def search_outcome(arch: str | Any) -> dict[str, Any] | None:
+    """What the search reported for the architecture ``arch`` picks, when ``arch`` names a search:
+    ``{"metric": "val_vqa_acc", "value": ..., "epoch": ..., "source": ...}`` (the validation metric
+    of the best architecture with the supernet's shared weights), else None."""
+    if not isinstance(arch, str) or arch in named_specs():
+        return None
+    location = storage.resolve(arch)
+    if storage.file_info(location, location.path).type != pafs.FileType.Directory:
+        return None
+    if _exists(location, "search_result.json"):
+        found = json.loads(storage.read_bytes(location, location.join("search_result.json")))
+        return {"metric": found.get("metric"), "value": found.get("best_val_metric"), "epoch": found.get("best_epoch"),
+                "source": location.uri_of("search_result.json")}
+    if _exists(location, SUMMARY):
+        summary = json.loads(storage.read_bytes(location, location.join(SUMMARY)))
+        best = summary.get("best") or {}
+        return {"metric": summary.get("metric"), "value": best.get("metric"), "epoch": best.get("epoch"),
+                "trial_id": best.get("trial_id"), "source": location.uri_of(SUMMARY)}
+    return None
+
+
+__all__ = ["ArchNotFoundError", "BEST_ARCH", "CHECKPOINT_ARCH", "SUMMARY", "resolve_arch", "search_outcome"]

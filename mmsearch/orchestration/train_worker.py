@@ -1,0 +1,165 @@
+"""Inside a Ray Train worker: the recipe's context, this worker's data shard, and the DDP engine.
+
+:func:`train_loop_per_worker` is what ``TorchTrainer`` runs on every worker. It opens the task
+data in the worker (the precomputed stores; region features are looked up there by image),
+takes its share of the training samples from the trainer's ``"train"`` dataset with
+``ray.train.get_dataset_shard`` and runs :func:`mmsearch.recipes.train_derived.train_derived`
+with a :class:`TrainWorkerContext` and an engine factory: DDP (``ray.train.torch.prepare_model``)
+by default, DeepSpeed when the config has a ``deepspeed`` section.
+
+The ``"train"`` dataset holds the train part's sample positions (one int64 column). Ray Data
+splits it across the workers (equal shares) and each worker shuffles its share per epoch in a
+local buffer seeded from ``(seed, epoch, rank)``, then collates each batch of positions into a
+``MultimodalBatch`` with the same code a one-process run uses. Which positions reach which
+worker depends on Ray's scheduling, so multi-worker epochs are not reproducible sample for
+sample (one-process runs are).
+
+Checkpoints: every rank reports its own scratch directory (rank 0: weights, optimiser, progress,
+spec and config; every rank: its RNG state and, with DeepSpeed, its ZeRO shard); Ray Train merges
+them into one checkpoint directory. Outputs (``config.yaml``, ``arch.json``, prediction files,
+``train_result.json``) are written by rank 0 to a local directory and mirrored to
+``<storage>/<run name>/outputs/`` after every report.
+"""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import ray.train
+import ray.train.torch
+
+from mmsearch.batch import MultimodalBatch
+from mmsearch.config import validate_config
+from mmsearch.orchestration.storage import StorageLocation, upload_file
+from mmsearch.recipes.task_data import TaskData
+from mmsearch.recipes.train_derived import open_train_data, train_derived
+from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+from mmsearch.recipes.train_derived_data import Collate, part_collator
+from mmsearch.recipes.train_derived_engine import DerivedModel, LocalEngine
+
+TRAIN_DATASET = "train"
+POSITION_COLUMN = "position"
+# Positions are 8 bytes: a buffer this large shuffles a worker's whole share (up to 2^20 samples)
+# for 8 MiB of memory.
+SHUFFLE_BUFFER_ROWS = 2**20
+
+
+class TrainWorkerContext:
+    """``RunContext`` of one Ray Train worker (``ray.train.report`` / ``get_checkpoint`` / ``get_context``)."""
+
+    def __init__(self, outputs: StorageLocation | None = None) -> None:
+        context = ray.train.get_context()
+        self.rank = context.get_world_rank()
+        self.world_size = context.get_world_size()
+        self._outputs = outputs if self.rank == 0 else None
+        self._output_dir = Path(tempfile.mkdtemp(prefix=f"mmsearch-train-rank{self.rank}-"))
+        self._uploaded: dict[Path, tuple[int, int]] = {}
+        self._stack = contextlib.ExitStack()
+        self._restored: Path | None = None
+        self._restore_checked = False
+
+    @property
+    def output_dir(self) -> Path:
+        return self._output_dir
+
+    def restored_checkpoint(self) -> Path | None:
+        """The run's latest checkpoint (after a worker failure or a resubmission), as a local directory."""
+        if not self._restore_checked:
+            self._restore_checked = True
+            checkpoint = ray.train.get_checkpoint()
+            if checkpoint is not None:
+                self._restored = Path(self._stack.enter_context(checkpoint.as_directory()))
+        return self._restored
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+        ray.train.report(metrics, checkpoint=checkpoint)  # a barrier: every rank reports every epoch
+        self.upload_outputs()
+
+    def upload_outputs(self) -> int:
+        """Copy new or changed files of ``output_dir`` (not dot-names) to storage (rank 0); returns how many."""
+        if self._outputs is None:
+            return 0
+        copied = 0
+        for path in sorted(self._output_dir.rglob("*")):
+            relative = path.relative_to(self._output_dir)
+            if any(part.startswith(".") for part in relative.parts) or not path.is_file():
+                continue
+            stat = path.stat()
+            if self._uploaded.get(relative) == (stat.st_mtime_ns, stat.st_size):
+                continue
+            upload_file(path, self._outputs.child(*relative.parts))
+            self._uploaded[relative] = (stat.st_mtime_ns, stat.st_size)
+            copied += 1
+        return copied
+
+    def close(self) -> None:
+        try:
+            self.upload_outputs()
+        finally:
+            self._stack.close()
+            shutil.rmtree(self._output_dir, ignore_errors=True)
+
+
+class RayTrainShard:
+    """This worker's share of the train part, from the trainer's ``"train"`` dataset shard."""
+
+    def __init__(self, collate: Collate, *, batch_size: int, seed: int, rank: int, drop_last: bool) -> None:
+        self._iterator = ray.train.get_dataset_shard(TRAIN_DATASET)
+        if self._iterator is None:
+            raise RuntimeError(f"the trainer was given no {TRAIN_DATASET!r} dataset")
+        self._collate, self.batch_size, self.seed, self.rank, self.drop_last = collate, batch_size, seed, rank, drop_last
+
+    def epoch(self, epoch: int) -> Iterator[MultimodalBatch]:
+        seed = int(np.random.SeedSequence([self.seed, epoch, self.rank]).generate_state(1)[0])
+        blocks = iter(self._iterator.iter_batches(batch_size=self.batch_size, batch_format="numpy", drop_last=self.drop_last,
+                                                  local_shuffle_buffer_size=SHUFFLE_BUFFER_ROWS, local_shuffle_seed=seed))
+        try:
+            for block in blocks:
+                yield self._collate(block[POSITION_COLUMN])
+        finally:
+            for _ in blocks:  # an epoch cut short (max_steps_per_epoch) is read to its end: splits advance together
+                pass
+
+
+def ddp_engine(model: DerivedModel, cfg: TrainDerivedConfig, find_unused_parameters: bool = False) -> LocalEngine:
+    """Plain torch on this worker's device (``ray.train.torch.get_device``), wrapped in DDP with several workers."""
+    device = ray.train.torch.get_device()
+    model.to(device)
+    world = ray.train.get_context().get_world_size()
+    wrapped = ray.train.torch.prepare_model(model, move_to_device=False, parallel_strategy="ddp",
+                                            parallel_strategy_kwargs={"find_unused_parameters": find_unused_parameters})
+    label = f"DDP x{world}" + (" (find_unused_parameters)" if find_unused_parameters else "") if world > 1 else "1 Ray Train worker"
+    return LocalEngine(model, cfg, device, wrapped=wrapped, label=label)
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """The function ``TorchTrainer`` runs on every worker (see :func:`mmsearch.orchestration.train.fit_derived`).
+
+    ``loop_config``: ``config`` (the resolved config as a dict), ``outputs`` (the run's outputs
+    directory in storage) and optionally ``task_data_factory`` (a picklable callable returning
+    the ``TaskData``; default: open the config's data).
+    """
+    cfg = validate_config(TrainDerivedConfig, loop_config["config"], origin="train loop config")
+    factory: Callable[[], TaskData] | None = loop_config.get("task_data_factory")
+    data = factory() if factory is not None else open_train_data(cfg.data)
+    context = TrainWorkerContext(loop_config.get("outputs"))
+    shard = RayTrainShard(part_collator(data, "train"), batch_size=cfg.train.batch_size, seed=cfg.seed, rank=context.rank,
+                          drop_last=cfg.train.drop_last)
+    if cfg.deepspeed is not None:
+        from mmsearch.orchestration.deepspeed_engine import deepspeed_engine
+
+        engine_factory = deepspeed_engine
+    else:
+        engine_factory = ddp_engine
+    try:
+        train_derived(cfg, context, data, train_shard=shard, engine_factory=engine_factory)
+    finally:
+        context.close()
+
+
+__all__ = ["POSITION_COLUMN", "RayTrainShard", "TRAIN_DATASET", "TrainWorkerContext", "ddp_engine", "train_loop_per_worker"]
