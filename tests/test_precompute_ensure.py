@@ -21,3 +21,16 @@ def test_ensure_dataset_builds_once_into_the_cache(tmp_path, monkeypatch, capsys
     assert ensure_dataset(cfg, backend="local") == root  # same data, any backend: reused, nothing runs
     assert ensure_dataset(cfg) == root  # backend ray: a complete root does not even start Ray
     assert os.stat(card).st_mtime_ns == before and capsys.readouterr().out == ""
+
+
+def test_two_builders_of_one_root_take_turns(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mmsearch.data.precompute import precompute
+    from test_precompute_common import scenes_config
+
+    cfg = scenes_config(tmp_path / "ds", num_scenes=10, tables=["regions"], text={"states": False})
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: precompute(cfg), range(2)))
+    assert sorted(r.built for r in results) == [False, True]
+    assert results[0].card == results[1].card

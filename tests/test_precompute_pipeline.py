@@ -200,6 +200,8 @@ def test_shipped_configs_load_and_the_default_is_the_scenes_config():
     assert {"scenes", "scenes_small", "vqa_v2", "flickr30k", "refcoco"} <= set(names)
     configs = {n: load_config(PrecomputeConfig, os.path.join(CONFIGS, f"{n}.yaml")) for n in names}
     assert configs["scenes"] == PrecomputeConfig()
+    seeded = load_config(PrecomputeConfig, None, ["source.scenes.seed=1"])  # a partial section keeps the default size
+    assert seeded.source.scenes.num_scenes == PrecomputeConfig().source.scenes.num_scenes and seeded.source.scenes.seed == 1
     assert configs["vqa_v2"].name == "vqa_v2" and configs["refcoco"].tables == ("regions", "refs")
     with pytest.raises(ConfigError, match="tables"):
         load_config(PrecomputeConfig, {"tables": ["regions", "nope"]})

@@ -15,12 +15,13 @@ when its ``fingerprint`` (a hash of everything that determines the data) matches
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import pyarrow.fs as pafs
 
@@ -159,6 +160,24 @@ class DatasetRoot:
         if not isinstance(data, dict) or data.get("format") != ANSWERS_FORMAT or not isinstance(data.get("answers"), list):
             raise DatasetError(f"{self.location.uri_of(ANSWERS_NAME)}: not an mmsearch answer vocabulary")
         return [str(a) for a in data["answers"]]
+
+    @contextlib.contextmanager
+    def build_lock(self) -> Iterator[None]:
+        """Exclusive while held: two processes building the same local root take turns (the
+        second then finds the card and reuses the data set). S3 roots are not locked."""
+        if not self.location.is_local:
+            yield
+            return
+        import fcntl
+
+        path = Path(self.location.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.parent / f".{path.name}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- helpers --------------------------------------------------------------------------------
 

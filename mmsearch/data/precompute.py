@@ -15,7 +15,9 @@ whole-image latents needed for the ``pairs`` table); commit the stores; write th
 
 Idempotent: a root whose card carries the same fingerprint is reused as is (nothing runs);
 a root without a card (an interrupted run) is rebuilt; a root with a card of another
-fingerprint is an error unless ``overwrite=True``. Table layouts: ``precompute_tables``.
+fingerprint is an error unless ``overwrite=True``. Two processes asking for the same local
+root take turns (a file lock beside it), so the second one reuses what the first built.
+Table layouts: ``precompute_tables``.
 """
 from __future__ import annotations
 
@@ -66,19 +68,20 @@ def precompute(
     """Build (or reuse) the data set ``cfg`` describes; see the module docstring."""
     fp = fingerprint(cfg)
     root = dataset_root_of(cfg, s3)
-    if root.has_card():
-        card = root.read_card()
-        if card.fingerprint == fp and not overwrite:
-            log.info("%s: complete data set with the same fingerprint (%s); nothing to do", root.uri, fp)
-            return PrecomputeResult(root.uri, card, built=False)
-        if not overwrite:
-            raise DatasetError(
-                f"{root.uri} already holds a different data set (fingerprint {card.fingerprint}, this config "
-                f"{fp}); choose another output or pass overwrite=True"
-            )
-        root.remove_card()
-    runner = runner or LocalRunner(cfg.local_batch, 8 * cfg.local_batch)
-    card = _Build(cfg, root, runner, fp).run()
+    with root.build_lock():
+        if root.has_card():
+            card = root.read_card()
+            if card.fingerprint == fp and not overwrite:
+                log.info("%s: complete data set with the same fingerprint (%s); nothing to do", root.uri, fp)
+                return PrecomputeResult(root.uri, card, built=False)
+            if not overwrite:
+                raise DatasetError(
+                    f"{root.uri} already holds a different data set (fingerprint {card.fingerprint}, this config "
+                    f"{fp}); choose another output or pass overwrite=True"
+                )
+            root.remove_card()
+        runner = runner or LocalRunner(cfg.local_batch, 8 * cfg.local_batch)
+        card = _Build(cfg, root, runner, fp).run()
     return PrecomputeResult(root.uri, card, built=True)
 
 

@@ -11,6 +11,8 @@ import hashlib
 import json
 from typing import Literal, Optional
 
+from pydantic import field_validator
+
 from mmsearch.config import config_dataclass, config_to_dict
 from mmsearch.data.loaders.source import RealDataSource
 from mmsearch.data.scenes import SceneConfig
@@ -29,6 +31,15 @@ class SourceConfig:
     scenes: SceneConfig = SceneConfig(num_scenes=DEFAULT_NUM_SCENES)  # embedded scenes (unused when real is set)
     real: Optional[RealDataSource] = None  # VQA-v2 / Flickr30K / COCO / RefCOCO(+/g) files on disk
     splits: tuple[str, ...] = SPLITS  # which splits to precompute ("train" is required)
+
+    @field_validator("scenes", mode="before")
+    @classmethod
+    def _default_size(cls, value: object) -> object:
+        # A partial scenes section (say only a seed) keeps this data set's default size, not
+        # the generator's own default.
+        if isinstance(value, dict) and "num_scenes" not in value:
+            return {**value, "num_scenes": DEFAULT_NUM_SCENES}
+        return value
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.splits if s not in SPLITS]
