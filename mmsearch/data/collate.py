@@ -71,8 +71,11 @@ class Ragged:
 
 
 def tensor(array: np.ndarray, float32: bool = False) -> torch.Tensor:
-    out = torch.from_numpy(np.ascontiguousarray(array))
-    return out.float() if float32 else out
+    source = torch.from_numpy(np.ascontiguousarray(array))
+    if not float32 or source.dtype == torch.float32:
+        return source
+    # copy_ into a float32 tensor converts float16 ~5x faster than .float() / astype on this CPU.
+    return torch.empty(source.shape, dtype=torch.float32).copy_(source)
 
 
 def text_fields(rows: np.ndarray, ids: Ragged | None, states: Ragged | None) -> dict[str, torch.Tensor]:
