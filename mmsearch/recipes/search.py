@@ -13,8 +13,8 @@ Reads top to bottom:
    evaluated on ``"val"`` with the supernet's weights, derived as a spec with per-block
    probabilities, logged, and reported with a checkpoint;
 6. artifacts in ``context.output_dir``: ``config.yaml`` (resolved), ``arch_history.json``
-   (updated every epoch), ``best_arch.json`` (best validation epoch after warm-up),
-   ``final_arch.json`` (last epoch) and ``search_result.json``.
+   (updated every epoch), ``best_arch.json`` (best validation epoch after warm-up; updated when
+   it changes), ``final_arch.json`` (last epoch) and ``search_result.json``.
 
 Reported every epoch (floats unless noted; NaN where there is no value, e.g. ``a_*`` in warm-up):
 ``epoch`` (int), ``warmup`` (0/1), ``weight_lr``, ``weight_steps`` / ``arch_steps`` (int, totals),
@@ -134,7 +134,7 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
         progress.weight_steps += weight_steps
         progress.arch_steps += arch_steps
         progress.arch_position = arch_batches.position
-        progress.consider(epoch, spec, val[cfg.primary_metric], searching=not warmup)
+        improved = progress.consider(epoch, spec, val[cfg.primary_metric], searching=not warmup)
         metrics = {
             "epoch": epoch,
             "warmup": int(warmup),
@@ -152,8 +152,10 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
         }
         progress.record(epoch, spec, metrics)
         log.info(epoch_line(metrics, s.epochs, cfg.primary_metric, warmup))
-        if context.rank == 0:
+        if context.rank == 0:  # kept current for reports on running searches
             atomic_write_json(out_dir / "arch_history.json", progress.arch_history)
+            if improved:
+                save_arch_spec(spec, out_dir / "best_arch.json")
         # Scratch under a dot-name: contexts that mirror output_dir skip it (it is persisted by report).
         with tempfile.TemporaryDirectory(prefix=".search-checkpoint-", dir=out_dir) as scratch:
             write_checkpoint(Path(scratch), config=cfg, supernet=supernet, head=head, weight_optimizer=weight_opt,
