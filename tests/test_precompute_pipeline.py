@@ -240,3 +240,18 @@ def test_grid_regions_for_photos_without_proposals(tmp_path):
     assert out["features"][0].shape == (5, 1280) and out["features"][0].dtype == np.float16
     assert np.allclose(out["boxes"][0][0], [0, 0, 90, 60]) and np.allclose(out["boxes"][0][4], [45, 30, 90, 60])
     assert (out["image_h"][0], out["image_w"][0]) == (60, 90) and out["image"].shape == (1, 1280)
+
+
+def test_whole_image_latents_without_regions(tmp_path):
+    """Tables without ``regions`` (a FuseMix-only data set) cut no crops; the latents are unchanged."""
+    from PIL import Image
+
+    from mmsearch.data.records import ImageRecord
+
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (90, 60), (20, 160, 30)).save(path)
+    batch = {"index": np.array([0]), "record": [pickle.dumps(ImageRecord("p1", 60, 90, path=str(path)))]}
+    both = ImageStage(crop_size=32, image_size=32)(batch)
+    whole_only = ImageStage(crop_size=32, image_size=32, regions=False)(batch)
+    assert whole_only["features"][0].shape == (0, 1280) and whole_only["boxes"][0].shape == (0, 4)
+    assert np.array_equal(whole_only["image"], both["image"])

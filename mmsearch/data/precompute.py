@@ -206,6 +206,7 @@ class _Build:
             "dtype": self.cfg.dtype,
             "device": "auto",
             "needs_encoder": self.needs_encoder,
+            "regions": "regions" in self.tables,
         })
         started = time.perf_counter()
         for out in self.runner.run(spec, concat_inputs(parts)):
@@ -226,7 +227,7 @@ class _Build:
         counts = [len(f) for f in out["features"]]
         self.counts["images"] += len(ids)
         self.counts["regions"] += sum(counts)
-        self.max_regions = max(self.max_regions, *counts)
+        self.max_regions = max([self.max_regions, *counts])
         sizes = {"image_id": ids, "image_h": out["image_h"], "image_w": out["image_w"]}
         if "regions" in self.tables:
             self.writers[split].write_batch("regions", {**sizes, "features": out["features"], "boxes": out["boxes"]})

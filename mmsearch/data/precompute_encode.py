@@ -72,8 +72,10 @@ class ImageStage:
         dtype: str = "float16",
         device: str = "auto",
         needs_encoder: bool = True,
+        regions: bool = True,
     ) -> None:
         self.crop_size, self.crop_context, self.grid = crop_size, crop_context, grid
+        self.regions = regions  # False: only whole-image latents (no crops are cut or encoded)
         self.dtype = np.dtype(dtype)
         self.crops = self.whole = None
         if needs_encoder:  # region-file sources never touch the encoder
@@ -109,13 +111,14 @@ class ImageStage:
             self._encoder(record)
             image = _load_pixels(record)
             sizes[i] = (image.height, image.width)
-            proposals = record.proposals if record.proposals is not None else grid_boxes(image.width, image.height, self.grid)
-            boxes[i] = np.asarray(proposals, dtype=np.float32).reshape(-1, 4)
+            if self.regions:
+                proposals = record.proposals if record.proposals is not None else grid_boxes(image.width, image.height, self.grid)
+                boxes[i] = np.asarray(proposals, dtype=np.float32).reshape(-1, 4)
             crops.append(crop_regions(image, boxes[i], self.crop_size, self.crop_context))
             pixels.append(image)
             pending.append(i)
         if pending:
-            encoded = self.crops.encode(torch.cat(crops)).numpy()
+            encoded = self.crops.encode(torch.cat(crops)).numpy() if self.regions else np.zeros((0, self.crops.info.dim), np.float32)
             whole = self.whole.encode(pixels).numpy()
             counts = np.cumsum([0] + [len(c) for c in crops])
             for k, i in enumerate(pending):
@@ -123,7 +126,7 @@ class ImageStage:
                 wholes[i] = whole[k]
         dim = next(f.shape[1] for f in features if f is not None)
         empty = [records[i].image_id for i in range(n) if features[i] is None or len(features[i]) == 0]
-        if empty:
+        if empty and self.regions:
             raise ValueError(f"images without any region: {empty[:5]}")
         return {
             "index": np.asarray(batch["index"], dtype=np.int64),
