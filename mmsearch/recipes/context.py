@@ -51,6 +51,11 @@ class LocalContext:
         self._resume = resume
         self._keep = max(1, keep_checkpoints)
         self.history: list[dict[str, Any]] = []
+        if not resume and self._checkpoints():
+            # Starting over next to old checkpoints would mix two runs' epochs in one directory.
+            raise ValueError(
+                f"run directory {self._run_dir} already holds checkpoints; resume it or choose another directory"
+            )
 
     @property
     def output_dir(self) -> Path:
@@ -85,7 +90,7 @@ class LocalContext:
             for old in self._checkpoints()[: -self._keep]:
                 shutil.rmtree(old, ignore_errors=True)
             atomic_write_text(self._run_dir / "latest_checkpoint", target.name + "\n")
-        log.info("epoch %s: %s", metrics.get("epoch"), _short(metrics))
+        log.debug("epoch %s: %s", metrics.get("epoch"), _short(metrics))
 
 
 def _short(metrics: dict[str, Any]) -> str:
