@@ -132,7 +132,12 @@ def positions_dataset(num_samples: int, num_blocks: int) -> ray.data.Dataset:
     """The train part's sample positions ``0..num_samples-1`` as an in-memory Ray Dataset (no read tasks)."""
     positions = np.arange(num_samples, dtype=np.int64)
     chunks = [c for c in np.array_split(positions, max(1, min(num_blocks, num_samples))) if len(c)]
-    return ray.data.from_arrow([pa.table({POSITION_COLUMN: c}) for c in chunks])
+    # A dataset seals a copy of the current DataContext: scope a quiet one (no per-epoch progress
+    # bars for a list of integers) to this dataset only.
+    context = ray.data.DataContext.get_current().copy()
+    context.enable_progress_bars = False
+    with ray.data.DataContext.current(context):
+        return ray.data.from_arrow([pa.table({POSITION_COLUMN: c}) for c in chunks])
 
 
 def build_trainer(prepared: PreparedRun, *, task_data_factory: TaskDataFactory | None = None,
