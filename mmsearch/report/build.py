@@ -32,7 +32,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-from mmsearch.orchestration.storage import StorageLocation, write_bytes
+from mmsearch.orchestration.storage import StorageLocation, read_bytes, write_bytes
 from mmsearch.report import plots_arch, plots_curves
 from mmsearch.report import tune_files as tf
 from mmsearch.report.collect import ExperimentData, TrialData, collect_experiment, open_location
@@ -115,7 +115,7 @@ def _search_outputs(
     history = best.arch_history or {}
     epochs = plots_arch.history_epochs(history)
     warmup = _warmup_epochs(data, best)
-    spec, source = best_arch_spec(best)
+    spec, raw, source = best_arch_spec(best)
     best_epoch = spec.get("epoch") if isinstance(spec, dict) and isinstance(spec.get("epoch"), int) else best.best_epoch
     notes = {e: "warm-up" for e in epochs if e <= warmup}
     if best_epoch in epochs:
@@ -138,12 +138,12 @@ def _search_outputs(
          "the image regions (bottom); under each block the probability the search gave the chosen op.",
          lambda: plots_arch.arch_diagram(spec, title=f"best architecture: trial {best.trial_id}, epoch {best_epoch}, "
                                                       f"{data.metric} = {metric:.4g}" if metric is not None else ""))
-    write_bytes(target.child("best_arch.json"), (json.dumps(spec, indent=2) + "\n").encode())
+    write_bytes(target.child("best_arch.json"), raw if raw is not None else (json.dumps(spec, indent=2) + "\n").encode())
     files.append(("best_arch.json", f"the best trial's best architecture spec (from {source})"))
     final = _final_arch(best)
     if final is not None:
-        write_bytes(target.child("final_arch.json"), (json.dumps(final, indent=2) + "\n").encode())
-        files.append(("final_arch.json", "the architecture in the best trial's latest checkpoint (arch.json)"))
+        write_bytes(target.child("final_arch.json"), final)
+        files.append(("final_arch.json", "a copy of the best trial's latest checkpoint's arch.json (its last epoch)"))
     record = {
         "trial_id": best.trial_id,
         "config": best.config,
@@ -160,9 +160,9 @@ def _search_outputs(
     return arch_string(spec)
 
 
-def best_arch_spec(trial: TrialData) -> tuple[dict[str, Any] | None, str]:
+def best_arch_spec(trial: TrialData) -> tuple[dict[str, Any] | None, bytes | None, str]:
     """The trial's best architecture: its ``best_arch.json``, else its latest checkpoint's, else
-    the recorded architecture at its best epoch. Returns (spec dict, where it came from)."""
+    the recorded architecture at its best epoch. Returns (spec dict, the file's bytes, where it came from)."""
     candidates = []
     if trial.location is not None:
         candidates.append(trial.location.child("best_arch.json"))
@@ -170,13 +170,23 @@ def best_arch_spec(trial: TrialData) -> tuple[dict[str, Any] | None, str]:
     if checkpoint is not None:
         candidates.append(checkpoint.child("best_arch.json"))
     for location in candidates:
-        spec = tf.read_json(location)
-        if isinstance(spec, dict) and "enc" in spec and "dec" in spec:
-            return spec, location.uri
+        raw, spec = _read_spec(location)
+        if spec is not None:
+            return spec, raw, location.uri
     history = trial.arch_history or {}
     if trial.best_epoch is not None and f"epoch{trial.best_epoch}" in history:
-        return dict(history[f"epoch{trial.best_epoch}"]), f"arch_history.json epoch{trial.best_epoch}"
-    return None, "none"
+        return dict(history[f"epoch{trial.best_epoch}"]), None, f"arch_history.json epoch{trial.best_epoch}"
+    return None, None, "none"
+
+
+def _read_spec(location: StorageLocation) -> tuple[bytes | None, dict[str, Any] | None]:
+    """(bytes, parsed) of an architecture spec file; (None, None) when missing or not a spec."""
+    raw = read_bytes(location)
+    try:
+        spec = json.loads(raw) if raw is not None else None
+    except ValueError:
+        return None, None
+    return (raw, spec) if isinstance(spec, dict) and "enc" in spec and "dec" in spec else (None, None)
 
 
 def _checkpoint(trial: TrialData) -> StorageLocation | None:
@@ -186,12 +196,10 @@ def _checkpoint(trial: TrialData) -> StorageLocation | None:
     return trial.location.child(trial.checkpoint.rstrip("/").rsplit("/", 1)[-1])
 
 
-def _final_arch(trial: TrialData) -> dict[str, Any] | None:
+def _final_arch(trial: TrialData) -> bytes | None:
+    """The bytes of the latest checkpoint's ``arch.json`` (copied as they are)."""
     checkpoint = _checkpoint(trial)
-    if checkpoint is None:
-        return None
-    spec = tf.read_json(checkpoint.child("arch.json"))
-    return spec if isinstance(spec, dict) and "enc" in spec else None
+    return _read_spec(checkpoint.child("arch.json"))[0] if checkpoint is not None else None
 
 
 def arch_string(spec: dict[str, Any]) -> str:
