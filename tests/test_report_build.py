@@ -6,7 +6,6 @@ import base64
 import io
 import json
 import re
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -203,3 +202,10 @@ def test_real_tune_experiment_agrees_with_the_experiment_summary(tmp_path, ray_s
     page = build_report(outcome.location)
     text = page.read_text()
     assert all(f'id="trial-{t.trial_id}"' in text for t in summary.trials) and "injected failure at epoch 2" in text
+
+
+def test_an_experiment_before_its_first_trial(tmp_path):
+    root = write_experiment(tmp_path / "new", [], max_t=4, rungs=(1.0, 2.0))
+    text = build_report(str(root)).read_text()
+    assert "no trial has started yet" in text and "No trial has reported the metric yet." in text
+    assert (root / "report" / "learning_curves.png").is_file() and 'id="trial-' not in text

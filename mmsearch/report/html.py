@@ -105,7 +105,12 @@ def ranked(data: ExperimentData) -> list[TrialData]:
 def render_html(data: ExperimentData, extras: ReportExtras, generated: dt.datetime | None = None) -> str:
     generated = generated or dt.datetime.now(dt.timezone.utc)
     unfinished = data.count("unfinished")
-    state = "finished" if data.finished else f"running or interrupted: {unfinished} of {len(data.trials)} trials unfinished"
+    if not data.trials:
+        state = "no trial has started yet"
+    elif data.finished:
+        state = "finished"
+    else:
+        state = f"running or interrupted: {unfinished} of {len(data.trials)} trials unfinished"
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',

@@ -18,7 +18,6 @@ from matplotlib.ticker import MaxNLocator
 
 from mmsearch.report.collect import TrialData
 from mmsearch.report.style import (
-    metric_label,
     new_figure,
     op_colour,
     op_label,
@@ -173,11 +172,11 @@ def search_dynamics(trials: Sequence[TrialData], best: TrialData, warmup_epochs:
         ax_entropy.axvspan(0.5, warmup_epochs + 0.5, color="#F2F3F4", zorder=0, label="warm-up (weights only)")
     ax_entropy.set_ylim(-0.02, 1.05)
     ax_entropy.set_xlabel("epoch")
-    ax_entropy.set_ylabel(metric_label("entropy_norm"))
+    ax_entropy.set_ylabel("normalised entropy (1 = uniform, 0 = decided)")
     ax_entropy.set_title("entropy of the block distributions (H / log K)")
     style_axes(ax_entropy)
     if ax_entropy.get_legend_handles_labels()[0]:
-        ax_entropy.legend(fontsize=7.5, ncol=2, loc="lower left")
+        ax_entropy.legend(fontsize=7.5, ncol=2, loc="best")
     for ax, (chain, chain_title) in ((ax_enc, CHAINS[0]), (ax_dec, CHAINS[1])):
         _op_count_bars(ax, best, chain)
         ax.set_title(f"best trial: ops in the {chain_title.split(' ')[0]}")

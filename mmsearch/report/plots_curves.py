@@ -65,7 +65,7 @@ def learning_curves(data: ExperimentData) -> Figure:
     ]
     first = ax.legend(handles=status_handles, loc="lower right" if data.mode == "max" else "upper right",
                       fontsize=8, title="curve ends", title_fontsize=8, framealpha=0.9)
-    if label_trials:
+    if label_trials and ax.get_legend_handles_labels()[0]:
         ax.add_artist(first)
         ax.legend(loc="upper left" if data.mode == "max" else "lower left", fontsize=7.5, ncol=2, framealpha=0.9,
                   title="trial", title_fontsize=8)
