@@ -141,3 +141,11 @@ def test_history_helpers():
     assert plots_arch.pool({"enc": [["self_att"], ["feed_forward"]]}, "enc") == ["feed_forward", "self_att"]
     assert plots_arch.prob_matrix({"enc": []}, "enc") is None
     assert arch_history(FakeTrial("x_00001", "RUNNING", [1, 2], {}))["epoch2"]["epoch"] == 2
+
+
+def test_searched_vs_retrained_bars():
+    rows = [{"metric": "val_metric", "searched": 60.0, "retrained": 64.25}, {"metric": "val_vqa_acc_number", "searched": 31.5, "retrained": 40.0}]
+    ax = plots_curves.searched_vs_retrained(rows, "vqa").axes[0]
+    searched, retrained = ax.containers
+    assert [b.get_height() for b in searched] == [60.0, 31.5] and [b.get_height() for b in retrained] == [64.25, 40.0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["val_metric", "val_vqa_acc_number"]

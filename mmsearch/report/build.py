@@ -84,11 +84,12 @@ def build_report(
              "Training InfoNCE loss and the learned softmax temperature per epoch, one line per trial (best trial bold).",
              lambda: plots_curves.loss_and_temperature(data))
     comparison = _comparison_rows(data)
-    if comparison:
+    comparable = [r for r in comparison if r["searched"] is not None and r["retrained"] is not None]
+    if comparable:
         draw("searched_vs_retrained.png", "Searched vs retrained",
-             "The best architecture's validation metrics with the supernet's shared weights (searched) and after "
-             "training the derived network from scratch (retrained).",
-             lambda: plots_curves.searched_vs_retrained(comparison, plots_curves.experiment_task(data)))
+             "The best architecture's metrics measured on both sides: with the supernet's shared weights (searched) and "
+             "after training the derived network from scratch (retrained); the table above lists every recorded metric.",
+             lambda: plots_curves.searched_vs_retrained(comparable, plots_curves.experiment_task(data)))
 
     for figure in figures:  # images first: the page never links to a file that is not there yet
         write_bytes(target.child(figure.name), figure.png)
@@ -223,8 +224,10 @@ def _comparison_rows(data: ExperimentData) -> list[dict[str, Any]]:
     recorded = tf.read_json(data.location.child(COMPARISON_FILE))
     if isinstance(recorded, dict) and isinstance(recorded.get("searched"), dict) and isinstance(recorded.get("retrained"), dict):
         searched, retrained = recorded["searched"], recorded["retrained"]
-        keys = list(dict.fromkeys([*searched, *retrained]))
-        return [{"metric": k, "searched": _finite(searched.get(k)), "retrained": _finite(retrained.get(k))} for k in keys]
+        keys = [k for k in dict.fromkeys([*searched, *retrained]) if not k.endswith("_count")]  # sample counts
+        rows = [{"metric": k, "searched": _finite(searched.get(k)), "retrained": _finite(retrained.get(k))} for k in keys]
+        both = [r for r in rows if r["searched"] is not None and r["retrained"] is not None]
+        return both + [r for r in rows if r not in both]  # comparable metrics first
     best = data.best_trial
     if best is None:
         return []
