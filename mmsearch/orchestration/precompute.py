@@ -91,7 +91,7 @@ class RayDataRunner:
                 batch_size=size,
                 batch_format="pyarrow",
                 zero_copy_batch=True,
-                concurrency=resources["actors"],
+                compute=ray.data.ActorPoolStrategy(size=resources["actors"]),
                 num_cpus=resources["num_cpus"],
                 num_gpus=resources["num_gpus"],
             )
