@@ -133,12 +133,13 @@ def _search_outputs(
          lambda: plots_arch.search_dynamics(data.trials, best, warmup))
     if spec is None:
         return None
-    metric = best.best_metric
+    at_epoch = next((row.get(data.metric) for row in best.history if row.get("epoch") == best_epoch), None)
+    value = f", {data.metric} = {at_epoch:.4g}" if isinstance(at_epoch, (int, float)) else ""
+    title = f"best architecture: trial {best.trial_id}, epoch {best_epoch}{value}"
     draw("best_arch.png", "Best architecture",
          "The best trial's architecture at its best epoch: encoder blocks over the text tokens (top), decoder blocks over "
          "the image regions (bottom); under each block the probability the search gave the chosen op.",
-         lambda: plots_arch.arch_diagram(spec, title=f"best architecture: trial {best.trial_id}, epoch {best_epoch}, "
-                                                      f"{data.metric} = {metric:.4g}" if metric is not None else ""))
+         lambda: plots_arch.arch_diagram(spec, title=title))
     write_bytes(target.child("best_arch.json"), raw if raw is not None else (json.dumps(spec, indent=2) + "\n").encode())
     files.append(("best_arch.json", f"the best trial's best architecture spec (from {source})"))
     final = _final_arch(best)

@@ -263,6 +263,8 @@ def arch_diagram(spec: Mapping[str, Any], *, title: str = "") -> Figure:
                                          color=colour, linewidth=1.0, shrinkA=0, shrinkB=0))
         ax.text(min(guided[0], memory[0]), bus_y + 0.06, "encoder output to guided attention (keys / values)",
                 fontsize=7.5, color="#9A6A00", va="bottom")
+    if any(m is not None for m in probs.values()):
+        ax.text(-2.2, -0.3, "under each block: the probability the search gave its op", fontsize=7.5, color="#555555")
     used = list(dict.fromkeys([*enc, *dec]))
     ax.legend(handles=[Patch(facecolor=op_colour(n), edgecolor="#333333", label=op_long_name(n)) for n in used],
               loc="upper center", bbox_to_anchor=(0.5, 0.02), ncol=max(len(used), 1), fontsize=8, frameon=False)
