@@ -1,0 +1,19 @@
+"""Many one-shot supernet searches for VQA on Ray Tune with ASHA; the best architecture and a report at the end.
+
+    python jobs/search_vqa.py                           # embedded data, this machine (data set built on first use)
+    python jobs/search_vqa.py --smoke-test              # the whole path in about a minute on 2 CPUs
+    python jobs/search_vqa.py recipe.search.epochs=12 tune.num_samples=2 --name my_search
+    python jobs/search_vqa.py --then-train              # then retrain the best architecture (Ray Train)
+    python jobs/search_vqa.py tune.resources.gpus_per_trial=0.25   # one GPU: four trials share it
+    ray job submit --working-dir . -- python jobs/search_vqa.py --storage s3://bucket/experiments
+
+Config: configs/search/vqa.yaml (recipe:, tune:, dataset: sections). Resubmitting with the same
+experiment name resumes it. Same as ``mmsearch search --task vqa ...``; see
+mmsearch.orchestration.jobs for what the job does and its exit status.
+"""
+import sys
+
+from mmsearch.orchestration.jobs import JOBS, main
+
+if __name__ == "__main__":
+    sys.exit(main(JOBS["search_vqa"]))

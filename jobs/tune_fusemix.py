@@ -1,0 +1,18 @@
+"""Many FuseMix adapter trainings on Ray Tune with ASHA; trials stream the shared latent store through Ray Data.
+
+    python jobs/tune_fusemix.py                        # embedded scenes' latents (built on first use)
+    python jobs/tune_fusemix.py --smoke-test           # the whole path in about a minute on 2 CPUs
+    python jobs/tune_fusemix.py --config configs/fusemix/scenes.yaml --tune configs/tune/fusemix_scenes.yaml
+    python jobs/tune_fusemix.py --data-root s3://bucket/scenes tune.num_samples=32
+    ray job submit --working-dir . -- python jobs/tune_fusemix.py --storage s3://bucket/experiments
+
+The recipe config (configs/fusemix/scenes.yaml) and the tune settings
+(configs/tune/fusemix_scenes.yaml) are separate files; overrides start with recipe., tune. or
+dataset.. Same as ``mmsearch tune-fusemix ...``; see mmsearch.orchestration.jobs.
+"""
+import sys
+
+from mmsearch.orchestration.jobs import JOBS, main
+
+if __name__ == "__main__":
+    sys.exit(main(JOBS["tune_fusemix"]))
