@@ -15,10 +15,9 @@ import dataclasses
 import math
 from typing import Any
 
+from mmsearch.orchestration.asha import TIME_ATTR  # the fidelity unit ("epoch"); asha imports no Ray
 from mmsearch.orchestration.storage import StorageLocation, read_bytes, resolve_storage
 from mmsearch.report import tune_files as tf
-
-TIME_ATTR = "epoch"  # the fidelity unit every recipe reports (mmsearch.orchestration.asha.TIME_ATTR)
 STOP_REASONS = ("completed", "stopped_by_asha", "stopped", "errored", "unfinished")
 
 
