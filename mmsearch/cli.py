@@ -1,0 +1,112 @@
+"""The ``mmsearch`` command: one entry point for the jobs, the adapters and the reports.
+
+    mmsearch precompute [--config YAML] [--output URI] [key=value ...]   # = python jobs/precompute_latents.py
+    mmsearch search --task vqa|itm|vg [args ...]                        # = python jobs/search_<task>.py
+    mmsearch tune-fusemix [args ...]                                     # = python jobs/tune_fusemix.py
+    mmsearch train --config YAML [args ...]                              # = python jobs/train_derived.py
+    mmsearch embed EXPORT [args ...]                                     # use trained FuseMix adapters
+    mmsearch report EXPERIMENT_DIR_OR_URI [--out DIR]                    # rebuild an experiment's report
+
+Every subcommand runs the same function as its job script, with the same arguments
+(``mmsearch search --task vqa --smoke-test`` is ``python jobs/search_vqa.py --smoke-test``);
+``mmsearch COMMAND -h`` shows them.
+"""
+from __future__ import annotations
+
+import argparse
+import runpy
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+JOBS_DIR = Path(__file__).resolve().parents[1] / "jobs"  # the job scripts of a source checkout
+
+
+def _script_main(module: str, script: str) -> Callable[[list[str]], int]:
+    """The ``main(argv)`` of a job: from the package when it has one, else the checkout's job script."""
+    import importlib
+
+    try:
+        found = getattr(importlib.import_module(module), "main", None)
+    except ImportError:
+        found = None
+    if found is not None:
+        return found
+    path = JOBS_DIR / script
+    if not path.is_file():
+        raise SystemExit(f"mmsearch: {script} not found (looked in {JOBS_DIR}); run from a source checkout")
+    return runpy.run_path(str(path))["main"]
+
+
+def _precompute(argv: list[str]) -> int:
+    return _script_main("mmsearch.orchestration.precompute", "precompute_latents.py")(argv)
+
+
+def _train(argv: list[str]) -> int:
+    return _script_main("mmsearch.orchestration.train", "train_derived.py")(argv)
+
+
+def _search(argv: list[str]) -> int:
+    from mmsearch.orchestration.jobs import SEARCH_TASKS, job_spec, main
+
+    picker = argparse.ArgumentParser(prog="mmsearch search", add_help=False)
+    picker.add_argument("--task", choices=SEARCH_TASKS, default="vqa")
+    known, rest = picker.parse_known_args(argv)
+    return main(job_spec(f"search_{known.task}"), rest, prog=f"mmsearch search --task {known.task}")
+
+
+def _tune_fusemix(argv: list[str]) -> int:
+    from mmsearch.orchestration.jobs import job_spec, main
+
+    return main(job_spec("tune_fusemix"), argv, prog="mmsearch tune-fusemix")
+
+
+def _embed(argv: list[str]) -> int:
+    from mmsearch.embed import main
+
+    return main(argv)
+
+
+def _report(argv: list[str]) -> int:
+    from mmsearch.report.cli import main
+
+    return main(argv)
+
+
+COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
+    "precompute": ("precompute frozen-encoder latents into latent stores (Ray Data batch inference)", _precompute),
+    "search": ("one-shot supernet searches on Ray Tune with ASHA (--task vqa|itm|vg; default vqa)", _search),
+    "tune-fusemix": ("FuseMix adapter trainings on Ray Tune with ASHA", _tune_fusemix),
+    "train": ("train a derived architecture with Ray Train (DDP or DeepSpeed)", _train),
+    "embed": ("embed latents, images or texts with exported FuseMix adapters", _embed),
+    "report": ("rebuild the plots and HTML report of an experiment", _report),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmsearch",
+        description="Distributed multimodal architecture search (MMnas) and adapter tuning (FuseMix) on Ray.",
+        epilog="Run 'mmsearch COMMAND -h' for a command's arguments.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (summary, _) in COMMANDS.items():
+        commands.add_parser(name, help=summary, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        build_parser().print_help()
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        build_parser().print_usage(sys.stderr)
+        print(f"mmsearch: unknown command {command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    return COMMANDS[command][1](rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
