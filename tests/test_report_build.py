@@ -77,11 +77,12 @@ def test_best_architecture_files(search_report):
     best = search_trials()[0]
     history = arch_history(best)
     trial_dir = root / best.dirname
-    assert json.loads((page.parent / "best_arch.json").read_text()) == history["epoch6"]  # metric peaks at epoch 6
+    source = f"{trial_dir / 'checkpoint_000005' / 'best_arch.json'} (trial {best.trial_id})"  # no best_arch.json in the trial dir
+    assert json.loads((page.parent / "best_arch.json").read_text()) == {**history["epoch6"], "source": source}  # peak: epoch 6
     assert (page.parent / "final_arch.json").read_text().strip() == (trial_dir / "checkpoint_000005" / "arch.json").read_text().strip()
     record = json.loads((page.parent / "best_trial.json").read_text())
-    assert record["trial_id"] == best.trial_id and record["best_metric"] == 40 and record["best_epoch"] == 6
-    assert record["checkpoint"] == str(trial_dir / "checkpoint_000005")
+    assert (record["trial_id"], record["value"], record["epoch"], record["metric"]) == (best.trial_id, 40, 6, "val_metric")
+    assert record["checkpoint"] == str(trial_dir / "checkpoint_000005") and record["searched"] == {"val_metric": 40.0}
     arch = " ".join(_short(b[0]) for b in history["epoch6"]["enc"]) + " | " + " ".join(_short(b[0]) for b in history["epoch6"]["dec"])
     assert f'<div class="arch mono">{arch}</div>' in page.read_text()
 
@@ -168,7 +169,9 @@ def test_s3_round_trip(tmp_path, s3_server, bucket):
         text = fh.read().decode()
     assert all(f'id="trial-{t.trial_id}"' in text for t in trials) and "stopped by ASHA" in text
     with fs.open_input_stream(f"{bucket}/experiments/exp/report/best_arch.json") as fh:
-        assert json.loads(fh.read()) == arch_history(trials[0])["epoch6"]
+        spec = json.loads(fh.read())
+    assert spec.pop("source").startswith(f"s3://{bucket}/experiments/exp/{trials[0].dirname}/")
+    assert spec == arch_history(trials[0])["epoch6"]
     with fs.open_input_stream(f"{bucket}/experiments/exp/report/arch_heatmap.png") as fh:
         assert Image.open(io.BytesIO(fh.read())).format == "PNG"
     # The same experiment, read from S3 and written to a local directory.

@@ -12,8 +12,10 @@ Written next to ``report.html``:
 * search experiments: ``arch_heatmap.png`` (the best trial's block x op probabilities at
   selected epochs), ``search_dynamics.png`` (entropy of every trial, the best trial's op counts),
   ``best_arch.png`` (the best architecture as a block diagram); ``best_arch.json`` (the best
-  trial's best architecture spec), ``final_arch.json`` (its latest checkpoint's ``arch.json``)
-  and ``best_trial.json`` (id, config, metric, checkpoint URI, where the spec came from);
+  trial's best architecture spec, with its ``source``) and ``final_arch.json`` (a byte copy of
+  its latest checkpoint's ``arch.json``);
+* every experiment: ``best_trial.json`` (the same keys as the jobs' ``<experiment>/best_trial.json``,
+  as of now: id, config, metric value and epoch, every ``val_*`` metric of that epoch, checkpoint);
 * FuseMix experiments: ``recall_curves.png`` (the best trial's validation R@1/5/10 both ways)
   and ``loss_temperature.png`` (loss and learned temperature of every trial);
 * when the experiment holds retraining results, ``searched_vs_retrained.png``.
@@ -73,6 +75,10 @@ def build_report(
             problems.append(f"{name}: {type(exc).__name__}: {exc}")
 
     draw("learning_curves.png", "Learning curves", _curves_caption(data), lambda: plots_curves.learning_curves(data))
+    if best is not None:
+        _write_json(target.child("best_trial.json"), best_trial_record(data, best))
+        files.append(("best_trial.json", "the best trial: id, config, metric and every val_* metric at its best epoch, "
+                                         "checkpoint URI"))
     best_arch = None
     if data.kind == "search" and best is not None and best.arch_history:
         best_arch = _search_outputs(data, best, target, draw, files)
@@ -116,7 +122,7 @@ def _search_outputs(
     history = best.arch_history or {}
     epochs = plots_arch.history_epochs(history)
     warmup = _warmup_epochs(data, best)
-    spec, raw, source = best_arch_spec(best)
+    spec, source = best_arch_spec(best)
     best_epoch = spec.get("epoch") if isinstance(spec, dict) and isinstance(spec.get("epoch"), int) else best.best_epoch
     notes = {e: "warm-up" for e in epochs if e <= warmup}
     if best_epoch in epochs:
@@ -140,31 +146,40 @@ def _search_outputs(
          "The best trial's architecture at its best epoch: encoder blocks over the text tokens (top), decoder blocks over "
          "the image regions (bottom); under each block the probability the search gave the chosen op.",
          lambda: plots_arch.arch_diagram(spec, title=title))
-    write_bytes(target.child("best_arch.json"), raw if raw is not None else (json.dumps(spec, indent=2) + "\n").encode())
+    _write_json(target.child("best_arch.json"), {**spec, "source": f"{source} (trial {best.trial_id})"})
     files.append(("best_arch.json", f"the best trial's best architecture spec (from {source})"))
     final = _final_arch(best)
     if final is not None:
         write_bytes(target.child("final_arch.json"), final)
         files.append(("final_arch.json", "a copy of the best trial's latest checkpoint's arch.json (its last epoch)"))
-    record = {
-        "trial_id": best.trial_id,
-        "config": best.config,
-        "metric": data.metric,
-        "best_metric": best.best_metric,
-        "best_epoch": best.best_epoch,
-        "stop_reason": best.stop_reason,
-        "checkpoint": best.checkpoint,
-        "trial_dir": best.location.uri if best.location else None,
-        "best_arch_source": source,
-    }
-    write_bytes(target.child("best_trial.json"), (json.dumps(record, indent=2, default=str) + "\n").encode())
-    files.append(("best_trial.json", "the best trial: id, config, metric, checkpoint URI"))
     return arch_string(spec)
 
 
-def best_arch_spec(trial: TrialData) -> tuple[dict[str, Any] | None, bytes | None, str]:
+def best_trial_record(data: ExperimentData, best: TrialData) -> dict[str, Any]:
+    """The best trial as the jobs record it in ``<experiment>/best_trial.json`` (same keys), as of now."""
+    row = next((r for r in best.history if r.get("epoch") == best.best_epoch), {})
+    return {
+        "experiment": data.location.uri,
+        "trial_id": best.trial_id,
+        "config": best.config,
+        "metric": data.metric,
+        "mode": data.mode,
+        "value": best.best_metric,
+        "epoch": best.best_epoch,
+        "stop_reason": best.stop_reason,
+        "searched": {k: float(v) for k, v in row.items() if k.startswith("val_") and _finite(v) is not None},
+        "checkpoint": best.checkpoint,
+        "trial_dir": best.location.uri if best.location else None,
+    }
+
+
+def _write_json(location: StorageLocation, data: Any) -> None:
+    write_bytes(location, (json.dumps(data, indent=2, default=str) + "\n").encode())
+
+
+def best_arch_spec(trial: TrialData) -> tuple[dict[str, Any] | None, str]:
     """The trial's best architecture: its ``best_arch.json``, else its latest checkpoint's, else
-    the recorded architecture at its best epoch. Returns (spec dict, the file's bytes, where it came from)."""
+    the recorded architecture at its best epoch. Returns (spec dict, where it came from)."""
     candidates = []
     if trial.location is not None:
         candidates.append(trial.location.child("best_arch.json"))
@@ -172,13 +187,13 @@ def best_arch_spec(trial: TrialData) -> tuple[dict[str, Any] | None, bytes | Non
     if checkpoint is not None:
         candidates.append(checkpoint.child("best_arch.json"))
     for location in candidates:
-        raw, spec = _read_spec(location)
+        spec = _read_spec(location)[1]
         if spec is not None:
-            return spec, raw, location.uri
+            return spec, location.uri
     history = trial.arch_history or {}
     if trial.best_epoch is not None and f"epoch{trial.best_epoch}" in history:
-        return dict(history[f"epoch{trial.best_epoch}"]), None, f"arch_history.json epoch{trial.best_epoch}"
-    return None, None, "none"
+        return dict(history[f"epoch{trial.best_epoch}"]), f"arch_history.json epoch{trial.best_epoch}"
+    return None, "none"
 
 
 def _read_spec(location: StorageLocation) -> tuple[bytes | None, dict[str, Any] | None]:
@@ -247,4 +262,4 @@ def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
 
 
-__all__ = ["COMPARISON_FILE", "REPORT_DIR", "REPORT_FILE", "arch_string", "best_arch_spec", "build_report"]
+__all__ = ["COMPARISON_FILE", "REPORT_DIR", "REPORT_FILE", "arch_string", "best_arch_spec", "best_trial_record", "build_report"]
