@@ -264,13 +264,16 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
         recipe = spec.data.bind(recipe, root)
     plan = plan_experiment(spec.trial, spec.config_cls, recipe, job.tune, epochs_key=spec.epochs_key)
     train = _then_train_settings(spec, job, options, recipe, plan.location) if options.then_train else None
-    storage.preflight(plan.location)
     cfg = validate_config(spec.config_cls, recipe, origin=job.origin)
+    data_line = spec.data.check(cfg) if data_ready else None
+    storage.preflight(plan.location)
     print(f"Results go to {plan.location.uri}", flush=True)
-
+    if data_line is not None:
+        print(data_line, flush=True)
     if options.check_only:
         print(plan.ladder.describe(plan.num_trials) if plan.ladder else f"FIFO: every trial runs {plan.max_t} epochs")
-        print(spec.data.check(cfg) if data_ready else f"data set {job.dataset.name!r} would be built first")
+        if not data_ready:
+            print(f"data set {job.dataset.name!r} would be built first, at {recipe_data_location(spec, recipe)}")
         return JobOutcome(plan.location.uri, 0)
 
     from mmsearch.orchestration.cluster import connect
@@ -279,8 +282,19 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
     _resource_hints(job, info.resources)
     if not data_ready:
         dataset_root(job.dataset, build=True)
-    print(spec.data.check(cfg), flush=True)
+        print(spec.data.check(cfg), flush=True)
     return _run_and_finish(spec, job, recipe, train)
+
+
+def recipe_data_location(spec: JobSpec, recipe: Mapping[str, Any]) -> str:
+    """The recipe's data setting(s), for messages."""
+    values = []
+    for key in spec.data.keys:
+        node: Any = recipe
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        values.append(f"{key}={node}")
+    return ", ".join(values)
 
 
 def _run_and_finish(spec: JobSpec, job: JobConfig, recipe: dict[str, Any], train: dict[str, Any] | None) -> JobOutcome:
