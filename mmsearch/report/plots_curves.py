@@ -67,8 +67,8 @@ def learning_curves(data: ExperimentData) -> Figure:
                       fontsize=8, title="curve ends", title_fontsize=8, framealpha=0.9)
     if label_trials and ax.get_legend_handles_labels()[0]:
         ax.add_artist(first)
-        ax.legend(loc="upper left" if data.mode == "max" else "lower left", fontsize=7.5, ncol=2, framealpha=0.9,
-                  title="trial", title_fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=7.5, ncol=min(6, len(data.trials)),
+                  frameon=False, title="trial", title_fontsize=8)
     _rung_funnel(funnel, data)
     return fig
 
@@ -153,7 +153,7 @@ def searched_vs_retrained(rows: list[dict[str, Any]], task: str | None = None) -
                      fontsize=8, padding=2)
     ax.set_xticks(list(positions), [row["metric"] for row in rows], rotation=20 if len(rows) > 4 else 0, ha="right" if len(rows) > 4 else "center")
     ax.set_ylabel("validation metric (%)" if task != "itm" else "validation metric (%, rsum: sum of recalls)")
-    ax.set_title("searched (supernet weights) vs retrained (derived network from scratch)")
+    ax.set_title("searched (supernet weights)\nvs retrained (derived network from scratch)")
     ax.legend(fontsize=8)
     style_axes(ax)
     return fig
