@@ -184,3 +184,38 @@ def test_deepspeed_config_must_agree_with_the_training_config():
     assert with_optimizer["optimizer"]["params"]["lr"] == cfg.optim.lr and "zero_allow_untested_optimizer" not in with_optimizer
     with pytest.raises(ValueError, match="stage must be 0, 1, 2 or 3"):
         load_deepspeed_json({"zero_optimization": {"stage": 4}})
+
+
+# --- jobs/train_derived.py ----------------------------------------------------------------------
+def load_job():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_derived_job", ROOT / "jobs" / "train_derived.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_job_flags_become_config_overrides():
+    job = load_job()
+    args = job.build_parser().parse_args(["--config", "c.yaml", "--arch", "runs/search_vqa", "--workers", "2", "--gpu",
+                                          "--deepspeed", "ds.json", "--name", "r", "--storage", "s3://b/p", "train.epochs=4"])
+    assert job.job_overrides(args) == ["arch=runs/search_vqa", "scaling.num_workers=2", "deepspeed=ds.json", "run.name=r",
+                                       "run.storage_path=s3://b/p", "scaling.use_gpu=true", "train.epochs=4"]
+    smoke = job.build_parser().parse_args(["--config", "c.yaml", "--smoke-test", "--cpu"])
+    overrides = job.job_overrides(smoke)
+    assert overrides[0] == "data.root=synthetic" and overrides[-1] == "scaling.use_gpu=false"
+    cfg = load_config(TrainDerivedConfig, ROOT / "configs" / "train" / "vqa.yaml", overrides)
+    assert cfg.data.root == "synthetic" and cfg.train.epochs == 2 and not cfg.scaling.use_gpu
+
+
+def test_job_fits_a_local_machine():
+    job = load_job()
+    cfg = load_config(TrainDerivedConfig, tiny(scaling={"num_workers": 1, "cpus_per_worker": 4}))
+    plain = job.build_parser().parse_args(["--config", "c.yaml"])
+    one_gpu = job.fit_to_machine(cfg, plain, {"CPU": 16.0, "GPU": 1.0}, local=True)  # single-GPU local mode
+    assert one_gpu.scaling.use_gpu and one_gpu.scaling.num_workers == 1 and one_gpu.scaling.gpus_per_worker == 1.0
+    cpu_only = job.fit_to_machine(cfg, job.build_parser().parse_args(["--config", "c.yaml", "--cpu", "--workers", "2"]),
+                                  {"CPU": 2.0, "GPU": 1.0}, local=True)
+    assert not cpu_only.scaling.use_gpu and cpu_only.scaling.num_workers == 2 and cpu_only.scaling.cpus_per_worker == 1.0
+    assert job.fit_to_machine(cfg, plain, {"CPU": 2.0, "GPU": 4.0}, local=False) == cfg  # a cluster: the config stands

@@ -14,7 +14,8 @@ import pytest
 from ray import cloudpickle
 
 from mmsearch.data.synthetic import SyntheticTaskData
-from mmsearch.orchestration.train import fit_derived
+from mmsearch.nas import ArchSpec, save_arch_spec
+from mmsearch.orchestration.train import HANDOFF_FILE, fit_derived, train_best_architecture
 from mmsearch.recipes.train_derived import evaluate_checkpoint
 from mmsearch.recipes.train_derived_data import part_collator
 
@@ -78,7 +79,7 @@ def ray_config(tmp_path: Path, name: str, **sections) -> dict:
         "run": {"name": name, "storage_path": str(tmp_path / "storage"), "max_failures": 1},
     }
     for key, value in sections.items():
-        base[key] = {**base[key], **value} if isinstance(base.get(key), dict) else value
+        base[key] = {**base[key], **value} if isinstance(base.get(key), dict) and isinstance(value, dict) else value
     return base
 
 
@@ -90,22 +91,31 @@ def test_ddp_disjoint_shards_synchronised_weights_and_resume_on_resubmission(ray
     log_dir = tmp_path / "log"
     log_dir.mkdir()
     factory = functools.partial(RecordingData, str(log_dir))
-    first = fit_derived(ray_config(tmp_path, "ddp"), task_data_factory=factory)
-    assert first.metrics["epoch"] == 2 and first.metrics["world_size"] == WORKERS and "test_vqa_acc" in first.metrics
+    # A finished search's output directory, handed to training (the --then-train path).
+    search = tmp_path / "search_vqa"
+    searched = ArchSpec(enc=("self_att", "feed_forward"), dec=("rel_self_att", "guided_att", "feed_forward"))
+    save_arch_spec(searched, search / "best_arch.json")
+    (search / "search_result.json").write_text(json.dumps({"metric": "val_vqa_acc", "best_val_metric": 12.5, "best_epoch": 3}))
+    comparison = train_best_architecture(search, ray_config(tmp_path, "ddp"), task_data_factory=factory)
+    assert comparison["searched"]["value"] == 12.5 and comparison["arch"]["dec"] == list(searched.dec)
+    outputs = Path(comparison["outputs"])
+    assert json.loads((outputs / HANDOFF_FILE).read_text()) == comparison
+    first = json.loads((outputs / "train_result.json").read_text())
+    assert first["epochs"] == 2 and first["test"]["vqa_acc"] == comparison["retrained_test"]
     rank0, rank1 = seen(log_dir, 0), seen(log_dir, 1)
     assert len(rank0) == len(rank1) == 2 * STEPS_PER_EPOCH
     for epoch in range(2):
         mine = [set(sum(batches[epoch * STEPS_PER_EPOCH:(epoch + 1) * STEPS_PER_EPOCH], [])) for batches in (rank0, rank1)]
         assert len(mine[0]) == len(mine[1]) == STEPS_PER_EPOCH * BATCH
         assert not mine[0] & mine[1]  # the ranks train on disjoint samples
-    assert [m["weight_sync_spread"] for m in history(first.outputs)] == [0.0, 0.0]  # bitwise identical weights
-    checkpoint = Path(first.checkpoint)
+    assert [m["weight_sync_spread"] for m in first["history"]] == [0.0, 0.0]  # bitwise identical weights
+    checkpoint = max((tmp_path / "storage" / "ddp").glob("checkpoint_2*"))
     assert {"model.pt", "optimizer.pt", "train_state.pt", "arch.json", "config.yaml"} <= {p.name for p in checkpoint.iterdir()}
     assert sorted(p.name for p in (checkpoint / "rng").iterdir()) == ["rank_00000.pt", "rank_00001.pt"]  # merged ranks
-    assert (Path(first.outputs) / "predictions" / "test_vqa_results.json").is_file()
+    assert (outputs / "predictions" / "test_vqa_results.json").is_file()
 
     # The same job submitted again with one more epoch resumes after epoch 2 instead of starting over.
-    second = fit_derived(ray_config(tmp_path, "ddp", train={"epochs": 3}), task_data_factory=factory)
+    second = fit_derived(ray_config(tmp_path, "ddp", arch=str(search), train={"epochs": 3}), task_data_factory=factory)
     assert second.metrics["epoch"] == 3 and second.metrics["resumed_from_epoch"] == 2
     assert len(seen(log_dir, 0)) == len(seen(log_dir, 1)) == 3 * STEPS_PER_EPOCH  # only epoch 3 was trained
     assert [m["epoch"] for m in history(second.outputs)] == [1, 2, 3]
