@@ -126,12 +126,13 @@ def test_searched_vs_retrained_from_the_recorded_file(tmp_path):
 
 
 def test_retrained_result_of_train_derived_is_found(tmp_path):
-    rows = [{"val_metric": 55.0}, {"val_metric": 61.0}]
+    rows = [{"val_metric": 55.0}, {"val_metric": 61.0, "test_vqa_acc": 59.5, "test_vqa_count": 80}]
     root = write_experiment(tmp_path / "exp", [FakeTrial("66666_00000", "TERMINATED", [55.0, 61.0], {}, extra=rows)], max_t=2, rungs=())
     (root / "retrain").mkdir()
     (root / "retrain" / "train_result.json").write_text(json.dumps({"metric": "val_vqa_acc", "best_val_metric": 66.5}))
     text = build_report(str(root)).read_text()
     assert re.search(r"<td class=mono>val_vqa_acc</td><td class=num>61</td><td class=num>66.5</td>", text)
+    assert "<th>test split (last epoch)</th><td><code>test_vqa_acc=59.5</code></td>" in text
 
 
 def test_command_line(tmp_path, capsys):

@@ -178,6 +178,9 @@ def _best_section(data: ExperimentData, extras: ReportExtras) -> str:
     ]
     if extras.best_arch:
         rows.append(("architecture", f'<div class="arch mono">{_e(extras.best_arch)}</div>'))
+    tested = {k: v for k, v in best.last.items() if k.startswith("test_") and not k.endswith("_count")}
+    if tested:  # recipes evaluate the test split once, at their last epoch, with the model selected on validation
+        rows.append(("test split (last epoch)", ", ".join(f"<code>{_e(k)}={_num(v)}</code>" for k, v in tested.items())))
     body = "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows)
     return f"<h2>Best trial</h2><table>{body}</table>"
 
