@@ -195,8 +195,9 @@ def check_data(data: TaskData, cfg: TrainDerivedConfig, world: int) -> None:
 
 def _find_unused_parameters(cfg: TrainDerivedConfig, model: DerivedModel, objective: Any, data: TaskData, world: int) -> bool:
     """DDP's find_unused_parameters: the config's choice, or (None) whether one probe step on a
-    training batch leaves a parameter without gradient on any rank. One process needs neither."""
-    if world == 1 or cfg.scaling.find_unused_parameters is not None:
+    training batch leaves a parameter without gradient on any rank. One process and DeepSpeed
+    (which tolerates parameters without gradients) need neither."""
+    if world == 1 or cfg.deepspeed is not None or cfg.scaling.find_unused_parameters is not None:
         return bool(cfg.scaling.find_unused_parameters) and world > 1
     batch = next(iter(data.batches("train", batch_size=cfg.train.batch_size, epoch=0, seed=cfg.seed)))
     unused = parameters_without_grad(model, objective, batch)
