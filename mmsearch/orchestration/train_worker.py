@@ -14,6 +14,11 @@ local buffer seeded from ``(seed, epoch, rank)``, then collates each batch of po
 worker depends on Ray's scheduling, so multi-worker epochs are not reproducible sample for
 sample (one-process runs are).
 
+Evaluation (validation every epoch, test and prediction files after the last) runs on rank 0
+alone, on the whole split, while the other ranks wait at the epoch's report; under ZeRO-3, whose
+forward passes gather parameters from every rank, all ranks evaluate in lockstep (same result).
+Sharding the evaluation would not shorten an epoch by more than the evaluation's share.
+
 Checkpoints: every rank reports its own scratch directory (rank 0: weights, optimiser, progress,
 spec and config; every rank: its RNG state and, with DeepSpeed, its ZeRO shard); Ray Train merges
 them into one checkpoint directory. Outputs (``config.yaml``, ``arch.json``, prediction files,
