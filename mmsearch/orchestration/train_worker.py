@@ -17,7 +17,8 @@ sample (one-process runs are).
 Evaluation (validation every epoch, test and prediction files after the last) runs on rank 0
 alone, on the whole split, while the other ranks wait at the epoch's report; under ZeRO-3, whose
 forward passes gather parameters from every rank, all ranks evaluate in lockstep (same result).
-Sharding the evaluation would not shorten an epoch by more than the evaluation's share.
+Sharding it across the ranks (and reducing the metrics) would divide its time by the number of
+workers; not done, because ITM retrieval scores every image against every caption of the split.
 
 Checkpoints: every rank reports its own scratch directory (rank 0: weights, optimiser, progress,
 spec and config; every rank: its RNG state and, with DeepSpeed, its ZeRO shard); Ray Train merges
