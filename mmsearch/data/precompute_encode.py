@@ -64,7 +64,7 @@ class ImageStage:
     def __init__(
         self,
         encoder: str = "efficientnet_lite0",
-        crop_size: int = 64,
+        crop_size: int = 48,
         crop_context: float = 0.0,
         image_size: int = 224,
         grid: int = 3,
@@ -85,10 +85,9 @@ class ImageStage:
             self.crops = build_encoder(encoder, resolution=crop_size, batch_size=batch_size, device=where)
             self.whole = build_encoder(encoder, resolution=image_size, batch_size=batch_size, device=where)
 
-    def _encoder(self, record: ImageRecord):
+    def _require_encoder(self, record: ImageRecord) -> None:
         if self.crops is None:
             raise ValueError(f"image {record.image_id!r} needs the image encoder, but the stage was built without it")
-        return self.crops, self.whole
 
     def __call__(self, batch: Batch) -> Batch:
         from mmsearch.data.crops import crop_regions
@@ -104,11 +103,13 @@ class ImageStage:
         for i, record in enumerate(records):
             if record.region_file is not None:
                 found = read_bua_npz(record.region_file)
+                if not len(found.features):
+                    raise ValueError(f"image {record.image_id!r}: region file {record.region_file} holds no regions")
                 features[i], boxes[i] = found.features, found.boxes
                 sizes[i] = (found.image_h, found.image_w)
-                wholes[i] = found.features.mean(axis=0) if len(found.features) else None
+                wholes[i] = found.features.mean(axis=0)
                 continue
-            self._encoder(record)
+            self._require_encoder(record)
             image = _load_pixels(record)
             sizes[i] = (image.height, image.width)
             if self.regions:
