@@ -128,7 +128,8 @@ def test_progress_csv_is_the_fallback(tmp_path):
 
 def test_trial_ids_from_tune_directory_names():
     assert tf.trial_id_from_dirname("run_search_074fd_00003_3_search_arch_lr=0.0106,seed=3_2026-11-23_11-28-55") == "074fd_00003"
-    assert tf.trial_id_from_dirname("mmsearch_state") is None
+    assert tf.trial_id_from_dirname("fusemix_trial_74d0a4d5_1_loss_mixup_alpha=0.0000,optim_lr=0.0011_2026-11-23_12-01-14") == "74d0a4d5"
+    assert tf.trial_id_from_dirname("mmsearch_state") is None and tf.trial_id_from_dirname("retrain") is None
 
 
 def test_collect_every_kind_of_trial(tmp_path):

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from mmsearch.report.collect import ExperimentData, TrialData
 from mmsearch.report.style import STOP_MARKERS, metric_label, new_figure, style_axes, trial_colours
@@ -51,12 +52,14 @@ def learning_curves(data: ExperimentData) -> Figure:
     ax.axvline(data.max_t, color="#444444", linestyle=":", linewidth=1.0, zorder=1)
     ax.annotate("max_t", (data.max_t, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 2),
                 textcoords="offset points", fontsize=8, color="#555555", ha="center", va="bottom")
-    ax.set_xlim(0.5, data.max_t + 0.5)
+    first = min((int(t.history[0]["epoch"]) for t in data.trials if t.history), default=1)
+    last = max([data.max_t, *(t.last_epoch for t in data.trials if t.last_epoch is not None)])
+    ax.set_xlim(min(first, 1) - 0.5, last + 0.5)  # recipes count epochs from 1; show a 0 if one reports it
     ax.set_xlabel("epoch (ASHA's fidelity unit)")
     ax.set_ylabel(metric_label(data.metric, experiment_task(data)))
     direction = "higher" if data.mode == "max" else "lower"
     ax.set_title(f"{data.metric} per trial ({direction} is better); {len(data.trials)} trials", pad=16)
-    _integer_epochs(ax, data.max_t)
+    _integer_epochs(ax, last - min(first, 1) + 1)
     style_axes(ax)
     status_handles = [
         Line2D([], [], marker=m, color="white", markerfacecolor="#BBBBBB", markeredgecolor=e, markersize=8, label=text)
@@ -83,15 +86,15 @@ def _rung_funnel(ax: Any, data: ExperimentData) -> None:
     ax.set_ylabel("epoch reached (rungs, max_t)")
     ax.set_xlabel("trials")
     ax.set_xlim(0, max(len(data.trials), 1) * 1.25)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title("trials per rung", pad=16)
     style_axes(ax)
     ax.grid(False)
 
 
-def _integer_epochs(ax: Any, max_t: int) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(max_t, 12)))
+def _integer_epochs(ax: Any, epochs: int) -> None:
+    """Whole epochs on the x axis, at most 12 ticks for ``epochs`` epochs shown."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=max(1, min(epochs, 12))))
 
 
 def recall_curves(trial: TrialData, ks: Sequence[int] = (1, 5, 10)) -> Figure:
@@ -107,9 +110,9 @@ def recall_curves(trial: TrialData, ks: Sequence[int] = (1, 5, 10)) -> Figure:
         ax.set_title(f"{title} (trial {trial.trial_id})")
         ax.set_xlabel("epoch")
         style_axes(ax)
-        if trial.last_epoch:
-            _integer_epochs(ax, trial.last_epoch)
-        ax.legend(fontsize=8, loc="lower right")
+        if trial.history:
+            _integer_epochs(ax, len(trial.history))
+        ax.legend(fontsize=8, loc="best")
     axes[0].set_ylabel("validation recall (%)")
     return fig
 
@@ -130,7 +133,7 @@ def loss_and_temperature(data: ExperimentData) -> Figure:
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.set_title(title)
-        _integer_epochs(ax, data.max_t)
+        _integer_epochs(ax, data.max_t + 1)
         style_axes(ax)
     if len(data.trials) <= 12:
         axes[1].legend(fontsize=7.5, ncol=2)

@@ -31,7 +31,9 @@ ASHA_STATE_FILE = "mmsearch_state/asha_state.json"
 SUMMARY_FILE = "experiment_summary.json"
 _STATE_PREFIX = "experiment_state-"
 _CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
-_TRIAL_ID_IN_DIR = re.compile(r"_([0-9a-f]{5}_\d{5})(?:_|$)")
+# Tune's trial directories: <trainable>_<trial id>_<index>_<params>_<date>; trial ids are
+# "<5 hex>_<5 digits>" from the variant generator, or 8 hex digits from a searcher (Optuna).
+_TRIAL_ID_IN_DIR = re.compile(r"_([0-9a-f]{5}_\d{5}|[0-9a-f]{8})_\d+(?:_|$)")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -138,7 +140,7 @@ def _parse_trial_data(trial_data: list[Any]) -> dict[str, dict[str, Any]]:
 
 
 def trial_id_from_dirname(dirname: str) -> str | None:
-    """``run_search_074fd_00003_3_seed=3_...`` -> ``074fd_00003`` (Tune's default trial directory names)."""
+    """``run_search_074fd_00003_3_seed=3_...`` -> ``074fd_00003``; ``fusemix_trial_74d0a4d5_1_...`` -> ``74d0a4d5``."""
     match = _TRIAL_ID_IN_DIR.search(dirname)
     return match.group(1) if match else None
 
