@@ -159,7 +159,7 @@ def _overview(data: ExperimentData) -> str:
         ("scheduler", sched),
         ("rungs (epochs)", ladder),
         ("searcher", str(data.spec.get("searcher", "–"))),
-        ("trial-epochs run", str(sum(t.last_epoch or 0 for t in data.trials))),
+        ("trial-epochs run", str(sum(len(t.history) for t in data.trials))),
     ]
     html_cards = "".join(f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{_e(v)}</div></div>' for k, v in cards)
     return f'<div class="cards">{html_cards}</div><p>{_e(counts or "no trials yet")}</p>'
