@@ -10,13 +10,17 @@ shows its progress bars while a stage runs; rows/s end up in the data set card.
 
 :func:`run_precompute` picks the backend a config names; :func:`ensure_dataset` is what jobs
 call to get a data set root, building it on first use (an existing complete root is reused
-without starting anything).
+without starting anything). :func:`main` is the command line of ``jobs/precompute_latents.py``
+and ``mmsearch precompute``.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -151,10 +155,47 @@ def ensure_dataset(
     return result.root
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Precompute frozen-encoder latents into latent stores.")
+    parser.add_argument("--config", default=None, help="YAML config (default: the built-in embedded scenes, configs/data/scenes.yaml)")
+    parser.add_argument("--output", default=None, help="data set root: local path or s3://bucket/prefix")
+    parser.add_argument("--backend", choices=("ray", "local"), default=None, help="Ray Data actor pools or this process")
+    parser.add_argument("--overwrite", action="store_true", help="rebuild even if the root holds a data set")
+    parser.add_argument("overrides", nargs="*", help="config overrides key.path=value")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    overrides = list(args.overrides)
+    if args.output is not None:
+        overrides.append(f"output={args.output}")
+    if args.backend is not None:
+        overrides.append(f"backend={args.backend}")
+    cfg = load_config(PrecomputeConfig, args.config, overrides)
+
+    result = run_precompute(cfg, overwrite=args.overwrite)
+    card = result.card
+    rates = card.throughput
+    if result.built:
+        print(f"data set {card.name!r} written to {result.root}")
+    else:
+        print(f"data set {card.name!r} already complete at {result.root} (fingerprint {card.fingerprint}); nothing to do")
+    print(
+        f"  {rates.get('images', 0)} images, {rates.get('regions', 0)} regions ({rates.get('regions_per_s', 0):.0f} regions/s), "
+        f"{rates.get('texts', 0)} texts ({rates.get('texts_per_s', 0):.0f} texts/s; "
+        f"{rates.get('encoded_texts', 0)} through the text encoder), "
+        f"{rates.get('seconds', {}).get('total', 0):.1f} s in all on the {rates.get('backend')} backend"
+    )
+    print("  rows per split: " + json.dumps(card.splits))
+    return 0
+
+
 def _plain(cfg: PrecomputeConfig) -> dict[str, Any]:
     from mmsearch.config import config_to_dict
 
     return config_to_dict(cfg)
 
 
-__all__ = ["RayDataRunner", "ensure_dataset", "run_precompute"]
+__all__ = ["RayDataRunner", "build_parser", "ensure_dataset", "main", "run_precompute"]
