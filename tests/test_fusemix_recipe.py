@@ -66,7 +66,7 @@ def test_training_learns_and_exports_the_selected_adapters(tmp_path, splits):
     assert torch.get_num_threads() == threads  # train.num_threads applies to the run only
 
     history = context.history
-    assert [m["epoch"] for m in history] == [0, 1, 2]
+    assert [m["epoch"] for m in history] == [1, 2, 3]  # completed epochs, counted from 1
     for key in ("loss", "temperature", "lr", "val_i2t_r1", "val_t2i_r10", "val_rsum", "pairs_per_s",
                 "data_wait_s", "compute_s", "best_epoch"):
         assert key in history[0], key
@@ -89,8 +89,8 @@ def test_training_learns_and_exports_the_selected_adapters(tmp_path, splits):
     assert final["best_epoch"] == best["epoch"]
     assert json.loads((tmp_path / "final_metrics.json").read_text())["test_rsum"] == final["test_rsum"]
     checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
-    assert checkpoints == ["epoch_000001", "epoch_000002"]  # LocalContext keeps the last two
-    assert {p.name for p in (tmp_path / "checkpoints" / "epoch_000002").iterdir()} >= {
+    assert checkpoints == ["epoch_000002", "epoch_000003"]  # LocalContext keeps the last two
+    assert {p.name for p in (tmp_path / "checkpoints" / "epoch_000003").iterdir()} >= {
         "state.pt", "best", "config.yaml", "metrics.json"}
 
 
@@ -100,11 +100,11 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, splits):
     straight = train_fusemix(cfg, LocalContext(tmp_path / "straight"), stream_factory=factory)
 
     with pytest.raises(KeyboardInterrupt):
-        train_fusemix(cfg, CrashAfter(tmp_path / "resumed", k=1), stream_factory=factory)
+        train_fusemix(cfg, CrashAfter(tmp_path / "resumed", k=2), stream_factory=factory)
     resumed_context = LocalContext(tmp_path / "resumed")
     resumed = train_fusemix(cfg, resumed_context, stream_factory=factory)
 
-    assert [m["epoch"] for m in resumed_context.history] == [2]  # only the missing epoch ran
+    assert [m["epoch"] for m in resumed_context.history] == [3]  # only the missing epoch ran
     for key in set(straight) - TIMING_KEYS:
         assert resumed[key] == straight[key], key
     a = FuseMixEmbedder.load(straight["export_dir"]).model.state_dict()

@@ -98,7 +98,7 @@ def test_a_fusemix_trial_reads_every_split_through_ray_data(ray_session, stores,
 
     assert sorted(split for split, _ in opened) == ["test", "train", "val"]
     assert all(kind is RayDataStream for _, kind in opened)
-    assert [m["epoch"] for m in context.history] == [0]
+    assert [m["epoch"] for m in context.history] == [1]
     assert context.history[-1]["steps"] == ROWS["train"] // 32  # every full batch of the epoch was seen
     starts = list((tmp_path / "trial" / STARTS_DIR).glob("*.json"))
     assert len(starts) == 1

@@ -137,6 +137,7 @@ def _train(cfg: FuseMixConfig, context: RunContext, factory: StreamFactory) -> d
         best_model.load_state_dict(progress.best_state)
 
     select_key = f"val_{cfg.eval.select_metric}"
+    final: dict[str, Any] | None = None
     for epoch in range(progress.last_epoch + 1, cfg.train.epochs):
         stats, progress.global_step = _train_epoch(model, optimizer, train_stream, cfg, epoch, progress.global_step,
                                                    mixup_rng, device, (x_dim, y_dim))
@@ -146,18 +147,25 @@ def _train(cfg: FuseMixConfig, context: RunContext, factory: StreamFactory) -> d
         if metrics[select_key] > progress.best_score:
             progress.best_score, progress.best_epoch = metrics[select_key], epoch
             best_model.load_state_dict(model.state_dict())
-        metrics.update({"best_epoch": progress.best_epoch, f"best_{select_key}": progress.best_score})
-        if epoch == cfg.train.epochs - 1 and cfg.eval.test_at_end:
+        # Reported epochs count completed epochs from 1 (the ASHA fidelity unit); the loop index
+        # stays 0-based because the schedule and the data order are functions of it.
+        metrics.update({"best_epoch": progress.best_epoch + 1, f"best_{select_key}": progress.best_score})
+        last = epoch == cfg.train.epochs - 1
+        if last and cfg.eval.test_at_end:
             metrics.update(_test_metrics(best_model, cfg, factory, context, device))
         metrics["eval_s"] = time.perf_counter() - eval_start
         progress.history.append(metrics)
         progress.last_epoch = epoch
+        if last:
+            # Under Ray Tune a trial ends as soon as it reports its last epoch, so the export
+            # happens before that report, never after it.
+            final = _finish(cfg, context, best_model, sides, progress)
         with tempfile.TemporaryDirectory(prefix=".fusemix-ckpt-", dir=context.output_dir) as scratch:
             write_checkpoint(Path(scratch), config=cfg, model=model, optimizer=optimizer, progress=progress,
                              mixup_rng=mixup_rng, device=device, sides=sides, best_model=best_model)
             context.report(metrics, Path(scratch))
 
-    return _finish(cfg, context, best_model, sides, progress)
+    return final if final is not None else _finish(cfg, context, best_model, sides, progress)
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -295,7 +303,7 @@ def _epoch_metrics(
 ) -> dict[str, Any]:
     compute = max(stats.train_s - stats.data_wait_s, 0.0)
     return {
-        "epoch": epoch,
+        "epoch": epoch + 1,
         "step": step,
         "loss": stats.loss,
         "temperature": float(model.temperature.detach()),
@@ -329,7 +337,7 @@ def _finish(cfg: FuseMixConfig, context: RunContext, best_model: FuseMixModel, s
     export_dir = Path(context.output_dir) / EXPORT_DIR
     if context.rank == 0:
         export_adapters(best_model, export_dir, x=sides[0], y=sides[1], metadata={
-            "best_epoch": progress.best_epoch,
+            "best_epoch": progress.best_epoch + 1,
             "selected_on": f"val_{cfg.eval.select_metric}",
             "metrics": final,
             "config": config_to_dict(cfg),
