@@ -56,10 +56,12 @@ BATCH = 32
 
 
 # --- CPU: the recipe with and without Ray Train ------------------------------------------------
-def synthetic_data(train_images: int):
+def synthetic_data(train_images: int) -> functools.partial:
+    """A picklable factory of the benchmark's data (Ray workers build their own copy)."""
     from mmsearch.data.synthetic import SyntheticTaskData
 
-    return SyntheticTaskData("vqa", train_images=train_images, val_images=8, test_images=8, max_clutter=30, region_dim=64)
+    return functools.partial(SyntheticTaskData, "vqa", train_images=train_images, val_images=8, test_images=8,
+                             max_clutter=30, region_dim=64)
 
 
 def recipe_config(epochs: int, steps: int, workers: int, out: Path, name: str) -> dict[str, Any]:
@@ -105,7 +107,7 @@ def run_local(epochs: int, steps: int, train_images: int, out: Path) -> dict[str
     cfg = load_config(TrainDerivedConfig, recipe_config(epochs, steps, 1, out, "local"))
     context = LocalContext(out / "local")
     try:
-        train_derived(cfg, context, synthetic_data(train_images))
+        train_derived(cfg, context, synthetic_data(train_images)())
     finally:
         torch.set_num_threads(threads)
     return summarize(context.history, time.perf_counter() - start, steps)
@@ -117,7 +119,7 @@ def run_ray(workers: int, epochs: int, steps: int, train_images: int, out: Path)
     name = f"ray_{workers}"
     start = time.perf_counter()
     result = fit_derived(recipe_config(epochs, steps, workers, out, name),
-                         task_data_factory=functools.partial(synthetic_data, train_images))
+                         task_data_factory=synthetic_data(train_images))
     wall = time.perf_counter() - start
     import json
 
