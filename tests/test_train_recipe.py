@@ -161,3 +161,37 @@ def test_strided_shards_are_disjoint_equal_and_collate_like_batches(data):
     collated = part_collator(vqa, "train")(np.arange(8))
     assert torch.equal(collated.text_ids, first.text_ids) and torch.equal(collated.region_feats, first.region_feats)
     assert collated.meta["question_id"] == first.meta["question_id"]
+
+
+# --- over a precomputed data set (the session's small scenes stores) ---------------------------
+@pytest.fixture(scope="module")
+def store_root(tmp_path_factory) -> str:
+    from test_precompute_common import shared_scenes
+
+    return str(shared_scenes(tmp_path_factory).root)
+
+
+@pytest.mark.parametrize("task", ["vqa", "itm", "vg"])
+def test_store_samples_collate_by_position_like_batches(store_root, task):
+    from mmsearch.data.tasks import open_task_data
+    from mmsearch.recipes.task_data import TaskDataConfig
+
+    store = open_task_data(TaskDataConfig(root=store_root, task=task, limit={"train": 40}))
+    first = next(iter(store.batches("train", batch_size=6, shuffle=False)))
+    collated = part_collator(store, "train")(np.arange(6))
+    assert torch.equal(collated.text_ids, first.text_ids) and torch.equal(collated.region_feats, first.region_feats)
+    assert torch.equal(collated.text_mask, first.text_mask) and collated.meta == first.meta
+    assert collated.targets.keys() == first.targets.keys()
+    assert all(torch.equal(collated.targets[k], first.targets[k]) for k in first.targets)
+
+
+def test_trains_on_a_precomputed_data_set(store_root, tmp_path):
+    cfg = config("vqa", tmp_path, data={"root": store_root, "limit": {"train": 96, "val": 32, "test": 32}},
+                 model={"word_dim": None}, train={"epochs": 1})  # word_dim: the width of the data's MiniLM rows
+    result = train_derived(cfg, LocalContext(tmp_path))
+    assert result.config.model.region_dim == 1280 and result.config.model.word_dim == 384
+    rows = json.loads(open(result.files["test_results"]).read())
+    from mmsearch.data.tasks import open_task_data
+
+    expected = open_task_data(cfg.data).num_samples("test")
+    assert len(rows) == expected == result.metrics["test_vqa_count"] and len({r["question_id"] for r in rows}) == expected
