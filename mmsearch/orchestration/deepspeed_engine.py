@@ -113,7 +113,7 @@ class DeepSpeedEngine:
         self.device = torch.device(self.engine.device)
         self.stage = int(config.get("zero_optimization", {}).get("stage", 0))
         self.gathers_parameters = self.stage == 3
-        self.rank = rank
+        self.rank, self.world_size = rank, world_size
         self.dtype = torch.bfloat16 if config.get("bf16", {}).get("enabled") else (
             torch.float16 if config.get("fp16", {}).get("enabled") else None)
         precision = {torch.bfloat16: "bf16", torch.float16: "fp16", None: "fp32"}[self.dtype]
@@ -158,6 +158,10 @@ class DeepSpeedEngine:
             return {k: v.detach().float().cpu().clone() for k, v in self.model.state_dict().items()}
 
     def load(self, directory: Path) -> None:
+        shards = list((directory / CHECKPOINT_DIR / CHECKPOINT_TAG).glob("zero_pp_rank_*_optim_states.pt"))
+        if self.stage > 0 and shards and len(shards) != self.world_size:
+            raise ValueError(f"checkpoint {directory} holds ZeRO-{self.stage} optimizer shards of {len(shards)} workers; "
+                             f"resume it with {len(shards)} workers (now {self.world_size})")
         path, _ = self.engine.load_checkpoint(str(directory / CHECKPOINT_DIR), tag=CHECKPOINT_TAG,
                                               load_optimizer_states=True, load_lr_scheduler_states=False)
         if path is None:
