@@ -260,3 +260,17 @@ def test_empty_split_is_named(built, tmp_path):
         open_task_data(TaskDataConfig(root=str(copy)))
     with pytest.raises(ValueError, match="unknown part"):
         task_data(built).num_samples("nope")
+
+
+def test_collate_rows_equals_the_batches_collation(tmp_path_factory):
+    """Data-parallel workers receive positions; collate_rows must give what batches() gives."""
+    import numpy as np
+    import torch
+
+    from mmsearch.data.synthetic import SyntheticTaskData
+
+    data = SyntheticTaskData("vqa", train_images=20, val_images=4, test_images=4)
+    first = next(data.batches("weights", batch_size=8, epoch=3, seed=1, shuffle=False))
+    same = data.collate_rows("weights", np.arange(8))
+    assert torch.equal(first.text_ids, same.text_ids) and torch.equal(first.region_feats, same.region_feats)
+    assert torch.equal(first.targets["answer_scores"], same.targets["answer_scores"])

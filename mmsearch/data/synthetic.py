@@ -162,6 +162,11 @@ class SyntheticTaskData:
             yield split.collate(rows[start : start + batch_size], self.task)
 
     # --- generation ------------------------------------------------------------------------
+    def collate_rows(self, part: Part, positions: np.ndarray) -> MultimodalBatch:
+        """The batch of the samples at ``positions`` (0-based within ``part``), as ``batches`` collates them."""
+        split, rows = self._part(part)
+        return split.collate(rows[np.asarray(positions, dtype=np.int64)], self.task)
+
     def _part(self, part: str) -> tuple["_Split", np.ndarray]:
         if part not in self._parts:
             raise ValueError(f"unknown part {part!r}; known parts: {', '.join(PARTS)}")

@@ -138,6 +138,11 @@ class StoreTaskData:
                 return
             yield self.collate(data, chunk)
 
+    def collate_rows(self, part: Part, positions: np.ndarray) -> MultimodalBatch:
+        """The batch of the samples at ``positions`` (0-based within ``part``), as ``batches`` collates them."""
+        rows = self._rows(part)[np.asarray(positions, dtype=np.int64)]
+        return self.collate(self._split(_SPLIT_OF_PART[part]), rows)
+
     # -- collation ------------------------------------------------------------------------------
 
     def collate(self, data: _Split, rows: np.ndarray) -> MultimodalBatch:

@@ -59,6 +59,10 @@ class TaskData(Protocol):
     ) -> Iterator[MultimodalBatch]:
         """Batches of ``part``; with ``shuffle`` the order is a pure function of (seed, epoch)."""
 
+    def collate_rows(self, part: Part, positions: np.ndarray) -> MultimodalBatch:
+        """The batch of the samples at ``positions`` (0-based within ``part``), collated exactly as
+        ``batches`` collates them (used by data-parallel workers that receive positions)."""
+
 
 # --- where a recipe gets its TaskData from -------------------------------------------------
 from pydantic import Field  # noqa: E402

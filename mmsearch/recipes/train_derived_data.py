@@ -31,28 +31,15 @@ def part_collator(data: TaskData, part: str) -> Collate:
     """``collate(positions) -> MultimodalBatch`` of the samples at ``positions`` (0-based, within
     ``part``), collated exactly as ``data.batches(part, ...)`` collates them.
 
-    Uses ``data.collate_rows(part, positions)`` when the implementation has it; the two
-    implementations in the package do not expose it yet, so they are reached through their
-    internals here (``mmsearch.data.tasks.StoreTaskData``, ``mmsearch.data.synthetic.SyntheticTaskData``).
+    Uses the ``TaskData.collate_rows(part, positions)`` of the implementation.
     """
     collate_rows = getattr(data, "collate_rows", None)
-    if callable(collate_rows):
-        return functools.partial(collate_rows, part)
-    from mmsearch.data.synthetic import SyntheticTaskData
-    from mmsearch.data.tasks import StoreTaskData
-
-    if isinstance(data, SyntheticTaskData):
-        split, rows = data._part(part)
-        return lambda positions: split.collate(rows[np.asarray(positions, dtype=np.int64)], data.task)
-    if isinstance(data, StoreTaskData):
-        from mmsearch.data.tasks import _SPLIT_OF_PART
-
-        loaded, rows = data._split(_SPLIT_OF_PART[part]), data._rows(part)
-        return lambda positions: data.collate(loaded, rows[np.asarray(positions, dtype=np.int64)])
-    raise TypeError(
-        f"{type(data).__name__} cannot collate samples by position: give it a collate_rows(part, positions) "
-        "method to train with several workers"
-    )
+    if not callable(collate_rows):
+        raise TypeError(
+            f"{type(data).__name__} cannot collate samples by position: give it a collate_rows(part, positions) "
+            "method to train with several workers"
+        )
+    return functools.partial(collate_rows, part)
 
 
 def positions_per_rank(num_samples: int, world_size: int) -> int:
