@@ -1,0 +1,295 @@
+"""The search job on a real two-node Ray cluster on loopback, submitted with ``ray job submit``.
+
+The module starts, once: a head node (``ray start --head``, dashboard on 127.0.0.1) and a second
+node (``ray start --address``) on this machine, one CPU each, sharing a private temp dir and
+ports of their own; and an S3 server (``moto_server``, a separate process on 127.0.0.1) with a
+bucket made by boto3. Both nodes and every client run with ``RAY_AUTH_MODE=disabled``; S3
+credentials and endpoint reach the nodes through their environment, as the standard AWS chain
+would on a real cluster.
+
+This test process never calls ``ray.init``: jobs are submitted with the ``ray`` CLI, watched
+through the Jobs API (``JobSubmissionClient``, HTTP) and their results read with boto3 and
+``summarize_experiment`` (files only). So it cannot collide with the session Ray of
+``tests/conftest.py`` (``ray_session``), which may be running in the same pytest process: the
+cluster has its own temp dir and ports, and teardown stops exactly the processes whose command
+line names that temp dir (and their children) plus moto by its PID, never ``ray stop``, which
+would kill every Ray on the machine, the session's included.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.s3]
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+BUCKET = "mmsearch-cluster"
+JOB_TIMEOUT_S = 420
+# What a job's working directory upload leaves out besides .gitignore'd files: git history, data
+# and results that live in the checkout. The upload is the code and the configs.
+EXCLUDES = [".git", "stores", "runs", "bench/results", ".mmsearch_cache", "*.egg-info", "**/__pycache__"]
+MAX_PACKAGE_MIB = 4.0  # uncompressed; the code and configs are well under 2 MiB
+
+
+def free_ports(count: int) -> list[int]:
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
+def stop_processes_naming(marker: str, timeout_s: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL, the processes whose command line contains ``marker``, and their children."""
+    import psutil
+
+    found: dict[int, psutil.Process] = {}
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.pid != os.getpid() and any(marker in arg for arg in proc.info["cmdline"] or []):
+            found[proc.pid] = proc
+    for proc in list(found.values()):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found.update({child.pid: child for child in proc.children(recursive=True)})
+    for proc in found.values():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _, alive = psutil.wait_procs(list(found.values()), timeout=timeout_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+
+
+def http_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+class Cluster:
+    """Handles of the running cluster and S3 server."""
+
+    def __init__(self, temp_dir: str, dashboard: str, env: dict[str, str], s3_endpoint: str) -> None:
+        self.temp_dir, self.dashboard, self.env, self.s3_endpoint = temp_dir, dashboard, env, s3_endpoint
+
+    def node_ids(self) -> set[str]:
+        nodes = http_json(f"{self.dashboard}/api/v0/nodes?limit=10")["data"]["result"]["result"]
+        return {n["node_id"] for n in nodes if n["state"] == "ALIVE"}
+
+    def s3(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.s3_endpoint, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.s3().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def read(self, key: str) -> bytes:
+        return self.s3().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+    def jobs(self):
+        from ray.job_submission import JobSubmissionClient
+
+        return JobSubmissionClient(self.dashboard)
+
+    def submit(self, *job_args: str) -> tuple[str, str]:
+        """``ray job submit --working-dir <checkout> -- python jobs/search_vqa.py ARGS``; returns (id, CLI output)."""
+        submission_id = f"mmsearch-test-{uuid.uuid4().hex[:8]}"
+        command = [str(BIN / "ray"), "job", "submit", "--address", self.dashboard, "--submission-id", submission_id,
+                   "--working-dir", str(REPO), "--runtime-env-json", json.dumps({"excludes": EXCLUDES}), "--no-wait",
+                   "--", "python", "jobs/search_vqa.py", *job_args]
+        done = subprocess.run(command, cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120)
+        output = done.stdout + done.stderr
+        assert done.returncode == 0, output
+        return submission_id, output
+
+    def wait(self, submission_id: str, until=("SUCCEEDED", "FAILED", "STOPPED"), timeout_s: float = JOB_TIMEOUT_S) -> str:
+        client, deadline = self.jobs(), time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status = str(client.get_job_status(submission_id).value)
+            if status in until:
+                return status
+            time.sleep(1.0)
+        raise AssertionError(f"job {submission_id} still {status} after {timeout_s} s; log tail:\n{self.log(submission_id)}")
+
+    def working_dir_files(self) -> dict[str, int]:
+        """Relative path -> size of the files the jobs' working directory upload delivered to the nodes."""
+        found: dict[str, int] = {}
+        for package in Path(self.temp_dir).glob("*/session_*/runtime_resources/working_dir_files/_ray_pkg_*"):
+            found.update({str(p.relative_to(package)): p.stat().st_size for p in package.rglob("*") if p.is_file()})
+        return found
+
+    def log(self, submission_id: str, tail: int | None = 8000) -> str:
+        text = self.jobs().get_job_logs(submission_id)
+        return text if tail is None else text[-tail:]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    temp_dir = tempfile.mkdtemp(prefix="mmrc-", dir="/tmp")  # short: Ray's socket paths live under it
+    # Both nodes' temp dirs are inside it, so every process of this cluster names it on its command line.
+    gcs, dashboard, client, agent_head, agent_worker, moto = free_ports(6)
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # as in an activated venv: the job's `python`
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto}",
+        "MMSEARCH_CACHE": os.path.join(temp_dir, "cache"),  # the smoke data set, built by the first job
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    env.pop("RAY_ADDRESS", None)
+    moto_proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(moto)], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Each node its own temp (session) dir: nodes sharing one would share the job's unpacked working
+    # directory, and the first node done with it deletes it under the other's processes.
+    common = ["--num-cpus=1", "--object-store-memory=200000000", "--disable-usage-stats"]
+    try:
+        subprocess.run([str(BIN / "ray"), "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1",
+                        f"--dashboard-port={dashboard}", f"--ray-client-server-port={client}",
+                        f"--dashboard-agent-listen-port={agent_head}", f"--temp-dir={temp_dir}/head", *common],
+                       env=env, check=True, capture_output=True, timeout=120)
+        subprocess.run([str(BIN / "ray"), "start", f"--address=127.0.0.1:{gcs}", f"--temp-dir={temp_dir}/node2",
+                        f"--dashboard-agent-listen-port={agent_worker}", *common],
+                       env=env, check=True, capture_output=True, timeout=120)
+        handle = Cluster(temp_dir, f"http://127.0.0.1:{dashboard}", env, f"http://127.0.0.1:{moto}")
+        deadline = time.monotonic() + 60
+        while len(handle.node_ids()) < 2 or not _s3_up(handle):
+            assert time.monotonic() < deadline, "the cluster or the S3 server did not come up"
+            time.sleep(0.5)
+        handle.s3().create_bucket(Bucket=BUCKET)
+        yield handle
+    finally:
+        stop_processes_naming(temp_dir)
+        moto_proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            moto_proc.wait(timeout=10)
+        if moto_proc.poll() is None:
+            moto_proc.kill()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _s3_up(cluster: Cluster) -> bool:
+    try:
+        cluster.s3().list_buckets()
+        return True
+    except Exception:  # connection refused while moto starts
+        return False
+
+
+def trial_starts(cluster: Cluster, experiment: str) -> dict[str, list[dict]]:
+    """Trial directory -> the start records its trials wrote (mmsearch.orchestration.jobs_trials)."""
+    starts: dict[str, list[dict]] = {}
+    for key in cluster.keys(f"{experiment}/"):
+        parts = key[len(experiment) + 1 :].split("/")
+        if len(parts) == 3 and parts[1] == "trial_starts":
+            starts.setdefault(parts[0], []).append(json.loads(cluster.read(key)))
+    return starts
+
+
+def summary_now(cluster: Cluster, experiment: str, monkeypatch, *, required: bool = False):
+    """The experiment's summary from what is in S3 (None while Tune has written no state yet, unless ``required``)."""
+    from mmsearch.orchestration.experiment import summarize_experiment
+    from mmsearch.orchestration.storage import resolve_storage
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", cluster.s3_endpoint)
+    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        monkeypatch.setenv(key, value)
+    try:
+        return summarize_experiment(resolve_storage(f"s3://{BUCKET}/{experiment}", cluster.s3_endpoint))
+    except Exception:  # no experiment state yet
+        if required:
+            raise
+        return None
+
+
+def test_smoke_search_job_runs_on_both_nodes_and_leaves_results_and_report_in_s3(cluster):
+    name = f"smoke-{uuid.uuid4().hex[:6]}"
+    submission_id, _ = cluster.submit("--smoke-test", "--storage", f"s3://{BUCKET}/experiments", "--name", name)
+    status = cluster.wait(submission_id)
+    log = cluster.log(submission_id, tail=None)
+    assert status == "SUCCEEDED", log[-8000:]
+    files = cluster.working_dir_files()
+    assert "jobs/search_vqa.py" in files and "configs/search/vqa.yaml" in files
+    assert not [f for f in files if f.split("/")[0] in (".git", "stores", "runs", ".venv", "venv")], files
+    assert sum(files.values()) < MAX_PACKAGE_MIB * 2**20, sorted(files.items(), key=lambda kv: -kv[1])[:10]
+    assert "connected to the Ray cluster" in log and f"dashboard {cluster.dashboard}" in log
+    assert f"Results go to s3://{BUCKET}/experiments/{name}" in log
+
+    experiment = f"experiments/{name}"
+    keys = set(cluster.keys(experiment + "/"))
+    for expected in ("experiment_summary.json", "best_trial.json", "best_arch.json", "report/report.html",
+                     "report/learning_curves.png", "mmsearch_state/asha_state.json"):
+        assert f"{experiment}/{expected}" in keys, sorted(keys)
+    summary = json.loads(cluster.read(f"{experiment}/experiment_summary.json"))
+    assert len(summary["trials"]) == 4 and summary["best"] is not None
+    assert all(t["stop_reason"] in ("completed", "stopped_by_asha") for t in summary["trials"])
+    assert all(t["checkpoint_path"].startswith(f"s3://{BUCKET}/{experiment}/") for t in summary["trials"])
+    best_arch = json.loads(cluster.read(f"{experiment}/best_arch.json"))
+    assert len(best_arch["enc"]) == 2 and len(best_arch["dec"]) == 2  # the smoke supernet's depths
+
+    starts = trial_starts(cluster, experiment)
+    assert len(starts) == 4 and all(len(records) == 1 for records in starts.values())
+    assert {r["node_id"] for records in starts.values() for r in records} == cluster.node_ids()  # both nodes
+
+
+def test_killed_job_resubmitted_resumes_without_redoing_finished_trials(cluster, monkeypatch):
+    name = f"resume-{uuid.uuid4().hex[:6]}"
+    # Two trials at a time (one CPU each) for four epochs: when the first pair has finished, the
+    # second is mid-run, with a checkpoint to resume from.
+    args = ("--smoke-test", "--storage", f"s3://{BUCKET}/experiments", "--name", name,
+            "tune.resources.cpus_per_trial=1", "recipe.search.epochs=4")
+    experiment = f"experiments/{name}"
+    first, _ = cluster.submit(*args)
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while True:  # until the saved experiment state has a finished trial and a resumable one
+        summary = summary_now(cluster, experiment, monkeypatch)
+        trials = summary.trials if summary else []
+        if any(t.stop_reason != "unfinished" for t in trials) and any(
+                t.stop_reason == "unfinished" and t.checkpoint_path for t in trials):
+            break
+        status = cluster.jobs().get_job_status(first).value
+        assert time.monotonic() < deadline and status in ("PENDING", "RUNNING"), cluster.log(first)
+        time.sleep(0.5)
+    cluster.jobs().stop_job(first)
+    assert cluster.wait(first) == "STOPPED"
+
+    saved = summary_now(cluster, experiment, monkeypatch, required=True)  # what the resubmitted job resumes from
+    done_before = {t.trial_id for t in saved.trials if t.stop_reason in ("completed", "stopped_by_asha")}
+    resumable = {t.trial_id for t in saved.trials if t.stop_reason == "unfinished" and t.checkpoint_path}
+    assert done_before and resumable, [(t.trial_id, t.stop_reason, t.checkpoint_path) for t in saved.trials]
+    starts_before = {d: len(r) for d, r in trial_starts(cluster, experiment).items()}
+
+    second, _ = cluster.submit(*args)
+    status = cluster.wait(second)
+    log = cluster.log(second, tail=None)
+    assert status == "SUCCEEDED", log[-8000:]
+    assert f"Resuming experiment s3://{BUCKET}/{experiment}" in log
+
+    final = summary_now(cluster, experiment, monkeypatch, required=True)
+    assert len(final.trials) == 4
+    assert all(t.stop_reason in ("completed", "stopped_by_asha") for t in final.trials)
+    for trial_dir, records in trial_starts(cluster, experiment).items():
+        trial_id = next(t.trial_id for t in final.trials if t.trial_id in trial_dir)
+        new = sorted(records, key=lambda r: r["time"])[starts_before.get(trial_dir, 0) :]
+        if trial_id in done_before:
+            assert not new, f"finished trial {trial_id} was started again: {new}"
+        if trial_id in resumable:  # continued from its last saved checkpoint, not from scratch
+            assert new and all(r["restored_from"] is not None for r in new), records
