@@ -13,7 +13,10 @@ mmsearch.orchestration.jobs for what the job does and its exit status.
 """
 import sys
 
-from mmsearch.orchestration.jobs import JOBS, main
+from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
 
 if __name__ == "__main__":
+    settle_ray_auth_mode()  # before Ray is imported: Ray reads RAY_AUTH_MODE once, at import
+    from mmsearch.orchestration.jobs import JOBS, main
+
     sys.exit(main(JOBS["search_vg"]))

@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
+
+    settle_ray_auth_mode()  # before any command imports Ray: Ray reads RAY_AUTH_MODE once, at import
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         build_parser().print_help()

@@ -7,8 +7,9 @@ runs the same :func:`main`. A job:
    sections; see :mod:`.jobs_config`) and the command line, and validates all of it: a bad key
    or value, an unknown op in a search pool, an impossible search space or ASHA ladder, a storage
    it cannot write, or missing data each fail here, naming the problem, before any trial starts;
-2. joins the Ray cluster it was submitted to (``ray job submit``), or the one in ``RAY_ADDRESS``
-   or ``--address``, else starts Ray on this machine, and prints the dashboard address;
+2. joins the Ray cluster it was submitted to (``ray job submit``) or the one in ``RAY_ADDRESS``,
+   else starts Ray on this machine, and prints the dashboard address (``RAY_AUTH_MODE`` is
+   settled by the entry point before Ray is imported: :mod:`.jobs_env`);
 3. builds the data set on first use (``dataset:``; reused by every later job) and checks that
    the trials can read it (:mod:`.jobs_data`);
 4. runs the experiment (:func:`~mmsearch.orchestration.experiment.run_experiment`): trials share
@@ -36,14 +37,13 @@ import dataclasses
 import logging
 import os
 import sys
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-from mmsearch.config import ConfigError, config_to_dict, read_yaml, validate_config
-from mmsearch.orchestration.jobs_config import JobConfig, JobOptions, SmokeTest, load_job_config, resolve_path
-from mmsearch.orchestration.jobs_data import FUSEMIX_DATA, SEARCH_DATA, DataBinding, bind_data, dataset_root
-from mmsearch.orchestration.jobs_trials import fusemix_trial, search_trial
-from mmsearch.recipes.fusemix_config import FuseMixConfig
-from mmsearch.recipes.search_config import SearchConfig
+from mmsearch.config import ConfigError, validate_config
+from mmsearch.orchestration.jobs_config import JobConfig, JobOptions
+from mmsearch.orchestration.jobs_data import bind_data, dataset_root
+from mmsearch.orchestration.jobs_handoff import then_train, then_train_settings
+from mmsearch.orchestration.jobs_specs import JOBS, SEARCH_TASKS, JobSpec, job_spec
 
 log = logging.getLogger(__name__)
 
@@ -51,35 +51,6 @@ log = logging.getLogger(__name__)
 # checkpoint of many short trials triggers; it is expected here.
 JOB_ENVIRONMENT = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 BAD_INPUT_EXIT, TRIALS_FAILED_EXIT = 2, 1
-
-
-@dataclasses.dataclass(frozen=True)
-class JobSpec:
-    """Everything that differs between the jobs."""
-
-    name: str  # "search_vqa"
-    description: str
-    trial: Callable[..., Any]  # the Tune trial function: fn(config, context)
-    config_cls: type
-    epochs_key: str  # the recipe's number of epochs (ASHA's max_t)
-    default_config: str
-    data: DataBinding
-    smoke_test: SmokeTest
-    default_tune: str | None = None  # for plain recipe configs (no tune: section)
-    default_dataset: Mapping[str, Any] | None = None  # for configs without a dataset: section
-    defaults: tuple[str, ...] = ()  # overrides applied before everything else
-    task: str | None = None  # search jobs: the task (vqa / itm / vg); enables --then-train
-
-    def load(self, options: JobOptions) -> JobConfig:
-        return load_job_config(
-            dataclasses.replace(options, overrides=(*self.defaults, *options.overrides)),
-            config_cls=self.config_cls,
-            default_config=self.default_config,
-            default_tune=self.default_tune,
-            default_dataset=self.default_dataset,
-            smoke_test=self.smoke_test,
-            data_keys=self.data.keys,
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,83 +62,6 @@ class JobOutcome:
     best_arch: dict[str, Any] | None = None
     comparison: dict[str, Any] | None = None
     report: str | None = None
-
-
-def _search_smoke(task: str) -> SmokeTest:
-    """Tiny data set and supernet, 2 epochs (1 warm-up), rungs at epoch 1 and 2: about a minute on 2 CPUs."""
-    val = {"vqa": 64, "itm": 50, "vg": 64}[task]
-    return SmokeTest(
-        recipe=(
-            "search.epochs=2", "search.warmup_epochs=1", "search.arch_every=2", "search.batch_size=16",
-            "search.arch_batch_size=16", "search.max_steps_per_epoch=8",
-            "model.hidden=32", "model.head_dim=16", "model.relation_dim=16",
-            "model.enc_depth=2", "model.dec_depth=2", "head.flat_mlp_size=32",
-            f"data.limit={{weights: 256, arch: 64, val: {val}}}", f"eval.batch_size={val}",
-        ),
-        tune=("num_samples=1", "scheduler.grace_period=1", "scheduler.reduction_factor=2",
-              "resources.cpus_per_trial=0.5", "resources.reserve_cpus_for_data=0", "max_failures=1"),
-        dataset=("source.scenes.num_scenes=80", "backend=local"),
-    )
-
-
-# --then-train --smoke-test: the derived network trained for 2 short epochs.
-THEN_TRAIN_SMOKE = (
-    "model.hidden=32", "model.head_dim=16", "head.flat_mlp_size=32", "train.epochs=2",
-    "train.batch_size=16", "train.max_steps_per_epoch=5", "eval.batch_size=64", "data.limit={train: 256, val: 64, test: 64}",
-)
-
-
-def search_job(task: str) -> JobSpec:
-    return JobSpec(
-        name=f"search_{task}",
-        description=f"One-shot supernet searches for {task.upper()} on Ray Tune with ASHA.",
-        trial=search_trial,
-        config_cls=SearchConfig,
-        epochs_key="search.epochs",
-        default_config=f"configs/search/{task}.yaml",
-        data=SEARCH_DATA,
-        smoke_test=_search_smoke(task),
-        default_dataset={},
-        task=task,
-    )
-
-
-FUSEMIX_JOB = JobSpec(
-    name="tune_fusemix",
-    description="FuseMix adapter trainings on Ray Tune with ASHA; trials stream the latent store through Ray Data.",
-    trial=fusemix_trial,
-    config_cls=FuseMixConfig,
-    epochs_key="train.epochs",
-    default_config="configs/fusemix/scenes.yaml",
-    default_tune="configs/tune/fusemix_scenes.yaml",
-    default_dataset={"tables": ["pairs"]},  # image and caption latents only: no region crops
-    defaults=("recipe.data.backend=ray",),
-    data=FUSEMIX_DATA,
-    smoke_test=SmokeTest(
-        recipe=("train.epochs=2", "train.batch_size=32", "train.num_threads=1", "optim.warmup_steps=2",
-                "model.out_dim=32", "model.x={depth: 1, width_factor: 1, dropout: 0.1}",
-                "model.y={depth: 1, width_factor: 1, dropout: 0.1}", "eval.batch_size=256"),
-        tune=("num_samples=2", "scheduler.grace_period=1", "scheduler.reduction_factor=2",
-              "search_space={optim.lr: {loguniform: [3.0e-4, 3.0e-3]}, loss.mixup_alpha: {choice: [0.0, 1.0]}}",
-              "resources.cpus_per_trial=0.5", "resources.reserve_cpus_for_data=0.5", "max_failures=1"),
-        dataset=("source.scenes.num_scenes=80", "backend=local"),
-    ),
-)
-
-
-JOBS: dict[str, JobSpec] = {
-    "search_vqa": search_job("vqa"),
-    "search_itm": search_job("itm"),
-    "search_vg": search_job("vg"),
-    "tune_fusemix": FUSEMIX_JOB,
-}
-SEARCH_TASKS = ("vqa", "itm", "vg")
-
-
-def job_spec(name: str) -> JobSpec:
-    if name not in JOBS:
-        raise KeyError(f"unknown job {name!r}; jobs: {', '.join(JOBS)}")
-    return JOBS[name]
 
 
 # ------------------------------------------------------------------------------------ command line
@@ -195,7 +89,6 @@ def build_parser(spec: JobSpec, prog: str | None = None) -> argparse.ArgumentPar
                             help="after the search, train the best architecture from scratch (Ray Train) and "
                                  "record searched vs retrained metrics")
         parser.add_argument("--train-config", help=f"training config for --then-train (default configs/train/{spec.task}.yaml)")
-    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, the submitted job's cluster, else local)")
     parser.add_argument("--check", dest="check_only", action="store_true",
                         help="validate config, storage and data, print the plan, run nothing")
     return parser
@@ -217,7 +110,6 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         data_root=args.data_root,
         tune_file=args.tune_file,
         train_config=getattr(args, "train_config", None),
-        address=args.address,
         check_only=args.check_only,
     )
 
@@ -263,7 +155,7 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
         root, data_ready = dataset_root(job.dataset, build=False)
         recipe = spec.data.bind(recipe, root)
     plan = plan_experiment(spec.trial, spec.config_cls, recipe, job.tune, epochs_key=spec.epochs_key)
-    train = _then_train_settings(spec, job, options, recipe, plan.location) if options.then_train else None
+    train = then_train_settings(spec.task, job, options, recipe, plan.location) if options.then_train else None
     cfg = validate_config(spec.config_cls, recipe, origin=job.origin)
     data_line = spec.data.check(cfg) if data_ready else None
     storage.preflight(plan.location)
@@ -278,7 +170,7 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
 
     from mmsearch.orchestration.cluster import connect
 
-    info = connect(options.address)
+    info = connect()
     _resource_hints(job, info.resources)
     if not data_ready:
         dataset_root(job.dataset, build=True)
@@ -298,6 +190,7 @@ def recipe_data_location(spec: JobSpec, recipe: Mapping[str, Any]) -> str:
 
 
 def _run_and_finish(spec: JobSpec, job: JobConfig, recipe: dict[str, Any], train: dict[str, Any] | None) -> JobOutcome:
+    """Run (or resume) the experiment, then write the best trial / architecture, --then-train, the report."""
     from mmsearch.orchestration import jobs_results as results
     from mmsearch.orchestration.experiment import run_experiment
 
@@ -309,7 +202,7 @@ def _run_and_finish(spec: JobSpec, job: JobConfig, recipe: dict[str, Any], train
     best_arch = results.write_best_arch(location, best) if (best is not None and spec.task is not None) else None
     comparison = None
     if train is not None and best_arch is not None:
-        comparison = _then_train(location, searched, train)
+        comparison = then_train(location, searched, train)
     report = results.build_report_for(location)  # the report helper: mmsearch.report.build_report
     exit_code = 0 if best is not None and not (summary.count("errored") or summary.count("unfinished")) else TRIALS_FAILED_EXIT
     print(_closing_lines(summary, best_trial, best_arch, comparison, report, location.uri, exit_code), flush=True)
@@ -321,48 +214,6 @@ def _resource_hints(job: JobConfig, resources: Mapping[str, float]) -> None:
     if gpus > 0 and job.tune.resources.gpus_per_trial == 0:
         print(f"Note: the cluster has {gpus:g} GPU(s) but trials use none; add tune.resources.gpus_per_trial=0.25 "
               "to run four trials per GPU (ASHA compares them as they go)", flush=True)
-
-
-# ------------------------------------------------------------------------------- --then-train handoff
-
-
-def _then_train_settings(spec: JobSpec, job: JobConfig, options: JobOptions, recipe: Mapping[str, Any],
-                         experiment: Any) -> dict[str, Any]:
-    """The training config and overrides for ``--then-train``, validated now (before any trial)."""
-    if spec.task is None:
-        raise ConfigError("--then-train is for search jobs")
-    try:
-        from mmsearch.orchestration.train import train_best_architecture  # noqa: F401  (the handoff)
-        from mmsearch.recipes.train_derived_config import TrainDerivedConfig
-    except ImportError as exc:
-        raise ConfigError(f"--then-train needs mmsearch.orchestration.train.train_best_architecture ({exc})") from None
-    path = resolve_path(options.train_config or f"configs/train/{spec.task}.yaml")
-    raw = read_yaml(path)
-    raw = raw["recipe"] if "recipe" in raw else raw
-    overrides = [*(THEN_TRAIN_SMOKE if options.smoke_test else ()), f"data.root={recipe['data']['root']}",
-                 f"run.storage_path={experiment.uri}", "run.name=retrain"]
-    if job.tune.s3_endpoint_url:
-        overrides.append(f"run.s3_endpoint_url={job.tune.s3_endpoint_url}")
-    cfg = validate_config(TrainDerivedConfig, _overridden(raw, overrides), origin=f"{path} (--then-train)")
-    if cfg.data.task != spec.task:
-        raise ConfigError(f"--train-config {path} trains task {cfg.data.task!r}, the search is for {spec.task!r}")
-    return {"config": config_to_dict(cfg)}
-
-
-def _overridden(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    from mmsearch.config import apply_overrides
-
-    return apply_overrides(dict(raw), overrides)
-
-
-def _then_train(location: Any, searched: dict[str, float], train: dict[str, Any]) -> dict[str, Any]:
-    """Train the experiment's best architecture (``best_arch.json``) and record searched vs retrained."""
-    from mmsearch.orchestration import jobs_results as results
-    from mmsearch.orchestration.train import train_best_architecture
-
-    print(f"Training the best architecture from scratch (--then-train): {location.uri}/{results.RETRAIN_RUN}", flush=True)
-    handoff = train_best_architecture(location.uri, train["config"])
-    return results.write_comparison(location, searched, handoff)
 
 
 def _closing_lines(summary: Any, best_trial: dict | None, best_arch: dict | None, comparison: dict | None,
@@ -384,4 +235,4 @@ def _closing_lines(summary: Any, best_trial: dict | None, best_arch: dict | None
     return "\n".join(lines)
 
 
-__all__ = ["JOBS", "SEARCH_TASKS", "JobOutcome", "JobSpec", "build_parser", "job_spec", "main", "run_job", "search_job"]
+__all__ = ["JOBS", "SEARCH_TASKS", "JobOutcome", "JobSpec", "build_parser", "job_spec", "main", "run_job"]

@@ -46,7 +46,6 @@ class JobOptions:
     data_root: str | None = None  # an existing precomputed data set; nothing is built
     tune_file: str | None = None  # tune settings for a plain recipe config
     train_config: str | None = None  # --then-train: the derived-training config
-    address: str | None = None  # Ray cluster to join (else RAY_ADDRESS / the submitted job's / local)
     check_only: bool = False  # validate everything, run no trial
 
 

@@ -1,0 +1,118 @@
+"""What differs between the jobs: recipe, trial function, config class, data binding, smoke test.
+
+:data:`JOBS` holds one :class:`JobSpec` per job script (``jobs/search_vqa.py`` is
+``main(JOBS["search_vqa"])``). The smoke tests shrink data set, model, epochs, search space and
+ASHA ladder so that a job checks its whole path in about a minute on 2 CPUs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+from mmsearch.orchestration.jobs_config import JobConfig, JobOptions, SmokeTest, load_job_config
+from mmsearch.orchestration.jobs_data import FUSEMIX_DATA, SEARCH_DATA, DataBinding
+from mmsearch.orchestration.jobs_trials import fusemix_trial, search_trial
+from mmsearch.recipes.fusemix_config import FuseMixConfig
+from mmsearch.recipes.search_config import SearchConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSpec:
+    """Everything that differs between the jobs."""
+
+    name: str  # "search_vqa"
+    description: str
+    trial: Callable[..., Any]  # the Tune trial function: fn(config, context)
+    config_cls: type
+    epochs_key: str  # the recipe's number of epochs (ASHA's max_t)
+    default_config: str
+    data: DataBinding
+    smoke_test: SmokeTest
+    default_tune: str | None = None  # for plain recipe configs (no tune: section)
+    default_dataset: Mapping[str, Any] | None = None  # for configs without a dataset: section
+    defaults: tuple[str, ...] = ()  # overrides applied before everything else
+    task: str | None = None  # search jobs: the task (vqa / itm / vg); enables --then-train
+
+    def load(self, options: JobOptions) -> JobConfig:
+        return load_job_config(
+            dataclasses.replace(options, overrides=(*self.defaults, *options.overrides)),
+            config_cls=self.config_cls,
+            default_config=self.default_config,
+            default_tune=self.default_tune,
+            default_dataset=self.default_dataset,
+            smoke_test=self.smoke_test,
+            data_keys=self.data.keys,
+        )
+
+
+def _search_smoke(task: str) -> SmokeTest:
+    """Tiny data set and supernet, 2 epochs (1 warm-up), rungs at epoch 1 and 2: about a minute on 2 CPUs."""
+    val = {"vqa": 64, "itm": 50, "vg": 64}[task]
+    return SmokeTest(
+        recipe=(
+            "search.epochs=2", "search.warmup_epochs=1", "search.arch_every=2", "search.batch_size=16",
+            "search.arch_batch_size=16", "search.max_steps_per_epoch=8",
+            "model.hidden=32", "model.head_dim=16", "model.relation_dim=16",
+            "model.enc_depth=2", "model.dec_depth=2", "head.flat_mlp_size=32",
+            f"data.limit={{weights: 256, arch: 64, val: {val}}}", f"eval.batch_size={val}",
+        ),
+        tune=("num_samples=1", "scheduler.grace_period=1", "scheduler.reduction_factor=2",
+              "resources.cpus_per_trial=0.5", "resources.reserve_cpus_for_data=0", "max_failures=1"),
+        dataset=("source.scenes.num_scenes=80", "backend=local"),
+    )
+
+
+def search_job(task: str) -> JobSpec:
+    return JobSpec(
+        name=f"search_{task}",
+        description=f"One-shot supernet searches for {task.upper()} on Ray Tune with ASHA.",
+        trial=search_trial,
+        config_cls=SearchConfig,
+        epochs_key="search.epochs",
+        default_config=f"configs/search/{task}.yaml",
+        data=SEARCH_DATA,
+        smoke_test=_search_smoke(task),
+        default_dataset={},
+        task=task,
+    )
+
+
+FUSEMIX_JOB = JobSpec(
+    name="tune_fusemix",
+    description="FuseMix adapter trainings on Ray Tune with ASHA; trials stream the latent store through Ray Data.",
+    trial=fusemix_trial,
+    config_cls=FuseMixConfig,
+    epochs_key="train.epochs",
+    default_config="configs/fusemix/scenes.yaml",
+    default_tune="configs/tune/fusemix_scenes.yaml",
+    default_dataset={"tables": ["pairs"]},  # image and caption latents only: no region crops
+    defaults=("recipe.data.backend=ray",),
+    data=FUSEMIX_DATA,
+    smoke_test=SmokeTest(
+        recipe=("train.epochs=2", "train.batch_size=32", "train.num_threads=1", "optim.warmup_steps=2",
+                "model.out_dim=32", "model.x={depth: 1, width_factor: 1, dropout: 0.1}",
+                "model.y={depth: 1, width_factor: 1, dropout: 0.1}", "eval.batch_size=256"),
+        tune=("num_samples=2", "scheduler.grace_period=1", "scheduler.reduction_factor=2",
+              "search_space={optim.lr: {loguniform: [3.0e-4, 3.0e-3]}, loss.mixup_alpha: {choice: [0.0, 1.0]}}",
+              "resources.cpus_per_trial=0.5", "resources.reserve_cpus_for_data=0.5", "max_failures=1"),
+        dataset=("source.scenes.num_scenes=80", "backend=local"),
+    ),
+)
+
+
+JOBS: dict[str, JobSpec] = {
+    "search_vqa": search_job("vqa"),
+    "search_itm": search_job("itm"),
+    "search_vg": search_job("vg"),
+    "tune_fusemix": FUSEMIX_JOB,
+}
+SEARCH_TASKS = ("vqa", "itm", "vg")
+
+
+def job_spec(name: str) -> JobSpec:
+    if name not in JOBS:
+        raise KeyError(f"unknown job {name!r}; jobs: {', '.join(JOBS)}")
+    return JOBS[name]
+
+
+__all__ = ["FUSEMIX_JOB", "JOBS", "SEARCH_TASKS", "JobSpec", "job_spec", "search_job"]
