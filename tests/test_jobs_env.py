@@ -13,7 +13,7 @@ from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
 @pytest.fixture
 def before_ray_import(monkeypatch):
     """Pretend this process has not imported Ray yet (as a job script's first lines)."""
-    monkeypatch.delitem(sys.modules, "ray")
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
 
 
 @pytest.mark.parametrize("mode", ["disabled", "token"])
