@@ -1,0 +1,52 @@
+"""Reference baselines that show what the benchmark data demands: a text-only, an image-only
+and a simple fused model for VQA, ITM and VG.
+
+Every baseline is an ``nn.Module`` with ``forward(batch: MultimodalBatch) -> head outputs`` in
+the contract of :mod:`mmsearch.heads`, so all of them train with the real task objectives and
+are scored by the real metrics (:mod:`mmsearch.baselines.training`)::
+
+    model = build_baseline("text_only", DataSizes.from_info(task_data.info), Widths())
+    result = train_and_select(model, task_data, TrainBudget(epochs=8))   # val-selected, test metrics
+
+========== ====================================================== ==========================
+name       model                                                  sees
+========== ====================================================== ==========================
+text_only  token embedding + LSTM + attentional pooling            text only
+image_only region feature + box embedding + attentional pooling    regions (features, boxes)
+mcan       small MCAN (``mcan`` spec cut to ``depth`` layers)      both
+========== ====================================================== ==========================
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from mmsearch.baselines.fused import FusedMCANBaseline, small_mcan_spec
+from mmsearch.baselines.image_only import ImageOnlyBaseline
+from mmsearch.baselines.sizes import TASKS, DataSizes, Widths
+from mmsearch.baselines.text_only import TextOnlyBaseline
+from mmsearch.registry import Registry
+
+BASELINES: Registry[Callable[[DataSizes, Widths], nn.Module]] = Registry("baseline")
+BASELINES.add("text_only", TextOnlyBaseline, aliases=("question_only",))
+BASELINES.add("image_only", ImageOnlyBaseline)
+BASELINES.add("mcan", FusedMCANBaseline, aliases=("fused",))
+
+
+def build_baseline(name: str, sizes: DataSizes, widths: Widths = Widths()) -> nn.Module:
+    """The baseline ``name`` (see :data:`BASELINES`) for ``sizes.task``."""
+    return BASELINES.get(name)(sizes, widths)
+
+
+__all__ = [
+    "BASELINES",
+    "TASKS",
+    "DataSizes",
+    "FusedMCANBaseline",
+    "ImageOnlyBaseline",
+    "TextOnlyBaseline",
+    "Widths",
+    "build_baseline",
+    "small_mcan_spec",
+]
