@@ -227,7 +227,9 @@ def _closing_lines(summary: Any, best_trial: dict | None, best_arch: dict | None
     if best_arch is not None:
         lines.append(f"  best architecture: {experiment}/{BEST_ARCH_FILE}")
     if comparison is not None:
-        lines.append(f"  searched {comparison['searched']} vs retrained {comparison['retrained']}")
+        retrained = ", ".join(f"{k} {v:.4g}" for k, v in comparison["retrained"].items())
+        lines.append(f"  searched val_metric {comparison['searched'].get('val_metric', float('nan')):.4g}; "
+                     f"retrained {retrained} ({comparison.get('retrain_run')})")
     if report is not None:
         lines.append(f"  report: {report}")
     if exit_code:
