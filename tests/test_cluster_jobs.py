@@ -245,6 +245,11 @@ def test_smoke_search_job_runs_on_both_nodes_and_leaves_results_and_report_in_s3
     best_arch = json.loads(cluster.read(f"{experiment}/best_arch.json"))
     assert len(best_arch["enc"]) == 2 and len(best_arch["dec"]) == 2  # the smoke supernet's depths
 
+    # The data set was built once into the experiments' storage, where trials on both nodes read it.
+    cards = [k for k in cluster.keys("experiments/datasets/") if k.endswith("/dataset.json")]
+    assert len(cards) == 1 and json.loads(cluster.read(cards[0]))["source"]["scenes"]["num_scenes"] == 80
+    assert "Building data set 'scenes' at s3://" in log
+
     starts = trial_starts(cluster, experiment)
     assert len(starts) == 4 and all(len(records) == 1 for records in starts.values())
     assert {r["node_id"] for records in starts.values() for r in records} == cluster.node_ids()  # both nodes

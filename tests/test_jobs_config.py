@@ -143,3 +143,19 @@ def test_a_job_file_with_unknown_sections_or_no_tune_settings_is_refused(tmp_pat
     plain.write_text(yaml.safe_dump({"search": {"epochs": 2}}))
     with pytest.raises(ConfigError, match="no tune settings"):
         JOBS["search_vqa"].load(JobOptions(config=str(plain)))
+
+
+def test_the_data_set_goes_next_to_s3_experiments_and_to_the_cache_otherwise(tmp_path, monkeypatch):
+    from mmsearch.data.precompute_config import fingerprint
+    from mmsearch.orchestration.jobs_data import dataset_uri, place_dataset
+    from mmsearch.orchestration.storage import resolve_storage
+
+    monkeypatch.setenv("MMSEARCH_CACHE", str(tmp_path / "cache"))
+    dataset = JOBS["search_vqa"].load(JobOptions()).dataset
+    on_s3 = place_dataset(dataset, resolve_storage("s3://bucket/experiments"))
+    assert on_s3.output == f"s3://bucket/experiments/datasets/scenes-{fingerprint(dataset)}"  # every node reads it
+    assert fingerprint(on_s3) == fingerprint(dataset)  # where it goes is not what it is
+    local = place_dataset(dataset, resolve_storage(str(tmp_path / "results")))
+    assert local == dataset and dataset_uri(local) == str(tmp_path / "cache" / f"scenes-{fingerprint(dataset)}")
+    chosen = JOBS["search_vqa"].load(JobOptions(overrides=("dataset.output=s3://other/scenes",))).dataset
+    assert place_dataset(chosen, resolve_storage("s3://bucket/experiments")).output == "s3://other/scenes"

@@ -41,7 +41,7 @@ from typing import Any, Mapping, Sequence
 
 from mmsearch.config import ConfigError, validate_config
 from mmsearch.orchestration.jobs_config import JobConfig, JobOptions
-from mmsearch.orchestration.jobs_data import bind_data, dataset_root
+from mmsearch.orchestration.jobs_data import bind_data, build_dataset, dataset_complete, dataset_uri, place_dataset
 from mmsearch.orchestration.jobs_handoff import then_train, then_train_settings
 from mmsearch.orchestration.jobs_specs import JOBS, SEARCH_TASKS, JobSpec, job_spec
 
@@ -150,22 +150,28 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
         os.environ.setdefault(key, value)
     job = spec.load(options)
     recipe = bind_data(spec.data, job.recipe, options.data_root)
-    data_ready = True
+    dataset = None
     if job.dataset is not None:
-        root, data_ready = dataset_root(job.dataset, build=False)
-        recipe = spec.data.bind(recipe, root)
+        dataset = place_dataset(job.dataset, storage.resolve_storage(job.tune.storage_path, job.tune.s3_endpoint_url))
+        if dataset.output.startswith("s3://") and job.tune.s3_endpoint_url:
+            # The data layer and the trials find S3 endpoints through AWS_ENDPOINT_URL (forwarded to workers).
+            os.environ.setdefault("AWS_ENDPOINT_URL", job.tune.s3_endpoint_url)
+        recipe = spec.data.bind(recipe, dataset_uri(dataset))
     plan = plan_experiment(spec.trial, spec.config_cls, recipe, job.tune, epochs_key=spec.epochs_key)
     train = then_train_settings(spec.task, job, options, recipe, plan.location) if options.then_train else None
     cfg = validate_config(spec.config_cls, recipe, origin=job.origin)
-    data_line = spec.data.check(cfg) if data_ready else None
+    data_line = spec.data.check(cfg) if dataset is None else None  # data named by the user: checked first
     storage.preflight(plan.location)
     print(f"Results go to {plan.location.uri}", flush=True)
+    data_ready = dataset is None or dataset_complete(dataset)
+    if data_ready and dataset is not None:
+        data_line = spec.data.check(cfg)
     if data_line is not None:
         print(data_line, flush=True)
     if options.check_only:
         print(plan.ladder.describe(plan.num_trials) if plan.ladder else f"FIFO: every trial runs {plan.max_t} epochs")
         if not data_ready:
-            print(f"data set {job.dataset.name!r} would be built first, at {recipe_data_location(spec, recipe)}")
+            print(f"data set {dataset.name!r} would be built first, at {dataset_uri(dataset)}")
         return JobOutcome(plan.location.uri, 0)
 
     from mmsearch.orchestration.cluster import connect
@@ -173,20 +179,9 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
     info = connect()
     _resource_hints(job, info.resources)
     if not data_ready:
-        dataset_root(job.dataset, build=True)
+        build_dataset(dataset)
         print(spec.data.check(cfg), flush=True)
     return _run_and_finish(spec, job, recipe, train)
-
-
-def recipe_data_location(spec: JobSpec, recipe: Mapping[str, Any]) -> str:
-    """The recipe's data setting(s), for messages."""
-    values = []
-    for key in spec.data.keys:
-        node: Any = recipe
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, Mapping) else None
-        values.append(f"{key}={node}")
-    return ", ".join(values)
 
 
 def _run_and_finish(spec: JobSpec, job: JobConfig, recipe: dict[str, Any], train: dict[str, Any] | None) -> JobOutcome:

@@ -8,13 +8,16 @@ that does not match fails before any trial starts, with the path in the message.
 
 The data set itself comes from the job's ``dataset`` section through ``ensure_dataset``: built
 on first use (Ray Data batch inference on the cluster, or in this process with
-``backend: local``) into ``dataset.output`` or the shared cache (``$MMSEARCH_CACHE``, else
-``~/.cache/mmsearch``), and reused by every later job that asks for the same data. On a cluster
-of several machines give it shared storage (``dataset.output=s3://bucket/scenes`` or an NFS path).
+``backend: local``) and reused by every later job that asks for the same data. It goes to
+``dataset.output``; else, when experiments go to S3, next to them
+(``<storage>/datasets/<name>-<fingerprint>``, readable from every node); else to this machine's
+cache (``$MMSEARCH_CACHE``, else ``~/.cache/mmsearch``). On a cluster of several machines with
+NFS storage, point ``dataset.output`` at the NFS mount too.
 """
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from mmsearch.config import ConfigError
@@ -95,19 +98,42 @@ FUSEMIX_DATA = DataBinding(keys=("data.store", "data.val_store", "data.test_stor
                            check=_check_fusemix)
 
 
-def dataset_root(dataset: PrecomputeConfig, *, build: bool = True) -> tuple[str, bool]:
-    """(root URI, complete?) of the data set ``dataset`` describes; with ``build`` it is built when missing."""
+def place_dataset(dataset: PrecomputeConfig, storage_root: Any) -> PrecomputeConfig:
+    """Where the data set goes: its ``output``; else, when experiments go to S3, next to them in
+    ``<storage>/datasets/<name>-<fingerprint>`` (every node can read it, every job with the same
+    storage reuses it); else this machine's cache."""
+    if dataset.output or not storage_root.is_s3:
+        return dataset
+    from mmsearch.config import replace
+    from mmsearch.data.precompute_config import fingerprint
+
+    return replace(dataset, output=f"{storage_root.uri}/datasets/{dataset.name}-{fingerprint(dataset)}")
+
+
+def dataset_uri(dataset: PrecomputeConfig) -> str:
+    """The data set's root URI, computed without touching storage."""
+    from mmsearch.data.dataset_root import cache_root
+    from mmsearch.data.precompute_config import fingerprint
+
+    uri = dataset.output or cache_root(dataset.name, fingerprint(dataset))
+    return uri.rstrip("/") if uri.startswith("s3://") else str(Path(uri).expanduser().resolve())
+
+
+def dataset_complete(dataset: PrecomputeConfig) -> bool:
+    """Whether the data set is built (its card is there, with this config's fingerprint)."""
     from mmsearch.data.precompute import dataset_root_of
     from mmsearch.data.precompute_config import fingerprint
 
     root = dataset_root_of(dataset)
-    complete = root.has_card() and root.read_card().fingerprint == fingerprint(dataset)
-    if complete or not build:
-        return root.uri, complete
+    return root.has_card() and root.read_card().fingerprint == fingerprint(dataset)
+
+
+def build_dataset(dataset: PrecomputeConfig) -> str:
+    """Build the data set (Ray Data batch inference, or in this process with ``backend: local``)."""
     from mmsearch.orchestration.precompute import ensure_dataset
 
-    print(f"Building data set {dataset.name!r} at {root.uri} (first use; later jobs reuse it)", flush=True)
-    return ensure_dataset(dataset), True
+    print(f"Building data set {dataset.name!r} at {dataset_uri(dataset)} (first use; later jobs reuse it)", flush=True)
+    return ensure_dataset(dataset)
 
 
 def bind_data(binding: DataBinding, recipe: Mapping[str, Any], root: str | None) -> dict[str, Any]:
@@ -119,4 +145,14 @@ def bind_data(binding: DataBinding, recipe: Mapping[str, Any], root: str | None)
     return binding.bind(recipe, root)
 
 
-__all__ = ["FUSEMIX_DATA", "SEARCH_DATA", "DataBinding", "DataCheckError", "bind_data", "dataset_root"]
+__all__ = [
+    "FUSEMIX_DATA",
+    "SEARCH_DATA",
+    "DataBinding",
+    "DataCheckError",
+    "bind_data",
+    "build_dataset",
+    "dataset_complete",
+    "dataset_uri",
+    "place_dataset",
+]
