@@ -35,6 +35,9 @@ RunFn = Callable[[MultimodalBatch], dict[str, Tensor]]
 ITM_KS = (1, 5, 10)
 MODALITIES = ("text", "image", "text+image")  # what a model's output depends on
 PAIR_CHUNK = 256  # (image, caption) pairs per forward when every pair is scored
+# Scores closer than this (relative to 1 + |score|) are a tie: the same input gives results
+# that differ in the last bits when it is computed in batches of different shapes.
+TIE_TOLERANCE = 1e-5
 
 
 def first_images(batches: Iterable[MultimodalBatch], num_images: int | None) -> list[MultimodalBatch]:
@@ -61,7 +64,8 @@ def first_images(batches: Iterable[MultimodalBatch], num_images: int | None) -> 
 @torch.no_grad()
 def itm_pairwise_accuracy(run: RunFn, batches: Iterable[MultimodalBatch]) -> dict[str, float]:
     """Percentage of (caption, own hard negative) pairs where the caption scores higher on its
-    image; a tie counts one half (so a model that ignores the text scores exactly 50)."""
+    image; a tie (within :data:`TIE_TOLERANCE`) counts one half, so a model that ignores the
+    text scores exactly 50."""
     wins, count = 0.0, 0
     for batch in batches:
         negatives = dataset_negative_texts(batch)
@@ -74,7 +78,8 @@ def itm_pairwise_accuracy(run: RunFn, batches: Iterable[MultimodalBatch]) -> dic
         positive = run(batch)["logits"].float()
         negative = run(pair_rows(batch, rows, negatives, rows * present.shape[1] + slots))["logits"].float()
         difference = positive[rows] - negative
-        wins += float((difference > 0).sum()) + 0.5 * float((difference == 0).sum())
+        tie = difference.abs() <= TIE_TOLERANCE * (1.0 + positive[rows].abs())
+        wins += float(((difference > 0) & ~tie).sum()) + 0.5 * float(tie.sum())
         count += len(rows)
     if count == 0:
         raise ValueError("itm pairwise accuracy: no caption has a hard negative")

@@ -1,0 +1,165 @@
+"""One training budget for every baseline: train on ``train``, select on ``val``, report ``test``.
+
+:func:`train_and_select` trains a baseline with the task's real objective
+(:func:`mmsearch.heads.make_objective`; VQA and ITM losses averaged per sample so that the
+gradient clip means the same for every task and batch size), Adam with a linear warm-up over
+the first epoch and a step decay for the last epochs, evaluates the ``val`` part after every
+epoch, keeps the weights of the best epoch (the task's primary metric: ``vqa_acc``,
+``itm_rsum``, ``vg_acc``; the earliest on ties) and evaluates them once on ``test``.
+
+``data`` is any ``mmsearch.recipes.task_data.TaskData`` (``info``, ``batches(part, ...)``).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from mmsearch.baselines import DataSizes, Widths, build_baseline
+from mmsearch.baselines.evaluation import evaluate_task
+from mmsearch.batch import MultimodalBatch
+from mmsearch.config import config_dataclass
+from mmsearch.heads import PRIMARY_METRIC, make_objective
+
+
+@config_dataclass
+class TrainBudget:
+    """The same for every baseline and task."""
+
+    epochs: int = Field(default=8, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    lr: float = Field(default=1e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.98)  # MMnas's Adam
+    eps: float = Field(default=1e-9, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    grad_clip: float = Field(default=1.0, gt=0)  # global grad-norm clip (MMnas: 1.0)
+    decay_epochs: int = Field(default=2, ge=0)  # the last this many epochs run at lr * decay_rate
+    decay_rate: float = Field(default=0.2, gt=0, le=1)
+    eval_batch_size: int = Field(default=256, gt=0)
+    itm_eval_images: int | None = Field(default=100, gt=0)  # retrieval set: first N images x all their captions
+    # ITM negatives per positive: one caption and one image re-paired from the batch and one of
+    # the caption's hard negatives, at random (mined from itm_hard_from_epoch on, scoring
+    # itm_candidates in-batch candidates per negative: several forwards per step)
+    itm_hard_from_epoch: int | None = Field(default=None, ge=0)  # None: never mine
+    itm_candidates: int = Field(default=4, ge=1)
+    seed: int = 0
+
+
+@dataclass
+class BaselineResult:
+    name: str
+    task: str
+    parameters: int
+    best_epoch: int
+    val: dict[str, float]  # at the best epoch
+    test: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)  # per epoch: lr, train_loss, val_metric, seconds
+    seconds: dict[str, float] = field(default_factory=dict)  # train, eval, total
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def learning_rate(budget: TrainBudget, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """Linear warm-up over epoch 0 (from 1/steps to 1), then constant, x ``decay_rate`` in the last ``decay_epochs``."""
+    if epoch == 0:
+        return budget.lr * (step + 1) / max(1, steps_per_epoch)
+    if epoch >= budget.epochs - budget.decay_epochs:
+        return budget.lr * budget.decay_rate
+    return budget.lr
+
+
+def _objective(task: str, budget: TrainBudget):
+    if task == "vqa":
+        return make_objective("vqa", reduction="mean")
+    if task == "itm":
+        hard_from = budget.epochs if budget.itm_hard_from_epoch is None else budget.itm_hard_from_epoch
+        return make_objective("itm", reduction="mean", num_candidates=budget.itm_candidates, hard_negatives_from_epoch=hard_from)
+    return make_objective("vg")
+
+
+def eval_batches(data: Any, part: str, budget: TrainBudget) -> list[MultimodalBatch]:
+    """A part's batches in their stored order, collated once and reused every epoch."""
+    return list(data.batches(part, batch_size=budget.eval_batch_size, shuffle=False))
+
+
+def train_and_select(
+    model: nn.Module,
+    data: Any,
+    budget: TrainBudget,
+    *,
+    name: str = "",
+    log: Callable[[str], None] | None = None,
+) -> BaselineResult:
+    """Train ``model`` on ``data``'s ``train`` part, pick the best epoch on ``val``, evaluate it on ``test``."""
+    task = data.info.task
+    started = time.perf_counter()
+    torch.manual_seed(budget.seed)
+    objective = _objective(task, budget)
+    optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr, betas=budget.betas, eps=budget.eps, weight_decay=budget.weight_decay)
+    val_batches = eval_batches(data, "val", budget)
+    steps_per_epoch = math.ceil(data.num_samples("train") / budget.batch_size)
+    primary = PRIMARY_METRIC[task]
+    modality = getattr(model, "modality", "text+image")
+    best: tuple[float, int, dict[str, Any], dict[str, float]] | None = None
+    history, train_s, eval_s = [], 0.0, 0.0
+    for epoch in range(budget.epochs):
+        tick = time.perf_counter()
+        model.train()
+        losses = []
+        for step, batch in enumerate(data.batches("train", batch_size=budget.batch_size, epoch=epoch, seed=budget.seed)):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(budget, epoch, step, steps_per_epoch)
+            optimizer.zero_grad(set_to_none=True)
+            loss, _ = objective.loss(model, batch, epoch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{name or type(model).__name__} on {task}: loss is {float(loss)} at epoch {epoch}, step {step}")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), budget.grad_clip)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        tock = time.perf_counter()
+        model.eval()
+        val = evaluate_task(task, model, val_batches, budget.itm_eval_images, modality)
+        done = time.perf_counter()
+        train_s, eval_s = train_s + tock - tick, eval_s + done - tock
+        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": sum(losses) / max(1, len(losses)),
+                  "val_metric": val[primary], "train_s": tock - tick, "eval_s": done - tock}
+        history.append(record)
+        if log is not None:
+            log(f"{name} {task} epoch {epoch + 1}/{budget.epochs}: loss {record['train_loss']:.4f} val {primary} {val[primary]:.2f} "
+                f"({record['train_s']:.1f} s + {record['eval_s']:.1f} s)")
+        if best is None or val[primary] > best[0]:
+            best = (val[primary], epoch + 1, copy.deepcopy(model.state_dict()), val)
+    assert best is not None  # epochs >= 1
+    model.load_state_dict(best[2])
+    model.eval()
+    tick = time.perf_counter()
+    test = evaluate_task(task, model, eval_batches(data, "test", budget), budget.itm_eval_images, modality)
+    eval_s += time.perf_counter() - tick
+    return BaselineResult(
+        name=name,
+        task=task,
+        parameters=sum(p.numel() for p in model.parameters()),
+        best_epoch=best[1],
+        val=best[3],
+        test=test,
+        history=history,
+        seconds={"train": train_s, "eval": eval_s, "total": time.perf_counter() - started},
+    )
+
+
+def run_baseline(name: str, data: Any, widths: Widths, budget: TrainBudget, log: Callable[[str], None] | None = None) -> BaselineResult:
+    """Build baseline ``name`` for ``data`` (weights seeded from ``budget.seed``) and :func:`train_and_select` it."""
+    torch.manual_seed(budget.seed)
+    model = build_baseline(name, DataSizes.from_info(data.info), widths)
+    return train_and_select(model, data, budget, name=name, log=log)
+
+
+__all__ = ["BaselineResult", "TrainBudget", "eval_batches", "learning_rate", "run_baseline", "train_and_select"]
