@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import sys
 
-from mmsearch.orchestration.precompute import build_parser, main
+from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
+
+settle_ray_auth_mode()  # before anything imports Ray (Ray reads RAY_AUTH_MODE once, at import)
+
+from mmsearch.orchestration.precompute import build_parser, main  # noqa: E402
 
 __all__ = ["build_parser", "main"]
 

@@ -23,6 +23,10 @@ import argparse
 import logging
 import sys
 
+from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
+
+settle_ray_auth_mode()  # before anything imports Ray (Ray reads RAY_AUTH_MODE once, at import)
+
 from mmsearch.config import ConfigError, load_config, read_yaml
 from mmsearch.recipes.train_derived_config import TrainDerivedConfig
 

@@ -48,5 +48,8 @@ def test_connect_reuses_the_running_instance(ray_session, monkeypatch):
 def test_auth_mode_is_always_explicit(ray_session, monkeypatch):
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    assert connect().auth_mode == "token"  # Ray's default for a local start, now visible to clients
-    assert connect(auth_mode="disabled").auth_mode == "disabled"
+    # Ray is already imported here, so it runs with an unset mode read as "disabled": connect()
+    # records that rather than setting "token", which this process could no longer honour.
+    assert connect().auth_mode == "disabled"
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    assert connect(auth_mode="token").auth_mode == "token"  # an explicit choice is kept

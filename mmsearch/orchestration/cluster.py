@@ -21,6 +21,8 @@ from typing import Any
 
 import ray
 
+from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
+
 log = logging.getLogger(__name__)
 
 # Non-secret settings every worker needs the same as the driver.
@@ -85,7 +87,10 @@ def connect(
     """
     if auth_mode is not None:
         os.environ["RAY_AUTH_MODE"] = auth_mode
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray's own default, made explicit
+    # Entry points settle the mode before Ray is imported (jobs_env); when a caller did not,
+    # settle_ray_auth_mode records what this already-imported Ray runs with instead of setting a
+    # mode the process cannot honour (that splits driver and GCS).
+    settle_ray_auth_mode()
     address = address or os.environ.get("RAY_ADDRESS") or None
     joining = address is not None or in_submitted_job()
     if ray.is_initialized():

@@ -79,9 +79,11 @@ class TuneContext:
             raise ReportError(f"{TIME_ATTR!r} must increase at every report: {epoch} after {self._last_epoch}")
         self._last_epoch = epoch
         checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+        # Mirror the epoch's files first: when a scheduler stops the trial at this report (ASHA at
+        # a rung, or at max_t), nothing after tune.report runs in this trial.
+        self.upload_artifacts()
         # tune.report persists the checkpoint before it returns: the recipe may delete the directory.
         tune.report({**metrics, TIME_ATTR: epoch}, checkpoint=checkpoint)
-        self.upload_artifacts()
 
     def upload_artifacts(self) -> int:
         """Copy new or changed files of ``output_dir`` (not dot-names) to storage; returns how many."""
