@@ -26,9 +26,9 @@ from mmsearch.config import config_dataclass, config_to_dict, replace
 from mmsearch.heads import PRIMARY_METRIC, HeadConfig, head_config
 from mmsearch.nas import STRATEGIES, NetConfig, SupernetConfig, initial_alphas
 from mmsearch.nas.arch_spec import DEFAULT_POOLS, canonical_pool
+from mmsearch.recipes.resolve import data_sizes
 from mmsearch.recipes.task_data import TaskDataConfig, TaskInfo
 
-DEFAULT_WORD_DIM = 300  # learned token embedding width without pretrained rows (GloVe: 300)
 _NET_FIELDS = tuple(f.name for f in dataclasses.fields(NetConfig))
 _SEARCH_SPACE_FIELDS = ("enc_depth", "dec_depth", "enc_pool", "dec_pool", "alpha_init", "prior_strength")
 
@@ -190,35 +190,8 @@ def supernet_config(cfg: SearchConfig) -> SupernetConfig:
 
 def resolve_config(cfg: SearchConfig, info: TaskInfo) -> SearchConfig:
     """``cfg`` with the data-dependent sizes filled from ``info``; a set value must agree with it."""
-    if info.task != cfg.data.task:
-        raise ValueError(f"the data is for task {info.task!r} but data.task is {cfg.data.task!r}")
-    model = cfg.model
-    found: dict[str, int | str | None] = {"text_input": cfg.data.text_input, "region_dim": info.region_dim}
-    if cfg.data.text_input == "tokens":
-        if info.vocab_size <= 0:
-            raise ValueError("data.text_input is 'tokens' but the data has no token vocabulary (vocab_size 0); use text_input=states")
-        found["vocab_size"] = info.vocab_size
-        if info.embedding_init is not None:
-            found["word_dim"] = int(info.embedding_init.shape[1])
-    elif info.text_state_dim <= 0:
-        raise ValueError("data.text_input is 'states' but the data has no per-token text states (text_state_dim 0)")
-    else:
-        found["text_state_dim"] = info.text_state_dim
-    for key, value in found.items():
-        stated = getattr(model, key)
-        if stated is not None and stated != value:
-            raise ValueError(f"model.{key} is {stated!r} but the data has {value!r}")
-    changes = dict(found)
-    if model.word_dim is None and "word_dim" not in changes and cfg.data.text_input == "tokens":
-        changes["word_dim"] = DEFAULT_WORD_DIM
-    head = cfg.head if cfg.head is not None else head_config(cfg.data.task)
-    if head.task == "vqa":
-        if info.num_answers <= 0:
-            raise ValueError("the VQA data has no answer vocabulary (num_answers 0)")
-        if head.num_answers is not None and head.num_answers != info.num_answers:
-            raise ValueError(f"head.num_answers is {head.num_answers} but the data has {info.num_answers} answers")
-        head = replace(head, num_answers=info.num_answers)
-    return replace(cfg, model=replace(model, **changes), head=head, output_dir=cfg.run_dir)
+    changes, head = data_sizes(cfg.model, cfg.head, cfg.data, info)
+    return replace(cfg, model=replace(cfg.model, **changes), head=head, output_dir=cfg.run_dir)
 
 
 def weight_lr(settings: SearchSettings, epoch: int) -> float:

@@ -33,6 +33,7 @@ from mmsearch.config import config_to_dict, dump_config
 from mmsearch.io import atomic_torch_save, atomic_write_json
 from mmsearch.nas import ArchSpec, save_arch_spec
 from mmsearch.recipes.task_data import TaskData
+from mmsearch.recipes.resolve import config_differences as _differences
 
 STATE_NAME = "state.pt"
 STATE_FORMAT = "mmsearch.search_state/1"
@@ -233,23 +234,7 @@ def restore_checkpoint(
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """``"key: saved -> current"`` for every differing leaf, except :data:`RESUMABLE_CHANGES`."""
-    flat_saved, flat_current = _flatten(saved), _flatten(current)
-    keys = sorted(set(flat_saved) | set(flat_current))
-    return [
-        f"{key}: {flat_saved.get(key)!r} -> {flat_current.get(key)!r}"
-        for key in keys
-        if key not in RESUMABLE_CHANGES and flat_saved.get(key) != flat_current.get(key)
-    ]
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return out
+    return _differences(saved, current, RESUMABLE_CHANGES)
 
 
 __all__ = [

@@ -31,10 +31,10 @@ from pydantic import Field, ValidationError
 from mmsearch.config import config_dataclass, config_to_dict, replace
 from mmsearch.heads import PRIMARY_METRIC, HeadConfig, head_config
 from mmsearch.nas import ArchSpec, NetConfig
+from mmsearch.recipes.resolve import data_sizes
 from mmsearch.recipes.task_data import TaskDataConfig, TaskInfo
 from mmsearch.recipes.train_derived_arch import resolve_arch
 
-DEFAULT_WORD_DIM = 300  # learned token embedding width without pretrained rows (GloVe: 300)
 _NET_FIELDS = tuple(f.name for f in dataclasses.fields(NetConfig))
 
 
@@ -201,35 +201,9 @@ class TrainDerivedConfig:
 def resolve_config(cfg: TrainDerivedConfig, info: TaskInfo) -> TrainDerivedConfig:
     """``cfg`` made self-contained: the architecture and DeepSpeed config read into dicts, the sizes
     the data decides filled from ``info`` (a set value must agree), the output directory fixed."""
-    if info.task != cfg.data.task:
-        raise ValueError(f"the data is for task {info.task!r} but data.task is {cfg.data.task!r}")
     spec = resolve_arch(cfg.arch)
+    changes, head = data_sizes(cfg.model, cfg.head, cfg.data, info)
     model = cfg.model
-    found: dict[str, Any] = {"text_input": cfg.data.text_input, "region_dim": info.region_dim}
-    if cfg.data.text_input == "tokens":
-        if info.vocab_size <= 0:
-            raise ValueError("data.text_input is 'tokens' but the data has no token vocabulary (vocab_size 0); use text_input=states")
-        found["vocab_size"] = info.vocab_size
-        if info.embedding_init is not None:
-            found["word_dim"] = int(info.embedding_init.shape[1])
-    elif info.text_state_dim <= 0:
-        raise ValueError("data.text_input is 'states' but the data has no per-token text states (text_state_dim 0)")
-    else:
-        found["text_state_dim"] = info.text_state_dim
-    for key, value in found.items():
-        stated = getattr(model, key)
-        if stated is not None and stated != value:
-            raise ValueError(f"model.{key} is {stated!r} but the data has {value!r}")
-    changes = dict(found)
-    if model.word_dim is None and "word_dim" not in changes and cfg.data.text_input == "tokens":
-        changes["word_dim"] = DEFAULT_WORD_DIM
-    head = cfg.head if cfg.head is not None else head_config(cfg.data.task)
-    if head.task == "vqa":
-        if info.num_answers <= 0:
-            raise ValueError("the VQA data has no answer vocabulary (num_answers 0)")
-        if head.num_answers is not None and head.num_answers != info.num_answers:
-            raise ValueError(f"head.num_answers is {head.num_answers} but the data has {info.num_answers} answers")
-        head = replace(head, num_answers=info.num_answers)
     resolved = replace(
         cfg,
         arch=spec.to_dict(),

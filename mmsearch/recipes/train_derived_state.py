@@ -29,6 +29,7 @@ from mmsearch.io import atomic_torch_save
 from mmsearch.nas import ArchSpec, save_arch_spec
 from mmsearch.recipes.search_state import rng_state, set_rng_state
 from mmsearch.recipes.train_derived_engine import TrainEngine
+from mmsearch.recipes.resolve import config_differences as _differences
 
 STATE_NAME = "train_state.pt"
 STATE_FORMAT = "mmsearch.train_state/1"
@@ -112,25 +113,8 @@ def restore_checkpoint(directory: Path, *, config: Any, engine: TrainEngine, ran
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``"key: saved -> current"`` for every differing leaf not under :data:`RESUMABLE_CHANGES`."""
-    flat_saved, flat_current = _flatten(saved), _flatten(current)
-    changed = []
-    for key in sorted(set(flat_saved) | set(flat_current)):
-        if any(key == p or (p.endswith(".") and key.startswith(p)) for p in RESUMABLE_CHANGES):
-            continue
-        if flat_saved.get(key) != flat_current.get(key):
-            changed.append(f"{key}: {flat_saved.get(key)!r} -> {flat_current.get(key)!r}")
-    return changed
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return out
+    """``"key: saved -> current"`` for every differing leaf, except :data:`RESUMABLE_CHANGES`."""
+    return _differences(saved, current, RESUMABLE_CHANGES)
 
 
 __all__ = [

@@ -1,0 +1,75 @@
+"""Helpers shared by the MMnas recipes (search and derived training).
+
+* :func:`data_sizes`: fill the model and head sizes the data decides (vocabulary, feature widths,
+  answers) from a ``TaskInfo``; a size the config states must agree with the data.
+* :func:`config_differences`: what changed between a checkpoint's config and the current one, so
+  a resumed run refuses a different experiment.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from mmsearch.config import replace
+from mmsearch.heads import HeadConfig, head_config
+from mmsearch.recipes.task_data import TaskDataConfig, TaskInfo
+
+DEFAULT_WORD_DIM = 300  # learned token embedding width without pretrained rows (GloVe: 300)
+
+
+def data_sizes(model: Any, head: HeadConfig | None, data: TaskDataConfig, info: TaskInfo) -> tuple[dict[str, Any], HeadConfig]:
+    """The model-section changes and the head config that match the data.
+
+    ``model`` is a recipe's model section (fields ``text_input``, ``region_dim``, ``vocab_size``,
+    ``word_dim``, ``text_state_dim``; ``None`` = take it from the data).
+    """
+    if info.task != data.task:
+        raise ValueError(f"the data is for task {info.task!r} but data.task is {data.task!r}")
+    found: dict[str, Any] = {"text_input": data.text_input, "region_dim": info.region_dim}
+    if data.text_input == "tokens":
+        if info.vocab_size <= 0:
+            raise ValueError("data.text_input is 'tokens' but the data has no token vocabulary (vocab_size 0); use text_input=states")
+        found["vocab_size"] = info.vocab_size
+        if info.embedding_init is not None:
+            found["word_dim"] = int(info.embedding_init.shape[1])
+    elif info.text_state_dim <= 0:
+        raise ValueError("data.text_input is 'states' but the data has no per-token text states (text_state_dim 0)")
+    else:
+        found["text_state_dim"] = info.text_state_dim
+    for key, value in found.items():
+        stated = getattr(model, key)
+        if stated is not None and stated != value:
+            raise ValueError(f"model.{key} is {stated!r} but the data has {value!r}")
+    changes = dict(found)
+    if model.word_dim is None and "word_dim" not in changes and data.text_input == "tokens":
+        changes["word_dim"] = DEFAULT_WORD_DIM
+    head = head if head is not None else head_config(data.task)
+    if head.task == "vqa":
+        if info.num_answers <= 0:
+            raise ValueError("the VQA data has no answer vocabulary (num_answers 0)")
+        if head.num_answers is not None and head.num_answers != info.num_answers:
+            raise ValueError(f"head.num_answers is {head.num_answers} but the data has {info.num_answers} answers")
+        head = replace(head, num_answers=info.num_answers)
+    return changes, head
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any], resumable: tuple[str, ...]) -> list[str]:
+    """``"key: saved -> current"`` for every differing leaf, except keys in ``resumable``
+    (a key, or a prefix ending in ``.`` for a whole section)."""
+    flat_saved, flat_current = _flatten(saved), _flatten(current)
+    changed = []
+    for key in sorted(set(flat_saved) | set(flat_current)):
+        if any(key == p or (p.endswith(".") and key.startswith(p)) for p in resumable):
+            continue
+        if flat_saved.get(key) != flat_current.get(key):
+            changed.append(f"{key}: {flat_saved.get(key)!r} -> {flat_current.get(key)!r}")
+    return changed
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return out
