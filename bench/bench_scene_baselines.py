@@ -71,7 +71,7 @@ def run_job(root: str, name: str, task: str, widths: dict[str, Any], budget: dic
     settings = TrainBudget(**budget)
     if name == REFERENCE:
         train = data.batches("train", batch_size=settings.eval_batch_size, shuffle=False) if task == "vqa" else None
-        test = chance_levels(task, eval_batches(data, "test", settings), train, settings.itm_eval_images)
+        test = chance_levels(task, eval_batches(data, "test", settings), train, settings.itm_test_images)
         return {"name": name, "task": task, "test": test, "seconds": {"total": time.perf_counter() - started}}
     log = lambda line: print(line, flush=True)  # noqa: E731
     return run_baseline(name, data, Widths(**widths), settings, log=log).to_dict()
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     card = DatasetRoot(root).read_card()
     if args.quick:
         widths = Widths(hidden=32, flat_mlp=32, head_dim=16, depth=1)
-        budget = TrainBudget(epochs=args.epochs or 2, batch_size=16, decay_epochs=1, eval_batch_size=64, itm_eval_images=4, seed=args.seed)
+        budget = TrainBudget(epochs=args.epochs or 2, batch_size=16, decay_epochs=1, eval_batch_size=64, itm_val_images=3, itm_test_images=4, seed=args.seed)
     else:
         widths = Widths()
         budget = TrainBudget(epochs=args.epochs or TrainBudget().epochs, seed=args.seed)
