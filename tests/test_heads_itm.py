@@ -288,3 +288,59 @@ def test_retrieval_sets_hold_each_image_once_across_batches():
     assert text_to_image.tolist() == [0, 0, 1, 1, 2, 2]
     with pytest.raises(KeyError, match="image_id"):
         retrieval_sets([itm_batch([0, 1], with_ids=False)])
+
+
+def _head(fusion: str, hidden: int = 16):
+    from mmsearch.heads.config import ITMHeadConfig
+    from mmsearch.heads.itm import ITMHead
+
+    torch.manual_seed(0)
+    return ITMHead(ITMHeadConfig(fusion=fusion, flat_mlp_size=16, dropout=0.0), hidden)
+
+
+def test_bilinear_fusion_starts_as_mmnas_head():
+    """The bilinear term starts at zero: at initialisation the head scores like MMnas's sum head."""
+    plain, bilinear = _head("sum"), _head("sum_bilinear")
+    bilinear.load_state_dict(plain.state_dict(), strict=False)
+    assert bilinear.bilinear is not None and plain.bilinear is None
+    text, regions = torch.randn(5, 3, 16), torch.randn(5, 4, 16)
+    masks = torch.zeros(5, 3, dtype=torch.bool), torch.zeros(5, 4, dtype=torch.bool)
+    args = (text, masks[0], regions, masks[1])
+    assert torch.allclose(plain(*args)["logits"], bilinear(*args)["logits"])
+
+
+def _held_out_accuracy_on_a_matching_rule(fusion: str) -> float:
+    """Train a head on pairs labelled by the sign of the dot product of their text and region
+    vectors (a caption matches an image only jointly), then score fresh pairs. The streams have one
+    position each, so everything learned is in the head itself."""
+    head = _head(fusion, hidden=8)
+    generator = torch.Generator().manual_seed(1)
+    mask = torch.zeros(512, 1, dtype=torch.bool)
+
+    def pairs():
+        text, regions = torch.randn(512, 1, 8, generator=generator), torch.randn(512, 1, 8, generator=generator)
+        return text, regions, ((text[:, 0] * regions[:, 0]).sum(-1) > 0).float()
+
+    text, regions, label = pairs()
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(300):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(head(text, mask, regions, mask)["logits"], label)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    text, regions, label = pairs()
+    head.eval()
+    return ((head(text, mask, regions, mask)["logits"] > 0).float() == label).float().mean().item()
+
+
+def test_the_bilinear_head_learns_a_matching_rule_the_sum_head_does_not():
+    bilinear, plain = _held_out_accuracy_on_a_matching_rule("sum_bilinear"), _held_out_accuracy_on_a_matching_rule("sum")
+    assert bilinear > 0.85 and bilinear - plain > 0.1, (bilinear, plain)
+
+
+def test_unknown_itm_fusion_is_named():
+    from mmsearch.config import ConfigError, validate_config
+    from mmsearch.heads.config import ITMHeadConfig
+
+    with pytest.raises((ConfigError, ValueError), match="fusion"):
+        validate_config(ITMHeadConfig, {"fusion": "product"})

@@ -44,6 +44,9 @@ class VQAHeadConfig(_ReductionConfig):
 class ITMHeadConfig(_ReductionConfig):
     task: Literal["itm"] = "itm"
     reduction: Reduction = "sum"  # "sum" over pairs as MMnas; "mean" divides by the positives
+    # "sum": MMnas's head (linear on the fused sum); "sum_bilinear": plus a bilinear match score of
+    # the two reduced streams (see ITMHead: without it, nothing learned ITM on the embedded scenes).
+    fusion: Literal["sum", "sum_bilinear"] = "sum_bilinear"
     # In-batch candidates scored (without grad) per anchor to pick the hardest negative;
     # 1 = a random in-batch negative. Each candidate costs one extra forward row per anchor
     # and direction.

@@ -60,12 +60,17 @@ class FusedReduction(nn.Module):
         self.region_flat = AttFlat(hidden_size, out_size, mlp_size, glimpses, dropout)
         self.norm = nn.LayerNorm(out_size)
 
-    def forward(self, text: Tensor, text_mask: Tensor, regions: Tensor, region_mask: Tensor) -> Tensor:
+    def pooled(self, text: Tensor, text_mask: Tensor, regions: Tensor, region_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The two reduced streams before fusion: ``([B, out_size], [B, out_size])``."""
         check_stream("text", text, text_mask, self.hidden_size)
         check_stream("region", regions, region_mask, self.hidden_size)
         if text.shape[0] != regions.shape[0]:
             raise ValueError(f"text and regions disagree on the batch size: {text.shape[0]} vs {regions.shape[0]}")
-        return self.norm(self.text_flat(text, text_mask) + self.region_flat(regions, region_mask))
+        return self.text_flat(text, text_mask), self.region_flat(regions, region_mask)
+
+    def forward(self, text: Tensor, text_mask: Tensor, regions: Tensor, region_mask: Tensor) -> Tensor:
+        text_vector, region_vector = self.pooled(text, text_mask, regions, region_mask)
+        return self.norm(text_vector + region_vector)
 
 
 __all__ = ["AttFlat", "FusedReduction", "check_stream", "padding_fill_value"]
