@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-REFERENCE_INPUT_PAIRS_PER_S = {2048: 90.7, 8192: 84.2}  # upstream step, measured on this machine (fusemix.md)
+REFERENCE_INPUT_PAIRS_PER_S = {2048: 90.7, 8192: 84.2}  # upstream step, measured on a machine like this one (shared/reference/fusemix.md)
 REFERENCE_RANGE = (84.0, 91.0)
 IMAGE_DIM, TEXT_DIM, OUT_DIM = 1536, 1024, 512
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "fusemix_step.json"
