@@ -15,7 +15,7 @@ run (all of them ran to max_t); the headline is the standard deviation across se
 configuration, and the mean over configurations. ASHA's best is "within noise" when it is no
 more than one such standard deviation below FIFO's best.
 
-    python bench/bench_asha_vs_fifo.py           # 3 weight LRs x 3 seeds, max_t 9, rf 3 (~6-8 min on 2 cores)
+    python bench/bench_asha_vs_fifo.py           # 3 weight LRs x 3 seeds, grace 3, max_t 27, rf 3 (~10 min on 2 cores)
     python bench/bench_asha_vs_fifo.py --tiny    # 4 trials x 3 epochs: checks that it works
 
 Writes ``bench/results/asha_vs_fifo.json`` (atomically) with the machine, the command and the figures.
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weight-lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=9, help="max_t: every FIFO trial's epochs")
-    parser.add_argument("--grace-period", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=27, help="max_t: every FIFO trial's epochs (rungs 3, 9, 27)")
+    parser.add_argument("--grace-period", type=int, default=3, help="past the search warm-up (2 epochs, architecture weights frozen)")
     parser.add_argument("--reduction-factor", type=float, default=3.0)
     parser.add_argument("--train-images", type=int, default=1600)
     parser.add_argument("--val-images", type=int, default=300, help="600 questions: binomial noise ~2 points at 50%%")
