@@ -29,7 +29,7 @@ set is read from the store by each run (a few MB). Prints the tables and writes
 ``bench/results/fusemix_scenes.json`` atomically (machine, load average, command, settings,
 per-run and per-cell metrics, wall time).
 
-    python bench/bench_fusemix_scenes.py                      # the full measurement (see bench/fusemix.md)
+    python bench/bench_fusemix_scenes.py                      # the full measurement (figures: bench/README.md)
     python bench/bench_fusemix_scenes.py --quick --data source.scenes.num_scenes=60 --out /tmp/s.json
 """
 from __future__ import annotations
