@@ -73,3 +73,11 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
     return out
+
+
+def check_task_agreement(head: HeadConfig | None, data: TaskDataConfig, text_input: str | None) -> None:
+    """A recipe config's head and model must describe the task and text input its data does."""
+    if head is not None and head.task != data.task:
+        raise ValueError(f"head.task ({head.task!r}) does not match data.task ({data.task!r})")
+    if text_input is not None and text_input != data.text_input:
+        raise ValueError(f"model.text_input ({text_input!r}) does not match data.text_input ({data.text_input!r})")

@@ -26,7 +26,7 @@ from mmsearch.config import config_dataclass, config_to_dict, replace
 from mmsearch.heads import PRIMARY_METRIC, HeadConfig, head_config
 from mmsearch.nas import STRATEGIES, NetConfig, SupernetConfig, initial_alphas
 from mmsearch.nas.arch_spec import DEFAULT_POOLS, canonical_pool
-from mmsearch.recipes.resolve import data_sizes
+from mmsearch.recipes.resolve import check_task_agreement, data_sizes
 from mmsearch.recipes.task_data import TaskDataConfig, TaskInfo
 
 _NET_FIELDS = tuple(f.name for f in dataclasses.fields(NetConfig))
@@ -162,10 +162,7 @@ class SearchConfig:
     output_dir: str = ""  # run directory without a context ("" = runs/search_<task>_<strategy>_seed<seed>)
 
     def __post_init__(self) -> None:
-        if self.head is not None and self.head.task != self.data.task:
-            raise ValueError(f"head.task ({self.head.task!r}) does not match data.task ({self.data.task!r})")
-        if self.model.text_input is not None and self.model.text_input != self.data.text_input:
-            raise ValueError(f"model.text_input ({self.model.text_input!r}) does not match data.text_input ({self.data.text_input!r})")
+        check_task_agreement(self.head, self.data, self.model.text_input)
 
     @property
     def primary_metric(self) -> str:

@@ -31,7 +31,7 @@ from pydantic import Field, ValidationError
 from mmsearch.config import config_dataclass, config_to_dict, replace
 from mmsearch.heads import PRIMARY_METRIC, HeadConfig, head_config
 from mmsearch.nas import ArchSpec, NetConfig
-from mmsearch.recipes.resolve import data_sizes
+from mmsearch.recipes.resolve import check_task_agreement, data_sizes
 from mmsearch.recipes.task_data import TaskDataConfig, TaskInfo
 from mmsearch.recipes.train_derived_arch import resolve_arch
 
@@ -170,10 +170,7 @@ class TrainDerivedConfig:
     def __post_init__(self) -> None:
         if isinstance(self.arch, str) and not self.arch:
             raise ValueError("arch is empty: name a spec (mcan, mmnas_vqa, ...), a spec JSON file or a search directory")
-        if self.head is not None and self.head.task != self.data.task:
-            raise ValueError(f"head.task ({self.head.task!r}) does not match data.task ({self.data.task!r})")
-        if self.model.text_input is not None and self.model.text_input != self.data.text_input:
-            raise ValueError(f"model.text_input ({self.model.text_input!r}) does not match data.text_input ({self.data.text_input!r})")
+        check_task_agreement(self.head, self.data, self.model.text_input)
 
     @property
     def primary_metric(self) -> str:
