@@ -298,15 +298,18 @@ def _head(fusion: str, hidden: int = 16):
     return ITMHead(ITMHeadConfig(fusion=fusion, flat_mlp_size=16, dropout=0.0), hidden)
 
 
-def test_bilinear_fusion_starts_as_mmnas_head():
-    """The bilinear term starts at zero: at initialisation the head scores like MMnas's sum head."""
+def test_bilinear_fusion_adds_a_scaled_dot_product_at_initialisation():
+    """With the same weights otherwise, the bilinear head scores MMnas's sum head plus
+    t . r / sqrt(d) of the two reduced streams (W starts at the identity)."""
     plain, bilinear = _head("sum"), _head("sum_bilinear")
     bilinear.load_state_dict(plain.state_dict(), strict=False)
     assert bilinear.bilinear is not None and plain.bilinear is None
     text, regions = torch.randn(5, 3, 16), torch.randn(5, 4, 16)
     masks = torch.zeros(5, 3, dtype=torch.bool), torch.zeros(5, 4, dtype=torch.bool)
     args = (text, masks[0], regions, masks[1])
-    assert torch.allclose(plain(*args)["logits"], bilinear(*args)["logits"])
+    t, r = bilinear.fusion.pooled(*args)
+    expected = plain(*args)["logits"] + (t * r).sum(-1) / t.shape[-1] ** 0.5
+    assert torch.allclose(bilinear(*args)["logits"], expected, atol=1e-5)
 
 
 def _held_out_accuracy_on_a_matching_rule(fusion: str) -> float:

@@ -49,10 +49,12 @@ class ITMHead(nn.Module):
 
     ``fusion="sum"`` is MMnas's head: a linear classifier of LayerNorm(text + regions), so every
     text-image interaction must come from the network's guided attention. ``"sum_bilinear"`` (the
-    default) adds a bilinear match score of the two reduced streams, ``t^T W r / sqrt(d)``
-    (``W`` starts at zero, so at initialisation the head equals MMnas's). Measured on the embedded
-    scenes: with ``"sum"`` every network trained from scratch collapsed to a constant logit (recall
-    at chance), while a plain dot product of pooled streams learned the same pairs (bench/README.md).
+    default) adds a bilinear match score of the two reduced streams, ``t^T W r / sqrt(d)``, with
+    ``W`` starting at the identity (a scaled dot product). Measured on the embedded scenes: with
+    ``"sum"`` every network trained from scratch collapsed to a constant logit (recall at chance),
+    while a plain dot product of pooled streams learned the same pairs; with ``W`` starting at zero
+    the 1-layer MCAN escaped the constant solution after ~350 steps in 1 of 3 seeds, starting at the
+    identity after 150-200 steps in 3 of 3 (bench/README.md).
     """
 
     def __init__(self, cfg: ITMHeadConfig, hidden_size: int) -> None:
@@ -62,7 +64,7 @@ class ITMHead(nn.Module):
         self.classifier = nn.Linear(out_size, 1)
         self.bilinear = nn.Linear(out_size, out_size, bias=False) if cfg.fusion == "sum_bilinear" else None
         if self.bilinear is not None:
-            nn.init.zeros_(self.bilinear.weight)
+            nn.init.eye_(self.bilinear.weight)
         self.scale = out_size**-0.5
 
     def forward(self, text: Tensor, text_mask: Tensor, regions: Tensor, region_mask: Tensor) -> dict[str, Tensor]:
