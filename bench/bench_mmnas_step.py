@@ -42,6 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from mmsearch.batch import MultimodalBatch
 from mmsearch.heads import build_head, make_objective
 from mmsearch.io import atomic_write_json
+from mmsearch.machine import cpu_model
 from mmsearch.nas import (
     ArchSpec,
     DerivedNet,
@@ -227,12 +228,7 @@ def time_case(case: Case, warmup: int, iters: int) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),

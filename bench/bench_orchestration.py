@@ -54,6 +54,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads s
 
 from mmsearch.config import read_yaml  # noqa: E402
 from mmsearch.io import atomic_write_json  # noqa: E402
+from mmsearch.machine import cpu_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -199,12 +200,7 @@ def machine() -> dict[str, Any]:
     import ray
     import torch
 
-    cpu = "unknown"
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "ray": ray.__version__, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "load_avg_1m": os.getloadavg()[0]}

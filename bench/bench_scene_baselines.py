@@ -33,6 +33,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from mmsearch.machine import cpu_model
+
 RESULTS = Path(__file__).resolve().parent / "results"
 TASKS = ("vqa", "itm", "vg")
 BASELINE_NAMES = ("text_only", "image_only", "mcan")
@@ -45,12 +47,7 @@ QUICK_SCENES = ["source.scenes.num_scenes=24"]  # --quick without --root: a tiny
 def machine() -> dict[str, Any]:
     import torch
 
-    cpu = "unknown"
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_model()
     return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset: active)")}
 
