@@ -121,7 +121,7 @@ def test_early_summation_matches_plain_math():
     op = _pair("early_sum")
 
     def summary(pool, x, mask):
-        w = torch.softmax((x @ pool.score.weight.T + pool.score.bias).squeeze(-1).masked_fill(mask, -1e9), -1)
+        w = torch.softmax((x @ pool.score.weight.T).squeeze(-1).masked_fill(mask, -1e9), -1)
         return (w[..., None] * x).sum(1) @ pool.proj.weight.T + pool.proj.bias
 
     with torch.no_grad():

@@ -13,6 +13,10 @@ Typical search loop (the recipe in :mod:`mmsearch.recipes` owns data, schedule, 
     outputs = supernet(val_batch, head)                                    # the argmax architecture
     net = DerivedNet(spec, supernet.config)                                # retrain from scratch
 
+Fusion designs (the six interaction patterns, :mod:`mmsearch.nas.stream_spec`): ``FusionSpec``
+lists blocks per stream (text, image, both, joint); ``build_derived(spec, net)`` builds the fixed
+network of any spec; ``pattern_spec("co_attention")`` loads a shipped pattern.
+
 (ITM: run the objective's ``prepare(run, batch)`` first, then step on the batch it returns.)
 Exact resume: ``supernet.state_dict()`` carries the strategy's sampling RNG; save both
 optimisers' state dicts and the global torch RNG next to it.
@@ -42,9 +46,19 @@ from mmsearch.nas.steps import (
     weight_step,
 )
 from mmsearch.nas.supernet import Supernet, initial_alphas
+from mmsearch.nas.stream_spec import PATTERNS, Block, FusionSpec, load_spec, pattern_spec, save_spec
+from mmsearch.nas.stream_net import StreamNet, build_derived
 
 __all__ = [
     "DEFAULT_POOLS",
+    "PATTERNS",
+    "Block",
+    "FusionSpec",
+    "StreamNet",
+    "build_derived",
+    "load_spec",
+    "pattern_spec",
+    "save_spec",
     "STRATEGIES",
     "ArchSpec",
     "ChainPlan",

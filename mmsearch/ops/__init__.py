@@ -13,7 +13,7 @@ from mmsearch.ops.embed import RegionEmbedding, RelationEmbedding, TextStateProj
 from mmsearch.ops.fusion import PAIR_OPS, CoAttention, EarlySummation, JointRelationSelfAttention, TextToRegionAttention, build_pair_op
 from mmsearch.ops.geometry import box_relation_geometry, normalized_box_features
 from mmsearch.ops.padding import pad_length, used_length
-from mmsearch.ops.streams import concat_streams, cross_modal_mass, split_streams
+from mmsearch.ops.streams import concat_streams, cross_modal_mass, masked_mean, split_streams
 
 __all__ = [
     "OPS",
@@ -25,6 +25,7 @@ __all__ = [
     "build_pair_op",
     "concat_streams",
     "cross_modal_mass",
+    "masked_mean",
     "split_streams",
     "Dropout",
     "attend",

@@ -106,7 +106,7 @@ class _AttentionPool(nn.Module):
 
     def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.score = nn.Linear(hidden, 1)
+        self.score = nn.Linear(hidden, 1, bias=False)  # a bias would cancel in the softmax
         self.proj = nn.Linear(hidden, hidden)
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:

@@ -45,3 +45,11 @@ def cross_modal_mass(weights: Tensor, text_length: int, joint_mask: Tensor | Non
     per_query = (weights * crosses).sum(-1).mean(1)  # [B, L]
     real = torch.ones(b, length, dtype=torch.bool, device=weights.device) if joint_mask is None else ~joint_mask
     return (per_query * real).sum(-1) / real.sum(-1).clamp(min=1)
+
+
+def masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    """``[B, L, H]`` -> ``[B, 1, H]``: the mean over real positions (zeros for a fully padded sample)."""
+    if mask is None:
+        return x.mean(1, keepdim=True)
+    real = (~mask).to(x.dtype)[..., None]
+    return (x * real).sum(1, keepdim=True) / real.sum(1, keepdim=True).clamp(min=1.0)
