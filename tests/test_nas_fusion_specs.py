@@ -134,3 +134,21 @@ def test_pool_gives_the_head_one_vector_per_stream():
 
     net(_vqa_batch(), head)
     assert seen == {"text": (6, 1, 32), "regions": (6, 1, 32), "masks": (torch.tensor(False), torch.tensor(False))}
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_pattern_training_configs_validate_and_build(pattern):
+    """configs/train/fusion/<pattern>.yaml: a valid training config naming the pattern, whose network builds."""
+    from pathlib import Path
+
+    from mmsearch.config import load_config
+    from mmsearch.recipes.train_derived_arch import resolve_arch
+    from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "train" / "fusion" / f"{pattern}.yaml"
+    cfg = load_config(TrainDerivedConfig, path)
+    spec = resolve_arch(cfg.arch)
+    assert isinstance(spec, FusionSpec) and spec.pattern == pattern and spec.same_architecture(pattern_spec(pattern))
+    assert cfg.data.task == cfg.head.task == "vqa" and cfg.output_dir.endswith(pattern)
+    net = tiny_net(hidden=cfg.model.hidden, head_dim=cfg.model.head_dim, box_feature=cfg.model.box_feature)
+    assert sum(p.numel() for p in build_derived(spec, net).blocks.parameters()) > 0

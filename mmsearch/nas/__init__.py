@@ -46,7 +46,17 @@ from mmsearch.nas.steps import (
     weight_step,
 )
 from mmsearch.nas.supernet import Supernet, initial_alphas
-from mmsearch.nas.stream_spec import PATTERNS, Block, FusionSpec, load_spec, pattern_spec, save_spec
+from mmsearch.nas.stream_spec import (
+    PATTERNS,
+    Block,
+    FusionSpec,
+    load_spec,
+    pattern_spec,
+    save_spec,
+    shipped_spec,
+    shipped_spec_names,
+    spec_from_dict,
+)
 from mmsearch.nas.stream_net import StreamNet, build_derived
 
 __all__ = [
@@ -59,6 +69,9 @@ __all__ = [
     "load_spec",
     "pattern_spec",
     "save_spec",
+    "shipped_spec",
+    "shipped_spec_names",
+    "spec_from_dict",
     "STRATEGIES",
     "ArchSpec",
     "ChainPlan",

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mmsearch.io import atomic_write_json
-from mmsearch.nas.arch_spec import SPECS_DIR, ArchSpec, load_arch_spec
+from mmsearch.nas.arch_spec import SPECS_DIR, ArchSpec, load_arch_spec, named_spec, named_specs
 from mmsearch.ops import OPS, PAIR_OPS
 
 STREAMS = ("text", "image", "both", "joint")
@@ -265,3 +265,23 @@ def pattern_spec(name: str) -> FusionSpec:
     spec = load_spec(SPECS_DIR / f"fusion_{name}.json")
     assert isinstance(spec, FusionSpec)
     return spec.replace(source=f"mmsearch/nas/specs/fusion_{name}.json")
+
+
+def spec_from_dict(data: Mapping[str, Any], **defaults: Any) -> ArchSpec | FusionSpec:
+    """A parsed spec of either kind: fusion specs have ``blocks``, MMnas genotypes ``enc``/``dec``."""
+    if isinstance(data, Mapping) and "blocks" in data:
+        return FusionSpec.from_dict(data, **defaults)
+    return ArchSpec.from_dict(data, **defaults)
+
+
+def shipped_spec_names() -> list[str]:
+    """Every shipped spec name: MMnas's and MCAN (:func:`named_spec`) and ``fusion_<pattern>``."""
+    return named_specs() + [f"fusion_{p}" for p in PATTERNS]
+
+
+def shipped_spec(name: str) -> ArchSpec | FusionSpec:
+    if name.startswith("fusion_") and name.removeprefix("fusion_") in PATTERNS:
+        return pattern_spec(name.removeprefix("fusion_"))
+    if name in named_specs():
+        return named_spec(name)
+    raise KeyError(f"unknown named architecture {name!r}; known: {', '.join(shipped_spec_names())}")
