@@ -15,7 +15,9 @@ Typical search loop (the recipe in :mod:`mmsearch.recipes` owns data, schedule, 
 
 Fusion designs (the six interaction patterns, :mod:`mmsearch.nas.stream_spec`): ``FusionSpec``
 lists blocks per stream (text, image, both, joint); ``build_derived(spec, net)`` builds the fixed
-network of any spec; ``pattern_spec("co_attention")`` loads a shipped pattern.
+network of any spec; ``pattern_spec("co_attention")`` loads a shipped pattern. ``SupernetConfig(...,
+search_space="fusion")`` + ``build_supernet(config)`` searches where and how the streams fuse
+(:mod:`mmsearch.nas.fusion_supernet`); the steps and strategies above work on it unchanged.
 
 (ITM: run the objective's ``prepare(run, batch)`` first, then step on the batch it returns.)
 Exact resume: ``supernet.state_dict()`` carries the strategy's sampling RNG; save both
@@ -58,12 +60,16 @@ from mmsearch.nas.stream_spec import (
     spec_from_dict,
 )
 from mmsearch.nas.stream_net import StreamNet, build_derived
+from mmsearch.nas.fusion_supernet import FusionSupernet, build_supernet, load_stream_net_from_supernet
 
 __all__ = [
     "DEFAULT_POOLS",
     "PATTERNS",
     "Block",
     "FusionSpec",
+    "FusionSupernet",
+    "build_supernet",
+    "load_stream_net_from_supernet",
     "StreamNet",
     "build_derived",
     "load_spec",

@@ -49,6 +49,20 @@ PATTERNS = (
     "co_attention",
     "co_attention_to_concat",
 )
+#: The fusion search's candidates per block (``stream:op``): per-stream ops, cross-attention both
+#: ways (``text:t2r_att``, ``image:guided_att``, ``both:co_att``), early summation, joint attention.
+DEFAULT_FUSION_POOL = (
+    "text:self_att",
+    "text:feed_forward",
+    "text:t2r_att",
+    "image:rel_self_att",
+    "image:guided_att",
+    "image:feed_forward",
+    "both:co_att",
+    "both:early_sum",
+    "joint:joint_rel_self_att",
+    "joint:feed_forward",
+)
 _KEYS = {"blocks", "pattern", "description", "stages", "probs", "op_pools", "seed", "config", "epoch", "task", "source"}
 
 
@@ -158,6 +172,20 @@ def compile_candidates(candidates: Sequence[str]) -> tuple[Block, ...]:
             joint = not joint
         blocks.append(block)
     return tuple(blocks)
+
+
+def fusion_pool(candidates: Sequence[str]) -> tuple[str, ...]:
+    """Canonical, duplicate-free fusion-search candidates (``stream:op``; no bookkeeping); validated."""
+    names = []
+    for i, label in enumerate(candidates):
+        if not isinstance(label, str) or ":" not in label:
+            raise ValueError(f"fusion_pool entry {i} must be 'stream:op' (e.g. 'joint:self_att'), got {label!r}")
+        names.append(parse_block(i, label).label)
+    if not names:
+        raise ValueError("the fusion pool is empty")
+    if len(set(names)) != len(names):
+        raise ValueError(f"the fusion pool lists a candidate twice: {names}")
+    return tuple(names)
 
 
 @dataclass(frozen=True)
