@@ -185,3 +185,21 @@ def test_concat_split_round_trip_and_cross_mass():
     assert float(cross_modal_mass(block, 5)) == 0.0
     uniform = torch.full((1, 2, 11, 11), 1 / 11)
     assert float(cross_modal_mass(uniform, 5)) == pytest.approx((5 * 6 / 11 + 6 * 5 / 11) / 11)
+
+
+def test_self_attention_weights_reproduce_the_op():
+    """The measured attention map, applied to the values, gives the op's own output."""
+    from mmsearch.ops import self_attention_weights
+
+    text, tm, regions, rm, boxes = _streams()
+    op = _op("joint_rel_self_att")
+    torch.manual_seed(2)
+    rel = RelationEmbedding(64).double()(boxes)
+    joint, jm = concat_streams(text, tm, regions, rm)
+    with torch.no_grad():
+        weights = self_attention_weights(op, joint, jm, rel)
+        _, _, v = op.attn.project(joint, None)
+        merged = (weights @ v).transpose(1, 2).reshape(3, 11, H) @ op.attn.merge.weight.T
+        torch.testing.assert_close(_post_ln(op, joint, merged), op(joint, jm, None, None, rel))
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, op.attn.heads, 11, dtype=weights.dtype))
+    assert float(weights[..., jm[:, None, None, :].expand_as(weights)].max()) < 1e-12  # no mass on padding

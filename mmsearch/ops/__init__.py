@@ -10,7 +10,15 @@ from mmsearch.ops.dropout import Dropout, cpu_dropout
 from mmsearch.ops.base import OPS, ResidualOp, build_op, canonical_op_name
 from mmsearch.ops.blocks import FeedForward, GuidedAttention, RelationSelfAttention, SelfAttention
 from mmsearch.ops.embed import RegionEmbedding, RelationEmbedding, TextStateProjection, TokenLSTMEmbedding
-from mmsearch.ops.fusion import PAIR_OPS, CoAttention, EarlySummation, JointRelationSelfAttention, TextToRegionAttention, build_pair_op
+from mmsearch.ops.fusion import (
+    PAIR_OPS,
+    CoAttention,
+    EarlySummation,
+    JointRelationSelfAttention,
+    TextToRegionAttention,
+    build_pair_op,
+    self_attention_weights,
+)
 from mmsearch.ops.geometry import box_relation_geometry, normalized_box_features
 from mmsearch.ops.padding import pad_length, used_length
 from mmsearch.ops.streams import concat_streams, cross_modal_mass, masked_mean, split_streams
@@ -23,6 +31,7 @@ __all__ = [
     "JointRelationSelfAttention",
     "TextToRegionAttention",
     "build_pair_op",
+    "self_attention_weights",
     "concat_streams",
     "cross_modal_mass",
     "masked_mean",

@@ -36,6 +36,7 @@ padded positions (keys at padding are masked, pooling is masked).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -144,3 +145,24 @@ class EarlySummation(nn.Module):
 def build_pair_op(name: str, hidden: int, **settings: object) -> nn.Module:
     """Instantiate the two-stream op registered as ``name`` with the shared op settings."""
     return PAIR_OPS.get(name)(hidden, **settings)
+
+
+def self_attention_weights(op: nn.Module, x: Tensor, x_mask: Tensor | None, rel_bias_embed: Tensor | None = None) -> Tensor:
+    """The attention map ``[B, heads, L, L]`` (rows sum to 1, no dropout) that a ``self_att`` or
+    ``joint_rel_self_att`` op computes on ``x`` -- for measuring how much attention crosses
+    modalities on the joint stream (:func:`mmsearch.ops.streams.cross_modal_mass`)."""
+    attn = getattr(op, "attn", None)
+    if attn is None or not attn.self_attention:
+        raise ValueError(f"{type(op).__name__} is not a self-attention op")
+    inputs = op.norm(x) if op.pre_norm else x
+    q, k, _ = attn.project(inputs, None)
+    scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(attn.head_dim)
+    if isinstance(op, RelationSelfAttention):
+        if rel_bias_embed is None:
+            raise ValueError("a relation op needs rel_bias_embed")
+        text = x.shape[1] - rel_bias_embed.shape[1]
+        scores = scores + F.pad(op.relation_logits(rel_bias_embed), (text, 0, text, 0))
+    padding = key_padding_bias(x_mask, x.dtype)
+    if padding is not None:
+        scores = scores + padding
+    return torch.softmax(scores, dim=-1)
