@@ -152,3 +152,15 @@ def test_pattern_training_configs_validate_and_build(pattern):
     assert cfg.data.task == cfg.head.task == "vqa" and cfg.output_dir.endswith(pattern)
     net = tiny_net(hidden=cfg.model.hidden, head_dim=cfg.model.head_dim, box_feature=cfg.model.box_feature)
     assert sum(p.numel() for p in build_derived(spec, net).blocks.parameters()) > 0
+
+
+def test_training_resolves_fusion_specs_from_names_files_dicts_and_search_dirs(tmp_path):
+    from mmsearch.recipes.train_derived_arch import resolve_arch
+
+    spec = pattern_spec("one_to_multi")
+    save_spec(spec, tmp_path / "best_arch.json")
+    for arch in ("fusion_one_to_multi", str(tmp_path / "best_arch.json"), str(tmp_path), spec.to_dict()):
+        found = resolve_arch(arch)
+        assert isinstance(found, FusionSpec) and found.same_architecture(spec), arch
+    with pytest.raises(ValueError, match="split needs a preceding concat"):
+        resolve_arch({"blocks": [{"op": "split"}]})
