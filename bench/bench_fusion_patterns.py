@@ -1,6 +1,6 @@
 """Fusion patterns at matched size: the six survey patterns, the two fusion baselines
 (feature concatenation, late-fusion ensemble), MCAN and the MMnas prior, trained with the same
-budget on each task; test metric +- std over seeds, parameters, robustness to a missing
+budget on each task; test metric +- std over seeds, parameters, forward FLOPs per sample, robustness to a missing
 modality at test time, and how much attention crosses modalities in joint blocks.
 
 * Matched size: every model's width H is picked (:func:`mmsearch.baselines.patterns.match_width`)
@@ -104,6 +104,18 @@ def fusion_mass(model: Any, batch: Any) -> list[dict[str, Any]]:
     return sorted(found, key=lambda r: r["block"])
 
 
+def flops_per_sample(model: Any, batch: Any) -> float:
+    """Forward FLOPs per sample (torch's FlopCounterMode: matmuls, SDPA, convolutions; elementwise
+    work not counted) of one batch in eval mode."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(batch)
+    return counter.get_total_flops() / batch.batch_size
+
+
 def open_data(task: str, root: str | None, quick: bool) -> Any:
     if root is None:
         from mmsearch.data.synthetic import SyntheticTaskData
@@ -154,6 +166,7 @@ def run_task(task: str, names: list[str], data: Any, seeds: list[int], quick: bo
                 dropped = [drop_modality(b, modality) for b in test_batches]
                 value = evaluate_task(task, model, dropped, itm_images, getattr(model, "modality", "text+image"))[primary]
                 missing[f"no_{modality}"] = {"metric": value, "drop": result.test[primary] - value}
+            row.setdefault("flops_per_sample", flops_per_sample(model, test_batches[0]))
             row["seeds"][str(seed)] = {"test": result.test[primary], "best_epoch": result.best_epoch, "missing": missing,
                                        "fusion": fusion_mass(model, test_batches[0])}
         values = [s["test"] for s in row["seeds"].values()]
@@ -167,8 +180,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = []
     for task, res in results.items():
         lines += [f"\n{task} ({res['metric']}, reference {res['reference']}: {res['target_parameters']} parameters)\n",
-                  "| model | H | parameters (ratio) | test +- std | drop without regions | drop without text |",
-                  "|---|---|---|---|---|---|"]
+                  "| model | H | parameters (ratio) | MFLOPs / sample | test +- std | drop without regions | drop without text |",
+                  "|---|---|---|---|---|---|---|"]
         for name, row in res["models"].items():
             drops = {k: statistics.fmean(s["missing"][k]["drop"] for s in row["seeds"].values()) if k in next(iter(row["seeds"].values()))["missing"] else None
                      for k in ("no_image", "no_text")}

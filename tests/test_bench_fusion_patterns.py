@@ -28,6 +28,7 @@ def test_quick_run_matches_sizes_and_measures_robustness_and_fusion(tmp_path, ca
     for name in models:
         row = result["models"][name]
         assert row["matched"] and abs(row["parameter_ratio"] - 1) <= 0.10, (name, row["parameter_ratio"])
+        assert row["flops_per_sample"] > 0
         seed = row["seeds"]["0"]
         assert set(seed["missing"]) == {"no_image", "no_text"}
         for figure in seed["missing"].values():
