@@ -87,12 +87,12 @@ def reference_ffn(op, x):
 
 
 def test_registry_names_and_aliases():
-    assert OPS.names() == ["self_att", "guided_att", "rel_self_att", "feed_forward"]
+    assert OPS.names() == ["self_att", "guided_att", "rel_self_att", "feed_forward", "t2r_att", "joint_rel_self_att"]
     assert canonical_op_name("self_att_64") == "self_att"
     assert canonical_op_name("guided_att_64") == "guided_att"
     assert canonical_op_name("rel_self_att_64") == "rel_self_att"
     assert isinstance(build_op("rel_self_att_64", H, head_dim=HEAD_DIM), RelationSelfAttention)
-    with pytest.raises(UnknownNameError, match="known ops: self_att, guided_att, rel_self_att, feed_forward"):
+    with pytest.raises(UnknownNameError, match="known ops: self_att, guided_att, rel_self_att, feed_forward, t2r_att"):
         canonical_op_name("sep_conv_3")
 
 
@@ -210,7 +210,8 @@ def test_pre_norm_formula(cls, rel_module):
 def test_attention_bias_option_and_mmnas_parameter_counts():
     # MMnas counts at H=512 (no attention bias): SA/GA 1,049,600; RSA 1,050,120; FFN 2,100,736.
     counts = {name: sum(p.numel() for p in build_op(name, 512).parameters()) for name in OPS.names()}
-    assert counts == {"self_att": 1_049_600, "guided_att": 1_049_600, "rel_self_att": 1_050_120, "feed_forward": 2_100_736}
+    assert counts == {"self_att": 1_049_600, "guided_att": 1_049_600, "rel_self_att": 1_050_120, "feed_forward": 2_100_736,
+                      "t2r_att": 1_049_600, "joint_rel_self_att": 1_050_120}
     with_bias = sum(p.numel() for p in build_op("self_att", 512, attn_bias=True).parameters())
     assert with_bias == counts["self_att"] + 4 * 512
     assert build_op("self_att", 512).attn.heads == 8

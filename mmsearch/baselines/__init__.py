@@ -14,7 +14,13 @@ name       model                                                  sees
 text_only  token embedding + LSTM + attentional pooling            text only
 image_only region feature + box embedding + attentional pooling    regions (features, boxes)
 mcan       small MCAN (``mcan`` spec cut to ``depth`` layers)      both
+concat     pooled text ; pooled image -> MLP (feature concat.)     both, fused after pooling
+late       text_only + image_only ensemble, scores combined        both, never fused in a model
 ========== ====================================================== ==========================
+
+``concat`` and ``late`` are the two fusion baselines of issue 9 (:mod:`.concat_fusion`,
+:mod:`.late_fusion`, whose docstring gives the combination per task: averaged probabilities for
+VQA, the analogous combination for ITM and VG).
 """
 from __future__ import annotations
 
@@ -22,8 +28,10 @@ from typing import Callable
 
 from torch import nn
 
+from mmsearch.baselines.concat_fusion import ConcatFusionBaseline
 from mmsearch.baselines.fused import FusedMCANBaseline, small_mcan_spec
 from mmsearch.baselines.image_only import ImageOnlyBaseline
+from mmsearch.baselines.late_fusion import LateFusionBaseline
 from mmsearch.baselines.sizes import TASKS, DataSizes, Widths
 from mmsearch.baselines.text_only import TextOnlyBaseline
 from mmsearch.registry import Registry
@@ -32,6 +40,8 @@ BASELINES: Registry[Callable[[DataSizes, Widths], nn.Module]] = Registry("baseli
 BASELINES.add("text_only", TextOnlyBaseline, aliases=("question_only",))
 BASELINES.add("image_only", ImageOnlyBaseline)
 BASELINES.add("mcan", FusedMCANBaseline, aliases=("fused",))
+BASELINES.add("concat", ConcatFusionBaseline, aliases=("concat_mlp", "feature_concat"))
+BASELINES.add("late", LateFusionBaseline, aliases=("late_fusion", "ensemble"))
 
 
 def build_baseline(name: str, sizes: DataSizes, widths: Widths = Widths()) -> nn.Module:
@@ -42,6 +52,8 @@ def build_baseline(name: str, sizes: DataSizes, widths: Widths = Widths()) -> nn
 __all__ = [
     "BASELINES",
     "TASKS",
+    "ConcatFusionBaseline",
+    "LateFusionBaseline",
     "DataSizes",
     "FusedMCANBaseline",
     "ImageOnlyBaseline",

@@ -86,6 +86,14 @@ def _objective(task: str, budget: TrainBudget):
     return make_objective("vg")
 
 
+def _training_loss(objective: Any, model: nn.Module, batch: MultimodalBatch, epoch: int) -> torch.Tensor:
+    """The model's loss; an ensemble that trains its members independently (``member_losses``, the
+    late-fusion baseline) sums its members' own losses instead of the loss of its combined output."""
+    if getattr(model, "member_losses", False):
+        return sum((objective.loss(member, batch, epoch)[0] for member in model.members), torch.zeros(()))
+    return objective.loss(model, batch, epoch)[0]
+
+
 def eval_batches(data: Any, part: str, budget: TrainBudget) -> list[MultimodalBatch]:
     """A part's batches in their stored order, collated once and reused every epoch."""
     return list(data.batches(part, batch_size=budget.eval_batch_size, shuffle=False))
@@ -119,7 +127,7 @@ def train_and_select(
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(budget, epoch, step, steps_per_epoch)
             optimizer.zero_grad(set_to_none=True)
-            loss, _ = objective.loss(model, batch, epoch)
+            loss = _training_loss(objective, model, batch, epoch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{name or type(model).__name__} on {task}: loss is {float(loss)} at epoch {epoch}, step {step}")
             loss.backward()

@@ -13,6 +13,12 @@ Typical search loop (the recipe in :mod:`mmsearch.recipes` owns data, schedule, 
     outputs = supernet(val_batch, head)                                    # the argmax architecture
     net = DerivedNet(spec, supernet.config)                                # retrain from scratch
 
+Fusion designs (the six interaction patterns, :mod:`mmsearch.nas.stream_spec`): ``FusionSpec``
+lists blocks per stream (text, image, both, joint); ``build_derived(spec, net)`` builds the fixed
+network of any spec; ``pattern_spec("co_attention")`` loads a shipped pattern. ``SupernetConfig(...,
+search_space="fusion")`` + ``build_supernet(config)`` searches where and how the streams fuse
+(:mod:`mmsearch.nas.fusion_supernet`); the steps and strategies above work on it unchanged.
+
 (ITM: run the objective's ``prepare(run, batch)`` first, then step on the batch it returns.)
 Exact resume: ``supernet.state_dict()`` carries the strategy's sampling RNG; save both
 optimisers' state dicts and the global torch RNG next to it.
@@ -42,9 +48,36 @@ from mmsearch.nas.steps import (
     weight_step,
 )
 from mmsearch.nas.supernet import Supernet, initial_alphas
+from mmsearch.nas.stream_spec import (
+    PATTERNS,
+    Block,
+    FusionSpec,
+    load_spec,
+    pattern_spec,
+    save_spec,
+    shipped_spec,
+    shipped_spec_names,
+    spec_from_dict,
+)
+from mmsearch.nas.stream_net import StreamNet, build_derived
+from mmsearch.nas.fusion_supernet import FusionSupernet, build_supernet, load_stream_net_from_supernet
 
 __all__ = [
     "DEFAULT_POOLS",
+    "PATTERNS",
+    "Block",
+    "FusionSpec",
+    "FusionSupernet",
+    "build_supernet",
+    "load_stream_net_from_supernet",
+    "StreamNet",
+    "build_derived",
+    "load_spec",
+    "pattern_spec",
+    "save_spec",
+    "shipped_spec",
+    "shipped_spec_names",
+    "spec_from_dict",
     "STRATEGIES",
     "ArchSpec",
     "ChainPlan",

@@ -57,6 +57,12 @@ def encoder_allows(op_name: str) -> bool:
     return not (getattr(op, "uses_memory", False) or getattr(op, "uses_relation", False))
 
 
+def decoder_allows(op_name: str) -> bool:
+    """Decoder blocks run on the regions: no op whose queries are text or that needs the joint stream."""
+    op = OPS.get(op_name)
+    return getattr(op, "query_stream", "image") == "image" and not getattr(op, "joint_only", False)
+
+
 def canonical_pool(chain: str, ops: Sequence[str]) -> tuple[str, ...]:
     """Canonical, duplicate-free candidate pool for ``chain`` ("enc" or "dec"); validated."""
     if chain not in CHAINS:
@@ -70,6 +76,10 @@ def canonical_pool(chain: str, ops: Sequence[str]) -> tuple[str, ...]:
         bad = [n for n in names if not encoder_allows(n)]
         if bad:
             raise ValueError(f"encoder blocks cannot use {bad} (they need the image stream or box geometry)")
+    if chain == "dec":
+        bad = [n for n in names if not decoder_allows(n)]
+        if bad:
+            raise ValueError(f"decoder blocks cannot use {bad} (text-stream or joint-stream ops; see fusion specs)")
     return names
 
 
@@ -95,6 +105,9 @@ class ArchSpec:
         bad = [n for n in enc if not encoder_allows(n)]
         if bad:
             raise ValueError(f"encoder blocks cannot use {sorted(set(bad))} (they need the image stream or box geometry)")
+        bad = [n for n in dec if not decoder_allows(n)]
+        if bad:
+            raise ValueError(f"decoder blocks cannot use {sorted(set(bad))} (text-stream or joint-stream ops; see fusion specs)")
         object.__setattr__(self, "enc", enc)
         object.__setattr__(self, "dec", dec)
         depth = {"enc": len(enc), "dec": len(dec)}

@@ -14,6 +14,7 @@ from typing import Literal
 
 from mmsearch.config import config_dataclass
 from mmsearch.nas.arch_spec import DEFAULT_POOLS, canonical_pool
+from mmsearch.nas.stream_spec import DEFAULT_FUSION_POOL, fusion_pool
 
 
 @config_dataclass
@@ -68,6 +69,11 @@ class SupernetConfig:
     dec_depth: int = 18
     enc_pool: tuple[str, ...] = DEFAULT_POOLS["enc"]
     dec_pool: tuple[str, ...] = DEFAULT_POOLS["dec"]
+    # "mmnas": MMnas's encoder-decoder space (enc_pool / dec_pool); "fusion": every block of both
+    # stages (enc_depth + dec_depth blocks) picks from fusion_pool (stream:op candidates), i.e.
+    # where the modalities interact and how (mmsearch.nas.fusion_supernet).
+    search_space: Literal["mmnas", "fusion"] = "mmnas"
+    fusion_pool: tuple[str, ...] = DEFAULT_FUSION_POOL
     strategy: str = "proxyless"  # a name in mmsearch.nas.STRATEGIES: proxyless | darts | spos
     alpha_init: Literal["uniform", "mcan_prior"] = "mcan_prior"  # MMnas overrides its normal init with the prior
     prior_strength: float = 1.0  # mcan_prior: logit +s for the prior op, -s for the others (MMnas: 1)
@@ -84,6 +90,7 @@ class SupernetConfig:
             raise ValueError(f"unknown search strategy {self.strategy!r}; known strategies: {', '.join(STRATEGIES.names())}")
         canonical_pool("enc", self.enc_pool)
         canonical_pool("dec", self.dec_pool)
+        fusion_pool(self.fusion_pool)
         if not 0.0 < self.spos_momentum <= 1.0:
             raise ValueError(f"spos_momentum must be in (0, 1], got {self.spos_momentum}")
         if self.prior_strength < 0:

@@ -34,7 +34,8 @@ ARCH_EPS = 1e-8
 
 def network_weights(net: nn.Module, head: nn.Module | None = None) -> list[nn.Parameter]:
     """Trainable network weights of a supernet (alphas excluded) or derived net, plus the head's."""
-    params = net.weight_parameters() if isinstance(net, Supernet) else list(net.parameters())
+    # Supernets (MMnas's and the fusion one) keep their architecture weights out of this group.
+    params = net.weight_parameters() if hasattr(net, "arch_parameters") else list(net.parameters())
     if head is not None:
         params += list(head.parameters())
     return [p for p in params if p.requires_grad]

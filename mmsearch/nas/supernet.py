@@ -59,6 +59,8 @@ def initial_alphas(config: SupernetConfig) -> tuple[Tensor, Tensor]:
 class Supernet(nn.Module):
     def __init__(self, config: SupernetConfig, embedding_init: Tensor | None = None) -> None:
         super().__init__()
+        if config.search_space != "mmnas":
+            raise ValueError(f"Supernet is MMnas's search space; search_space={config.search_space!r} needs build_supernet")
         self.config = config
         self.pools = config.pools
         net = config.net

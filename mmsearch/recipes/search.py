@@ -49,7 +49,18 @@ from mmsearch.batch import MultimodalBatch
 from mmsearch.config import ConfigError, config_to_dict, dump_config, load_config, read_yaml
 from mmsearch.heads import build_head, evaluate, make_objective
 from mmsearch.io import atomic_write_json
-from mmsearch.nas import ArchSpec, Supernet, arch_step, make_arch_optimizer, make_weight_optimizer, save_arch_spec, weight_step
+from mmsearch.nas import (
+    ArchSpec,
+    FusionSpec,
+    Supernet,
+    arch_step,
+    build_supernet,
+    make_arch_optimizer,
+    make_weight_optimizer,
+    save_arch_spec,
+    spec_from_dict,
+    weight_step,
+)
 from mmsearch.recipes.context import LocalContext, RunContext
 from mmsearch.recipes.search_config import SearchConfig, resolve_config, supernet_config, weight_lr
 from mmsearch.recipes.search_report import StepLogMeans, arch_metrics, epoch_line
@@ -69,8 +80,8 @@ SYNTHETIC_ROOT = "synthetic"
 
 @dataclass(frozen=True)
 class SearchResult:
-    final_spec: ArchSpec  # derived at the last epoch
-    best_spec: ArchSpec | None  # derived at the best validation epoch after warm-up
+    final_spec: ArchSpec | FusionSpec  # derived at the last epoch (a FusionSpec for search_space: fusion)
+    best_spec: ArchSpec | FusionSpec | None  # derived at the best validation epoch after warm-up
     best_epoch: int
     best_metric: float  # the task's primary validation metric (``metric``) at best_epoch
     metric: str
@@ -99,7 +110,7 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
     # 2. model, head, objective
     seed_everything(cfg.seed)
     embedding_init = data.info.embedding_init if cfg.data.text_input == "tokens" else None
-    supernet = Supernet(supernet_config(cfg), None if embedding_init is None else torch.as_tensor(embedding_init).float()).to(device)
+    supernet = build_supernet(supernet_config(cfg), None if embedding_init is None else torch.as_tensor(embedding_init).float()).to(device)
     head = build_head(cfg.head, cfg.model.hidden).to(device)
     objective = make_objective(cfg.head)
 
@@ -281,8 +292,8 @@ def _finish(cfg: SearchConfig, context: RunContext, progress: SearchProgress) ->
     """Write the final artifacts (rank 0) and return the result."""
     out_dir = Path(context.output_dir)
     last = progress.arch_history[f"epoch{progress.epoch}"]
-    final_spec = ArchSpec.from_dict({**last, "config": config_to_dict(cfg)})
-    best_spec = ArchSpec.from_dict(progress.best_spec) if progress.best_spec is not None else None
+    final_spec = spec_from_dict({**last, "config": config_to_dict(cfg)})
+    best_spec = spec_from_dict(progress.best_spec) if progress.best_spec is not None else None
     if context.rank == 0:
         atomic_write_json(out_dir / "arch_history.json", progress.arch_history)
         save_arch_spec(final_spec, out_dir / "final_arch.json")

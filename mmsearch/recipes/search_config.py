@@ -26,11 +26,13 @@ from mmsearch.config import config_dataclass, config_to_dict, replace
 from mmsearch.heads import PRIMARY_METRIC, HeadConfig, head_config
 from mmsearch.nas import STRATEGIES, NetConfig, SupernetConfig, initial_alphas
 from mmsearch.nas.arch_spec import DEFAULT_POOLS, canonical_pool
+from mmsearch.nas.fusion_supernet import fusion_initial_alphas
+from mmsearch.nas.stream_spec import DEFAULT_FUSION_POOL, fusion_pool
 from mmsearch.recipes.resolve import check_task_agreement, data_sizes
 from mmsearch.recipes.task_data import TaskDataConfig, TaskInfo
 
 _NET_FIELDS = tuple(f.name for f in dataclasses.fields(NetConfig))
-_SEARCH_SPACE_FIELDS = ("enc_depth", "dec_depth", "enc_pool", "dec_pool", "alpha_init", "prior_strength")
+_SEARCH_SPACE_FIELDS = ("search_space", "fusion_pool", "enc_depth", "dec_depth", "enc_pool", "dec_pool", "alpha_init", "prior_strength")
 
 
 def _checked(cls: type, kwargs: dict) -> object:
@@ -61,7 +63,11 @@ class SearchModelConfig:
     word_dim: Optional[int] = Field(default=None, gt=0)
     text_state_dim: Optional[int] = Field(default=None, gt=0)
     region_dim: Optional[int] = Field(default=None, gt=0)
-    # The search space.
+    # The search space. "mmnas": MMnas's encoder-decoder (enc_pool / dec_pool); "fusion": every
+    # block of both stages (enc_depth, then dec_depth blocks) picks a stream:op from fusion_pool --
+    # where the modalities interact and how (mmsearch.nas.fusion_supernet).
+    search_space: Literal["mmnas", "fusion"] = "mmnas"
+    fusion_pool: tuple[str, ...] = DEFAULT_FUSION_POOL
     enc_depth: int = Field(default=12, ge=1)
     dec_depth: int = Field(default=18, ge=1)
     enc_pool: tuple[str, ...] = DEFAULT_POOLS["enc"]
@@ -75,11 +81,15 @@ class SearchModelConfig:
                 canonical_pool(chain, getattr(self, f"{chain}_pool"))
             except (KeyError, ValueError) as err:
                 raise ValueError(f"{chain}_pool: {err}") from None
+        try:
+            fusion_pool(self.fusion_pool)
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"fusion_pool: {err}") from None
         # Stand-in data sizes: every check of NetConfig / SupernetConfig and of the MCAN prior
         # against the pools runs now, before any data is read.
         probe = self.supernet_config(text_input=self.text_input or "tokens", probe=True)
         try:
-            initial_alphas(probe)
+            (fusion_initial_alphas if self.search_space == "fusion" else initial_alphas)(probe)
         except ValueError as err:
             raise ValueError(f"alpha_init: {err}") from None
 

@@ -331,6 +331,8 @@ def _finish(cfg: TrainDerivedConfig, spec: ArchSpec, progress: TrainProgress, ou
 
 
 def _arch_line(spec: ArchSpec) -> str:
+    if not isinstance(spec, ArchSpec):  # a fusion spec: its blocks
+        return (spec.pattern or "fusion") + "[" + " ".join(b.label for b in spec.blocks) + "]"
     short = {"self_att": "SA", "guided_att": "GA", "rel_self_att": "RSA", "feed_forward": "FFN"}
     return "enc[" + " ".join(short.get(n, n) for n in spec.enc) + "] dec[" + " ".join(short.get(n, n) for n in spec.dec) + "]"
 

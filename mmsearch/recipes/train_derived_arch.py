@@ -2,8 +2,8 @@
 
 :func:`resolve_arch` accepts, in this order:
 
-* a dict: a parsed spec (``ArchSpec.to_dict()`` or MMnas's genotype);
-* a name of a shipped spec (``mcan``, ``mmnas_vqa``, ``mmnas_vg``, ``mmnas_itm``);
+* a dict: a parsed spec (``ArchSpec.to_dict()``, MMnas's genotype, or a fusion spec's ``blocks``);
+* a name of a shipped spec (``mcan``, ``mmnas_vqa``, ``mmnas_vg``, ``mmnas_itm``, ``fusion_<pattern>``);
 * a spec JSON file (ours, or MMnas's ``{"epochN": genotype}`` files; the latest epoch);
 * a directory (local path or ``s3://``): a search's output directory (its ``best_arch.json``),
   a Tune search experiment (``experiment_summary.json``: the best trial's ``best_arch.json``), or
@@ -21,7 +21,9 @@ from typing import Any, Mapping
 import pyarrow.fs as pafs
 
 from mmsearch.data import fs as storage
-from mmsearch.nas import ArchSpec, load_arch_spec, named_spec, named_specs
+from mmsearch.nas import ArchSpec, FusionSpec, load_spec, shipped_spec, shipped_spec_names, spec_from_dict
+
+AnySpec = ArchSpec | FusionSpec
 
 BEST_ARCH = "best_arch.json"  # written by the search recipe (best validation epoch after warm-up)
 FINAL_ARCH = "final_arch.json"
@@ -33,19 +35,19 @@ class ArchNotFoundError(FileNotFoundError):
     """``arch`` names nothing this module can read an architecture from."""
 
 
-def resolve_arch(arch: str | Mapping[str, Any] | ArchSpec) -> ArchSpec:
-    """The :class:`~mmsearch.nas.ArchSpec` that ``arch`` names (see the module docstring)."""
-    if isinstance(arch, ArchSpec):
+def resolve_arch(arch: str | Mapping[str, Any] | AnySpec) -> AnySpec:
+    """The :class:`~mmsearch.nas.ArchSpec` or :class:`~mmsearch.nas.FusionSpec` that ``arch`` names (see the module docstring)."""
+    if isinstance(arch, (ArchSpec, FusionSpec)):
         return arch
     if isinstance(arch, Mapping):
         try:
-            return ArchSpec.from_dict(arch)
+            return spec_from_dict(arch)
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"invalid architecture in the config: {exc}") from None
     if not isinstance(arch, str) or not arch:
         raise ValueError(f"arch must be a spec name, a file or a directory, got {arch!r}")
-    if arch in named_specs():
-        return named_spec(arch)
+    if arch in shipped_spec_names():
+        return shipped_spec(arch)
     location = storage.resolve(arch)
     kind = storage.file_info(location, location.path).type
     if kind == pafs.FileType.File:
@@ -53,7 +55,7 @@ def resolve_arch(arch: str | Mapping[str, Any] | ArchSpec) -> ArchSpec:
     if kind == pafs.FileType.Directory:
         return _from_directory(location)
     raise ArchNotFoundError(
-        f"arch {arch!r} is neither a named spec ({', '.join(named_specs())}) nor an existing file or directory"
+        f"arch {arch!r} is neither a named spec ({', '.join(shipped_spec_names())}) nor an existing file or directory"
     )
 
 
@@ -61,17 +63,17 @@ def _exists(location: storage.Location, name: str) -> bool:
     return storage.file_info(location, location.join(name)).type == pafs.FileType.File
 
 
-def _load_file(location: storage.Location, path: str) -> ArchSpec:
+def _load_file(location: storage.Location, path: str) -> AnySpec:
     if location.is_local:
-        return load_arch_spec(path)
+        return load_spec(path)
     data = storage.read_bytes(location, path)  # MMnas's epoch files need load_arch_spec's parser
     with tempfile.TemporaryDirectory() as scratch:
         local = Path(scratch) / Path(path).name
         local.write_bytes(data)
-        return load_arch_spec(local).replace(source=f"s3://{path}")
+        return load_spec(local).replace(source=f"s3://{path}")
 
 
-def _from_directory(location: storage.Location) -> ArchSpec:
+def _from_directory(location: storage.Location) -> AnySpec:
     if _exists(location, BEST_ARCH):
         return _load_file(location, location.join(BEST_ARCH))
     if _exists(location, SUMMARY):
@@ -88,7 +90,7 @@ def _from_directory(location: storage.Location) -> ArchSpec:
     )
 
 
-def _best_trial_arch(experiment: storage.Location) -> ArchSpec:
+def _best_trial_arch(experiment: storage.Location) -> AnySpec:
     summary = json.loads(storage.read_bytes(experiment, experiment.join(SUMMARY)))
     best = summary.get("best")
     if not best:
@@ -110,7 +112,7 @@ def search_outcome(arch: str | Any) -> dict[str, Any] | None:
     """What the search reported for the architecture ``arch`` picks, when ``arch`` names a search:
     ``{"metric": "val_vqa_acc", "value": ..., "epoch": ..., "source": ...}`` (the validation metric
     of the best architecture with the supernet's shared weights), else None."""
-    if not isinstance(arch, str) or arch in named_specs():
+    if not isinstance(arch, str) or arch in shipped_spec_names():
         return None
     location = storage.resolve(arch)
     if storage.file_info(location, location.path).type != pafs.FileType.Directory:

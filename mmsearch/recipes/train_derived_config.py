@@ -30,7 +30,7 @@ from pydantic import Field, ValidationError
 
 from mmsearch.config import config_dataclass, config_to_dict, replace
 from mmsearch.heads import PRIMARY_METRIC, HeadConfig, head_config
-from mmsearch.nas import ArchSpec, NetConfig
+from mmsearch.nas import ArchSpec, FusionSpec, NetConfig, spec_from_dict
 from mmsearch.recipes.resolve import check_task_agreement, data_sizes
 from mmsearch.recipes.task_data import TaskDataConfig, TaskInfo
 from mmsearch.recipes.train_derived_arch import resolve_arch
@@ -182,11 +182,11 @@ class TrainDerivedConfig:
         return self.output_dir or f"runs/train_{self.data.task}_seed{self.seed}"
 
     @property
-    def spec(self) -> ArchSpec:
+    def spec(self) -> ArchSpec | FusionSpec:
         """The architecture of a resolved config (``arch`` is a dict after :func:`resolve_config`)."""
         if not isinstance(self.arch, dict):
             raise ValueError(f"arch {self.arch!r} is not resolved yet; call resolve_config(config, task_data.info) first")
-        return ArchSpec.from_dict(self.arch)
+        return spec_from_dict(self.arch)
 
     @property
     def deepspeed_config(self) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from mmsearch.batch import MultimodalBatch
 from mmsearch.heads import HeadConfig, build_head
 from mmsearch.io import atomic_torch_save
-from mmsearch.nas import ArchSpec, DerivedNet, NetConfig, make_weight_optimizer
+from mmsearch.nas import ArchSpec, FusionSpec, NetConfig, build_derived, make_weight_optimizer
 from mmsearch.recipes.task_data import TaskInfo
 
 if TYPE_CHECKING:
@@ -38,9 +38,9 @@ OPTIMIZER_NAME = "optimizer.pt"  # LocalEngine's optimiser state
 class DerivedModel(nn.Module):
     """A derived network with its task head: ``forward(batch) -> head outputs``."""
 
-    def __init__(self, spec: ArchSpec, net: NetConfig, head: HeadConfig, embedding_init: Tensor | None = None) -> None:
+    def __init__(self, spec: ArchSpec | FusionSpec, net: NetConfig, head: HeadConfig, embedding_init: Tensor | None = None) -> None:
         super().__init__()
-        self.net = DerivedNet(spec, net, embedding_init)
+        self.net = build_derived(spec, net, embedding_init)
         self.head = build_head(head, net.hidden)
 
     def forward(self, batch: MultimodalBatch) -> dict[str, Tensor]:

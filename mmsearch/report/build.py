@@ -220,7 +220,10 @@ def _final_arch(trial: TrialData) -> bytes | None:
 
 
 def arch_string(spec: dict[str, Any]) -> str:
-    """``SA FFN SA | RSA GA FFN``: encoder blocks, then decoder blocks."""
+    """``SA FFN SA | RSA GA FFN``: encoder blocks, then decoder blocks; a fusion spec lists its
+    blocks as ``T:SA I:RSA concat J:JRSA`` (stream letter, op)."""
+    if isinstance(spec.get("blocks"), list):
+        return " ".join(op_label(f"{b['stream']}:{b['op']}") if b.get("stream") else str(b.get("op")) for b in spec["blocks"])
     return " | ".join(" ".join(op_label(name) for name in plots_arch.blocks(spec, chain)) for chain in ("enc", "dec"))
 
 

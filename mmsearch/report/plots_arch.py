@@ -36,7 +36,10 @@ def history_epochs(arch_history: Mapping[str, Any]) -> list[int]:
 
 
 def blocks(entry: Mapping[str, Any], chain: str) -> list[str]:
-    """The op of every block of one chain (MMnas lists each block as a one-op list)."""
+    """The op of every block of one chain (MMnas lists each block as a one-op list); for a spec of
+    the fusion search, the ``stream:op`` candidate of every block of that stage."""
+    if chain not in entry and isinstance(entry.get("stages"), Mapping):
+        return [str(name) for name in entry["stages"].get(chain, [])]
     return [block[0] if isinstance(block, list) else str(block) for block in entry.get(chain, [])]
 
 
@@ -211,7 +214,12 @@ def arch_diagram(spec: Mapping[str, Any], *, title: str = "") -> Figure:
 
     Arrows run block to block; dashed orange arrows carry the encoder's output to every guided-
     attention (GA) block. Under each box, the probability the search gave the chosen op.
+    A fusion spec (``blocks`` with streams) is drawn by :func:`mmsearch.report.plots_fusion.fusion_diagram`.
     """
+    if "blocks" in spec:
+        from mmsearch.report.plots_fusion import fusion_diagram
+
+        return fusion_diagram(spec, title=title)
     enc, dec = blocks(spec, "enc"), blocks(spec, "dec")
     probs = {chain: prob_matrix(spec, chain) for chain in ("enc", "dec")}
     pools = {chain: pool(spec, chain) for chain in ("enc", "dec")}

@@ -19,7 +19,13 @@ OPS: dict[str, tuple[str, str, str]] = {
     "guided_att": ("GA", "guided attention", "#E69F00"),
     "rel_self_att": ("RSA", "relation self-attention", "#009E73"),
     "feed_forward": ("FFN", "feed-forward", "#CC79A7"),
+    # fusion blocks (issue 9)
+    "t2r_att": ("T2R", "text-to-region attention", "#D55E00"),
+    "joint_rel_self_att": ("JRSA", "joint self-attention + box geometry", "#56B4E9"),
+    "co_att": ("CO", "co-attention", "#882255"),
+    "early_sum": ("ES", "gated early summation", "#999933"),
 }
+STREAM_LETTERS = {"text": "T", "image": "I", "both": "B", "joint": "J"}  # fusion-search candidates "stream:op"
 _EXTRA_OP_COLOURS = ("#56B4E9", "#D55E00", "#F0E442", "#999999")
 _MMNAS_SUFFIX = "_64"  # MMnas's op names (self_att_64) are the same ops
 
@@ -38,16 +44,21 @@ FONT_SIZE = 9.0
 
 
 def canonical_op(name: str) -> str:
+    if ":" in name:  # a fusion-search candidate "stream:op": coloured like its op
+        name = name.split(":", 1)[1]
     return name[: -len(_MMNAS_SUFFIX)] if name.endswith(_MMNAS_SUFFIX) else name
 
 
 def op_label(name: str) -> str:
-    return OPS.get(canonical_op(name), (name,))[0]
+    label = OPS.get(canonical_op(name), (canonical_op(name),))[0]
+    stream = name.split(":", 1)[0] if ":" in name else None
+    return f"{STREAM_LETTERS.get(stream, stream)}:{label}" if stream else label
 
 
 def op_long_name(name: str) -> str:
     op = OPS.get(canonical_op(name))
-    return f"{op[0]} ({op[1]})" if op else name
+    stream = f"{name.split(':', 1)[0]}: " if ":" in name else ""
+    return f"{stream}{op[0]} ({op[1]})" if op else name
 
 
 def op_colour(name: str) -> str:

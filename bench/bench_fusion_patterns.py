@@ -1,0 +1,226 @@
+"""Fusion patterns at matched size: the six survey patterns, the two fusion baselines
+(feature concatenation, late-fusion ensemble), MCAN and the MMnas prior, trained with the same
+budget on each task; test metric +- std over seeds, parameters, forward FLOPs per sample, robustness to a missing
+modality at test time, and how much attention crosses modalities in joint blocks.
+
+* Matched size: every model's width H is picked (:func:`mmsearch.baselines.patterns.match_width`)
+  so that its parameters without the token-embedding table come within 10 % of MCAN's at the
+  reference width; models that cannot get there are reported with ``matched: false``.
+* Missing modality: the trained model is evaluated on the test part with the regions masked out
+  (every region padding, features zero) and with the text masked out (every token padding); the
+  drop from the full test metric is reported (VG without regions is meaningless and skipped).
+* Fusion mass: for every joint self-attention block, the mean share of attention (real query
+  tokens, all heads) on keys of the other modality (:func:`mmsearch.ops.cross_modal_mass`), on the
+  first test batch; cross-attention blocks put all their mass across by construction (1.0); for
+  early summation, the mean gate value (how much of the other modality's summary is added).
+
+``--quick`` runs on generated data (:class:`mmsearch.data.synthetic.SyntheticTaskData`) with a
+tiny budget: it checks that everything works, its figures mean nothing. Full figures need the
+embedded scenes (``--root``, written by jobs/precompute_latents.py), >= 3 seeds and a quiet
+machine; no timings are recorded by this script.
+
+    python bench/bench_fusion_patterns.py --quick
+    python bench/bench_fusion_patterns.py --root stores/scenes --seeds 0 1 2
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TASKS = ("vqa", "itm", "vg")
+TOLERANCE = 0.10  # matched parameter counts: within 10 % of the reference
+REFERENCE = "mcan"
+
+
+def model_builders() -> dict[str, Callable[..., Any]]:
+    """name -> ``build(sizes, widths)`` for every compared model."""
+    from mmsearch.baselines import build_baseline
+    from mmsearch.baselines.patterns import SpecModel
+    from mmsearch.nas import PATTERNS, mcan_prior_spec, pattern_spec
+
+    builders: dict[str, Callable[..., Any]] = {
+        f"fusion_{p}": (lambda sizes, widths, p=p: SpecModel(pattern_spec(p), sizes, widths)) for p in PATTERNS
+    }
+    builders["mmnas_prior"] = lambda sizes, widths: SpecModel(mcan_prior_spec(4, 6), sizes, widths)
+    for name in ("mcan", "concat", "late"):
+        builders[name] = lambda sizes, widths, name=name: build_baseline(name, sizes, widths)
+    return builders
+
+
+def drop_modality(batch: Any, modality: str) -> Any:
+    """The batch with one modality masked out entirely (all padding, zero inputs)."""
+    import torch
+
+    if modality == "image":
+        mask = torch.ones_like(batch.region_mask)
+        return dataclasses.replace(batch, region_mask=mask, region_feats=torch.zeros_like(batch.region_feats))
+    mask = torch.ones_like(batch.text_mask)
+    ids = None if batch.text_ids is None else torch.zeros_like(batch.text_ids)
+    return dataclasses.replace(batch, text_mask=mask, text_ids=ids)
+
+
+def fusion_mass(model: Any, batch: Any) -> list[dict[str, Any]]:
+    """Per fusion block of a spec model: kind and cross-modal share (see the module docstring)."""
+    import torch
+
+    from mmsearch.nas import StreamNet
+    from mmsearch.ops import cross_modal_mass, self_attention_weights
+
+    net = getattr(model, "net", None)
+    if not isinstance(net, StreamNet):
+        return []
+    found: list[dict[str, Any]] = []
+    hooks = []
+    for index, block in enumerate(net.blocks):
+        if block.stream == "joint" and hasattr(block.op, "attn"):
+            def joint_hook(module, args, index=index, name=block.name):
+                x, x_mask, _, _, rel = args
+                text_len = x.shape[1] - (rel.shape[1] if rel is not None else net_regions[0])
+                weights = self_attention_weights(module, x, x_mask, rel)
+                found.append({"block": index, "op": f"joint:{name}", "cross_mass": float(cross_modal_mass(weights, text_len, x_mask).mean())})
+            hooks.append(block.op.register_forward_pre_hook(joint_hook))
+        elif block.name == "early_sum":
+            def gate_hook(module, args, output, index=index):
+                text, text_mask, regions, region_mask = args[:4]
+                s_r = module.region_summary(regions, region_mask)[:, None].expand_as(text)
+                gate = torch.sigmoid(module.text_gate(torch.cat((text, s_r), -1)))
+                found.append({"block": index, "op": "both:early_sum", "mean_gate_text": float(gate[~text_mask].mean())})
+            hooks.append(block.op.register_forward_hook(gate_hook))
+        elif block.name in ("co_att", "t2r_att", "guided_att"):
+            found.append({"block": index, "op": f"{block.stream}:{block.name}", "cross_mass": 1.0})
+    net_regions = [0]
+    hooks.append(net.front.register_forward_hook(lambda m, a, streams: net_regions.__setitem__(0, streams.regions.shape[1])))
+    try:
+        with torch.no_grad():
+            model(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sorted(found, key=lambda r: r["block"])
+
+
+def flops_per_sample(model: Any, batch: Any) -> float:
+    """Forward FLOPs per sample (torch's FlopCounterMode: matmuls, SDPA, convolutions; elementwise
+    work not counted) of one batch in eval mode."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(batch)
+    return counter.get_total_flops() / batch.batch_size
+
+
+def open_data(task: str, root: str | None, quick: bool) -> Any:
+    if root is None:
+        from mmsearch.data.synthetic import SyntheticTaskData
+
+        sizes = dict(train_images=24, val_images=6, test_images=6) if quick else {}
+        return SyntheticTaskData(task, **sizes)
+    from mmsearch.data.tasks import open_task_data
+    from mmsearch.recipes.task_data import TaskDataConfig
+
+    return open_task_data(TaskDataConfig(root=root, task=task))
+
+
+def run_task(task: str, names: list[str], data: Any, seeds: list[int], quick: bool) -> dict[str, Any]:
+    import torch
+
+    from mmsearch.baselines import DataSizes, Widths
+    from mmsearch.baselines.evaluation import evaluate_task
+    from mmsearch.baselines.patterns import counted_parameters, match_width
+    from mmsearch.baselines.training import TrainBudget, eval_batches, train_and_select
+    from mmsearch.config import config_to_dict
+    from mmsearch.heads import PRIMARY_METRIC
+
+    builders = model_builders()
+    sizes = DataSizes.from_info(data.info)
+    heads = 2 if quick else 4
+    reference_hidden = 32 if quick else 128
+    ref_widths = Widths(hidden=reference_hidden, flat_mlp=2 * reference_hidden, head_dim=reference_hidden // heads, depth=2)
+    target = counted_parameters(builders[REFERENCE](sizes, ref_widths))
+    primary = PRIMARY_METRIC[task]
+    out: dict[str, Any] = {"reference": REFERENCE, "target_parameters": target, "metric": primary, "models": {}}
+    for name in names:
+        widths, count = match_width(lambda w: builders[name](sizes, w), target, heads=heads)
+        row: dict[str, Any] = {"widths": config_to_dict(widths), "parameters": count,
+                               "parameter_ratio": count / target, "matched": abs(count / target - 1) <= TOLERANCE,
+                               "seeds": {}}
+        for seed in seeds:
+            budget = (TrainBudget(epochs=1, batch_size=16, decay_epochs=0, eval_batch_size=64, itm_val_images=3, itm_test_images=4, seed=seed)
+                      if quick else TrainBudget(seed=seed))
+            torch.manual_seed(seed)
+            model = builders[name](sizes, widths)
+            result = train_and_select(model, data, budget, name=name)
+            test_batches = eval_batches(data, "test", budget)
+            itm_images = budget.itm_test_images
+            missing = {}
+            for modality in ("image", "text"):
+                if task == "vg" and modality == "image":
+                    continue
+                dropped = [drop_modality(b, modality) for b in test_batches]
+                value = evaluate_task(task, model, dropped, itm_images, getattr(model, "modality", "text+image"))[primary]
+                missing[f"no_{modality}"] = {"metric": value, "drop": result.test[primary] - value}
+            row.setdefault("flops_per_sample", flops_per_sample(model, test_batches[0]))
+            row["seeds"][str(seed)] = {"test": result.test[primary], "best_epoch": result.best_epoch, "missing": missing,
+                                       "fusion": fusion_mass(model, test_batches[0])}
+        values = [s["test"] for s in row["seeds"].values()]
+        row["test_mean"] = statistics.fmean(values)
+        row["test_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        out["models"][name] = row
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = []
+    for task, res in results.items():
+        lines += [f"\n{task} ({res['metric']}, reference {res['reference']}: {res['target_parameters']} parameters)\n",
+                  "| model | H | parameters (ratio) | MFLOPs / sample | test +- std | drop without regions | drop without text |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, row in res["models"].items():
+            drops = {k: statistics.fmean(s["missing"][k]["drop"] for s in row["seeds"].values()) if k in next(iter(row["seeds"].values()))["missing"] else None
+                     for k in ("no_image", "no_text")}
+            cells = ["-" if v is None else f"{v:.2f}" for v in drops.values()]
+            lines.append(f"| {name} | {row['widths']['hidden']} | {row['parameters']} ({row['parameter_ratio']:.2f}) | "
+                         f"{row['test_mean']:.2f} +- {row['test_std']:.2f} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny generated data and budget: checks that it works")
+    parser.add_argument("--root", default=None, help="precomputed data set root (the embedded scenes); default: generated data")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--models", nargs="+", default=None, help="subset of the compared models (default: all)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 0 1 2 (--quick: 0)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "fusion_patterns.json")
+    args = parser.parse_args(argv)
+
+    from mmsearch.io import atomic_write_json
+
+    names = args.models or list(model_builders())
+    unknown = sorted(set(names) - set(model_builders()))
+    if unknown:
+        print(f"error: unknown models {unknown}; known: {', '.join(model_builders())}", file=sys.stderr)
+        return 2
+    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    results = {task: run_task(task, names, open_data(task, args.root, args.quick), seeds, args.quick) for task in args.tasks}
+    report = {
+        "benchmark": "fusion_patterns",
+        "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else f"bench_fusion_patterns.main({argv!r})",
+        "settings": {"quick": args.quick, "root": args.root, "seeds": seeds, "tolerance": TOLERANCE},
+        "results": results,
+    }
+    atomic_write_json(args.out, report)
+    print(markdown(results))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

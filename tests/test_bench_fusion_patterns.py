@@ -1,0 +1,66 @@
+"""bench/bench_fusion_patterns.py --quick: matched sizes, missing-modality figures, fusion mass."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_fusion_patterns", ROOT / "bench" / "bench_fusion_patterns.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_quick_run_matches_sizes_and_measures_robustness_and_fusion(tmp_path, capsys):
+    bench = _bench()
+    out = tmp_path / "fusion.json"
+    models = ["fusion_multi_to_one"]
+    assert bench.main(["--quick", "--tasks", "vqa", "--models", *models, "--out", str(out)]) == 0
+    result = json.loads(out.read_text())["results"]["vqa"]
+    assert result["reference"] == "mcan" and result["target_parameters"] > 0
+    for name in models:
+        row = result["models"][name]
+        assert row["matched"] and abs(row["parameter_ratio"] - 1) <= 0.10, (name, row["parameter_ratio"])
+        assert row["flops_per_sample"] > 0
+        seed = row["seeds"]["0"]
+        assert set(seed["missing"]) == {"no_image", "no_text"}
+        for figure in seed["missing"].values():
+            assert 0.0 <= figure["metric"] <= 100.0
+            assert figure["drop"] == pytest.approx(seed["test"] - figure["metric"])
+    joint = result["models"]["fusion_multi_to_one"]["seeds"]["0"]["fusion"]
+    assert [r["op"] for r in joint] == ["joint:joint_rel_self_att"]
+    assert 0.0 < joint[0]["cross_mass"] < 1.0  # some, not all, attention crosses modalities
+    assert "| fusion_multi_to_one |" in capsys.readouterr().out
+
+
+def test_fusion_mass_lists_cross_and_gate_blocks():
+    """Without training: co-attention blocks count as fully crossing, the early-summation gate is read."""
+    import torch
+
+    from mmsearch.baselines import DataSizes, Widths
+    from mmsearch.baselines.patterns import SpecModel
+    from mmsearch.nas import pattern_spec
+    from tests.test_baselines_models import make_batch
+
+    bench = _bench()
+    sizes = DataSizes(task="vqa", region_dim=24, vocab_size=30, num_answers=7)
+    widths = Widths(hidden=32, flat_mlp=32, head_dim=16, dropout=0.0)
+    torch.manual_seed(0)
+    co = bench.fusion_mass(SpecModel(pattern_spec("co_attention_to_concat"), sizes, widths).eval(), make_batch())
+    assert [r["op"] for r in co] == ["both:co_att", "joint:joint_rel_self_att"]
+    assert co[0]["cross_mass"] == 1.0 and 0.0 < co[1]["cross_mass"] < 1.0
+    gate = bench.fusion_mass(SpecModel(pattern_spec("early_summation"), sizes, widths).eval(), make_batch())
+    assert [r["op"] for r in gate] == ["both:early_sum"] and 0.0 < gate[0]["mean_gate_text"] < 1.0
+
+
+def test_unknown_model_is_a_clear_error(tmp_path, capsys):
+    assert _bench().main(["--quick", "--models", "fusion_nope", "--out", str(tmp_path / "x.json")]) == 2
+    assert "unknown models ['fusion_nope']" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
