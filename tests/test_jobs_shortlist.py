@@ -51,6 +51,14 @@ def test_shortlist_retrains_candidates_and_anchors_picks_on_val_tests_once_and_r
     assert winner_spec.source.startswith(f"shortlist winner {record['winner']['label']}")
     assert json.loads((experiment / SEARCH_BEST_ARCH_FILE).read_text())["source"] == "the search's pick"
 
+    # The report: the shortlist figure and caption, and the shortlist experiment's own report (its ASHA ladder).
+    from mmsearch.report import build_report
+    from mmsearch.report.plots_shortlist import shortlist_caption, shortlist_figure
+
+    assert len(shortlist_figure(record).axes) == 2
+    assert f"Winner on val: {record['winner']['label']}" in shortlist_caption(record)
+    assert (build_report(str(experiment / "shortlist")).parent / "learning_curves.png").is_file()
+
     # Determinism per seed: the MCAN anchor's first epoch equals a standalone training with its config and seed.
     mcan = next(r for r in rows if r["label"] == "mcan")
     spec = json.loads((experiment / "shortlist_candidates" / "mcan.json").read_text())
