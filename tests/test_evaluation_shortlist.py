@@ -64,3 +64,10 @@ def test_agreement_and_entropy():
     entropy = block_entropy({"enc": [[0.5, 0.5], [1.0, 0.0]], "dec": [[0.25] * 4]})
     assert entropy["enc"] == pytest.approx([math.log(2), 0.0]) and entropy["dec"] == pytest.approx([math.log(4)])
     assert entropy["normalized"] == pytest.approx([1.0, 0.0, 1.0]) and entropy["normalized_mean"] == pytest.approx(2 / 3)
+
+
+def test_agreement_of_fewer_than_two_searches_is_undefined_not_an_error():
+    pools = {"enc": ["self_att", "feed_forward"], "dec": ["self_att", "guided_att"]}
+    one = search_agreement([PRIOR], pools)
+    assert one["pairs"] == 0 and math.isnan(one["mean"]) and one["chance"] == pytest.approx(0.5)
+    assert search_agreement([], pools)["searches"] == 0

@@ -203,6 +203,12 @@ def _run_and_finish(spec: JobSpec, job: JobConfig, recipe: dict[str, Any], train
     searched = results.epoch_metrics(outcome.results, best.trial_id, best.best_epoch) if best else {}
     best_trial = results.write_best_trial(location, summary, searched)
     best_arch = results.write_best_arch(location, best) if (best is not None and spec.task is not None) else None
+    if best_arch is not None:
+        from mmsearch.orchestration.jobs_shortlist import write_search_diagnostics
+
+        agreement = write_search_diagnostics(location, summary)["agreement"]
+        print(f"Searches agree on {agreement['mean']:.2f} of the blocks (chance {agreement['chance']:.2f}, "
+              f"{agreement['searches']} searches): {location.uri}/search_diagnostics.json", flush=True)
     shortlisted = None
     if shortlist is not None and best_arch is not None:
         shortlisted = _shortlist(location, job, summary, recipe, shortlist)

@@ -19,7 +19,9 @@ Files in the experiment directory:
   retrained val;
 * ``best_arch.json``: the winner's spec, ``source`` saying where it came from; the search's own
   pick stays in ``search_best_arch.json``;
-* ``shortlist_candidates/<label>.json``: the candidate specs the trials train.
+* ``shortlist_candidates/<label>.json``: the candidate specs the trials train;
+* ``search_diagnostics.json`` (every search job, shortlist or not): seed-to-seed agreement of the
+  searches' architectures against chance, and the per-block entropy of each one's op probabilities.
 
 A finished shortlist (``shortlist.json`` with the same candidates and a tested winner) is not run
 again: a resubmitted job redoes nothing.
@@ -48,6 +50,7 @@ SHORTLIST_FILE = "shortlist.json"
 SHORTLIST_RUN = "shortlist"  # the Tune experiment's directory inside the experiment
 CANDIDATES_DIR = "shortlist_candidates"
 SEARCH_BEST_ARCH_FILE = "search_best_arch.json"
+DIAGNOSTICS_FILE = "search_diagnostics.json"
 # --smoke-test: the standalone training shrunk as for --then-train (2 short epochs, small widths).
 SHORTLIST_SMOKE = ("k=2", "budget=2", "grace_period=1", "cpus_per_trial=0.5")
 
@@ -139,6 +142,15 @@ def search_diagnostics(searched: list[dict[str, Any]]) -> dict[str, Any]:
     pools = (specs[0].get("op_pools") if specs else None) or DEFAULT_POOLS
     entropy = {s["trial_id"]: block_entropy(s["spec"]["probs"]) for s in searched if s["spec"].get("probs")}
     return {"agreement": search_agreement(specs, pools), "entropy": entropy}
+
+
+def write_search_diagnostics(location: StorageLocation, summary: Any) -> dict[str, Any]:
+    """``search_diagnostics.json``: how sure and how consistent the experiment's searches were
+    (seed-to-seed agreement of their architectures vs chance, per-block entropy of each)."""
+    searched = searched_architectures(location, summary)
+    record = {"trials": [{"trial_id": s["trial_id"], "estimate": s["estimate"]} for s in searched], **search_diagnostics(searched)}
+    _write_json(location.child(DIAGNOSTICS_FILE), record)
+    return record
 
 
 def run_shortlist(location: StorageLocation, job_tune: TuneSettings, settings: ShortlistSettings, train_base: dict[str, Any],
@@ -246,5 +258,6 @@ def _write_winner(location: StorageLocation, record: Mapping[str, Any]) -> dict[
     return written
 
 
-__all__ = ["CANDIDATES_DIR", "SEARCH_BEST_ARCH_FILE", "SHORTLIST_FILE", "SHORTLIST_RUN", "SHORTLIST_SMOKE", "run_shortlist",
-           "search_diagnostics", "searched_architectures", "shortlist_train_config", "shortlist_trial"]
+__all__ = ["CANDIDATES_DIR", "DIAGNOSTICS_FILE", "SEARCH_BEST_ARCH_FILE", "SHORTLIST_FILE", "SHORTLIST_RUN", "SHORTLIST_SMOKE", "run_shortlist",
+           "search_diagnostics", "searched_architectures", "shortlist_train_config", "shortlist_trial",
+           "write_search_diagnostics"]
