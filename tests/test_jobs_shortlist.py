@@ -43,7 +43,7 @@ def test_shortlist_retrains_candidates_and_anchors_picks_on_val_tests_once_and_r
     assert record["test_evaluations"] == 1 and 0 <= record["winner"]["test"]["vqa_acc"] <= 100
 
     # The trials never saw the test split: no trial reported a test_* metric.
-    reported = [json.loads(line) for p in (experiment / "shortlist").glob("*/result.json") for line in p.read_text().splitlines()]
+    reported = [json.loads(line) for p in experiment.glob("shortlist-*/*/result.json") for line in p.read_text().splitlines()]
     assert reported and not any(k.startswith("test_") for r in reported for k in r)
 
     # best_arch.json is the winner and says so; the search's own pick is kept.
@@ -57,17 +57,17 @@ def test_shortlist_retrains_candidates_and_anchors_picks_on_val_tests_once_and_r
 
     assert len(shortlist_figure(record).axes) == 2
     assert f"Winner on val: {record['winner']['label']}" in shortlist_caption(record)
-    assert (build_report(str(experiment / "shortlist")).parent / "learning_curves.png").is_file()
+    assert (build_report(str(next(experiment.glob("shortlist-*")))).parent / "learning_curves.png").is_file()
 
     # Determinism per seed: the MCAN anchor's first epoch equals a standalone training with its config and seed.
     mcan = next(r for r in rows if r["label"] == "mcan")
-    spec = json.loads((experiment / "shortlist_candidates" / "mcan.json").read_text())
+    spec = json.loads(next(experiment.glob("shortlist_candidates/shortlist-*/mcan.json")).read_text())
     direct = train_derived(load_config(TrainDerivedConfig, {**base, "arch": spec, "output_dir": str(tmp_path / "direct")}))
     assert direct.history[0]["val_metric"] == pytest.approx(mcan["val_per_epoch"][0][1], abs=1e-6)
 
     # Resumed: nothing is trained or evaluated again.
     saved = (experiment / SHORTLIST_FILE).read_bytes()
-    starts = sorted(experiment.glob(f"shortlist/*/{STARTS_DIR}/*.json"))
+    starts = sorted(experiment.glob(f"shortlist-*/*/{STARTS_DIR}/*.json"))
 
     def never(*args, **kwargs):
         raise AssertionError("a finished shortlist ran an experiment again")
@@ -75,5 +75,5 @@ def test_shortlist_retrains_candidates_and_anchors_picks_on_val_tests_once_and_r
     monkeypatch.setattr("mmsearch.orchestration.experiment.run_experiment", never)
     again = run_shortlist(location, tune, settings, base, searched, (2, 2), verbose=0)
     assert again["winner"] == record["winner"] and (experiment / SHORTLIST_FILE).read_bytes() == saved
-    assert sorted(experiment.glob(f"shortlist/*/{STARTS_DIR}/*.json")) == starts
+    assert sorted(experiment.glob(f"shortlist-*/*/{STARTS_DIR}/*.json")) == starts
     assert load_arch_spec(experiment / "best_arch.json").same_architecture(winner_spec)

@@ -35,3 +35,19 @@ def test_bad_shortlist_settings_fail_naming_the_key():
         shortlist_train_config("vqa", ShortlistSettings(train_config="configs/train/itm.yaml"), {"data": {"root": "x"}}, smoke_test=False)
     with pytest.raises(ConfigError, match="search jobs"):
         shortlist_train_config(None, ShortlistSettings(), {"data": {"root": "x"}}, smoke_test=False)
+
+
+def test_shortlist_run_is_named_after_its_candidates():
+    from mmsearch.evaluation import shortlist_candidates
+    from mmsearch.nas import random_spec
+    from mmsearch.orchestration.jobs_shortlist import shortlist_run_name
+
+    probs = {"enc": [[0.7, 0.3], [0.4, 0.6]], "dec": [[0.1, 0.2, 0.3, 0.4]] * 2}
+    one = [{"trial_id": "a", "spec": {**random_spec(2, 2, seed=1).to_dict(), "probs": probs}, "estimate": 3.0}]
+    two = [*one, {"trial_id": "b", "spec": random_spec(2, 2, seed=2).to_dict(), "estimate": 1.0}]
+    first = shortlist_candidates(one, 2, ("mcan",), (2, 2))
+    assert first[0]["spec"]["probs"] == probs  # the search's op probabilities travel with its architecture
+    reordered = shortlist_candidates([{**one[0], "estimate": 9.0}], 2, ("mcan",), (2, 2))
+    assert shortlist_run_name(first) == shortlist_run_name(reordered)  # same set, other estimates: the same run
+    assert shortlist_run_name(shortlist_candidates(two, 2, ("mcan",), (2, 2))) != shortlist_run_name(first)
+    assert shortlist_run_name(first).startswith("shortlist-")

@@ -46,9 +46,11 @@ class ShortlistSettings:
 
 
 def _clean_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The architecture alone (ops, pools, task) in the spec file's form: what a standalone training needs."""
-    canonical = ArchSpec.from_dict({k: spec[k] for k in ("enc", "dec", "op_pools", "task") if spec.get(k) is not None}).to_dict()
-    return {k: canonical[k] for k in ("enc", "dec", "op_pools", "task") if canonical.get(k) is not None}
+    """The architecture (ops, pools, task, and the search's per-block op probabilities when it has
+    them) in the spec file's form: what a standalone training needs, and what the report draws."""
+    keys = ("enc", "dec", "probs", "op_pools", "task")
+    canonical = ArchSpec.from_dict({k: spec[k] for k in keys if spec.get(k) is not None}).to_dict()
+    return {k: canonical[k] for k in keys if canonical.get(k) is not None}
 
 
 def shortlist_candidates(searched: Sequence[Mapping[str, Any]], k: int, anchors: Sequence[str],

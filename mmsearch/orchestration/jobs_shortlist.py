@@ -6,7 +6,7 @@ weights, for the architecture it derived at that epoch) plus the anchors (MCAN a
 at the search's depth) are trained from scratch by the derived-training recipe
 (``configs/train/<task>.yaml``, or ``shortlist.train_config``; ``train.epochs`` = ``shortlist.budget``)
 as Ray Tune trials under ASHA, the epoch being the fidelity unit: a Tune experiment in
-``<experiment>/shortlist/`` (resumed like every experiment). The trials never touch the test
+``<experiment>/shortlist-<digest of the candidates>/`` (resumed like every experiment). The trials never touch the test
 split (``eval.test: false``). The winner is the best final validation metric among the trials
 ASHA let run the whole budget (:func:`mmsearch.evaluation.pick_winner`); its last checkpoint is
 then evaluated on the test split, once, in the driver.
@@ -19,7 +19,7 @@ Files in the experiment directory:
   retrained val;
 * ``best_arch.json``: the winner's spec, ``source`` saying where it came from; the search's own
   pick stays in ``search_best_arch.json``;
-* ``shortlist_candidates/<label>.json``: the candidate specs the trials train;
+* ``shortlist_candidates/<run>/<label>.json``: the candidate specs the trials train;
 * ``search_diagnostics.json`` (every search job, shortlist or not): seed-to-seed agreement of the
   searches' architectures against chance, and the per-block entropy of each one's op probabilities.
 
@@ -29,6 +29,7 @@ again: a resubmitted job redoes nothing.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -47,7 +48,7 @@ from mmsearch.orchestration.storage import StorageLocation, read_bytes, write_by
 log = logging.getLogger(__name__)
 
 SHORTLIST_FILE = "shortlist.json"
-SHORTLIST_RUN = "shortlist"  # the Tune experiment's directory inside the experiment
+SHORTLIST_RUN = "shortlist"  # the Tune experiment's directory inside the experiment: shortlist-<candidates digest>
 CANDIDATES_DIR = "shortlist_candidates"
 SEARCH_BEST_ARCH_FILE = "search_best_arch.json"
 DIAGNOSTICS_FILE = "search_diagnostics.json"
@@ -80,11 +81,19 @@ def _scheduler(settings: ShortlistSettings) -> SchedulerSettings:
     return SchedulerSettings(name="asha", grace_period=settings.grace_period, reduction_factor=float(settings.reduction_factor))
 
 
+def shortlist_run_name(candidates: list[dict[str, Any]]) -> str:
+    """``shortlist-<digest>`` of the candidates (labels and specs): a resumed job whose searches
+    changed the candidate set (a search trial that finished only now) trains the new set in a
+    new Tune experiment instead of failing to resume the old one; the same set resumes its own."""
+    key = json.dumps([[c["label"], c["spec"]] for c in candidates], sort_keys=True)
+    return f"{SHORTLIST_RUN}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
 def shortlist_tune_settings(job_tune: TuneSettings, experiment: StorageLocation, settings: ShortlistSettings,
-                            candidate_uris: list[str]) -> TuneSettings:
+                            candidate_uris: list[str], name: str = SHORTLIST_RUN) -> TuneSettings:
     """Tune settings of the shortlist experiment: one trial per candidate (a grid over ``arch``), ASHA on val."""
     raw = config_to_dict(job_tune)
-    raw.update(experiment_name=SHORTLIST_RUN, storage_path=experiment.uri, metric="val_metric", mode="max", num_samples=1,
+    raw.update(experiment_name=name, storage_path=experiment.uri, metric="val_metric", mode="max", num_samples=1,
                searcher="random", search_space={"arch": {"grid": candidate_uris}}, scheduler=dataclasses.asdict(_scheduler(settings)))
     raw["resources"] = {**raw["resources"], "cpus_per_trial": settings.cpus_per_trial, "reserve_cpus_for_data": 0.0,
                         "max_concurrent_trials": None}
@@ -164,12 +173,12 @@ def run_shortlist(location: StorageLocation, job_tune: TuneSettings, settings: S
     if isinstance(done, dict) and done.get("candidates") == _plain(candidates) and done.get("winner", {}).get("test"):
         print(f"Shortlist already finished: winner {done['winner']['label']} ({location.child(SHORTLIST_FILE).uri})", flush=True)
         return {**done, "best_arch": _write_winner(location, done)}
-    uris = []
+    uris, run_name = [], shortlist_run_name(candidates)
     for row in candidates:
-        target = location.child(CANDIDATES_DIR).child(f"{row['label']}.json")
+        target = location.child(CANDIDATES_DIR).child(run_name).child(f"{row['label']}.json")
         _write_json(target, {**row["spec"], "source": f"shortlist candidate {row['label']}: {row['origin']}"})
         uris.append(target.uri)
-    tune_settings = shortlist_tune_settings(job_tune, location, settings, uris)
+    tune_settings = shortlist_tune_settings(job_tune, location, settings, uris, run_name)
     print(f"Shortlist: retraining {len(candidates)} architectures for {settings.budget} epochs under ASHA: "
           + "; ".join(f"{r['label']} ({r['origin']}) {r['arch']}" for r in candidates), flush=True)
     outcome = run_experiment(shortlist_trial, TrainDerivedConfig, train_base, tune_settings, epochs_key="train.epochs",
@@ -258,6 +267,6 @@ def _write_winner(location: StorageLocation, record: Mapping[str, Any]) -> dict[
     return written
 
 
-__all__ = ["CANDIDATES_DIR", "DIAGNOSTICS_FILE", "SEARCH_BEST_ARCH_FILE", "SHORTLIST_FILE", "SHORTLIST_RUN", "SHORTLIST_SMOKE", "run_shortlist",
+__all__ = ["CANDIDATES_DIR", "DIAGNOSTICS_FILE", "SEARCH_BEST_ARCH_FILE", "SHORTLIST_FILE", "SHORTLIST_RUN", "SHORTLIST_SMOKE", "run_shortlist", "shortlist_run_name",
            "search_diagnostics", "searched_architectures", "shortlist_train_config", "shortlist_trial",
            "write_search_diagnostics"]
