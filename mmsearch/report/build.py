@@ -47,6 +47,7 @@ REPORT_DIR = "report"
 REPORT_FILE = "report.html"
 COMPARISON_FILE = "searched_vs_retrained.json"
 SHORTLIST_FILE = "shortlist.json"  # written by mmsearch.orchestration.jobs_shortlist
+DIAGNOSTICS_FILE = "search_diagnostics.json"  # likewise
 _NOT_TRIAL_DIRS = {"mmsearch_state", REPORT_DIR}
 
 
@@ -98,6 +99,11 @@ def build_report(
              "after training the derived network from scratch (retrained); the table above lists every recorded metric.",
              lambda: plots_curves.searched_vs_retrained(comparable, plots_curves.experiment_task(data)))
 
+    diagnostics = tf.read_json(data.location.child(DIAGNOSTICS_FILE))
+    agreement = diagnostics.get("agreement") if isinstance(diagnostics, dict) else None
+    if isinstance(agreement, dict) and _finite(agreement.get("mean")) is not None:
+        files.append((f"../{DIAGNOSTICS_FILE}", f"the searches agree on {agreement['mean']:.2f} of the blocks (chance "
+                                                 f"{agreement['chance']:.2f}); per-block entropy of each search's op probabilities"))
     shortlist = tf.read_json(data.location.child(SHORTLIST_FILE))
     if isinstance(shortlist, dict) and shortlist.get("rows"):
         draw("shortlist.png", "Shortlist: retrained under ASHA", plots_shortlist.shortlist_caption(shortlist),
