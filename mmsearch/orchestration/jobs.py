@@ -18,8 +18,10 @@ runs the same :func:`main`. A job:
    experiment name resumes instead of starting over (finished trials are kept, unfinished and
    errored ones continue from their last checkpoints), so resubmitting a killed job is safe;
 5. writes the best trial and, for searches, the best architecture spec into the experiment
-   directory, optionally retrains that architecture (``--then-train``), and builds the report
-   (:mod:`.jobs_results`).
+   directory; with ``shortlist.enabled`` retrains the top-k distinct searched architectures and
+   the anchors under ASHA and makes the winner on val the experiment's ``best_arch.json``
+   (:mod:`.jobs_shortlist`); optionally retrains that architecture (``--then-train``), and builds
+   the report (:mod:`.jobs_results`).
 
 Exit status: 0 when every trial completed or was stopped by ASHA; 1 when a trial errored (after
 its retries) or did not finish (resubmit to resume it); 2 for bad input (nothing was run).
@@ -159,6 +161,11 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
         recipe = spec.data.bind(recipe, dataset_uri(dataset))
     plan = plan_experiment(spec.trial, spec.config_cls, recipe, job.tune, epochs_key=spec.epochs_key)
     train = then_train_settings(spec.task, job, options, recipe, plan.location) if options.then_train else None
+    shortlist = None
+    if job.shortlist.enabled:
+        from mmsearch.orchestration.jobs_shortlist import shortlist_train_config
+
+        shortlist = shortlist_train_config(spec.task, job.shortlist, recipe, smoke_test=options.smoke_test)
     cfg = validate_config(spec.config_cls, recipe, origin=job.origin)
     data_line = spec.data.check(cfg) if dataset is None else None  # data named by the user: checked first
     storage.preflight(plan.location)
@@ -181,10 +188,11 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
     if not data_ready:
         build_dataset(dataset)
         print(spec.data.check(cfg), flush=True)
-    return _run_and_finish(spec, job, recipe, train)
+    return _run_and_finish(spec, job, recipe, train, shortlist)
 
 
-def _run_and_finish(spec: JobSpec, job: JobConfig, recipe: dict[str, Any], train: dict[str, Any] | None) -> JobOutcome:
+def _run_and_finish(spec: JobSpec, job: JobConfig, recipe: dict[str, Any], train: dict[str, Any] | None,
+                    shortlist: dict[str, Any] | None = None) -> JobOutcome:
     """Run (or resume) the experiment, then write the best trial / architecture, --then-train, the report."""
     from mmsearch.orchestration import jobs_results as results
     from mmsearch.orchestration.experiment import run_experiment
@@ -195,13 +203,58 @@ def _run_and_finish(spec: JobSpec, job: JobConfig, recipe: dict[str, Any], train
     searched = results.epoch_metrics(outcome.results, best.trial_id, best.best_epoch) if best else {}
     best_trial = results.write_best_trial(location, summary, searched)
     best_arch = results.write_best_arch(location, best) if (best is not None and spec.task is not None) else None
+    if best_arch is not None:
+        from mmsearch.orchestration.jobs_shortlist import write_search_diagnostics
+
+        agreement = write_search_diagnostics(location, summary)["agreement"]
+        print(f"Searches agree on {agreement['mean']:.2f} of the blocks (chance {agreement['chance']:.2f}, "
+              f"{agreement['searches']} searches): {location.uri}/search_diagnostics.json", flush=True)
+    shortlisted = None
+    if shortlist is not None and best_arch is not None:
+        shortlisted = _shortlist(location, job, summary, recipe, shortlist)
+        if shortlisted.get("winner") is not None:
+            best_arch = shortlisted["best_arch"]
+            searched = _searched_for(shortlisted["winner"], best.trial_id, searched)
     comparison = None
     if train is not None and best_arch is not None:
         comparison = then_train(location, searched, train)
     report = results.build_report_for(location)  # the report helper: mmsearch.report.build_report
     exit_code = 0 if best is not None and not (summary.count("errored") or summary.count("unfinished")) else TRIALS_FAILED_EXIT
+    if shortlisted is not None and shortlisted.get("winner") is None:
+        exit_code = TRIALS_FAILED_EXIT
     print(_closing_lines(summary, best_trial, best_arch, comparison, report, location.uri, exit_code), flush=True)
+    if shortlisted is not None:
+        print(_shortlist_line(shortlisted), flush=True)
     return JobOutcome(location.uri, exit_code, summary, best_trial, best_arch, comparison, report)
+
+
+def _shortlist(location: Any, job: JobConfig, summary: Any, recipe: dict[str, Any], train_base: dict[str, Any]) -> dict[str, Any]:
+    from mmsearch.orchestration.jobs_shortlist import run_shortlist, searched_architectures
+
+    model = recipe.get("model", {})
+    depths = (int(model.get("enc_depth", 0)), int(model.get("dec_depth", 0)))
+    searched = searched_architectures(location, summary)
+    if searched:
+        depths = (len(searched[0]["spec"]["enc"]), len(searched[0]["spec"]["dec"]))
+    return run_shortlist(location, job.tune, job.shortlist, train_base, searched, depths)
+
+
+def _searched_for(winner: dict[str, Any], best_trial_id: str, searched: dict[str, float]) -> dict[str, float]:
+    """The search's val figures of the shortlist winner, for ``--then-train``'s comparison: the best
+    trial's when it found the winner, its own trial's estimate otherwise, none for an anchor."""
+    origin = str(winner.get("origin", ""))
+    if origin == f"search trial {best_trial_id}":
+        return searched
+    return {"val_metric": float(winner["estimate"])} if winner.get("estimate") is not None else {}
+
+
+def _shortlist_line(record: dict[str, Any]) -> str:
+    winner = record.get("winner")
+    if winner is None:
+        return f"  shortlist: no winner ({record.get('error')})"
+    metric, tau = record["metric"], record["estimate_vs_retrained"]["kendall_tau"]
+    return (f"  shortlist winner {winner['label']} ({winner['origin']}): val {metric} {winner['val']:.4g}, test "
+            f"{winner['test'].get(metric, float('nan')):.4g}; search estimate vs retrained val: Kendall tau {tau:.2f}")
 
 
 def _resource_hints(job: JobConfig, resources: Mapping[str, float]) -> None:

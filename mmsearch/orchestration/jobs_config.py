@@ -6,6 +6,7 @@ A job config file has up to three sections::
     tune:    {...}    # mmsearch.orchestration.settings.TuneSettings
     dataset: {...}    # a PrecomputeConfig (partial): the data set the trials read, built on first
                       # use and reused afterwards; null = the recipe's own data location, as is
+    shortlist: {...}  # search jobs: mmsearch.evaluation.ShortlistSettings (retrain the top-k + anchors)
 
 A file without a ``recipe:`` section is a plain recipe config (``configs/fusemix/scenes.yaml``);
 its tune settings then come from ``--tune FILE`` (or the job's default tune file) and its data
@@ -26,9 +27,10 @@ from typing import Any, Iterable, Mapping
 
 from mmsearch.config import ConfigError, apply_overrides, parse_override, read_yaml, validate_config
 from mmsearch.data.precompute_config import PrecomputeConfig
+from mmsearch.evaluation import ShortlistSettings
 from mmsearch.orchestration.settings import TuneSettings
 
-SECTIONS = ("recipe", "tune", "dataset")
+SECTIONS = ("recipe", "tune", "dataset", "shortlist")
 REPO_ROOT = Path(__file__).resolve().parents[2]  # configs/ lives here in a source checkout
 SMOKE_SUFFIX = "-smoke"
 
@@ -56,6 +58,7 @@ class SmokeTest:
     recipe: tuple[str, ...] = ()
     tune: tuple[str, ...] = ()
     dataset: tuple[str, ...] = ()
+    shortlist: tuple[str, ...] = ()
 
     def overrides(self) -> list[str]:
         return [f"{section}.{text}" for section in SECTIONS for text in getattr(self, section)]
@@ -69,6 +72,7 @@ class JobConfig:
     tune: TuneSettings
     dataset: PrecomputeConfig | None  # None: the recipe's own data location is used as it is
     origin: str  # where it came from, for messages
+    shortlist: ShortlistSettings = ShortlistSettings()  # off unless the file or an override turns it on
 
     @property
     def builds_data(self) -> bool:
@@ -175,8 +179,10 @@ def load_job_config(
     dataset_data = None if explicit_data else _apply("dataset", sections["dataset"], routed["dataset"])
     tune = validate_config(TuneSettings, tune_data, origin=f"{origin} [tune]")
     dataset = None if dataset_data is None else validate_config(PrecomputeConfig, dataset_data, origin=f"{origin} [dataset]")
+    shortlist = validate_config(ShortlistSettings, _apply("shortlist", sections.get("shortlist") or {}, routed["shortlist"]) or {},
+                                origin=f"{origin} [shortlist]")
     validate_config(config_cls, recipe, origin=f"{origin} [recipe]")  # names a bad key or an unknown op now
-    return JobConfig(recipe=recipe, tune=tune, dataset=dataset, origin=origin)
+    return JobConfig(recipe=recipe, tune=tune, dataset=dataset, origin=origin, shortlist=shortlist)
 
 
 __all__ = [

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 
 from mmsearch.orchestration.jobs_config import JobConfig, JobOptions, SmokeTest, load_job_config
 from mmsearch.orchestration.jobs_data import FUSEMIX_DATA, SEARCH_DATA, DataBinding
+from mmsearch.orchestration.jobs_shortlist import SHORTLIST_SMOKE
 from mmsearch.orchestration.jobs_trials import fusemix_trial, search_trial
 from mmsearch.recipes.fusemix_config import FuseMixConfig
 from mmsearch.recipes.search_config import SearchConfig
@@ -59,6 +60,7 @@ def _search_smoke(task: str) -> SmokeTest:
         tune=("num_samples=1", "scheduler.grace_period=1", "scheduler.reduction_factor=2",
               "resources.cpus_per_trial=0.5", "resources.reserve_cpus_for_data=0", "max_failures=1"),
         dataset=("source.scenes.num_scenes=80", "backend=local"),
+        shortlist=SHORTLIST_SMOKE,
     )
 
 

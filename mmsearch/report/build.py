@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mmsearch.orchestration.storage import StorageLocation, read_bytes, write_bytes
-from mmsearch.report import plots_arch, plots_curves
+from mmsearch.report import plots_arch, plots_curves, plots_shortlist
 from mmsearch.report import tune_files as tf
 from mmsearch.report.collect import ExperimentData, TrialData, collect_experiment, open_location
 from mmsearch.report.html import FigureFile, ReportExtras, render_html
@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 REPORT_DIR = "report"
 REPORT_FILE = "report.html"
 COMPARISON_FILE = "searched_vs_retrained.json"
+SHORTLIST_FILE = "shortlist.json"  # written by mmsearch.orchestration.jobs_shortlist
+DIAGNOSTICS_FILE = "search_diagnostics.json"  # likewise
 _NOT_TRIAL_DIRS = {"mmsearch_state", REPORT_DIR}
 
 
@@ -96,6 +98,17 @@ def build_report(
              "The best architecture's metrics measured on both sides: with the supernet's shared weights (searched) and "
              "after training the derived network from scratch (retrained); the table above lists every recorded metric.",
              lambda: plots_curves.searched_vs_retrained(comparable, plots_curves.experiment_task(data)))
+
+    diagnostics = tf.read_json(data.location.child(DIAGNOSTICS_FILE))
+    agreement = diagnostics.get("agreement") if isinstance(diagnostics, dict) else None
+    if isinstance(agreement, dict) and _finite(agreement.get("mean")) is not None:
+        files.append((f"../{DIAGNOSTICS_FILE}", f"the searches agree on {agreement['mean']:.2f} of the blocks (chance "
+                                                 f"{agreement['chance']:.2f}); per-block entropy of each search's op probabilities"))
+    shortlist = tf.read_json(data.location.child(SHORTLIST_FILE))
+    if isinstance(shortlist, dict) and shortlist.get("rows"):
+        draw("shortlist.png", "Shortlist: retrained under ASHA", plots_shortlist.shortlist_caption(shortlist),
+             lambda: plots_shortlist.shortlist_figure(shortlist))
+        files.append((f"../{SHORTLIST_FILE}", "the shortlist: candidates, ASHA ladder, winner on val and its one test evaluation"))
 
     for figure in figures:  # images first: the page never links to a file that is not there yet
         write_bytes(target.child(figure.name), figure.png)

@@ -1,0 +1,62 @@
+"""The architecture oracle (bench/bench_arch_oracle.py) and the estimator benchmark
+(bench/bench_estimators.py) in --quick mode, in one run: the estimator benchmark builds a tiny
+oracle, runs one-shot searches and the short-training proxy and scores them against it; the oracle
+file is complete, and a resumed oracle run trains nothing."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import bench_arch_oracle as oracle_bench  # noqa: E402
+import bench_estimators as estimator_bench  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_oracle_and_estimators_are_complete_scored_and_resume_without_training(tmp_path, capsys):
+    from mmsearch.evaluation import load_oracle, score_estimator
+
+    argv = ["--quick", "--tasks", "vqa", "--strategies", "proxyless", "--search-seeds", "2", "--short-epochs", "1",
+            "--k", "2", "--workers", "1", "--work-dir", str(tmp_path)]
+    assert estimator_bench.main(argv) == 0
+
+    # the oracle: MCAN, the prior and a random draw, 2 seeds each, val history per seed
+    path = tmp_path / "oracle" / "arch_oracle_vqa.json"
+    header, oracle = load_oracle(path)
+    raw = json.loads(path.read_text())
+    assert header["task"] == "vqa" and header["metric"] == "vqa_acc"
+    assert [a.label for a in oracle] == ["mcan", "mmnas_prior", "random0"]
+    assert raw["archs"][0]["arch"] == "SA FFN | SA GA FFN" and raw["archs"][1]["arch"] == "SA FFN | RSA GA FFN"
+    for entry in raw["archs"]:
+        assert entry["val"]["n"] == 2 and len(entry["val_history"]) == 2 and all(len(h) == 2 for h in entry["val_history"])
+        assert entry["val"]["values"] == [h[-1] for h in entry["val_history"]]  # the final epoch's val, per seed
+        assert entry["parameters"] > 0 and entry["train_cpu_s"]["total"] > 0
+    assert raw["train_cpu_s"] == pytest.approx(sum(a["train_cpu_s"]["total"] for a in raw["archs"]))
+
+    # the estimators: each scored as score_estimator scores its stored estimates
+    report = json.loads((tmp_path / "estimators_vqa.json").read_text())
+    assert set(report["estimators"]) == {"oneshot_proxyless", "short_k1"}
+    for entry in report["estimators"].values():
+        assert set(entry["estimates"]) == {a.label for a in oracle} and entry["cpu_s"] > 0
+        again = score_estimator(oracle, entry["estimates"], k=2)
+        assert entry["score"]["topk_pick"] == again["topk_pick"] and entry["score"]["top1_regret"] == again["top1_regret"]
+        assert math.isnan(again["kendall_tau"]) or -1 <= entry["score"]["kendall_tau"] <= 1
+    assert len(report["estimators"]["oneshot_proxyless"]["per_seed"]) == 2
+
+    # resumed: every cell has its result file, nothing is trained again
+    cells = sorted((tmp_path / "oracle" / "cells").glob("*.json"))
+    stamps = {p.name: p.stat().st_mtime_ns for p in cells}
+    assert len(cells) == 6
+    capsys.readouterr()
+    oracle_args = ["--quick", "--tasks", "vqa", "--archs", "3", "--seeds", "2", "--workers", "1", "--work-dir", str(tmp_path / "oracle")]
+    assert oracle_bench.main(oracle_args) == 0
+    assert "6 cells: 6 already done, 0 to run" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "oracle" / "cells").glob("*.json")} == stamps
+    assert json.loads(path.read_text())["archs"] == raw["archs"]
+    with pytest.raises(SystemExit, match="other settings"):
+        oracle_bench.main([*oracle_args, "--sample-seed", "1"])

@@ -1,0 +1,78 @@
+"""Estimator scoring against a tiny oracle file with known answers, and the oracle's sample."""
+import json
+import math
+
+import pytest
+
+from mmsearch.evaluation import load_oracle, oracle_sample, score_estimator
+from mmsearch.evaluation.oracle import kendall_tau, mean_std
+from mmsearch.evaluation.sample import arch_key, arch_line
+
+# val / test means: A is the best on val (test 49); B is better on test (51) but not on val.
+ORACLE = {
+    "task": "vqa",
+    "metric": "vqa_acc",
+    "archs": [
+        {"label": lab, "spec": {"enc": ["self_att"], "dec": [op]}, "val": {"mean": v, "std": 0.5}, "test": {"mean": t, "std": s},
+         "parameters": 10}
+        for lab, op, v, t, s in [("A", "self_att", 50.0, 49.0, 1.0), ("B", "guided_att", 48.0, 51.0, 1.0),
+                                 ("C", "rel_self_att", 45.0, 44.0, 2.0), ("D", "feed_forward", 40.0, 40.0, 0.0)]
+    ],
+}
+
+
+def test_score_estimator_on_a_tiny_oracle_file(tmp_path):
+    path = tmp_path / "arch_oracle_vqa.json"
+    path.write_text(json.dumps(ORACLE))
+    header, oracle = load_oracle(path)
+    assert header == {"task": "vqa", "metric": "vqa_acc"} and [a.label for a in oracle] == ["A", "B", "C", "D"]
+
+    # ranking B, C, A, D: 4 concordant and 2 discordant pairs against the val means -> tau = 1/3
+    scores = score_estimator(oracle, {"A": 1.0, "B": 3.0, "C": 2.0, "D": 0.0}, k=2)
+    assert scores["kendall_tau"] == pytest.approx(1 / 3)
+    assert scores["reference"] == "A" and scores["reference_test"] == 49.0
+    assert scores["top1"] == "B" and scores["top1_regret"] == pytest.approx(-2.0)  # lucky on test
+    assert scores["topk"] == ["B", "C"] and scores["topk_pick"] == "B" and scores["topk_regret"] == pytest.approx(-2.0)
+    assert scores["noise_std"] == pytest.approx(1.0)
+    three = score_estimator(oracle, {"A": 1.0, "B": 3.0, "C": 2.0, "D": 0.0}, k=3)
+    assert three["topk_pick"] == "A" and three["topk_regret"] == 0.0  # the shortlist picks on val, never on test
+
+    perfect = score_estimator(oracle, {"A": 4, "B": 3, "C": 2, "D": 1}, k=1)
+    assert perfect["kendall_tau"] == pytest.approx(1.0) and perfect["top1_regret"] == 0.0
+    reversed_ = score_estimator(oracle, {"A": 1, "B": 2, "C": 3, "D": 4}, k=1)
+    assert reversed_["kendall_tau"] == pytest.approx(-1.0) and reversed_["top1_regret"] == pytest.approx(9.0)
+
+
+def test_score_estimator_rejects_what_it_cannot_score():
+    _, oracle = load_oracle(ORACLE)
+    with pytest.raises(ValueError, match="does not have"):
+        score_estimator(oracle, {"A": 1.0, "Z": 2.0})
+    with pytest.raises(ValueError, match="non-finite"):
+        score_estimator(oracle, {"A": 1.0, "B": math.nan})
+    with pytest.raises(ValueError, match="at least 2"):
+        score_estimator(oracle, {"A": 1.0})
+    with pytest.raises(ValueError, match="entry 1: KeyError"):
+        load_oracle({"archs": [ORACLE["archs"][0], {"label": "x"}]})
+    with pytest.raises(ValueError, match="twice"):
+        load_oracle({"archs": [ORACLE["archs"][0], ORACLE["archs"][0]]})
+
+
+def test_kendall_tau_and_mean_std():
+    assert math.isnan(kendall_tau([1.0], [2.0]))
+    assert kendall_tau([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert mean_std([1.0, 2.0, 3.0]) == {"mean": 2.0, "std": 1.0, "n": 3, "values": [1.0, 2.0, 3.0]}
+    assert mean_std([4.0])["std"] == 0.0
+
+
+def test_oracle_sample_is_fixed_distinct_and_holds_the_anchors():
+    sample = oracle_sample(4, 6, 34, seed=0)
+    assert [label for label, _ in sample[:3]] == ["mcan", "mmnas_prior", "random0"]
+    assert arch_line(sample[0][1]) == "SA FFN SA FFN | SA GA FFN SA GA FFN"
+    assert arch_line(sample[1][1]) == "SA FFN SA FFN | RSA GA FFN RSA GA FFN"
+    assert len({arch_key(s) for _, s in sample}) == 34
+    assert [arch_key(s) for _, s in oracle_sample(4, 6, 34, seed=0)] == [arch_key(s) for _, s in sample]
+    assert [arch_key(s) for _, s in oracle_sample(4, 6, 34, seed=1)] != [arch_key(s) for _, s in sample]
+    # a tiny space is exhausted exactly; asking for more than it holds fails
+    assert len(oracle_sample(1, 1, 8, pools={"enc": ["self_att", "feed_forward"], "dec": ["self_att", "guided_att", "rel_self_att", "feed_forward"]})) == 8
+    with pytest.raises(ValueError, match="sample size"):
+        oracle_sample(1, 1, 9, pools={"enc": ["self_att", "feed_forward"], "dec": ["self_att", "guided_att", "rel_self_att", "feed_forward"]})
