@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need --seeds >= 2 (agreement), --randoms >= 1 and --noise-seeds >= 2 (noise)")
 
     from mmsearch.io import atomic_write_json, atomic_write_text
+    from mmsearch.machine import Provenance
 
+    provenance = Provenance(__file__, argv)
     work = Path(args.work_dir or REPO / "runs" / ("bench_search_quality_quick" if args.quick else "bench_search_quality"))
     if args.quick:
         data_root = "synthetic"
@@ -96,17 +98,23 @@ def main(argv: list[str] | None = None) -> int:
         "settings": settings,
         "width": {"hidden": model["hidden"], "heads": model["hidden"] // model["head_dim"]},
         "run": {
-            "command": "python bench/bench_search_quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": provenance.command,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {__import__('torch').__version__}, Python {platform.python_version()}",
             "wall_s": wall,  # this invocation (cells done earlier are not counted)
             "cell_s": sum(r["wall_s"] for r in results.values()),
             "cells": len(results),
             "workers": args.workers,
             "load_1m": {"min": min(loads), "max": max(loads), "mean": statistics.fmean(loads)},
+            "cell_commits": cell_commits(results),
         },
         "tasks": figures,
         "cells": results,
+        "provenance": provenance.block(),
     }
+    older = {c: n for c, n in report["run"]["cell_commits"].items() if c.split(" ")[0] != provenance.git["commit"]}
+    if older:
+        print(f"note: {sum(older.values())} cells were computed at other commits ({older}); their figures are from "
+              "that code: use a fresh --work-dir to measure this commit", flush=True)
     out = Path(args.out) if args.out else (work / "search_quality.json" if args.quick else RESULTS)
     md = Path(args.markdown) if args.markdown else (work / "search_quality.md" if args.quick else MARKDOWN)
     atomic_write_json(out, report)
@@ -116,6 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     print_summary(figures)
     print(f"\nwrote {out} and {md} ({wall / 60:.1f} min)")
     return 0
+
+
+def cell_commits(results: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """How many cells each commit computed (``"unrecorded"``: cells from before commits were recorded)."""
+    counts: dict[str, int] = {}
+    for result in results.values():
+        key = result.get("commit") or "unrecorded"
+        key += " (dirty)" if result.get("dirty") else ""
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _check_work_dir(work: Path, settings: Mapping[str, Any]) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import bench_search_quality as bench  # noqa: E402
+from test_bench_provenance import check_provenance  # noqa: E402
 from search_quality import analysis as sq_analysis, cells as sq_cells, report as sq_report, settings as sq_settings  # noqa: E402
 
 POOLS = {"enc": ["self_att", "feed_forward"], "dec": ["self_att", "rel_self_att", "guided_att", "feed_forward"]}
@@ -96,6 +97,10 @@ def test_quick_run_fills_every_table_entry_and_resumes_without_rerunning(tmp_pat
     assert bench.main(args) == 0
     report = json.loads((work / "search_quality.json").read_text())
     markdown = (work / "search_quality.md").read_text()
+    block = check_provenance(report, "bench_search_quality.py", args)
+    # every cell was computed at this commit, and the markdown says which
+    assert list(report["run"]["cell_commits"]) == [block["commit"] + (" (dirty)" if block["dirty"] else "")]
+    assert list(report["run"]["cell_commits"].values()) == [48] and f"at commit `{block['commit'][:12]}`" in markdown
     assert set(report["tasks"]) == {"vqa", "vg", "itm"}
     for task, fig in report["tasks"].items():
         labels = [row["label"] for row in fig["rows"].values()]

@@ -106,7 +106,9 @@ def run_cell(cell: Cell, settings: Mapping[str, Any], work_dir: str) -> dict[str
     import torch
 
     from mmsearch.io import atomic_write_json
+    from mmsearch.machine import git_state
 
+    code = git_state()  # a work dir resumed across commits mixes cells of different code: each says which
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     work = Path(work_dir)
@@ -117,7 +119,7 @@ def run_cell(cell: Cell, settings: Mapping[str, Any], work_dir: str) -> dict[str
     finally:
         torch.set_num_threads(threads)  # the recipes set it from their configs; in-process runs get theirs back
     result.update(kind=cell.kind, task=cell.task, name=cell.name, wall_s=time.perf_counter() - start,
-                  load_1m=[load_before, os.getloadavg()[0]])
+                  load_1m=[load_before, os.getloadavg()[0]], commit=code["commit"], dirty=code["dirty"])
     atomic_write_json(cell_path(work, cell.name), result)
     return result
 

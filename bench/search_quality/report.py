@@ -40,7 +40,7 @@ def markdown(report: Mapping[str, Any]) -> str:
         "width, depth and budget (`configs/train/<task>.yaml`, shorter schedule), training seed 0; "
         f"MCAN with training seeds {settings['noise_seeds']} (the retraining noise). Test split metrics, %.",
         "",
-        f"Command: `{run['command']}`. Machine: {run['machine']}; wall time {run['wall_s'] / 60:.1f} min "
+        f"Command: `{run['command']}`{_at_commit(report)}. Machine: {run['machine']}; wall time {run['wall_s'] / 60:.1f} min "
         f"({run['cell_s'] / 60:.1f} process-min in {run['cells']} cells, {run['workers']} workers x 1 torch thread); "
         f"1-min load average {run['load_1m']['min']:.1f}-{run['load_1m']['max']:.1f} (mean {run['load_1m']['mean']:.1f}) "
         "while it ran (shared machine: accuracy does not depend on load, times do).",
@@ -85,6 +85,17 @@ def markdown(report: Mapping[str, Any]) -> str:
                       f"encoder {ent['enc_mean']['mean']:.3f} of max {s['entropy_max']['enc']:.3f} nats, decoder "
                       f"{ent['dec_mean']['mean']:.3f} of max {s['entropy_max']['dec']:.3f} (normalised {ent['normalized_mean']['mean']:.2f}).", ""]
     return "\n".join(lines)
+
+
+def _at_commit(report: Mapping[str, Any]) -> str:
+    """`` at commit abc (cells: ...)`` from the report's provenance (empty for reports without one)."""
+    commit = report.get("provenance", {}).get("commit")
+    if commit is None:
+        return ""
+    dirty = " (uncommitted changes)" if report["provenance"].get("dirty") else ""
+    cells = report["run"].get("cell_commits", {})
+    other = sum(n for c, n in cells.items() if c.split(" ")[0] != commit)
+    return f" at commit `{commit[:12]}`{dirty}" + (f" ({other} of the cells from other commits: {cells})" if other else "")
 
 
 INTERPRETATION = "### Interpretation"
