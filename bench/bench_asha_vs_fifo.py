@@ -43,6 +43,7 @@ from bench_orchestration import (  # noqa: E402  (bench/ is not a package)
 )
 
 from mmsearch.io import atomic_write_json  # noqa: E402
+from mmsearch.machine import Provenance  # noqa: E402
 from mmsearch.report.collect import collect_experiment  # noqa: E402
 
 
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="2 LRs x 2 seeds x 3 epochs on small data: checks that it works")
     parser.add_argument("--out", type=Path, default=RESULTS / "asha_vs_fifo.json")
     args = parser.parse_args(argv)
+    provenance = Provenance(__file__, argv)
     if args.tiny:
         args.weight_lrs, args.seeds, args.epochs, args.train_images, args.val_images = [3e-4, 3e-3], 2, 3, 80, 30
 
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'within' if within else 'NOT within'} noise")
     result = {
         "benchmark": "asha_vs_fifo",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": provenance.command,
         "settings": {**{k: v for k, v in vars(args).items() if k != "out"}, "trials": num_trials, "slots": slots,
                      "config": str(SEARCH_CONFIG.relative_to(SEARCH_CONFIG.parents[2])), "metric": "val_metric (max)"},
         "machine": machine(),
@@ -152,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "best_gap": gap,
         "best_within_noise": within,
         "grid": [list(c) for c in itertools.product(args.weight_lrs, range(args.seeds))],
+        "provenance": provenance.block(),
     }
     atomic_write_json(args.out, result)
     print(f"wrote {args.out}")

@@ -40,7 +40,6 @@ import multiprocessing
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -253,9 +252,9 @@ def print_tables(cells: list[dict[str, Any]], chance: dict[str, float]) -> None:
 def machine() -> dict[str, Any]:
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+    from mmsearch.machine import cpu_model
+
+    return {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform()}
 
 
@@ -286,7 +285,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from mmsearch.io import atomic_write_json
+    from mmsearch.machine import Provenance
 
+    provenance = Provenance(__file__, argv)
     start = time.perf_counter()
     load_at_start = os.getloadavg()
     root = build_dataset(args.data, args.backend)
@@ -312,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "fusemix_scenes",
         "quick": args.quick,
-        "command": " ".join(["python", *sys.argv]) if argv is None else " ".join(["python", __file__, *argv]),
+        "command": provenance.command,
         "machine": {**machine(), "load_average_at_start": [round(x, 2) for x in load_at_start],
                     "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "settings": {"recipe_config": str(RECIPE_CONFIG.relative_to(REPO)), "recipe_overrides": args.recipe,
@@ -326,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "wall_s": {"total": wall, "dataset": data_s, "training": train_s},
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "provenance": provenance.block(),
     }
     atomic_write_json(args.out, report)
     print(f"\n{len(runs)} runs in {train_s:.0f} s (total {wall:.0f} s); wrote {args.out}")

@@ -111,16 +111,6 @@ def run_one(batch: int, mode: str, warmup: int, steps: int, threads: int, chunk_
     }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, nargs="+", default=[2048, 8192])
@@ -141,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
+    from mmsearch.machine import Provenance, cpu_model
+
+    provenance = Provenance(__file__, argv)
     if args.quick:
         args.batches, args.steps, args.warmup = [256], 1, 1
     peak = matmul_peak_gflops(args.threads, (1024, 2048) if args.quick else (2048, 4096), 2 if args.quick else 3)
@@ -178,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "fusemix_step",
         "quick": bool(args.quick),
-        "machine": {"cpu": _cpu_model(), "logical_cpus": os.cpu_count(), "threads": args.threads,
+        "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "threads": args.threads,
                     "torch": torch.__version__, "python": platform.python_version()},
         "matmul_peak_gflops": peak,
         "reference_input_pairs_per_s": {
@@ -188,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                   "dropout": 0.6, "parameters": 110_440_449},
         "results": results,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "provenance": provenance.block(),
     }
     atomic_write_json(args.out, report)
     print(f"wrote {args.out}")

@@ -30,7 +30,6 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from mmsearch.batch import MultimodalBatch
 from mmsearch.heads import build_head, make_objective
 from mmsearch.io import atomic_write_json
-from mmsearch.machine import cpu_model
+from mmsearch.machine import Provenance, cpu_model
 from mmsearch.nas import (
     ArchSpec,
     DerivedNet,
@@ -270,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         profile(args.profile, steps=3 if args.quick else 10)
         return 0
     warmup, iters = (1, 2) if args.quick else (args.warmup, args.iters)
+    provenance = Provenance(__file__, argv)
     load_before = os.getloadavg()
     peak = matmul_peak_gflops(seconds=0.5 if args.quick else 3.0, size=1024 if args.quick else 2048)
     results: dict[str, Any] = {}
@@ -289,12 +289,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     report = {
         "benchmark": "mmnas_step",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": provenance.command,
         "settings": {"threads": args.threads, "warmup": warmup, "iters": iters, "quick": args.quick},
         "machine": machine(),
         "matmul_peak_gflops": peak,
         "load_avg_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
         "cases": results,
+        "provenance": provenance.block(),
     }
     atomic_write_json(args.out, report)
     print(f"peak {peak:.1f} GFLOP/s; wrote {args.out}")

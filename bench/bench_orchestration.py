@@ -54,7 +54,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads s
 
 from mmsearch.config import read_yaml  # noqa: E402
 from mmsearch.io import atomic_write_json  # noqa: E402
-from mmsearch.machine import cpu_model  # noqa: E402
+from mmsearch.machine import Provenance, cpu_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="4 trials x 2 epochs on small data: checks that it works")
     parser.add_argument("--out", type=Path, default=RESULTS / "orchestration.json")
     args = parser.parse_args(argv)
+    provenance = Provenance(__file__, argv)
     if args.tiny:
         args.trials, args.epochs, args.train_images, args.val_images = 4, 2, 80, 20
     threads = args.threads or max(1, int(args.cpus_per_trial))
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({noop['trials']} trials in {noop['wall_s']:.1f} s)")
     result = {
         "benchmark": "orchestration",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": provenance.command,
         "settings": {**{k: v for k, v in vars(args).items() if k != "out"}, "threads": threads, "slots": slots,
                      "config": str(SEARCH_CONFIG.relative_to(REPO)), "scheduler": "fifo", "reuse_actors": False},
         "machine": machine(),
@@ -273,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": wall,
         **figures,
         "noop_trials": noop,
+        "provenance": provenance.block(),
     }
     atomic_write_json(args.out, result)
     print(f"wrote {args.out}")

@@ -27,13 +27,12 @@ import argparse
 import multiprocessing
 import os
 import platform
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mmsearch.machine import cpu_model
+from mmsearch.machine import Provenance, cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TASKS = ("vqa", "itm", "vg")
@@ -145,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     from mmsearch.data.dataset_root import DatasetRoot
     from mmsearch.io import atomic_write_json
 
+    provenance = Provenance(__file__, argv)
     started = time.perf_counter()
     load_before = os.getloadavg()
     root = args.root
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - started
     report = {
         "benchmark": "scene_baselines",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else "bench_scene_baselines.main(" + repr(argv) + ")",
+        "command": provenance.command,
         "machine": machine(),
         "load_avg_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
         "dataset": {"root": root, "name": card.name, "fingerprint": card.fingerprint, "splits": card.splits},
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                      "widths": config_to_dict(widths), "budget": config_to_dict(budget)},
         "results": results,
         "wall_s": {"total": wall, "dataset": data_ready - started, "jobs": wall - (data_ready - started)},
+        "provenance": provenance.block(),
     }
     atomic_write_json(args.out, report)
     print(tables)

@@ -14,7 +14,8 @@ benchmark records the object store's peak use and spilled bytes, and the peak RS
 driver and of the Ray worker processes, to show streaming stays within the budget.
 
 Prints a table and writes ``bench/results/store_streaming.json`` atomically (settings, command,
-machine). Full size (the defaults) takes a few minutes on a 2-core machine; ``--rows 5000``
+machine, provenance). Full size (the defaults) takes a few minutes on a 2-core machine;
+``--quick`` (5,000 pairs, one epoch, the two readers without Ray unless ``--modes`` says otherwise)
 checks the script in seconds.
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ import psutil
 MiB = 2**20
 RESULTS = Path(__file__).resolve().parent / "results" / "store_streaming.json"
 MODES = ("pyarrow", "local", "ray", "ray_iter_torch")
+QUICK_MODES = ("pyarrow", "local")  # no Ray start-up: seconds
 
 
 # -- memory sampling ----------------------------------------------------------------------------
@@ -295,20 +297,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--block-mb", type=int, default=None, help="Ray Data target block size (default: the library's, 1/32 of the object store, at most 16)")
     parser.add_argument("--shuffle-buffer-rows", type=int, default=None, help="shuffle window; default: about 64 MiB of rows")
     parser.add_argument("--num-cpus", type=int, default=os.cpu_count())
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {','.join(MODES)}")
+    parser.add_argument("--modes", default=None, help=f"comma-separated subset of {','.join(MODES)} (default: all; --quick: {','.join(QUICK_MODES)})")
+    parser.add_argument("--quick", action="store_true", help="5,000 pairs, batches of 1,000, one epoch: checks the script works")
     parser.add_argument("--store-dir", default=None, help="where to write the store (default: a temporary directory, removed after)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--_measure", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--_store", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rows, args.batch_size, args.epochs = 5000, 1000, 1
+    if args.modes is None:
+        args.modes = ",".join(QUICK_MODES if args.quick else MODES)
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
+    given, argv = argv, sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args._measure:  # child process: one measurement, one JSON line
         print(json.dumps(MEASURE[args._measure](args._store, args)))
         return
+    from mmsearch.machine import Provenance
+
+    provenance = Provenance(__file__, given)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
@@ -327,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
         results = {
             "benchmark": "store_streaming",
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "command": provenance.command,
             "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")},
             "machine": info,
             "store": store,
@@ -346,6 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if not args.store_dir:
             shutil.rmtree(workdir, ignore_errors=True)
+    results["provenance"] = provenance.block()
     atomic_write_json(args.out, results)
     report(results)
     print(f"\nwrote {args.out}")

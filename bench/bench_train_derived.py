@@ -48,6 +48,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from mmsearch.io import atomic_write_json  # noqa: E402
+from mmsearch.machine import Provenance, cpu_model  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TINY_ARCH = {"enc": [["self_att"], ["feed_forward"]], "dec": [["rel_self_att"], ["guided_att"], ["feed_forward"]],
@@ -256,11 +257,7 @@ def gpu_bench(quick: bool) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    if Path("/proc/cpuinfo").is_file():
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
@@ -270,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu", action="store_true", help="GPU mode: the training step at H=512, batch 64, bf16")
     parser.add_argument("--out", type=Path, default=None, help="results file (default: bench/results/train_derived[_gpu].json)")
     args = parser.parse_args(argv)
+    provenance = Provenance(__file__, argv)
     out = args.out or RESULTS / ("train_derived_gpu.json" if args.gpu else "train_derived.json")
     report: dict[str, Any] = {"machine": machine(), "quick": args.quick}
     if args.gpu:
@@ -287,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Ray Train overhead vs the same loop without Ray: {c['ray_overhead_pct']:.1f}% (samples/s), "
               f"{c['ray_step_overhead_pct']:.1f}% (median step); start-up {c['runs']['ray_1']['startup_s']:.1f} s "
               f"(local {c['runs']['local']['startup_s']:.1f} s); 2 workers: {100 * c['scaling_2_workers']:.0f}% scaling")
+    report["provenance"] = provenance.block()
     atomic_write_json(out, report)
     print(f"wrote {out}")
     return 0

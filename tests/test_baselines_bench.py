@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from test_bench_provenance import check_provenance
 from test_precompute_common import shared_scenes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,10 +30,11 @@ def test_quick_benchmark_fills_every_table_cell(tmp_path_factory, tmp_path):
     root = shared_scenes(tmp_path_factory).root
     out = tmp_path / "scene_baselines.json"
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--root", root, "--out", str(out)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    args = ["--quick", "--root", root, "--out", str(out)]
+    proc = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
+    check_provenance(report, "bench_scene_baselines.py", args)
     bench = bench_module()
     assert report["dataset"]["root"] == root and report["settings"]["quick"] is True
     assert report["settings"]["workers"] == 2 and report["settings"]["torch_threads_per_worker"] == 1

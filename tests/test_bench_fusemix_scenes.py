@@ -14,6 +14,7 @@ sys.path.insert(0, str(BENCH))
 import bench_fusemix_scenes as bench  # noqa: E402  (bench/ is not a package)
 
 from mmsearch.metrics.retrieval import chance_recall  # noqa: E402
+from test_bench_provenance import check_provenance  # noqa: E402
 
 
 def test_schedule_keeps_the_step_budget_and_caps_the_batch():
@@ -50,9 +51,10 @@ def test_summary_pairs_mixup_with_no_mixup_by_seed():
 def test_quick_benchmark_on_60_scenes_beats_chance(tmp_path, monkeypatch):
     monkeypatch.setenv("MMSEARCH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "scenes.json"
-    assert bench.main(["--quick", "--data", "source.scenes.num_scenes=60", "--fractions", "1.0", "0.5",
-                       "--workers", "2", "--out", str(out)]) == 0
+    args = ["--quick", "--data", "source.scenes.num_scenes=60", "--fractions", "1.0", "0.5", "--workers", "2", "--out", str(out)]
+    assert bench.main(args) == 0
     report = json.loads(out.read_text())
+    check_provenance(report, "bench_fusemix_scenes.py", args)
 
     assert report["quick"] and report["settings"]["seeds"] == [0]
     assert report["dataset"]["splits"]["train"]["pairs"] == 42 * 5  # 70% of 60 scenes, 5 captions each
