@@ -232,16 +232,19 @@ def main(argv: list[str] | None = None) -> int:
         from mmsearch.orchestration.precompute import ensure_dataset
 
         data_root = args.data_root or ensure_dataset()
+    from mmsearch.machine import Provenance
+
+    provenance = Provenance(__file__, argv)
     settings = benchmark_settings(args, data_root)
     check_work_dir(work, settings)
     start = time.perf_counter()
     results = run_cells(plan_cells(settings), run_train_cell, settings, work, args.workers, log=lambda line: print(line, flush=True))
-    run = {"command": "python bench/bench_arch_oracle.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    run = {"command": provenance.command,
            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {__import__('torch').__version__}",
            "wall_s": time.perf_counter() - start, "workers": args.workers}
     out_dir = Path(args.out_dir) if args.out_dir else (work if args.quick else RESULTS)
     for task in settings["tasks"]:
-        oracle = oracle_file(settings, task, results, run)
+        oracle = {**oracle_file(settings, task, results, run), "provenance": provenance.block()}
         path = out_dir / f"arch_oracle_{task}.json"
         atomic_write_json(path, oracle)
         s = oracle["separation"]

@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     from mmsearch.evaluation.cells import run_cells
     from mmsearch.io import atomic_write_json
 
+    from mmsearch.machine import Provenance
+
+    provenance = Provenance(__file__, argv)
     work = Path(args.work_dir or REPO / "runs" / ("bench_estimators_quick" if args.quick else "bench_estimators"))
     oracle_dir = Path(args.oracle_dir) if args.oracle_dir else (work / "oracle" if args.quick else oracle_bench.RESULTS)
     if args.quick and not all((oracle_dir / f"arch_oracle_{t}.json").is_file() for t in args.tasks):
@@ -168,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_json(out_dir / f"estimators_{task}.json", {
             "task": task, "metric": oracle["metric"], "oracle": str(oracle_dir / f"arch_oracle_{task}.json"),
             "oracle_train_cpu_s": oracle["train_cpu_s"], "noise_std": next(iter(table.values()))["score"]["noise_std"],
-            "settings": settings, "estimators": table})
+            "settings": settings, "estimators": table, "provenance": provenance.block()})
         print(f"\n{task} ({oracle['metric']}; oracle {len(oracle['archs'])} archs, {oracle['train_cpu_s'] / 3600:.2f} CPU-h)")
         print(f"| estimator | Kendall tau | top-1 regret | top-{args.k} regret | CPU-h |\n|---|---:|---:|---:|---:|")
         for name, e in table.items():

@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from mmsearch.io import atomic_write_json
 
+    from mmsearch.machine import Provenance
+
+    provenance = Provenance(__file__, argv)
     names = args.models or list(model_builders())
     unknown = sorted(set(names) - set(model_builders()))
     if unknown:
@@ -212,9 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     results = {task: run_task(task, names, open_data(task, args.root, args.quick), seeds, args.quick) for task in args.tasks}
     report = {
         "benchmark": "fusion_patterns",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else f"bench_fusion_patterns.main({argv!r})",
+        "command": provenance.command,
         "settings": {"quick": args.quick, "root": args.root, "seeds": seeds, "tolerance": TOLERANCE},
         "results": results,
+        "provenance": provenance.block(),
     }
     atomic_write_json(args.out, report)
     print(markdown(results))

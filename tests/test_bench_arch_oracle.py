@@ -14,6 +14,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import bench_arch_oracle as oracle_bench  # noqa: E402
 import bench_estimators as estimator_bench  # noqa: E402
+from test_bench_provenance import check_provenance  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +41,7 @@ def test_quick_oracle_and_estimators_are_complete_scored_and_resume_without_trai
 
     # the estimators: each scored as score_estimator scores its stored estimates
     report = json.loads((tmp_path / "estimators_vqa.json").read_text())
+    check_provenance(report, "bench_estimators.py", argv)
     assert set(report["estimators"]) == {"oneshot_proxyless", "short_k1"}
     for entry in report["estimators"].values():
         assert set(entry["estimates"]) == {a.label for a in oracle} and entry["cpu_s"] > 0
@@ -57,6 +59,8 @@ def test_quick_oracle_and_estimators_are_complete_scored_and_resume_without_trai
     assert oracle_bench.main(oracle_args) == 0
     assert "6 cells: 6 already done, 0 to run" in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "oracle" / "cells").glob("*.json")} == stamps
-    assert json.loads(path.read_text())["archs"] == raw["archs"]
+    report = json.loads(path.read_text())
+    assert report["archs"] == raw["archs"]
+    check_provenance(report, "bench_arch_oracle.py", oracle_args)
     with pytest.raises(SystemExit, match="other settings"):
         oracle_bench.main([*oracle_args, "--sample-seed", "1"])

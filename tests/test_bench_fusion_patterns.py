@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_bench_provenance import check_provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,8 +23,11 @@ def test_quick_run_matches_sizes_and_measures_robustness_and_fusion(tmp_path, ca
     bench = _bench()
     out = tmp_path / "fusion.json"
     models = ["fusion_multi_to_one"]
-    assert bench.main(["--quick", "--tasks", "vqa", "--models", *models, "--out", str(out)]) == 0
-    result = json.loads(out.read_text())["results"]["vqa"]
+    args = ["--quick", "--tasks", "vqa", "--models", *models, "--out", str(out)]
+    assert bench.main(args) == 0
+    report = json.loads(out.read_text())
+    check_provenance(report, "bench_fusion_patterns.py", args)
+    result = report["results"]["vqa"]
     assert result["reference"] == "mcan" and result["target_parameters"] > 0
     for name in models:
         row = result["models"][name]

@@ -35,6 +35,9 @@ CHECKED_IN = {
     "bench_search_quality.py": ("test_bench_search_quality", "test_quick_run_fills_every_table_entry_and_resumes_without_rerunning"),
     "bench_scene_baselines.py": ("test_baselines_bench", "test_quick_benchmark_fills_every_table_cell"),
     "bench_fusemix_scenes.py": ("test_bench_fusemix_scenes", "test_quick_benchmark_on_60_scenes_beats_chance"),
+    "bench_arch_oracle.py": ("test_bench_arch_oracle", "test_quick_oracle_and_estimators_are_complete_scored_and_resume_without_training"),
+    "bench_estimators.py": ("test_bench_arch_oracle", "test_quick_oracle_and_estimators_are_complete_scored_and_resume_without_training"),
+    "bench_fusion_patterns.py": ("test_bench_fusion_patterns", "test_quick_run_matches_sizes_and_measures_robustness_and_fusion"),
 }
 
 
