@@ -119,17 +119,28 @@ def arch_defaults(arch: str | None) -> tuple[str, list[str]]:
     return path, []
 
 
+def load_job_config(args: argparse.Namespace) -> TrainDerivedConfig:
+    """The validated config: ``--config`` (else the one for the architecture's task, see
+    :func:`arch_defaults`), the flags and the overrides; raises ConfigError naming the problem."""
+    from mmsearch.config import load_config, read_yaml, replace
+    from mmsearch.orchestration.jobs_config import resolve_path
+    from mmsearch.recipes.train_derived_config import TrainDerivedConfig, default_run_name
+
+    config, defaults = (args.config, []) if args.config else arch_defaults(args.arch)
+    raw = read_yaml(resolve_path(config))
+    cfg = load_config(TrainDerivedConfig, raw["recipe"] if "recipe" in raw else raw, defaults + job_overrides(args))
+    if args.smoke_test and not args.name:
+        cfg = replace(cfg, run=replace(cfg.run, name=default_run_name(cfg) + "_smoke"))
+    return cfg
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    from mmsearch.config import ConfigError, load_config, read_yaml
-    from mmsearch.orchestration.jobs_config import resolve_path
-    from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+    from mmsearch.config import ConfigError
 
     try:
-        config, defaults = (args.config, []) if args.config else arch_defaults(args.arch)
-        raw = read_yaml(resolve_path(config))
-        cfg = load_config(TrainDerivedConfig, raw["recipe"] if "recipe" in raw else raw, defaults + job_overrides(args))
+        cfg = load_job_config(args)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
@@ -145,11 +156,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
               f"({len(spec.enc)}+{len(spec.dec)} blocks), {cfg.train.epochs} epochs, {cfg.scaling.num_workers} worker(s)"
               f"{', DeepSpeed' if cfg.deepspeed else ''}; nothing run")
         return 0
-    if args.smoke_test and not args.name:
-        from mmsearch.config import replace
-        from mmsearch.recipes.train_derived_config import default_run_name
-
-        cfg = replace(cfg, run=replace(cfg.run, name=default_run_name(cfg) + "_smoke"))
 
     from mmsearch.orchestration.cluster import connect
     from mmsearch.orchestration.train import TrainSetupError, fit_derived
