@@ -2,6 +2,8 @@
 evaluation script does (prediction fully normalised, human answers only de-punctuated)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,8 @@ from mmsearch.data.loaders.vqa_answers import official_scores, process_punctuati
 from mmsearch.nas import NetConfig
 from mmsearch.ops import MMnasLayerNorm, build_op, make_layer_norm
 from test_loaders_vqa import vqa_root  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_mmnas_layer_norm_is_unbiased_std_plus_eps_and_differs_from_torch_by_about_one_over_2h():
@@ -42,6 +46,11 @@ def test_the_net_config_chooses_the_layer_norm_of_every_op():
         assert isinstance(build_op(name, 32, head_dim=16).norm, nn.LayerNorm)  # default: torch's
     with pytest.raises(ValueError, match="layer_norm must be one of"):
         make_layer_norm(8, "apex")
+    from mmsearch.config import load_config
+    from mmsearch.recipes.train_derived_config import TrainDerivedConfig, net_config
+
+    cfg = load_config(TrainDerivedConfig, ROOT / "configs" / "train" / "vqa.yaml", ["model.layer_norm=mmnas"])
+    assert net_config(cfg.model, text_input="tokens", probe=True).layer_norm == "mmnas"  # model.layer_norm reaches the net
 
 
 def _official_loop(pred: str, human: list[str]) -> float:
