@@ -108,23 +108,29 @@ def test_progress_logs_every_few_seconds_with_rate_and_eta(caplog):
     assert len(lines) == 4 and lines[-1] == "image stage: 1000/1000 images (100%), 50.0 images/s, done in 20 s"
 
 
-def test_quiet_by_default_and_verbose_on_request():
+def test_quiet_by_default_and_verbose_on_request(monkeypatch):
     from mmsearch.orchestration import quiet
 
     env: dict[str, str] = {}
+    assert quiet.runtime_env_hook(env) == {} and not quiet.is_quiet(env)  # outside a job: Ray's defaults
     quiet.set_verbose(False, env)
     assert quiet.runtime_env_hook(env) == {"worker_process_setup_hook": quiet.WORKER_HOOK}
     quiet.set_verbose(True, env)
     assert quiet.runtime_env_hook(env) == {}
+    from mmsearch.orchestration.cluster import FORWARDED_ENV
+
+    assert quiet.VERBOSE_ENV in FORWARDED_ENV  # the trials' Ray Data readers see the choice
     ray_data = pytest.importorskip("ray.data")
-    context = ray_data.DataContext.get_current()
-    before = (context.print_on_execution_start, {n: logging.getLogger(n).level for n in quiet.QUIET_LOGGERS})
+    before = {n: logging.getLogger(n).level for n in quiet.QUIET_LOGGERS}
     try:
-        quiet.quiet_process()
+        monkeypatch.setenv(quiet.VERBOSE_ENV, "0")
+        context = quiet.quiet_data_context(ray_data.DataContext.get_current().copy())
         assert context.print_on_execution_start is False
+        quiet.quiet_loggers()
         assert all(logging.getLogger(n).level == logging.WARNING for n in quiet.QUIET_LOGGERS)
         assert logging.getLogger("ray.train._internal.storage").getEffectiveLevel() == logging.WARNING
+        monkeypatch.setenv(quiet.VERBOSE_ENV, "1")
+        assert quiet.quiet_data_context(ray_data.DataContext.get_current().copy()).print_on_execution_start is True
     finally:
-        context.print_on_execution_start = before[0]
-        for name, level in before[1].items():
+        for name, level in before.items():
             logging.getLogger(name).setLevel(level)

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # Non-secret settings every worker needs the same as the driver.
 FORWARDED_ENV = (
     "RAY_AUTH_MODE",
+    "MMSEARCH_VERBOSE",  # quiet or verbose Ray output (mmsearch.orchestration.quiet)
     "AWS_ENDPOINT_URL",
     "AWS_DEFAULT_REGION",
     "AWS_REGION",
@@ -113,7 +114,7 @@ def connect(
         resources=ray.cluster_resources(),
         auth_mode=os.environ["RAY_AUTH_MODE"],
     )
-    if not quiet.is_verbose():
+    if quiet.is_quiet():
         quiet.quiet_process()  # the driver too: it runs Ray Data (precompute) and Tune's checkpoints
     print(info.describe(), flush=True)
     return info

@@ -6,13 +6,15 @@ What is silenced, with Ray's own knobs, in the driver and (through the job's
 
 * Ray Train's ``Checkpoint successfully created at: ...`` line per checkpoint (an INFO record of
   the ``ray.train`` storage loggers; raised to WARNING);
-* Ray Data's ``Starting execution`` / ``Execution plan`` lines (``DataContext.print_on_execution_start``),
+* Ray Data's ``Starting execution`` / ``Execution plan`` lines (``DataContext.print_on_execution_start``,
+  set in the driver and on the contexts mmsearch's Ray Data readers create in the trials),
   and its progress when written as log blocks (stdout not a terminal; its bars in a terminal stay,
   since turning them off makes Ray Data log a warning instead). The precompute stages log their
   own progress lines with rate and ETA every few seconds (:mod:`mmsearch.progress`).
 
 Warnings and errors are never silenced. :func:`set_verbose` runs before Ray starts (the choice
-travels in ``MMSEARCH_VERBOSE``); this module imports Ray only inside :func:`quiet_process`.
+travels in ``MMSEARCH_VERBOSE``, forwarded to the workers); this module imports Ray only inside
+:func:`quiet_process`.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import os
 from typing import Any, MutableMapping
 
 VERBOSE_ENV = "MMSEARCH_VERBOSE"
-WORKER_HOOK = "mmsearch.orchestration.quiet.quiet_process"
+WORKER_HOOK = "mmsearch.orchestration.quiet.quiet_loggers"
 # Loggers whose INFO records are routine: one line per checkpoint (Ray Train v1 storage, used by
 # Tune; and v2), and Ray Data's progress written as 8-line log blocks when stdout is not a terminal.
 QUIET_LOGGERS = ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage", "ray.data._internal.progress")
@@ -36,18 +38,38 @@ def is_verbose(environ: MutableMapping[str, str] = os.environ) -> bool:
     return environ.get(VERBOSE_ENV, "0") == "1"
 
 
+def is_quiet(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """True where a job asked for quiet output (set in the driver, forwarded to the workers);
+    library use outside a job keeps Ray's own defaults."""
+    return environ.get(VERBOSE_ENV) == "0"
+
+
 def runtime_env_hook(environ: MutableMapping[str, str] = os.environ) -> dict[str, Any]:
-    """The ``runtime_env`` entries that quiet the job's workers (none with ``--verbose``)."""
-    return {} if is_verbose(environ) else {"worker_process_setup_hook": WORKER_HOOK}
+    """The ``runtime_env`` entries that quiet the job's workers (none with ``--verbose`` or outside a job)."""
+    return {"worker_process_setup_hook": WORKER_HOOK} if is_quiet(environ) else {}
+
+
+def quiet_loggers() -> None:
+    """Raise Ray's routine INFO loggers to WARNING in this process (every worker runs this first,
+    as the job's ``worker_process_setup_hook``: standard library only, nothing is imported)."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def quiet_data_context(context: Any) -> Any:
+    """``context`` (a Ray Data ``DataContext``) without the execution-plan lines, in a quiet job."""
+    if is_quiet():
+        context.print_on_execution_start = False
+    return context
 
 
 def quiet_process() -> None:
-    """Silence Ray's routine INFO lines in this process (a driver, or a worker through the setup hook)."""
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    """The driver of a quiet job: :func:`quiet_loggers` and the current Ray Data context."""
+    quiet_loggers()
     from ray.data import DataContext
 
-    DataContext.get_current().print_on_execution_start = False
+    quiet_data_context(DataContext.get_current())
 
 
-__all__ = ["QUIET_LOGGERS", "VERBOSE_ENV", "is_verbose", "quiet_process", "runtime_env_hook", "set_verbose"]
+__all__ = ["QUIET_LOGGERS", "VERBOSE_ENV", "is_quiet", "is_verbose", "quiet_data_context", "quiet_loggers", "quiet_process",
+           "runtime_env_hook", "set_verbose"]
