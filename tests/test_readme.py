@@ -146,6 +146,7 @@ def test_the_readme_shows_the_commands_this_test_checks():
 
 def test_every_command_the_readme_shows_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MMSEARCH_CACHE", str(tmp_path / "cache"))  # data sets "would be built" here; nothing built
+    monkeypatch.setenv("MMSEARCH_VERBOSE", "1")  # the jobs set it; restored afterwards
     commands = readme_commands()
     commands += ["python jobs/search_itm.py", "python jobs/search_vg.py",  # the job table's (search_itm.py, search_vg.py)
                  "python jobs/search_vqa.py recipe.search.epochs=12 tune.num_samples=4"]  # its override example

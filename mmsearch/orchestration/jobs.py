@@ -44,8 +44,8 @@ from mmsearch.config import ConfigError, validate_config
 from mmsearch.orchestration.jobs_config import JobConfig, JobOptions
 from mmsearch.orchestration.jobs_data import bind_data, build_dataset, dataset_complete, dataset_uri, place_dataset
 from mmsearch.orchestration.jobs_handoff import then_train, then_train_settings
-from mmsearch.orchestration.quiet import set_verbose
 from mmsearch.orchestration.jobs_specs import JOBS, SEARCH_TASKS, JobSpec, job_spec
+from mmsearch.orchestration.quiet import set_verbose
 
 log = logging.getLogger(__name__)
 
