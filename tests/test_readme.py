@@ -158,4 +158,5 @@ def test_every_command_the_readme_shows_runs(tmp_path, monkeypatch, capsys):
     assert not failed, failed
     printed = capsys.readouterr().out
     assert "config: configs/train/vqa.yaml" in printed and "would be built first" in printed
+    assert "val_metric is the ITM recall sum R@1+R@5+R@10" in printed  # search_itm.py says what its number is
     assert json.loads((tmp_path / "arch.json").read_text())["epoch0"]["enc"][0] == ["self_att_64"]

@@ -55,9 +55,9 @@ JOB_ENVIRONMENT = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S":
 BAD_INPUT_EXIT, TRIALS_FAILED_EXIT = 2, 1
 # What a search's val_metric is (the head's primary metric, on the validation split), said with every number.
 METRIC_MEANING = {
-    "vqa": "VQA accuracy, % (vqa_acc)",
-    "itm": "ITM recall sum: R@1+R@5+R@10 image->text plus text->image, % each, 600 at best (itm_rsum)",
-    "vg": "grounding accuracy at IoU >= 0.5, % (vg_acc)",
+    "vqa": "VQA accuracy in %, vqa_acc",
+    "itm": "ITM recall sum R@1+R@5+R@10 image->text plus text->image, in % each so 600 at best, itm_rsum",
+    "vg": "grounding accuracy at IoU >= 0.5 in %, vg_acc",
 }
 
 
@@ -157,7 +157,7 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
     if data_line is not None:
         print(data_line, flush=True)
     if spec.task in METRIC_MEANING:
-        print(f"val_metric = {METRIC_MEANING[spec.task]}", flush=True)
+        print(f"val_metric is the {METRIC_MEANING[spec.task]}", flush=True)
     if options.check_only:
         print(plan.ladder.describe(plan.num_trials) if plan.ladder else f"FIFO: every trial runs {plan.max_t} epochs")
         if not data_ready:
