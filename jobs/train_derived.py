@@ -12,8 +12,10 @@
 ``--arch`` takes a named spec (mcan, mmnas_vqa, mmnas_vg, mmnas_itm), a spec JSON file, or a
 finished search: its output directory or its Tune experiment directory (the best architecture
 is taken). Without ``--config`` the config is ``configs/train/<task>.yaml`` for the task the
-architecture was searched for (VQA for ``mcan`` or a spec without a task). The job joins the cluster in ``RAY_ADDRESS`` (or the one it was submitted to), else
-starts Ray on this machine; there, resources are detected: with a GPU and no ``--cpu`` it trains
+architecture was searched for (VQA for ``mcan`` or a spec without a task), and a search's
+architecture trains on the data set that search read. ``--check`` validates and runs nothing.
+The job joins the cluster in ``RAY_ADDRESS`` (or the one it was submitted to), else starts Ray
+on this machine; there, resources are detected: with a GPU and no ``--cpu`` it trains
 one worker per GPU (bf16 autocast where the GPU supports it), on CPUs the workers share the
 cores. Checkpoints and outputs go to ``<storage>/<name>/``; submitting the same name and
 storage again resumes from the latest checkpoint (more epochs: ``train.epochs=N``).
@@ -24,12 +26,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
 
 settle_ray_auth_mode()  # before anything imports Ray (Ray reads RAY_AUTH_MODE once, at import)
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported after the arguments are parsed (--help stays instant)
     from mmsearch.recipes.train_derived_config import TrainDerivedConfig
