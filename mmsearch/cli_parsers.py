@@ -53,7 +53,7 @@ def job_parser(card: JobCard, prog: str | None = None) -> argparse.ArgumentParse
         description=card.description,
         epilog=f"Overrides are dotted keys of a section: {card.example_override} tune.num_samples=8 "
                "dataset.source.scenes.num_scenes=500. Resubmitting with the same --name resumes the experiment. "
-               "Output is quiet (the plan, one line per trial epoch, the summary); --verbose shows Ray's own logs.",
+               "Output is quiet (the plan, Tune's trial table every 30 s, the summary); --verbose shows Ray's own logs.",
     )
     parser.add_argument("args", nargs="*", metavar="[CONFIG.yaml] key=value",
                         help=f"config file (default {card.default_config}) and overrides")

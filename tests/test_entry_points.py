@@ -127,7 +127,8 @@ def test_quiet_by_default_and_verbose_on_request(monkeypatch):
         context = quiet.quiet_data_context(ray_data.DataContext.get_current().copy())
         assert context.print_on_execution_start is False
         quiet.quiet_loggers()
-        assert all(logging.getLogger(n).level == logging.WARNING for n in quiet.QUIET_LOGGERS)
+        assert all(logging.getLogger(n).level == level for n, level in quiet.QUIET_LOGGERS.items())
+        assert logging.getLogger("ray.data._internal.progress").getEffectiveLevel() == logging.ERROR
         assert logging.getLogger("ray.train._internal.storage").getEffectiveLevel() == logging.WARNING
         monkeypatch.setenv(quiet.VERBOSE_ENV, "1")
         assert quiet.quiet_data_context(ray_data.DataContext.get_current().copy()).print_on_execution_start is True

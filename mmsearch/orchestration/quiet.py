@@ -1,20 +1,21 @@
-"""Quiet by default: a job prints its plan, one line per trial epoch (and Tune's status table every
-30 s), progress lines for long stages, and its summary; ``--verbose`` brings back Ray's own logs.
+"""Quiet by default: a job prints its plan, progress lines for long stages, Tune's trial table every
+30 s (and a line when a trial starts or ends), and its summary; ``--verbose`` brings back Ray's own logs.
 
 What is silenced, with Ray's own knobs, in the driver and (through the job's
 ``worker_process_setup_hook``) in every Ray worker of the job:
 
 * Ray Train's ``Checkpoint successfully created at: ...`` line per checkpoint (an INFO record of
-  the ``ray.train`` storage loggers; raised to WARNING);
+  the ``ray.train`` storage loggers; raised to WARNING), and Ray Data's notes about its progress
+  display (``QUIET_LOGGERS``);
 * Ray Data's ``Starting execution`` / ``Execution plan`` lines (``DataContext.print_on_execution_start``,
   set in the driver and on the contexts mmsearch's Ray Data readers create in the trials),
   and its progress when written as log blocks (stdout not a terminal; its bars in a terminal stay,
   since turning them off makes Ray Data log a warning instead). The precompute stages log their
   own progress lines with rate and ETA every few seconds (:mod:`mmsearch.progress`).
 
-Warnings and errors are never silenced. :func:`set_verbose` runs before Ray starts (the choice
-travels in ``MMSEARCH_VERBOSE``, forwarded to the workers); this module imports Ray only inside
-:func:`quiet_process`.
+Warnings and errors are never silenced, except Ray Data's warning that its progress bars are off.
+:func:`set_verbose` runs before Ray starts (the choice travels in ``MMSEARCH_VERBOSE``, forwarded
+to the workers); this module imports Ray only inside :func:`quiet_process`.
 """
 from __future__ import annotations
 
@@ -24,9 +25,15 @@ from typing import Any, MutableMapping
 
 VERBOSE_ENV = "MMSEARCH_VERBOSE"
 WORKER_HOOK = "mmsearch.orchestration.quiet.quiet_loggers"
-# Loggers whose INFO records are routine: one line per checkpoint (Ray Train v1 storage, used by
-# Tune; and v2), and Ray Data's progress written as 8-line log blocks when stdout is not a terminal.
-QUIET_LOGGERS = ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage", "ray.data._internal.progress")
+# Loggers of routine records, and the level they are raised to: one INFO line per checkpoint (Ray
+# Train v1 storage, used by Tune; and v2); Ray Data's progress display (its progress as 8-line log
+# blocks when stdout is not a terminal, and the one-off warning "Progress bars disabled" in every
+# trial that turns its per-epoch bars off, as jobs_trials.fusemix_trial does).
+QUIET_LOGGERS = {
+    "ray.train._internal.storage": logging.WARNING,
+    "ray.train.v2._internal.execution.storage": logging.WARNING,
+    "ray.data._internal.progress": logging.ERROR,
+}
 
 
 def set_verbose(verbose: bool, environ: MutableMapping[str, str] = os.environ) -> None:
@@ -52,8 +59,8 @@ def runtime_env_hook(environ: MutableMapping[str, str] = os.environ) -> dict[str
 def quiet_loggers() -> None:
     """Raise Ray's routine INFO loggers to WARNING in this process (every worker runs this first,
     as the job's ``worker_process_setup_hook``: standard library only, nothing is imported)."""
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def quiet_data_context(context: Any) -> Any:
