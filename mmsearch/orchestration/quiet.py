@@ -33,6 +33,9 @@ QUIET_LOGGERS = {
     "ray.train._internal.storage": logging.WARNING,
     "ray.train.v2._internal.execution.storage": logging.WARNING,
     "ray.data._internal.progress": logging.ERROR,
+    # "Dataset ... execution finished in N seconds" after every read (and the start lines of
+    # datasets whose context mmsearch did not create); its warnings stay.
+    "ray.data._internal.execution.streaming_executor": logging.WARNING,
 }
 
 
