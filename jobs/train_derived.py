@@ -65,6 +65,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--storage", help="storage root: local dir, NFS mount or s3://bucket/prefix")
     parser.add_argument("--smoke-test", action="store_true", help="tiny run on generated data (checks the whole path)")
     parser.add_argument("--check", action="store_true", help="validate the config and the architecture, run nothing")
+    parser.add_argument("--verbose", action="store_true", help="also print Ray's own logs (checkpoint lines, Ray Data plans)")
     parser.add_argument("overrides", nargs="*", help="config overrides key.path=value")
     return parser
 
@@ -96,10 +97,12 @@ def fit_to_machine(cfg: TrainDerivedConfig, args: argparse.Namespace, resources:
                                         gpus_per_worker=1.0 if use_gpu else scaling.gpus_per_worker))
 
 
-def arch_defaults(arch: str | None) -> tuple[str, list[str]]:
+def arch_defaults(arch: str | None, args: argparse.Namespace | None = None) -> tuple[str, list[str]]:
     """Without ``--config``: ``configs/train/<task>.yaml`` for the task the architecture was searched
-    for (named specs and search results carry it; VQA for ``mcan`` or no ``--arch``), and for a
-    search result the data set the search read (``data.root``). Returns (config, overrides)."""
+    for (named specs and search results carry it; VQA for ``mcan`` or no ``--arch``), and its data:
+    a search result's own data set, else the one ``python jobs/search_<task>.py`` reads (this
+    machine's cache, built here on first use; not with ``--smoke-test``, ``--check`` or a
+    ``data.root=`` override). Returns (config, overrides)."""
     from mmsearch.config import ConfigError
     from mmsearch.recipes.train_derived_arch import resolve_arch
 
@@ -109,15 +112,33 @@ def arch_defaults(arch: str | None) -> tuple[str, list[str]]:
             spec = resolve_arch(arch)
         except (ValueError, FileNotFoundError, KeyError) as err:
             raise ConfigError(f"--arch {arch}: {err}") from None
-    task = spec.task if spec is not None else None
-    path = f"configs/train/{task or 'vqa'}.yaml"
-    print(f"config: {path} ({'the task of --arch ' + str(arch) if task else 'the default task'}; --config chooses another)",
-          flush=True)
+    task = (spec.task if spec is not None else None) or "vqa"
+    path = f"configs/train/{task}.yaml"
+    print(f"config: {path} ({'the task of --arch ' + str(arch) if spec and spec.task else 'the default task'}; "
+          "--config chooses another)", flush=True)
+    if args is not None and (args.smoke_test or any(o.startswith("data.root=") for o in args.overrides)):
+        return path, []
     searched_on = ((spec.config or {}).get("data") or {}).get("root") if spec is not None else None
     if searched_on and searched_on != "synthetic":
         print(f"data: {searched_on} (the data set the search read; data.root=... chooses another)", flush=True)
         return path, [f"data.root={searched_on}"]
-    return path, []
+    return path, [f"data.root={search_data_set(task, build=not (args is not None and args.check))}"]
+
+
+def search_data_set(task: str, *, build: bool) -> str:
+    """The data set ``python jobs/search_<task>.py`` reads, built now if it is not there yet."""
+    from mmsearch.orchestration.jobs_config import JobOptions
+    from mmsearch.orchestration.jobs_data import build_dataset, dataset_complete, dataset_uri
+    from mmsearch.orchestration.jobs_specs import job_spec
+
+    dataset = job_spec(f"search_{task}").load(JobOptions()).dataset
+    if not dataset_complete(dataset):
+        if build:
+            build_dataset(dataset)
+        else:
+            print(f"data set {dataset.name!r} would be built first, at {dataset_uri(dataset)}", flush=True)
+    print(f"data: {dataset_uri(dataset)} (the data set of search_{task}; data.root=... chooses another)", flush=True)
+    return dataset_uri(dataset)
 
 
 def load_job_config(args: argparse.Namespace) -> TrainDerivedConfig:
@@ -127,7 +148,7 @@ def load_job_config(args: argparse.Namespace) -> TrainDerivedConfig:
     from mmsearch.orchestration.jobs_config import resolve_path
     from mmsearch.recipes.train_derived_config import TrainDerivedConfig, default_run_name
 
-    config, defaults = (args.config, []) if args.config else arch_defaults(args.arch)
+    config, defaults = (args.config, []) if args.config else arch_defaults(args.arch, args)
     raw = read_yaml(resolve_path(config))
     cfg = load_config(TrainDerivedConfig, raw["recipe"] if "recipe" in raw else raw, defaults + job_overrides(args))
     if args.smoke_test and not args.name:
@@ -139,7 +160,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     from mmsearch.config import ConfigError
+    from mmsearch.orchestration.quiet import set_verbose
 
+    set_verbose(args.verbose)
     try:
         cfg = load_job_config(args)
     except ConfigError as err:

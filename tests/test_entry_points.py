@@ -82,15 +82,20 @@ def _train_job():
     return module
 
 
-def test_train_job_takes_the_config_of_the_architectures_task_and_a_searchs_data(tmp_path, capsys):
+def test_train_job_takes_the_config_of_the_architectures_task_and_a_searchs_data(tmp_path, capsys, monkeypatch):
     job = _train_job()
-    assert job.arch_defaults("mmnas_vg") == ("configs/train/vg.yaml", [])
-    assert job.arch_defaults("mmnas_itm") == ("configs/train/itm.yaml", [])
-    assert job.arch_defaults("mcan") == ("configs/train/vqa.yaml", [])  # no task recorded: VQA, said so
-    assert "the default task" in capsys.readouterr().out
+    monkeypatch.setenv("MMSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MMSEARCH_VERBOSE", "1")  # main() sets it; restored afterwards
+    args = job.build_parser().parse_args(["--check"])
+    path, overrides = job.arch_defaults("mmnas_vg", args)  # a named spec: the data set search_vg.py reads
+    assert path == "configs/train/vg.yaml" and overrides[0].startswith(f"data.root={tmp_path / 'cache'}/scenes-")
+    assert "would be built first" in capsys.readouterr().out  # --check builds nothing
+    assert job.arch_defaults("mmnas_itm", job.build_parser().parse_args(["--smoke-test"])) == ("configs/train/itm.yaml", [])
+    assert job.arch_defaults("mcan", job.build_parser().parse_args(["data.root=/d"])) == ("configs/train/vqa.yaml", [])
+    assert "the default task" in capsys.readouterr().out  # mcan records no task: VQA, said so
     searched = named_spec("mmnas_itm").replace(task="itm", config={"data": {"root": "/data/scenes-1234", "task": "itm"}})
     save_arch_spec(searched, tmp_path / "best_arch.json")
-    assert job.arch_defaults(str(tmp_path)) == ("configs/train/itm.yaml", ["data.root=/data/scenes-1234"])
+    assert job.arch_defaults(str(tmp_path), args) == ("configs/train/itm.yaml", ["data.root=/data/scenes-1234"])
     assert job.main(["--arch", str(tmp_path / "nowhere"), "--check"]) == 2
     assert job.main(["--arch", "mmnas_vg", "--check", "--smoke-test"]) == 0
     assert "config valid: vg on synthetic" in capsys.readouterr().out
