@@ -19,7 +19,15 @@ from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
 
 settle_ray_auth_mode()  # before anything imports Ray (Ray reads RAY_AUTH_MODE once, at import)
 
-from mmsearch.orchestration.precompute import build_parser, main  # noqa: E402
+from mmsearch.cli_parsers import precompute_parser as build_parser  # noqa: E402  (standard library only)
+
+
+def main(argv: list[str] | None = None) -> int:
+    build_parser().parse_args(argv)  # -h and usage errors answered before torch and Ray are imported
+    from mmsearch.orchestration.precompute import main as run
+
+    return run(argv)
+
 
 __all__ = ["build_parser", "main"]
 

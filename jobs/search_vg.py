@@ -17,6 +17,6 @@ from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
 
 if __name__ == "__main__":
     settle_ray_auth_mode()  # before Ray is imported: Ray reads RAY_AUTH_MODE once, at import
-    from mmsearch.orchestration.jobs import JOBS, main
+    from mmsearch.cli import run_tune_job  # parses the arguments before importing torch and Ray
 
-    sys.exit(main(JOBS["search_vg"]))
+    sys.exit(run_tune_job("search_vg"))

@@ -1,5 +1,6 @@
 """Train a derived architecture with Ray Train (DDP, or DeepSpeed on request), from scratch.
 
+    python jobs/train_derived.py --arch mmnas_vg                   # config from the task: configs/train/vg.yaml
     python jobs/train_derived.py --config configs/train/vqa.yaml --arch runs/search_vqa
     python jobs/train_derived.py --config configs/train/vqa.yaml --arch mmnas_vqa --workers 2
     python jobs/train_derived.py --config configs/train/vqa.yaml --gpu               # one local GPU, bf16 autocast
@@ -10,8 +11,11 @@
 
 ``--arch`` takes a named spec (mcan, mmnas_vqa, mmnas_vg, mmnas_itm), a spec JSON file, or a
 finished search: its output directory or its Tune experiment directory (the best architecture
-is taken). The job joins the cluster in ``RAY_ADDRESS`` (or the one it was submitted to), else
-starts Ray on this machine; there, resources are detected: with a GPU and no ``--cpu`` it trains
+is taken). Without ``--config`` the config is ``configs/train/<task>.yaml`` for the task the
+architecture was searched for (VQA for ``mcan`` or a spec without a task), and a search's
+architecture trains on the data set that search read. ``--check`` validates and runs nothing.
+The job joins the cluster in ``RAY_ADDRESS`` (or the one it was submitted to), else starts Ray
+on this machine; there, resources are detected: with a GPU and no ``--cpu`` it trains
 one worker per GPU (bf16 autocast where the GPU supports it), on CPUs the workers share the
 cores. Checkpoints and outputs go to ``<storage>/<name>/``; submitting the same name and
 storage again resumes from the latest checkpoint (more epochs: ``train.epochs=N``).
@@ -22,13 +26,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
 
 settle_ray_auth_mode()  # before anything imports Ray (Ray reads RAY_AUTH_MODE once, at import)
 
-from mmsearch.config import ConfigError, load_config, read_yaml
-from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+if TYPE_CHECKING:  # torch is imported after the arguments are parsed (--help stays instant)
+    from mmsearch.recipes.train_derived_config import TrainDerivedConfig
 
 # A run that checks the whole path in about a minute: generated data, a small network, 2 epochs
 # (with --deepspeed: no JIT build of DeepSpeed's CPU collective op).
@@ -47,9 +52,9 @@ SMOKE_TEST = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Train a derived architecture with Ray Train.")
-    parser.add_argument("--config", required=True, help="training config (configs/train/*.yaml)")
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Train a derived architecture with Ray Train.")
+    parser.add_argument("--config", help="training config (default: configs/train/<task>.yaml for the task of --arch; vqa without one)")
     parser.add_argument("--arch", help="named spec | spec JSON | search output or experiment directory (overrides the config's arch)")
     parser.add_argument("--workers", type=int, help="Ray Train workers (default: the config's scaling.num_workers; one per local GPU)")
     device = parser.add_mutually_exclusive_group()
@@ -59,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", help="run name in storage (same name + storage = resume)")
     parser.add_argument("--storage", help="storage root: local dir, NFS mount or s3://bucket/prefix")
     parser.add_argument("--smoke-test", action="store_true", help="tiny run on generated data (checks the whole path)")
+    parser.add_argument("--check", action="store_true", help="validate the config and the architecture, run nothing")
+    parser.add_argument("--verbose", action="store_true", help="also print Ray's own logs (checkpoint lines, Ray Data plans)")
     parser.add_argument("overrides", nargs="*", help="config overrides key.path=value")
     return parser
 
@@ -90,20 +97,89 @@ def fit_to_machine(cfg: TrainDerivedConfig, args: argparse.Namespace, resources:
                                         gpus_per_worker=1.0 if use_gpu else scaling.gpus_per_worker))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def arch_defaults(arch: str | None, args: argparse.Namespace | None = None) -> tuple[str, list[str]]:
+    """Without ``--config``: ``configs/train/<task>.yaml`` for the task the architecture was searched
+    for (named specs and search results carry it; VQA for ``mcan`` or no ``--arch``), and its data:
+    a search result's own data set, else the one ``python jobs/search_<task>.py`` reads (this
+    machine's cache, built here on first use; not with ``--smoke-test``, ``--check`` or a
+    ``data.root=`` override). Returns (config, overrides)."""
+    from mmsearch.config import ConfigError
+    from mmsearch.recipes.train_derived_arch import resolve_arch
+
+    spec = None
+    if arch is not None:
+        try:
+            spec = resolve_arch(arch)
+        except (ValueError, FileNotFoundError, KeyError) as err:
+            raise ConfigError(f"--arch {arch}: {err}") from None
+    task = (spec.task if spec is not None else None) or "vqa"
+    path = f"configs/train/{task}.yaml"
+    print(f"config: {path} ({'the task of --arch ' + str(arch) if spec and spec.task else 'the default task'}; "
+          "--config chooses another)", flush=True)
+    if args is not None and (args.smoke_test or any(o.startswith("data.root=") for o in args.overrides)):
+        return path, []
+    searched_on = ((spec.config or {}).get("data") or {}).get("root") if spec is not None else None
+    if searched_on and searched_on != "synthetic":
+        print(f"data: {searched_on} (the data set the search read; data.root=... chooses another)", flush=True)
+        return path, [f"data.root={searched_on}"]
+    return path, [f"data.root={search_data_set(task, build=not (args is not None and args.check))}"]
+
+
+def search_data_set(task: str, *, build: bool) -> str:
+    """The data set ``python jobs/search_<task>.py`` reads, built now if it is not there yet."""
+    from mmsearch.orchestration.jobs_config import JobOptions
+    from mmsearch.orchestration.jobs_data import build_dataset, dataset_complete, dataset_uri
+    from mmsearch.orchestration.jobs_specs import job_spec
+
+    dataset = job_spec(f"search_{task}").load(JobOptions()).dataset
+    if not dataset_complete(dataset):
+        if build:
+            build_dataset(dataset)
+        else:
+            print(f"data set {dataset.name!r} would be built first, at {dataset_uri(dataset)}", flush=True)
+    print(f"data: {dataset_uri(dataset)} (the data set of search_{task}; data.root=... chooses another)", flush=True)
+    return dataset_uri(dataset)
+
+
+def load_job_config(args: argparse.Namespace) -> TrainDerivedConfig:
+    """The validated config: ``--config`` (else the one for the architecture's task, see
+    :func:`arch_defaults`), the flags and the overrides; raises ConfigError naming the problem."""
+    from mmsearch.config import load_config, read_yaml, replace
+    from mmsearch.orchestration.jobs_config import resolve_path
+    from mmsearch.recipes.train_derived_config import TrainDerivedConfig, default_run_name
+
+    config, defaults = (args.config, []) if args.config else arch_defaults(args.arch, args)
+    raw = read_yaml(resolve_path(config))
+    cfg = load_config(TrainDerivedConfig, raw["recipe"] if "recipe" in raw else raw, defaults + job_overrides(args))
+    if args.smoke_test and not args.name:
+        cfg = replace(cfg, run=replace(cfg.run, name=default_run_name(cfg) + "_smoke"))
+    return cfg
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    from mmsearch.config import ConfigError
+    from mmsearch.orchestration.quiet import set_verbose
+
+    set_verbose(args.verbose)
     try:
-        raw = read_yaml(args.config)
-        cfg = load_config(TrainDerivedConfig, raw["recipe"] if "recipe" in raw else raw, job_overrides(args))
+        cfg = load_job_config(args)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
-    if args.smoke_test and not args.name:
-        from mmsearch.config import replace
-        from mmsearch.recipes.train_derived_config import default_run_name
+    if args.check:
+        from mmsearch.recipes.train_derived_arch import resolve_arch
 
-        cfg = replace(cfg, run=replace(cfg.run, name=default_run_name(cfg) + "_smoke"))
+        try:
+            spec = resolve_arch(cfg.arch)
+        except (ValueError, FileNotFoundError, KeyError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"config valid: {cfg.data.task} on {cfg.data.root}, architecture {spec.source or cfg.arch} "
+              f"({len(spec.enc)}+{len(spec.dec)} blocks), {cfg.train.epochs} epochs, {cfg.scaling.num_workers} worker(s)"
+              f"{', DeepSpeed' if cfg.deepspeed else ''}; nothing run")
+        return 0
 
     from mmsearch.orchestration.cluster import connect
     from mmsearch.orchestration.train import TrainSetupError, fit_derived

@@ -3,9 +3,10 @@
     mmsearch precompute [--config YAML] [--output URI] [key=value ...]   # = python jobs/precompute_latents.py
     mmsearch search --task vqa|itm|vg [args ...]                        # = python jobs/search_<task>.py
     mmsearch tune-fusemix [args ...]                                     # = python jobs/tune_fusemix.py
-    mmsearch train --config YAML [args ...]                              # = python jobs/train_derived.py
+    mmsearch train --arch ARCH [--config YAML] [args ...]                # = python jobs/train_derived.py
     mmsearch embed EXPORT [args ...]                                     # use trained FuseMix adapters
     mmsearch report EXPERIMENT_DIR_OR_URI [--out DIR]                    # rebuild an experiment's report
+    mmsearch export-arch EXPERIMENT [--format mmnas] [--out FILE]        # the best architecture for MMnas
 
 Every subcommand runs the same function as its job script, with the same arguments
 (``mmsearch search --task vqa --smoke-test`` is ``python jobs/search_vqa.py --smoke-test``);
@@ -19,56 +20,74 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from mmsearch import cli_parsers
+
 JOBS_DIR = Path(__file__).resolve().parents[1] / "jobs"  # the job scripts of a source checkout
 
+# Every command answers --help and usage errors from mmsearch.cli_parsers (standard library only)
+# before it imports the module that runs it (torch, Ray, matplotlib: seconds to import).
 
-def _script_main(module: str, script: str) -> Callable[[list[str]], int]:
-    """The ``main(argv)`` of a job: from the package when it has one, else the checkout's job script."""
-    import importlib
 
-    try:
-        found = getattr(importlib.import_module(module), "main", None)
-    except ImportError:
-        found = None
-    if found is not None:
-        return found
+def _script_main(script: str, module: str | None = None) -> Callable[[list[str]], int]:
+    """The ``main(argv)`` of a job: the checkout's job script, else ``module``'s main."""
     path = JOBS_DIR / script
-    if not path.is_file():
-        raise SystemExit(f"mmsearch: {script} not found (looked in {JOBS_DIR}); run from a source checkout")
-    return runpy.run_path(str(path))["main"]
+    if path.is_file():
+        return runpy.run_path(str(path))["main"]
+    if module is not None:
+        import importlib
+
+        found = getattr(importlib.import_module(module), "main", None)
+        if found is not None:
+            return found
+    raise SystemExit(f"mmsearch: {script} not found (looked in {JOBS_DIR}); run from a source checkout")
+
+
+def run_tune_job(name: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """A Ray Tune job (``jobs/search_*.py``, ``jobs/tune_fusemix.py``): arguments first, then the heavy imports."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cli_parsers.job_parser(cli_parsers.JOB_CARDS[name], prog).parse_args(argv)  # -h and usage errors end here
+    from mmsearch.orchestration.jobs import JOBS, main
+
+    return main(JOBS[name], argv, prog=prog)
 
 
 def _precompute(argv: list[str]) -> int:
-    return _script_main("mmsearch.orchestration.precompute", "precompute_latents.py")(argv)
+    cli_parsers.precompute_parser("mmsearch precompute").parse_args(argv)
+    return _script_main("precompute_latents.py", "mmsearch.orchestration.precompute")(argv)
 
 
 def _train(argv: list[str]) -> int:
-    return _script_main("mmsearch.orchestration.train", "train_derived.py")(argv)
+    return _script_main("train_derived.py")(argv, prog="mmsearch train")  # torch/Ray only after parsing
 
 
 def _search(argv: list[str]) -> int:
-    from mmsearch.orchestration.jobs import SEARCH_TASKS, job_spec, main
-
     picker = argparse.ArgumentParser(prog="mmsearch search", add_help=False)
-    picker.add_argument("--task", choices=SEARCH_TASKS, default="vqa")
+    picker.add_argument("--task", choices=("vqa", "itm", "vg"), default="vqa")
     known, rest = picker.parse_known_args(argv)
-    return main(job_spec(f"search_{known.task}"), rest, prog=f"mmsearch search --task {known.task}")
+    return run_tune_job(f"search_{known.task}", rest, prog=f"mmsearch search --task {known.task}")
 
 
 def _tune_fusemix(argv: list[str]) -> int:
-    from mmsearch.orchestration.jobs import job_spec, main
-
-    return main(job_spec("tune_fusemix"), argv, prog="mmsearch tune-fusemix")
+    return run_tune_job("tune_fusemix", argv, prog="mmsearch tune-fusemix")
 
 
 def _embed(argv: list[str]) -> int:
+    cli_parsers.embed_parser().parse_args(argv)
     from mmsearch.embed import main
 
     return main(argv)
 
 
 def _report(argv: list[str]) -> int:
+    cli_parsers.report_parser().parse_args(argv)
     from mmsearch.report.cli import main
+
+    return main(argv, prog="mmsearch report")
+
+
+def _export_arch(argv: list[str]) -> int:
+    cli_parsers.export_arch_parser().parse_args(argv)
+    from mmsearch.export_arch import main
 
     return main(argv)
 
@@ -80,6 +99,7 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "train": ("train a derived architecture with Ray Train (DDP or DeepSpeed)", _train),
     "embed": ("embed latents, images or texts with exported FuseMix adapters", _embed),
     "report": ("rebuild the plots and HTML report of an experiment", _report),
+    "export-arch": ("write a search's best architecture in MMnas's arch/*.json layout (--format mmnas)", _export_arch),
 }
 
 

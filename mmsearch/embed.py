@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from mmsearch.adapters.mlp import AdapterConfig
+from mmsearch.cli_parsers import embed_parser
 from mmsearch.adapters.model import FuseMixModel
 from mmsearch.io import atomic_directory, atomic_write_bytes
 
@@ -266,20 +267,7 @@ def _read_images(paths: Sequence[str]) -> list[Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mmsearch embed",
-        description="Embed texts, images or precomputed latents with exported FuseMix adapters.",
-    )
-    parser.add_argument("export", type=Path, help="export directory (holds fusemix.json)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--texts", type=Path, help="UTF-8 file, one text per line (blank lines are skipped)")
-    source.add_argument("--images", nargs="+", help="image files")
-    source.add_argument("--latents", type=Path, help=".npy file of [n, dim] latents (needs --side)")
-    parser.add_argument("--side", choices=("x", "y"), help="which adapter the --latents go through")
-    parser.add_argument("--out", type=Path, required=True, help="output .npy ([n, out_dim] float32) or .parquet")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--device", default="cpu")
-    return parser
+    return embed_parser()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -95,8 +95,11 @@ def test_diagram_draws_the_spec_in_order():
 def test_learning_curves_plot_the_reported_metric_with_rungs(search_experiment):
     fig = plots_curves.learning_curves(search_experiment)
     ax = fig.axes[0]
-    curves = {line.get_label().split(" ")[0]: line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    curves = {line.get_label().split(":")[0]: line for line in ax.get_lines() if not line.get_label().startswith("_")}
     assert set(curves) == {t.trial_id for t in search_experiment.trials}
+    # The legend names each trial's sampled parameters (here the seed), not only its id.
+    assert curves["fffff_00001"].get_label() == "fffff_00001: seed 1"
+    assert curves["fffff_00000"].get_label() == "fffff_00000: seed 0 (best)"
     for trial in search_experiment.trials:
         assert curves[trial.trial_id].get_ydata().tolist() == [row["val_metric"] for row in trial.history]
     rung_lines = sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == "--")
@@ -149,3 +152,11 @@ def test_searched_vs_retrained_bars():
     searched, retrained = ax.containers
     assert [b.get_height() for b in searched] == [60.0, 31.5] and [b.get_height() for b in retrained] == [64.25, 40.0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["val_metric", "val_vqa_acc_number"]
+
+
+def test_trial_labels_name_strategy_seed_and_sampled_numbers():
+    from mmsearch.report.style import trial_label
+
+    config = {"seed": 1, "search.strategy": "darts", "search.arch_lr": 0.052345}
+    assert trial_label("a_00001", config) == "a_00001: seed 1, darts, arch_lr 0.0523"
+    assert trial_label("a_00002", {}, best=True) == "a_00002 (best)"

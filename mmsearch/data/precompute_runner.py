@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal, Protocol
 
 import numpy as np
 
 from mmsearch.data.precompute_encode import ImageStage, TextStage
+from mmsearch.progress import Progress
 
 log = logging.getLogger(__name__)
 Batch = dict[str, Any]
@@ -74,14 +74,10 @@ class LocalRunner:
         stage = self._stages[key]
         total = len(inputs["index"])
         size = self.batch[spec.kind]
-        started, reported = time.perf_counter(), 0.0
+        progress = Progress(f"{spec.kind} stage", total, log=log)  # a line every few seconds: rate, ETA
         for start in range(0, total, size):
             yield stage(slice_columns(inputs, start, start + size))
-            done = min(total, start + size) / total
-            if done - reported >= 0.1 or done == 1.0:  # a progress line every 10%
-                reported = done
-                elapsed = time.perf_counter() - started
-                log.info("%s stage: %3.0f%% (%d rows, %.0f rows/s)", spec.kind, 100 * done, total, done * total / max(elapsed, 1e-9))
+            progress.advance(min(total, start + size) - start)
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "image_batch": self.batch["image"], "text_batch": self.batch["text"]}

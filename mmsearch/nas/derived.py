@@ -16,7 +16,7 @@ from mmsearch.batch import MultimodalBatch
 from mmsearch.nas.arch_spec import ArchSpec
 from mmsearch.nas.frontend import FrontEnd
 from mmsearch.nas.net_config import NetConfig, SupernetConfig
-from mmsearch.ops import OPS, build_op
+from mmsearch.ops import OPS, build_op, make_layer_norm
 
 if TYPE_CHECKING:
     from mmsearch.nas.supernet import Supernet
@@ -40,8 +40,8 @@ class DerivedNet(nn.Module):
         self.encoder = nn.ModuleList(build_op(name, net.hidden, **settings) for name in spec.enc)
         self.decoder = nn.ModuleList(build_op(name, net.hidden, **settings) for name in spec.dec)
         pre_norm = net.norm == "pre"
-        self.enc_final_norm = nn.LayerNorm(net.hidden, eps=1e-6) if pre_norm else nn.Identity()
-        self.dec_final_norm = nn.LayerNorm(net.hidden, eps=1e-6) if pre_norm else nn.Identity()
+        self.enc_final_norm = make_layer_norm(net.hidden, net.layer_norm) if pre_norm else nn.Identity()
+        self.dec_final_norm = make_layer_norm(net.hidden, net.layer_norm) if pre_norm else nn.Identity()
 
     def forward(self, batch: MultimodalBatch, head: nn.Module) -> dict[str, Tensor]:
         streams = self.front(batch)

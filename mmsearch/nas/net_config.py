@@ -24,6 +24,7 @@ class NetConfig:
     dropout: float = 0.1  # residual, attention-map and FFN-inner dropout
     attn_dropout: float | None = None  # attention-map dropout if different (None = dropout; 0 = fused CPU kernel)
     norm: Literal["post", "pre"] = "post"  # LayerNorm placement in every residual block
+    layer_norm: Literal["torch", "mmnas"] = "torch"  # nn.LayerNorm, or MMnas's (unbiased std + eps): mmsearch.ops.base
     attn_bias: bool = False  # bias in the attention projections (MMnas: none)
     ffn_mult: int = 4  # FFN inner width = ffn_mult * hidden
     relation_dim: int = 64  # width of the shared box-geometry embedding (MMnas REL_SIZE)
@@ -55,6 +56,7 @@ class NetConfig:
             "head_dim": self.head_dim,
             "dropout": self.dropout,
             "norm": self.norm,
+            "layer_norm": self.layer_norm,
             "attn_bias": self.attn_bias,
             "relation_dim": self.relation_dim,
             "ffn_mult": self.ffn_mult,

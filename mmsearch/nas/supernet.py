@@ -27,7 +27,7 @@ from mmsearch.nas.frontend import FrontEnd
 from mmsearch.nas.mixed_op import ChainPlan, MixedOp, PathPlan
 from mmsearch.nas.net_config import SupernetConfig
 from mmsearch.nas.strategy_base import STRATEGIES
-from mmsearch.ops import OPS
+from mmsearch.ops import OPS, make_layer_norm
 
 
 def relation_candidates(pool: tuple[str, ...]) -> tuple[int, ...]:
@@ -70,8 +70,8 @@ class Supernet(nn.Module):
         self.encoder = nn.ModuleList(MixedOp(self.pools["enc"], net.hidden, settings) for _ in range(config.enc_depth))
         self.decoder = nn.ModuleList(MixedOp(self.pools["dec"], net.hidden, settings) for _ in range(config.dec_depth))
         pre_norm = net.norm == "pre"
-        self.enc_final_norm = nn.LayerNorm(net.hidden, eps=1e-6) if pre_norm else nn.Identity()
-        self.dec_final_norm = nn.LayerNorm(net.hidden, eps=1e-6) if pre_norm else nn.Identity()
+        self.enc_final_norm = make_layer_norm(net.hidden, net.layer_norm) if pre_norm else nn.Identity()
+        self.dec_final_norm = make_layer_norm(net.hidden, net.layer_norm) if pre_norm else nn.Identity()
         enc_alpha, dec_alpha = initial_alphas(config)
         self.enc_alpha = nn.Parameter(enc_alpha)
         self.dec_alpha = nn.Parameter(dec_alpha)

@@ -7,7 +7,7 @@ Plain ``nn.Module``s; the registry :data:`OPS` maps canonical names (``self_att`
 """
 from mmsearch.ops.attention import MultiHeadAttention, attend, key_padding_bias, mask_value
 from mmsearch.ops.dropout import Dropout, cpu_dropout
-from mmsearch.ops.base import OPS, ResidualOp, build_op, canonical_op_name
+from mmsearch.ops.base import LAYER_NORMS, OPS, MMnasLayerNorm, ResidualOp, build_op, canonical_op_name, make_layer_norm
 from mmsearch.ops.blocks import FeedForward, GuidedAttention, RelationSelfAttention, SelfAttention
 from mmsearch.ops.embed import RegionEmbedding, RelationEmbedding, TextStateProjection, TokenLSTMEmbedding
 from mmsearch.ops.fusion import (
@@ -24,6 +24,9 @@ from mmsearch.ops.padding import pad_length, used_length
 from mmsearch.ops.streams import concat_streams, cross_modal_mass, masked_mean, split_streams
 
 __all__ = [
+    "LAYER_NORMS",
+    "MMnasLayerNorm",
+    "make_layer_norm",
     "OPS",
     "PAIR_OPS",
     "CoAttention",

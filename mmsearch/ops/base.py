@@ -6,16 +6,18 @@ Every op is a residual block around a transform ``f`` (attention or feed-forward
 * ``norm="pre"``: ``out = x + Dropout(f(LN(x)))`` (the chain then needs a final LayerNorm,
   which the encoder/decoder chains in :mod:`mmsearch.nas` add).
 
-LayerNorm: we use ``torch.nn.LayerNorm(H, eps=1e-6)``, i.e. ``(x - mean) / sqrt(var + eps)``
-with the *biased* variance. MMnas uses a custom ``(x - mean) / (std + eps)`` with the
-*unbiased* std and eps added to the std. For a hidden size H the two differ by a factor
-``sqrt(H / (H - 1))`` (0.2 % at H=256), which the learned gain absorbs; they are equivalent
-for training from scratch but not bit-compatible for importing MMnas checkpoints.
+LayerNorm (``layer_norm``): ``"torch"`` (default) is ``torch.nn.LayerNorm(H, eps=1e-6)``, i.e.
+``(x - mean) / sqrt(var + eps)`` with the *biased* variance. ``"mmnas"`` is MMnas's own
+(:class:`MMnasLayerNorm`): ``(x - mean) / (std + eps)`` with the *unbiased* std and eps added to
+the std. For a hidden size H the two differ by a factor ``sqrt(H / (H - 1))``, about ``1/(2H)``
+(0.2 % at H=256), which the learned gain absorbs: equivalent for training from scratch, but only
+``"mmnas"`` reproduces an MMnas network's outputs from its weights. Both keep their parameters
+as ``weight`` and ``bias``, so a state dict loads into either.
 
 All ops share one constructor signature and one forward signature so that a mixed op can
 call any candidate:
 
-``Op(hidden, *, head_dim=64, dropout=0.1, norm="post", attn_bias=False, relation_dim=64, ffn_mult=4, attn_dropout=None)``
+``Op(hidden, *, head_dim=64, dropout=0.1, norm="post", layer_norm="torch", attn_bias=False, relation_dim=64, ffn_mult=4, attn_dropout=None)``
 
 (``attn_dropout=None`` means the attention map uses ``dropout`` too, as MMnas.)
 ``op(x, x_mask, y=None, y_mask=None, rel_bias_embed=None) -> Tensor [B, L, H]``
@@ -36,7 +38,30 @@ from mmsearch.registry import Registry
 OPS: Registry[Callable[..., "ResidualOp"]] = Registry("op")
 
 NORM_PLACEMENTS = ("post", "pre")
+LAYER_NORMS = ("torch", "mmnas")
 LAYER_NORM_EPS = 1e-6
+
+
+class MMnasLayerNorm(nn.Module):
+    """MMnas's LayerNorm: ``weight * (x - mean) / (std + eps) + bias``, the std unbiased (n - 1)."""
+
+    def __init__(self, hidden: int, eps: float = LAYER_NORM_EPS) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(hidden))
+        self.bias = nn.Parameter(torch.zeros(hidden))
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = x.mean(-1, keepdim=True)
+        std = x.std(-1, keepdim=True)  # unbiased, as torch.std's default (and MMnas)
+        return self.weight * (x - mean) / (std + self.eps) + self.bias
+
+
+def make_layer_norm(hidden: int, kind: str = "torch") -> nn.Module:
+    """The LayerNorm ``kind`` names (see the module docstring), eps 1e-6."""
+    if kind not in LAYER_NORMS:
+        raise ValueError(f"layer_norm must be one of {LAYER_NORMS}, got {kind!r}")
+    return nn.LayerNorm(hidden, eps=LAYER_NORM_EPS) if kind == "torch" else MMnasLayerNorm(hidden)
 
 
 class ResidualOp(nn.Module):
@@ -50,7 +75,7 @@ class ResidualOp(nn.Module):
     uses_memory: bool = False
     uses_relation: bool = False
 
-    def __init__(self, hidden: int, *, dropout: float, norm: str) -> None:
+    def __init__(self, hidden: int, *, dropout: float, norm: str, layer_norm: str = "torch") -> None:
         super().__init__()
         if hidden <= 0:
             raise ValueError(f"hidden size must be positive, got {hidden}")
@@ -60,7 +85,7 @@ class ResidualOp(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.hidden = hidden
         self.pre_norm = norm == "pre"
-        self.norm = nn.LayerNorm(hidden, eps=LAYER_NORM_EPS)
+        self.norm = make_layer_norm(hidden, layer_norm)
         self.dropout = Dropout(dropout)
 
     def transform(

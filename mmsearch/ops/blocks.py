@@ -47,12 +47,13 @@ class SelfAttention(ResidualOp):
         head_dim: int = 64,
         dropout: float = 0.1,
         norm: str = "post",
+        layer_norm: str = "torch",
         attn_bias: bool = False,
         relation_dim: int = 64,
         ffn_mult: int = 4,
         attn_dropout: float | None = None,
     ) -> None:
-        super().__init__(hidden, dropout=dropout, norm=norm)
+        super().__init__(hidden, dropout=dropout, norm=norm, layer_norm=layer_norm)
         self.attn = MultiHeadAttention(hidden, head_dim, _attn_dropout(dropout, attn_dropout), attn_bias, self_attention=True)
 
     def transform(self, x, x_mask, y, y_mask, rel_bias_embed):  # noqa: D102
@@ -71,12 +72,13 @@ class GuidedAttention(ResidualOp):
         head_dim: int = 64,
         dropout: float = 0.1,
         norm: str = "post",
+        layer_norm: str = "torch",
         attn_bias: bool = False,
         relation_dim: int = 64,
         ffn_mult: int = 4,
         attn_dropout: float | None = None,
     ) -> None:
-        super().__init__(hidden, dropout=dropout, norm=norm)
+        super().__init__(hidden, dropout=dropout, norm=norm, layer_norm=layer_norm)
         self.attn = MultiHeadAttention(hidden, head_dim, _attn_dropout(dropout, attn_dropout), attn_bias, self_attention=False)
 
     def transform(self, x, x_mask, y, y_mask, rel_bias_embed):  # noqa: D102
@@ -97,12 +99,13 @@ class RelationSelfAttention(ResidualOp):
         head_dim: int = 64,
         dropout: float = 0.1,
         norm: str = "post",
+        layer_norm: str = "torch",
         attn_bias: bool = False,
         relation_dim: int = 64,
         ffn_mult: int = 4,
         attn_dropout: float | None = None,
     ) -> None:
-        super().__init__(hidden, dropout=dropout, norm=norm)
+        super().__init__(hidden, dropout=dropout, norm=norm, layer_norm=layer_norm)
         self.attn = MultiHeadAttention(hidden, head_dim, _attn_dropout(dropout, attn_dropout), attn_bias, self_attention=True)
         # MMnas: Linear(REL_SIZE -> heads) with bias, then ReLU, clamp and log.
         self.relation_proj = nn.Linear(relation_dim, self.attn.heads)
@@ -139,12 +142,13 @@ class FeedForward(ResidualOp):
         head_dim: int = 64,
         dropout: float = 0.1,
         norm: str = "post",
+        layer_norm: str = "torch",
         attn_bias: bool = False,
         relation_dim: int = 64,
         ffn_mult: int = 4,
         attn_dropout: float | None = None,
     ) -> None:
-        super().__init__(hidden, dropout=dropout, norm=norm)
+        super().__init__(hidden, dropout=dropout, norm=norm, layer_norm=layer_norm)
         self.inner = nn.Linear(hidden, ffn_mult * hidden)
         self.inner_dropout = Dropout(dropout)
         self.outer = nn.Linear(ffn_mult * hidden, hidden)

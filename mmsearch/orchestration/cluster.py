@@ -21,6 +21,7 @@ from typing import Any
 
 import ray
 
+from mmsearch.orchestration import quiet
 from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 # Non-secret settings every worker needs the same as the driver.
 FORWARDED_ENV = (
     "RAY_AUTH_MODE",
+    "MMSEARCH_VERBOSE",  # quiet or verbose Ray output (mmsearch.orchestration.quiet)
     "AWS_ENDPOINT_URL",
     "AWS_DEFAULT_REGION",
     "AWS_REGION",
@@ -100,7 +102,7 @@ def connect(
         info = ClusterInfo(mode, address or context.gcs_address, dashboard, ray.cluster_resources(), os.environ["RAY_AUTH_MODE"])
         log.info("%s", info.describe())
         return info
-    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": worker_env_vars()}}
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": worker_env_vars(), **quiet.runtime_env_hook()}}
     if joining:
         ray_context = ray.init(address=address or "auto", **kwargs)
     else:
@@ -112,6 +114,8 @@ def connect(
         resources=ray.cluster_resources(),
         auth_mode=os.environ["RAY_AUTH_MODE"],
     )
+    if quiet.is_quiet():
+        quiet.quiet_process()  # the driver too: it runs Ray Data (precompute) and Tune's checkpoints
     print(info.describe(), flush=True)
     return info
 

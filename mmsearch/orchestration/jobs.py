@@ -41,11 +41,13 @@ import os
 import sys
 from typing import Any, Mapping, Sequence
 
+from mmsearch.cli_parsers import JOB_CARDS, JobCard, job_parser
 from mmsearch.config import ConfigError, validate_config
 from mmsearch.orchestration.jobs_config import JobConfig, JobOptions
 from mmsearch.orchestration.jobs_data import bind_data, build_dataset, dataset_complete, dataset_uri, place_dataset
 from mmsearch.orchestration.jobs_handoff import then_train, then_train_settings
 from mmsearch.orchestration.jobs_specs import JOBS, SEARCH_TASKS, JobSpec, job_spec
+from mmsearch.orchestration.quiet import set_verbose
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,12 @@ log = logging.getLogger(__name__)
 # checkpoint of many short trials triggers; it is expected here.
 JOB_ENVIRONMENT = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 BAD_INPUT_EXIT, TRIALS_FAILED_EXIT = 2, 1
+# What a search's val_metric is (the head's primary metric, on the validation split), said with every number.
+METRIC_MEANING = {
+    "vqa": "VQA accuracy in %, vqa_acc",
+    "itm": "ITM recall sum R@1+R@5+R@10 image->text plus text->image, in % each so 600 at best, itm_rsum",
+    "vg": "grounding accuracy at IoU >= 0.5 in %, vg_acc",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,30 +78,9 @@ class JobOutcome:
 
 
 def build_parser(spec: JobSpec, prog: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=spec.description,
-        epilog="Overrides are dotted keys of a section: recipe.search.epochs=4 tune.num_samples=8 "
-               "dataset.source.scenes.num_scenes=500. Resubmitting with the same --name resumes the experiment.",
-    )
-    parser.add_argument("args", nargs="*", metavar="[CONFIG.yaml] key=value",
-                        help=f"config file (default {spec.default_config}) and overrides")
-    parser.add_argument("--config", help="job config YAML (same as a positional CONFIG.yaml)")
-    parser.add_argument("--tune", dest="tune_file", help="tune settings YAML, for a plain recipe config"
-                        + (f" (default {spec.default_tune})" if spec.default_tune else ""))
-    parser.add_argument("--name", help="experiment name (the same name resumes the experiment)")
-    parser.add_argument("--storage", help="where experiments go: a local/NFS path or s3://bucket/prefix")
-    parser.add_argument("--data-root", help="an existing precomputed data set (local or s3://); nothing is built")
-    parser.add_argument("--smoke-test", action="store_true",
-                        help="tiny data set, model and search space: checks the whole path in about a minute on 2 CPUs")
-    if spec.task is not None:
-        parser.add_argument("--then-train", action="store_true",
-                            help="after the search, train the best architecture from scratch (Ray Train) and "
-                                 "record searched vs retrained metrics")
-        parser.add_argument("--train-config", help=f"training config for --then-train (default configs/train/{spec.task}.yaml)")
-    parser.add_argument("--check", dest="check_only", action="store_true",
-                        help="validate config, storage and data, print the plan, run nothing")
-    return parser
+    """The job's command line (:func:`mmsearch.cli_parsers.job_parser`: no torch or Ray needed for --help)."""
+    card = JOB_CARDS.get(spec.name) or JobCard(spec.name, spec.description, spec.default_config, spec.default_tune, spec.task)
+    return job_parser(card, prog)
 
 
 def options_from_args(args: argparse.Namespace) -> JobOptions:
@@ -120,6 +107,7 @@ def main(spec: JobSpec, argv: Sequence[str] | None = None, *, prog: str | None =
     """Run the job ``spec`` with command-line arguments ``argv``; returns the exit status."""
     args = build_parser(spec, prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    set_verbose(args.verbose)
     try:
         return run_job(spec, options_from_args(args)).exit_code
     except _bad_input_errors() as err:
@@ -175,6 +163,8 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
         data_line = spec.data.check(cfg)
     if data_line is not None:
         print(data_line, flush=True)
+    if spec.task in METRIC_MEANING:
+        print(f"val_metric is the {METRIC_MEANING[spec.task]}", flush=True)
     if options.check_only:
         print(plan.ladder.describe(plan.num_trials) if plan.ladder else f"FIFO: every trial runs {plan.max_t} epochs")
         if not data_ready:
@@ -222,7 +212,7 @@ def _run_and_finish(spec: JobSpec, job: JobConfig, recipe: dict[str, Any], train
     exit_code = 0 if best is not None and not (summary.count("errored") or summary.count("unfinished")) else TRIALS_FAILED_EXIT
     if shortlisted is not None and shortlisted.get("winner") is None:
         exit_code = TRIALS_FAILED_EXIT
-    print(_closing_lines(summary, best_trial, best_arch, comparison, report, location.uri, exit_code), flush=True)
+    print(_closing_lines(summary, best_trial, best_arch, comparison, report, location.uri, exit_code, spec.task), flush=True)
     if shortlisted is not None:
         print(_shortlist_line(shortlisted), flush=True)
     return JobOutcome(location.uri, exit_code, summary, best_trial, best_arch, comparison, report)
@@ -265,13 +255,15 @@ def _resource_hints(job: JobConfig, resources: Mapping[str, float]) -> None:
 
 
 def _closing_lines(summary: Any, best_trial: dict | None, best_arch: dict | None, comparison: dict | None,
-                   report: str | None, experiment: str, exit_code: int) -> str:
+                   report: str | None, experiment: str, exit_code: int, task: str | None = None) -> str:
     from mmsearch.orchestration.jobs_results import BEST_ARCH_FILE, describe_counts
 
     lines = [f"Experiment {experiment}: {len(summary.trials)} trials ({describe_counts(summary)})"]
     if best_trial is not None:
-        lines.append(f"  best trial {best_trial['trial_id']}: {best_trial['metric']} = {best_trial['value']:.4g} "
-                     f"at epoch {best_trial['epoch']}, config {best_trial['config']}")
+        meaning = METRIC_MEANING.get(task or "")
+        lines.append(f"  best trial {best_trial['trial_id']}: {best_trial['metric']} = {best_trial['value']:.4g}"
+                     + (f" ({meaning})" if meaning and best_trial['metric'] == "val_metric" else "")
+                     + f" at epoch {best_trial['epoch']}, config {best_trial['config']}")
     if best_arch is not None:
         lines.append(f"  best architecture: {experiment}/{BEST_ARCH_FILE}")
     if comparison is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
+from mmsearch.cli_parsers import JOB_CARDS
 from mmsearch.orchestration.jobs_config import JobConfig, JobOptions, SmokeTest, load_job_config
 from mmsearch.orchestration.jobs_data import FUSEMIX_DATA, SEARCH_DATA, DataBinding
 from mmsearch.orchestration.jobs_shortlist import SHORTLIST_SMOKE
@@ -67,11 +68,11 @@ def _search_smoke(task: str) -> SmokeTest:
 def search_job(task: str) -> JobSpec:
     return JobSpec(
         name=f"search_{task}",
-        description=f"One-shot supernet searches for {task.upper()} on Ray Tune with ASHA.",
+        description=JOB_CARDS[f"search_{task}"].description,  # the command line's card (mmsearch.cli_parsers)
         trial=search_trial,
         config_cls=SearchConfig,
         epochs_key="search.epochs",
-        default_config=f"configs/search/{task}.yaml",
+        default_config=JOB_CARDS[f"search_{task}"].default_config,
         data=SEARCH_DATA,
         smoke_test=_search_smoke(task),
         default_dataset={},
@@ -81,12 +82,12 @@ def search_job(task: str) -> JobSpec:
 
 FUSEMIX_JOB = JobSpec(
     name="tune_fusemix",
-    description="FuseMix adapter trainings on Ray Tune with ASHA; trials stream the latent store through Ray Data.",
+    description=JOB_CARDS["tune_fusemix"].description,
     trial=fusemix_trial,
     config_cls=FuseMixConfig,
     epochs_key="train.epochs",
-    default_config="configs/fusemix/scenes.yaml",
-    default_tune="configs/tune/fusemix_scenes.yaml",
+    default_config=JOB_CARDS["tune_fusemix"].default_config,
+    default_tune=JOB_CARDS["tune_fusemix"].default_tune,
     default_dataset={"tables": ["pairs"]},  # image and caption latents only: no region crops
     defaults=("recipe.data.backend=ray",),
     data=FUSEMIX_DATA,

@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -33,6 +34,7 @@ from mmsearch.data.precompute import PrecomputeResult, dataset_root_of, precompu
 from mmsearch.data.precompute_arrow import from_arrow, to_arrow
 from mmsearch.data.precompute_config import PrecomputeConfig, RayPrecomputeConfig, fingerprint
 from mmsearch.data.precompute_runner import StageSpec
+from mmsearch.progress import Progress
 
 log = logging.getLogger(__name__)
 _INPUT_TYPES = {"index": pa.int64(), "record": pa.binary(), "text": pa.string(), "sentence": pa.bool_()}
@@ -88,7 +90,10 @@ class RayDataRunner:
                  len(blocks), resources["actors"], resources["num_cpus"], resources["num_gpus"])
         context = ray.data.DataContext.get_current().copy()
         context.execution_options.preserve_order = True  # stores come out in input order, like the local run
-        with ray.data.DataContext.current(context):
+        with ray.data.DataContext.current(context), warnings.catch_warnings():
+            # max_restarts below: Ray 2.60 takes it only through the generic remote args, which it
+            # marks deprecated (removal planned for 2.64) without a named replacement yet.
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
             dataset = ray.data.from_arrow(blocks).map_batches(
                 _StageActor,
                 fn_constructor_kwargs={"kind": spec.kind, "kwargs": spec.kwargs, "threads": max(1, math.floor(resources["num_cpus"]))},
@@ -98,8 +103,14 @@ class RayDataRunner:
                 compute=ray.data.ActorPoolStrategy(size=resources["actors"]),
                 num_cpus=resources["num_cpus"],
                 num_gpus=resources["num_gpus"],
+                # No actor restarts: the constructor arguments live in the object store, where a
+                # restart cannot count on them (Ray logs an error-level line for every such actor);
+                # a failed stage fails the job, and resubmitting it rebuilds the data set.
+                max_restarts=0,
             )
+            progress = Progress(f"{spec.kind} stage", total, log=log)  # a line every few seconds: rate, ETA
             for block in dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
+                progress.advance(block.num_rows)
                 yield from_arrow(block)
 
     def describe(self) -> dict[str, Any]:
@@ -156,24 +167,26 @@ def ensure_dataset(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Precompute frozen-encoder latents into latent stores.")
-    parser.add_argument("--config", default=None, help="YAML config (default: the built-in embedded scenes, configs/data/scenes.yaml)")
-    parser.add_argument("--output", default=None, help="data set root: local path or s3://bucket/prefix")
-    parser.add_argument("--backend", choices=("ray", "local"), default=None, help="Ray Data actor pools or this process")
-    parser.add_argument("--overwrite", action="store_true", help="rebuild even if the root holds a data set")
-    parser.add_argument("overrides", nargs="*", help="config overrides key.path=value")
-    return parser
+    from mmsearch.cli_parsers import precompute_parser
+
+    return precompute_parser()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    from mmsearch.orchestration.quiet import set_verbose
+
+    set_verbose(args.verbose)
     overrides = list(args.overrides)
     if args.output is not None:
         overrides.append(f"output={args.output}")
     if args.backend is not None:
         overrides.append(f"backend={args.backend}")
     cfg = load_config(PrecomputeConfig, args.config, overrides)
+    if args.check:
+        print(f"data set {cfg.name!r} ({cfg.backend} backend) would go to {dataset_root_of(cfg, None).uri}; nothing run")
+        return 0
 
     result = run_precompute(cfg, overwrite=args.overwrite)
     card = result.card

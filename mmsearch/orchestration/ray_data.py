@@ -30,6 +30,7 @@ from ray.data import FileShuffleConfig
 from mmsearch.data.store import ColumnSpec, Store, StoreError, StoreTable, decode_torch, epoch_seed, open_store
 from mmsearch.data.store import shuffle as shuffle_rows
 from mmsearch.data.store.plan import rows_for_rank
+from mmsearch.orchestration.quiet import quiet_data_context
 
 MiB = 2**20
 # Block size cap: blocks of 1/32 of the object store streamed without spilling in every case
@@ -88,7 +89,7 @@ def store_dataset(
         shuffle = FileShuffleConfig(seed=int(shuffle_seed), reseed_after_execution=reseed_each_execution)
     # A dataset seals a copy of the current DataContext when created, and the Parquet read
     # sizes its blocks from it: scope a copy with our block size to this call only.
-    context = ray.data.DataContext.get_current().copy()
+    context = quiet_data_context(ray.data.DataContext.get_current().copy())  # a quiet job: no execution plans
     context.target_max_block_size = int(target_block_bytes or default_block_bytes())
     context.execution_options.preserve_order = preserve_order
     with ray.data.DataContext.current(context):

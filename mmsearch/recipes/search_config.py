@@ -53,6 +53,7 @@ class SearchModelConfig:
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     attn_dropout: Optional[float] = Field(default=None, ge=0.0, lt=1.0)  # None = dropout
     norm: Literal["post", "pre"] = "post"
+    layer_norm: Literal["torch", "mmnas"] = "torch"  # nn.LayerNorm, or MMnas's own (unbiased std, eps on the std)
     attn_bias: bool = False
     ffn_mult: int = Field(default=4, gt=0)
     relation_dim: int = Field(default=64, gt=0)

@@ -11,29 +11,24 @@ import argparse
 import logging
 import sys
 
-from mmsearch.orchestration.storage import StorageError
-from mmsearch.report.build import REPORT_DIR, build_report
-from mmsearch.report.collect import ReportError
+from mmsearch.cli_parsers import report_parser
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m mmsearch.report",
-        description="Rebuild the plots and the static HTML report of a (finished or running) experiment.",
-    )
-    p.add_argument("experiment", help="experiment directory (local/NFS path or s3://bucket/prefix/name)")
-    p.add_argument("--out", default=None, help=f"where to write the report (default: EXPERIMENT/{REPORT_DIR})")
-    p.add_argument("--s3-endpoint-url", default=None, help="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
-    return p
+def parser(prog: str = "python -m mmsearch.report") -> argparse.ArgumentParser:
+    return report_parser(prog)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m mmsearch.report") -> int:
+    args = parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from mmsearch.orchestration.storage import StorageError
+    from mmsearch.report.build import build_report
+    from mmsearch.report.collect import ReportError
+
     try:
         page = build_report(args.experiment, args.out, endpoint_url=args.s3_endpoint_url)
     except (ReportError, StorageError, OSError) as exc:
-        print(f"mmsearch report: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     print(f"Report: {page}")
     return 0

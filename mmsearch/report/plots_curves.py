@@ -12,7 +12,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from mmsearch.report.collect import ExperimentData, TrialData
-from mmsearch.report.style import STOP_MARKERS, metric_label, new_figure, style_axes, trial_colours
+from mmsearch.report.style import STOP_MARKERS, metric_label, new_figure, style_axes, trial_colours, trial_label
 
 
 def experiment_task(data: ExperimentData) -> str | None:
@@ -40,7 +40,7 @@ def learning_curves(data: ExperimentData) -> Figure:
         ax.plot(
             epochs, values, color=colours[trial.trial_id], linewidth=2.6 if is_best else 1.4,
             alpha=1.0 if is_best or label_trials else 0.75, zorder=3 if is_best else 2,
-            label=(trial.trial_id + (" (best)" if is_best else "")) if label_trials else None,
+            label=trial_label(trial.trial_id, trial.config, is_best) if label_trials else None,
         )
         marker, edge, _ = STOP_MARKERS[trial.stop_reason]
         ax.plot(epochs[-1], values[-1], marker=marker, markersize=9 if marker == "*" else 7, color=colours[trial.trial_id],
@@ -70,7 +70,7 @@ def learning_curves(data: ExperimentData) -> Figure:
                       fontsize=8, title="curve ends", title_fontsize=8, framealpha=0.9)
     if label_trials and ax.get_legend_handles_labels()[0]:
         ax.add_artist(first)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=7.5, ncol=min(6, len(data.trials)),
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=7.5, ncol=min(3, len(data.trials)),
                   frameon=False, title="trial", title_fontsize=8)
     _rung_funnel(funnel, data)
     return fig
@@ -129,7 +129,7 @@ def loss_and_temperature(data: ExperimentData) -> Figure:
             if epochs:
                 is_best = best is not None and trial.trial_id == best.trial_id
                 ax.plot(epochs, values, color=colours[trial.trial_id], linewidth=2.4 if is_best else 1.2,
-                        label=trial.trial_id + (" (best)" if is_best else ""))
+                        label=trial_label(trial.trial_id, trial.config, is_best))
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.set_title(title)

@@ -90,6 +90,20 @@ _PRIMARY_METRIC_NAMES = {"vqa": "VQA accuracy", "itm": "retrieval rsum", "vg": "
 _PRIMARY_METRIC_UNITS = {"vqa": "%", "itm": "sum of recalls, %", "vg": "%"}
 
 
+def trial_label(trial_id: str, config: dict[str, Any], best: bool = False) -> str:
+    """A legend entry: the trial id and its sampled parameters (``a1_00001: darts, seed 1, arch_lr 0.052``)."""
+    parts = []
+    for key, value in config.items():
+        name = key.rsplit(".", 1)[-1]
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, float):
+            parts.append(f"{name} {value:.3g}")
+        else:
+            parts.append(f"{name} {value}")
+    return trial_id + (": " + ", ".join(parts) if parts else "") + (" (best)" if best else "")
+
+
 def metric_label(key: str, task: str | None = None) -> str:
     """An axis label with the unit: ``val_metric`` of a VQA search -> ``validation VQA accuracy (%)``."""
     if key in ("val_metric", "best_val_metric") and task in _PRIMARY_METRIC_NAMES:
@@ -126,6 +140,7 @@ def png_bytes(fig: Figure) -> bytes:
 
 
 __all__ = [
+    "trial_label",
     "OPS",
     "STOP_MARKERS",
     "canonical_op",

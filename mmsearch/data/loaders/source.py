@@ -40,6 +40,10 @@ class RealDataSource:
     restval_into_train: bool = True  # Karpathy COCO: train on train + restval
     captions_per_image: int | None = None  # Karpathy: keep the first k captions per image
     resolve_sizes: bool = True  # open each region file / image header for its size (proves it exists)
+    # VQA-v2 val/test answer scores: "normalized" (default: human answers normalised like the
+    # prediction) or "official" (the official vqaEval.py: human answers only de-punctuated, and only
+    # when they disagree; numbers comparable with published ones). Training targets stay normalised.
+    eval_answers: Literal["normalized", "official"] = "normalized"
 
     def __post_init__(self) -> None:
         if self.feature_root is None and self.image_root is None:
@@ -59,7 +63,8 @@ def load_real_split(source: RealDataSource, split: Split) -> DatasetSplit:
     roots = {"feature_root": source.feature_root, "image_root": source.image_root}
     if source.dataset == "vqa_v2":
         return load_vqa_v2(
-            source.annotations, split, subset=source.subsets.get(split), resolve_sizes=source.resolve_sizes, **roots, **patterns
+            source.annotations, split, subset=source.subsets.get(split), resolve_sizes=source.resolve_sizes,
+            answer_processing="normalized" if split == "train" else source.eval_answers, **roots, **patterns,
         )
     if source.dataset in ("flickr30k", "coco"):
         return load_karpathy(

@@ -6,6 +6,16 @@ period not followed by a digit removed ("yes." -> "yes", "2.5" stays); lower-cas
 "none".."ten" to digits; the articles a/an/the dropped; apostrophe-less contractions restored
 ("dont" -> "don't"). Soft scores are MMnas's (and MCAN's): an answer given by k of the 10
 annotators scores min(1, 0.3 k), i.e. 0.3 / 0.6 / 0.9 / 1.0 for k = 1 / 2 / 3 / >= 4.
+
+Two ways to score an answer against the 10 human answers (``answer_processing``):
+
+* ``"normalized"`` (the default; MMnas's training targets): the human answers are normalised
+  exactly like the prediction, so "Yes." matches "yes" and "two" matches "2"
+  (:func:`soft_scores`).
+* ``"official"``: what the official VQA evaluation script (``vqaEval.py``) does, for numbers
+  comparable with published VQA-v2 results (:func:`official_scores`): the prediction is
+  normalised fully, the human answers only for punctuation, and only when they disagree (ten
+  identical answers are compared as written), so "Yes." given by all ten never matches "yes".
 """
 from __future__ import annotations
 
@@ -23,6 +33,7 @@ _COMMA_IN_NUMBER = re.compile(r"(\d)(,)(\d)")
 _NUMBER_WORDS = {w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine ten".split())}
 _NUMBER_WORDS["none"] = "0"
 _ARTICLES = frozenset({"a", "an", "the"})
+ANSWER_PROCESSING = ("normalized", "official")
 
 # Contractions the official evaluation restores; each is matched with exactly one apostrophe
 # missing ("dont" -> "don't", "couldnt've" and "couldn'tve" -> "couldn't've").
@@ -50,6 +61,11 @@ def _contraction_map() -> dict[str, str]:
 _CONTRACTION_MAP = _contraction_map()
 
 
+def process_punctuation(text: str) -> str:
+    """The official evaluation's ``processPunctuation`` (the only processing of human answers there)."""
+    return _strip_punctuation(text)
+
+
 def _strip_punctuation(text: str) -> str:
     glued = _COMMA_IN_NUMBER.search(text) is not None
     out = text
@@ -58,7 +74,7 @@ def _strip_punctuation(text: str) -> str:
             out = out.replace(mark, "")
         else:
             out = out.replace(mark, " ")
-    return _PERIOD.sub("", out)
+    return _PERIOD.sub("", out, count=32)  # vqaEval.py passes re.UNICODE (32) as sub's count
 
 
 def normalize_answer(answer: str) -> str:
@@ -79,6 +95,26 @@ def soft_scores(human_answers: Iterable[str]) -> dict[str, float]:
     counts = Counter(normalize_answer(a) for a in human_answers)
     counts.pop("", None)
     return {answer: score_for_count(n) for answer, n in counts.items()}
+
+
+def official_scores(human_answers: Iterable[str]) -> dict[str, float]:
+    """Answer -> official VQA score, keyed as the official evaluation compares them: a prediction
+    ``p`` scores ``official_scores(...).get(normalize_answer(p), 0)``, which is the official
+    script's mean over the leave-one-annotator-out subsets of ``min(1, matches / 3)``."""
+    from mmsearch.metrics.vqa import official_answer_score
+
+    raw = list(human_answers)
+    compared = [process_punctuation(a) for a in raw] if len(set(raw)) > 1 else raw
+    counts = Counter(compared)
+    counts.pop("", None)
+    return {answer: official_answer_score(n, len(raw)) for answer, n in counts.items()}
+
+
+def answer_scores(human_answers: Iterable[str], processing: str = "normalized") -> dict[str, float]:
+    """:func:`soft_scores` (``"normalized"``) or :func:`official_scores` (``"official"``)."""
+    if processing not in ANSWER_PROCESSING:
+        raise ValueError(f"answer_processing must be one of {ANSWER_PROCESSING}, got {processing!r}")
+    return soft_scores(human_answers) if processing == "normalized" else official_scores(human_answers)
 
 
 def build_answer_vocab(

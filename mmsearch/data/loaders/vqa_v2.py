@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mmsearch.data.loaders.fields import RecordError, field, format_path, image_record
 from mmsearch.data.loaders.json_stream import iter_json_array
-from mmsearch.data.loaders.vqa_answers import normalize_answer, soft_scores
+from mmsearch.data.loaders.vqa_answers import answer_scores, normalize_answer
 from mmsearch.data.records import DatasetSplit, ImageRecord, Split, VQARecord
 
 DEFAULT_SUBSETS: dict[str, str] = {"train": "train2014", "val": "val2014", "test": "test2015"}
@@ -57,7 +57,8 @@ def _read_questions(path: Path) -> dict[int, tuple[int, str]]:
     return questions
 
 
-def _read_annotations(path: Path, answer_counts: Counter | None) -> dict[int, tuple[dict[str, float], str, str, int]]:
+def _read_annotations(path: Path, answer_counts: Counter | None,
+                      answer_processing: str = "normalized") -> dict[int, tuple[dict[str, float], str, str, int]]:
     annotations = {}
     for i, entry in enumerate(iter_json_array(path, "annotations")):
         where = f"{path} annotations[{i}]"
@@ -73,7 +74,7 @@ def _read_annotations(path: Path, answer_counts: Counter | None) -> dict[int, tu
         if answer_counts is not None:
             answer_counts[normalize_answer(multiple_choice)] += 1
         annotations[qid] = (
-            soft_scores(answers),
+            answer_scores(answers, answer_processing),
             answer_type,
             field(entry, "question_type", str, where),
             field(entry, "image_id", int, where),
@@ -92,6 +93,7 @@ def load_vqa_v2(
     image_pattern: str = IMAGE_PATTERN,
     resolve_sizes: bool = True,
     answer_counts: Counter | None = None,
+    answer_processing: str = "normalized",
 ) -> DatasetSplit:
     """One VQA-v2 subset as a ``DatasetSplit`` named ``vqa_v2``.
 
@@ -100,7 +102,9 @@ def load_vqa_v2(
     height/width are read from each region file (or image header), which also proves the files
     exist; otherwise sizes are 0 (read them with the features). If ``answer_counts`` is given,
     the normalised ``multiple_choice_answer`` of every annotation is counted into it (for
-    :func:`build_answer_vocab`) during the same pass.
+    :func:`build_answer_vocab`) during the same pass. ``answer_processing`` is how the records'
+    answer scores compare answers with the human ones: ``"normalized"`` (both sides normalised) or
+    ``"official"`` (as the official VQA evaluation script; see :mod:`.vqa_answers`).
     """
     if split not in DEFAULT_SUBSETS:
         raise ValueError(f"split must be one of {sorted(DEFAULT_SUBSETS)}, got {split!r}")
@@ -112,7 +116,7 @@ def load_vqa_v2(
     has_answers = ann_path.is_file()
     if not has_answers and not subset.startswith("test"):
         raise FileNotFoundError(f"annotation file not found: {ann_path} (only test subsets come without answers)")
-    annotations = _read_annotations(ann_path, answer_counts) if has_answers else {}
+    annotations = _read_annotations(ann_path, answer_counts, answer_processing) if has_answers else {}
     if has_answers:
         unknown = annotations.keys() - questions.keys()
         unanswered = questions.keys() - annotations.keys()

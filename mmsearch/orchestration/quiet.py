@@ -1,0 +1,85 @@
+"""Quiet by default: a job prints its plan, progress lines for long stages, Tune's trial table every
+30 s (and a line when a trial starts or ends), and its summary; ``--verbose`` brings back Ray's own logs.
+
+What is silenced, with Ray's own knobs, in the driver and (through the job's
+``worker_process_setup_hook``) in every Ray worker of the job:
+
+* Ray Train's ``Checkpoint successfully created at: ...`` line per checkpoint (an INFO record of
+  the ``ray.train`` storage loggers; raised to WARNING), and Ray Data's notes about its progress
+  display (``QUIET_LOGGERS``);
+* Ray Data's ``Starting execution`` / ``Execution plan`` lines (``DataContext.print_on_execution_start``,
+  set in the driver and on the contexts mmsearch's Ray Data readers create in the trials),
+  and its progress when written as log blocks (stdout not a terminal; its bars in a terminal stay,
+  since turning them off makes Ray Data log a warning instead). The precompute stages log their
+  own progress lines with rate and ETA every few seconds (:mod:`mmsearch.progress`).
+
+Warnings and errors are never silenced, except Ray Data's warning that its progress bars are off.
+:func:`set_verbose` runs before Ray starts (the choice travels in ``MMSEARCH_VERBOSE``, forwarded
+to the workers); this module imports Ray only inside :func:`quiet_process`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, MutableMapping
+
+VERBOSE_ENV = "MMSEARCH_VERBOSE"
+WORKER_HOOK = "mmsearch.orchestration.quiet.quiet_loggers"
+# Loggers of routine records, and the level they are raised to: one INFO line per checkpoint (Ray
+# Train v1 storage, used by Tune; and v2); Ray Data's progress display (its progress as 8-line log
+# blocks when stdout is not a terminal, and the one-off warning "Progress bars disabled" in every
+# trial that turns its per-epoch bars off, as jobs_trials.fusemix_trial does).
+QUIET_LOGGERS = {
+    "ray.train._internal.storage": logging.WARNING,
+    "ray.train.v2._internal.execution.storage": logging.WARNING,
+    "ray.data._internal.progress": logging.ERROR,
+    # "Dataset ... execution finished in N seconds" after every read (and the start lines of
+    # datasets whose context mmsearch did not create); its warnings stay.
+    "ray.data._internal.execution.streaming_executor": logging.WARNING,
+}
+
+
+def set_verbose(verbose: bool, environ: MutableMapping[str, str] = os.environ) -> None:
+    """Record the job's choice (``--verbose``) before Ray starts."""
+    environ[VERBOSE_ENV] = "1" if verbose else "0"
+
+
+def is_verbose(environ: MutableMapping[str, str] = os.environ) -> bool:
+    return environ.get(VERBOSE_ENV, "0") == "1"
+
+
+def is_quiet(environ: MutableMapping[str, str] = os.environ) -> bool:
+    """True where a job asked for quiet output (set in the driver, forwarded to the workers);
+    library use outside a job keeps Ray's own defaults."""
+    return environ.get(VERBOSE_ENV) == "0"
+
+
+def runtime_env_hook(environ: MutableMapping[str, str] = os.environ) -> dict[str, Any]:
+    """The ``runtime_env`` entries that quiet the job's workers (none with ``--verbose`` or outside a job)."""
+    return {"worker_process_setup_hook": WORKER_HOOK} if is_quiet(environ) else {}
+
+
+def quiet_loggers() -> None:
+    """Raise Ray's routine INFO loggers to WARNING in this process (every worker runs this first,
+    as the job's ``worker_process_setup_hook``: standard library only, nothing is imported)."""
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def quiet_data_context(context: Any) -> Any:
+    """``context`` (a Ray Data ``DataContext``) without the execution-plan lines, in a quiet job."""
+    if is_quiet():
+        context.print_on_execution_start = False
+    return context
+
+
+def quiet_process() -> None:
+    """The driver of a quiet job: :func:`quiet_loggers` and the current Ray Data context."""
+    quiet_loggers()
+    from ray.data import DataContext
+
+    quiet_data_context(DataContext.get_current())
+
+
+__all__ = ["QUIET_LOGGERS", "VERBOSE_ENV", "is_quiet", "is_verbose", "quiet_data_context", "quiet_loggers", "quiet_process",
+           "runtime_env_hook", "set_verbose"]

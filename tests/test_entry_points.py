@@ -1,0 +1,142 @@
+"""Entry points answer --help without loading torch or Ray; export-arch writes MMnas's layout; the
+train job picks its config from the architecture's task; progress lines; quiet Ray output."""
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmsearch import cli
+from mmsearch.nas import named_spec
+from mmsearch.nas.arch_spec import MMNAS_NAMES, SPECS_DIR, save_arch_spec
+from mmsearch.progress import Progress
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "ray", "matplotlib", "transformers", "pyarrow")
+
+# Runs every job script's and every mmsearch subcommand's --help in one fresh interpreter, then
+# lists the heavy packages that got imported on the way.
+_HELP_EVERYWHERE = """
+import contextlib, io, json, runpy, sys
+from pathlib import Path
+codes = {}
+for script in sorted(Path("jobs").glob("*.py")):
+    sys.argv = [str(script), "--help"]
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+        except SystemExit as stop:
+            codes[script.name] = (stop.code, "usage:" in out.getvalue())
+from mmsearch import cli
+for command in cli.COMMANDS:
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        try:
+            cli.main([command, "--help"])
+        except SystemExit as stop:
+            codes[command] = (stop.code, out.getvalue().startswith("usage: mmsearch " + command))
+print(json.dumps({"codes": codes, "heavy": sorted(m for m in %r if m in sys.modules)}))
+""" % (HEAVY,)
+
+
+def test_help_of_every_job_and_subcommand_imports_neither_torch_nor_ray():
+    done = subprocess.run([sys.executable, "-c", _HELP_EVERYWHERE], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    jobs = {p.name for p in (ROOT / "jobs").glob("*.py")}
+    assert set(found["codes"]) == jobs | set(cli.COMMANDS)
+    assert all(code == [0, True] for code in found["codes"].values()), found["codes"]  # exit 0, its own usage line
+    assert found["heavy"] == []
+
+
+def test_export_arch_writes_mmnas_files_as_mmnas_publishes_them(capsys):
+    for name in ("mmnas_vqa", "mmnas_itm", "mcan"):
+        assert cli.main(["export-arch", name]) == 0
+        published = json.loads((SPECS_DIR / f"{name}.json").read_text())
+        assert json.loads(capsys.readouterr().out) == published  # MMnas's own arch/*.json, key for key
+
+
+def test_export_arch_of_a_search_output_names_the_epoch_mmnas_loads(tmp_path, capsys):
+    searched = named_spec("mmnas_vg").replace(epoch=7, seed=3, task="vg", probs=None)
+    save_arch_spec(searched, tmp_path / "best_arch.json")  # what a search leaves in its output directory
+    out = tmp_path / "arch.json"
+    assert cli.main(["export-arch", str(tmp_path), "--format", "mmnas", "--out", str(out), "--epoch", "4"]) == 0
+    written = json.loads(out.read_text())
+    assert list(written) == ["epoch4"] and set(written["epoch4"]) == {"enc", "dec"}
+    for chain, ops in (("enc", searched.enc), ("dec", searched.dec)):  # one MMnas op name per block
+        assert written["epoch4"][chain] == [[MMNAS_NAMES[op]] for op in ops]
+    assert "--GENO_EPOCH=4" in capsys.readouterr().err
+    assert cli.main(["export-arch", str(tmp_path / "missing")]) == 2
+    assert "neither a named spec" in capsys.readouterr().err
+
+
+def _train_job():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_derived_job", ROOT / "jobs" / "train_derived.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_job_takes_the_config_of_the_architectures_task_and_a_searchs_data(tmp_path, capsys, monkeypatch):
+    job = _train_job()
+    monkeypatch.setenv("MMSEARCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MMSEARCH_VERBOSE", "1")  # main() sets it; restored afterwards
+    args = job.build_parser().parse_args(["--check"])
+    path, overrides = job.arch_defaults("mmnas_vg", args)  # a named spec: the data set search_vg.py reads
+    assert path == "configs/train/vg.yaml" and overrides[0].startswith(f"data.root={tmp_path / 'cache'}/scenes-")
+    assert "would be built first" in capsys.readouterr().out  # --check builds nothing
+    assert job.arch_defaults("mmnas_itm", job.build_parser().parse_args(["--smoke-test"])) == ("configs/train/itm.yaml", [])
+    assert job.arch_defaults("mcan", job.build_parser().parse_args(["data.root=/d"])) == ("configs/train/vqa.yaml", [])
+    assert "the default task" in capsys.readouterr().out  # mcan records no task: VQA, said so
+    searched = named_spec("mmnas_itm").replace(task="itm", config={"data": {"root": "/data/scenes-1234", "task": "itm"}})
+    save_arch_spec(searched, tmp_path / "best_arch.json")
+    assert job.arch_defaults(str(tmp_path), args) == ("configs/train/itm.yaml", ["data.root=/data/scenes-1234"])
+    assert job.main(["--arch", str(tmp_path / "nowhere"), "--check"]) == 2
+    assert job.main(["--arch", "mmnas_vg", "--check", "--smoke-test"]) == 0
+    assert "config valid: vg on synthetic" in capsys.readouterr().out
+
+
+def test_progress_logs_every_few_seconds_with_rate_and_eta(caplog):
+    now = [0.0]
+    progress = Progress("image stage", 1000, "images", log=logging.getLogger("t"), every_s=5.0, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="t"):
+        for _ in range(10):  # 100 images every 2 s: a line at 6 s (300), 12 s (600), 18 s (900), and the end
+            now[0] += 2.0
+            progress.advance(100)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "image stage: 300/1000 images (30%), 50.0 images/s, ETA 14 s"
+    assert len(lines) == 4 and lines[-1] == "image stage: 1000/1000 images (100%), 50.0 images/s, done in 20 s"
+
+
+def test_quiet_by_default_and_verbose_on_request(monkeypatch):
+    from mmsearch.orchestration import quiet
+
+    env: dict[str, str] = {}
+    assert quiet.runtime_env_hook(env) == {} and not quiet.is_quiet(env)  # outside a job: Ray's defaults
+    quiet.set_verbose(False, env)
+    assert quiet.runtime_env_hook(env) == {"worker_process_setup_hook": quiet.WORKER_HOOK}
+    quiet.set_verbose(True, env)
+    assert quiet.runtime_env_hook(env) == {}
+    from mmsearch.orchestration.cluster import FORWARDED_ENV
+
+    assert quiet.VERBOSE_ENV in FORWARDED_ENV  # the trials' Ray Data readers see the choice
+    ray_data = pytest.importorskip("ray.data")
+    before = {n: logging.getLogger(n).level for n in quiet.QUIET_LOGGERS}
+    try:
+        monkeypatch.setenv(quiet.VERBOSE_ENV, "0")
+        context = quiet.quiet_data_context(ray_data.DataContext.get_current().copy())
+        assert context.print_on_execution_start is False
+        quiet.quiet_loggers()
+        assert all(logging.getLogger(n).level == level for n, level in quiet.QUIET_LOGGERS.items())
+        assert logging.getLogger("ray.data._internal.progress").getEffectiveLevel() == logging.ERROR
+        assert logging.getLogger("ray.train._internal.storage").getEffectiveLevel() == logging.WARNING
+        monkeypatch.setenv(quiet.VERBOSE_ENV, "1")
+        assert quiet.quiet_data_context(ray_data.DataContext.get_current().copy()).print_on_execution_start is True
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
