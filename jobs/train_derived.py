@@ -16,6 +16,12 @@ one worker per GPU (bf16 autocast where the GPU supports it), on CPUs the worker
 cores. Checkpoints and outputs go to ``<storage>/<name>/``; submitting the same name and
 storage again resumes from the latest checkpoint (more epochs: ``train.epochs=N``).
 ``key=value`` arguments override the config (e.g. ``train.epochs=4 optim.lr=5e-4``).
+
+Before Ray starts, the job checks the config, the architecture, the data and its sizes, the
+DeepSpeed config, the storage and, when the run exists, that its newest intact checkpoint was
+written with the same config (a change names every key that changed; a damaged newest checkpoint
+is skipped, with a warning, for the one before it). Bad input exits with status 2 and one message.
+``--config`` is read as given, else relative to the source checkout (as the search jobs do).
 """
 from __future__ import annotations
 
@@ -27,8 +33,8 @@ from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
 
 settle_ray_auth_mode()  # before anything imports Ray (Ray reads RAY_AUTH_MODE once, at import)
 
-from mmsearch.config import ConfigError, load_config, read_yaml
-from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+from mmsearch.config import ConfigError, load_config, read_yaml  # noqa: E402
+from mmsearch.recipes.train_derived_config import TrainDerivedConfig  # noqa: E402
 
 # A run that checks the whole path in about a minute: generated data, a small network, 2 epochs
 # (with --deepspeed: no JIT build of DeepSpeed's CPU collective op).
@@ -90,30 +96,51 @@ def fit_to_machine(cfg: TrainDerivedConfig, args: argparse.Namespace, resources:
                                         gpus_per_worker=1.0 if use_gpu else scaling.gpus_per_worker))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    try:
-        raw = read_yaml(args.config)
-        cfg = load_config(TrainDerivedConfig, raw["recipe"] if "recipe" in raw else raw, job_overrides(args))
-    except ConfigError as err:
-        print(err, file=sys.stderr)
-        return 2
+def load_job_config(args: argparse.Namespace) -> TrainDerivedConfig:
+    """The validated config: the file (a path as given, else relative to the source checkout, as the
+    search jobs read theirs), the flags and the overrides; raises ConfigError naming the problem."""
+    from mmsearch.orchestration.jobs_config import resolve_path
+
+    raw = read_yaml(resolve_path(args.config))
+    cfg = load_config(TrainDerivedConfig, raw["recipe"] if "recipe" in raw else raw, job_overrides(args))
     if args.smoke_test and not args.name:
         from mmsearch.config import replace
         from mmsearch.recipes.train_derived_config import default_run_name
 
         cfg = replace(cfg, run=replace(cfg.run, name=default_run_name(cfg) + "_smoke"))
+    return cfg
+
+
+def bad_input_errors() -> tuple[type[BaseException], ...]:
+    """What bad input raises: exit status 2, one line, nothing run."""
+    from mmsearch.data.fs import StorageError as DataStorageError
+    from mmsearch.orchestration.storage import StorageError
+    from mmsearch.orchestration.train import TrainSetupError
+    from mmsearch.orchestration.train_resume import ResumeError
+
+    # ValueError covers DatasetError, StoreError and the config checks; FileNotFoundError a missing arch or file.
+    return ConfigError, TrainSetupError, ResumeError, StorageError, DataStorageError, FileNotFoundError, ValueError
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    from mmsearch.orchestration.train import prepare_run, rescale, run_prepared
+
+    try:  # everything that can be checked without Ray: config, architecture, data, DeepSpeed config, storage, resume
+        prepared = prepare_run(load_job_config(args))
+    except bad_input_errors() as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
 
     from mmsearch.orchestration.cluster import connect
-    from mmsearch.orchestration.train import TrainSetupError, fit_derived
 
     info = connect()
-    cfg = fit_to_machine(cfg, args, info.resources, local=info.mode == "local")
     try:
-        result = fit_derived(cfg)
-    except (TrainSetupError, ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        cfg = fit_to_machine(prepared.config, args, info.resources, local=info.mode == "local")
+        result = run_prepared(rescale(prepared, cfg.scaling))
+    except bad_input_errors() as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
     print(result.describe())
     print(f"  results:     {result.outputs}/train_result.json, predictions in {result.outputs}/predictions/")
