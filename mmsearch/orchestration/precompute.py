@@ -29,7 +29,7 @@ import ray
 
 from mmsearch.config import load_config, replace
 from mmsearch.data import fs as storage
-from mmsearch.data.precompute import PrecomputeResult, dataset_root_of, precompute
+from mmsearch.data.precompute import PrecomputeResult, dataset_root_of, other_dataset_error, precompute
 from mmsearch.data.precompute_arrow import from_arrow, to_arrow
 from mmsearch.data.precompute_config import PrecomputeConfig, RayPrecomputeConfig, fingerprint
 from mmsearch.data.precompute_runner import StageSpec
@@ -120,8 +120,11 @@ def run_precompute(
     if cfg.backend == "local":
         return precompute(cfg, overwrite=overwrite, s3=s3)
     root = dataset_root_of(cfg, s3)
-    if not overwrite and root.has_card() and root.read_card().fingerprint == fingerprint(cfg):
-        return precompute(cfg, overwrite=False, s3=s3)  # reuse: no need to start Ray
+    if not overwrite and root.has_card():  # reuse, or refuse another data set: no need to start Ray
+        card = root.read_card()
+        if card.fingerprint != fingerprint(cfg):
+            raise other_dataset_error(root, card, fingerprint(cfg))
+        return precompute(cfg, overwrite=False, s3=s3)
     if not ray.is_initialized():
         from mmsearch.orchestration.cluster import connect
 
@@ -166,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; exit status 2 with one message for bad input (a bad key or value, an
+    output that is unreachable or holds another data set, a source without the records asked for)."""
+    from mmsearch.config import ConfigError
+    from mmsearch.data.dataset_root import DatasetError
+    from mmsearch.data.store import StoreError
+    from mmsearch.orchestration.jobs_config import resolve_path
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     overrides = list(args.overrides)
@@ -173,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"output={args.output}")
     if args.backend is not None:
         overrides.append(f"backend={args.backend}")
-    cfg = load_config(PrecomputeConfig, args.config, overrides)
-
-    result = run_precompute(cfg, overwrite=args.overwrite)
+    try:
+        cfg = load_config(PrecomputeConfig, resolve_path(args.config) if args.config else None, overrides)
+        result = run_precompute(cfg, overwrite=args.overwrite)
+    except (ConfigError, DatasetError, StoreError, storage.StorageError) as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
     card = result.card
     rates = card.throughput
     if result.built:
