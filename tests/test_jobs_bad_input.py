@@ -239,6 +239,20 @@ def test_search_data_check_scans_the_stores_for_nan(tmp_path, monkeypatch):
         SEARCH_DATA.check(cfg)
 
 
+def test_train_checks_the_stores_for_nan_before_ray(tmp_path):
+    from mmsearch.data.store import StoreError, open_store
+    from mmsearch.data.synthetic import SyntheticTaskData
+    from mmsearch.orchestration.train import prepare_run
+
+    data = SyntheticTaskData("vqa", train_images=20, val_images=5, test_images=5)
+    data.stores = {"val": open_store(_pairs_store(tmp_path / "val", nan_at=5))}
+    config = {"arch": "mcan", "data": {"root": "synthetic", "task": "vqa"}, "model": {"hidden": 32, "head_dim": 16},
+              "train": {"batch_size": 8}, "run": {"storage_path": str(tmp_path / "runs")}}
+    with pytest.raises(StoreError, match="column 'image', shard pairs/part-.*NaN or inf at row 5"):
+        prepare_run(config, task_data_factory=lambda: data)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_fusemix_encoder_must_match_the_stores_metadata(capsys, tmp_path):
     store = _pairs_store(tmp_path / "train", encoder="efficientnet_lite0")
     err = _fusemix(capsys, tmp_path, store, "recipe.data.x_encoder=clip")

@@ -42,6 +42,7 @@ from mmsearch.config import config_to_dict, load_config, replace, validate_confi
 from mmsearch.nas import ArchSpec
 from mmsearch.orchestration import storage
 from mmsearch.orchestration.cluster import connect
+from mmsearch.orchestration.jobs_data import check_finite
 from mmsearch.orchestration.train_resume import ResumePoint, find_resume_point
 from mmsearch.orchestration.train_worker import POSITION_COLUMN, TRAIN_DATASET, train_loop_per_worker
 from mmsearch.recipes.task_data import TaskData
@@ -111,6 +112,8 @@ def prepare_run(config: TrainDerivedConfig | Mapping[str, Any] | str | Path, *,
     for line in spec_width_differences(cfg.spec, cfg.model):
         log.warning("%s", line)
     check_data(data, cfg, cfg.scaling.num_workers)
+    for store in getattr(data, "stores", {}).values():  # NaN / inf in the latents: found here, not in every worker
+        check_finite(store)
     with torch.device("meta"):
         build_model(cfg, dataclasses.replace(data.info, embedding_init=None))
     location = storage.resolve_storage(cfg.run.storage_path, cfg.run.s3_endpoint_url).child(name)
