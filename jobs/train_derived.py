@@ -20,6 +20,12 @@ one worker per GPU (bf16 autocast where the GPU supports it), on CPUs the worker
 cores. Checkpoints and outputs go to ``<storage>/<name>/``; submitting the same name and
 storage again resumes from the latest checkpoint (more epochs: ``train.epochs=N``).
 ``key=value`` arguments override the config (e.g. ``train.epochs=4 optim.lr=5e-4``).
+
+Before Ray starts, the job checks the config, the architecture, the data and its sizes, the
+DeepSpeed config, the storage and, when the run exists, that its newest intact checkpoint was
+written with the same config (a change names every key that changed; a damaged newest checkpoint
+is skipped, with a warning, for the one before it). Bad input exits with status 2 and one message.
+``--config`` is read as given, else relative to the source checkout (as the search jobs do).
 """
 from __future__ import annotations
 
@@ -156,17 +162,28 @@ def load_job_config(args: argparse.Namespace) -> TrainDerivedConfig:
     return cfg
 
 
+def bad_input_errors() -> tuple[type[BaseException], ...]:
+    """What bad input raises: exit status 2, one line, nothing run."""
+    from mmsearch.config import ConfigError
+    from mmsearch.data.fs import StorageError as DataStorageError
+    from mmsearch.orchestration.storage import StorageError
+    from mmsearch.orchestration.train import TrainSetupError
+    from mmsearch.orchestration.train_resume import ResumeError
+
+    # ValueError covers DatasetError, StoreError and the config checks; FileNotFoundError a missing arch or file.
+    return ConfigError, TrainSetupError, ResumeError, StorageError, DataStorageError, FileNotFoundError, ValueError
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    from mmsearch.config import ConfigError
     from mmsearch.orchestration.quiet import set_verbose
 
     set_verbose(args.verbose)
     try:
         cfg = load_job_config(args)
-    except ConfigError as err:
-        print(err, file=sys.stderr)
+    except bad_input_errors() as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
     if args.check:
         from mmsearch.recipes.train_derived_arch import resolve_arch
@@ -180,16 +197,22 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
               f"({len(spec.enc)}+{len(spec.dec)} blocks), {cfg.train.epochs} epochs, {cfg.scaling.num_workers} worker(s)"
               f"{', DeepSpeed' if cfg.deepspeed else ''}; nothing run")
         return 0
+    from mmsearch.orchestration.train import prepare_run, rescale, run_prepared
+
+    try:  # everything that can be checked without Ray: config, architecture, data, DeepSpeed config, storage, resume
+        prepared = prepare_run(cfg)
+    except bad_input_errors() as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
 
     from mmsearch.orchestration.cluster import connect
-    from mmsearch.orchestration.train import TrainSetupError, fit_derived
 
     info = connect()
-    cfg = fit_to_machine(cfg, args, info.resources, local=info.mode == "local")
     try:
-        result = fit_derived(cfg)
-    except (TrainSetupError, ConfigError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        cfg = fit_to_machine(prepared.config, args, info.resources, local=info.mode == "local")
+        result = run_prepared(rescale(prepared, cfg.scaling))
+    except bad_input_errors() as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
     print(result.describe())
     print(f"  results:     {result.outputs}/train_result.json, predictions in {result.outputs}/predictions/")

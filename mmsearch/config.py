@@ -116,12 +116,61 @@ def load_config(
 
 
 def validate_config(cls: type[C], data: dict[str, Any], origin: str = "dict") -> C:
+    booleans = bools_where_numbers(cls, data)
+    if booleans:  # pydantic's lax mode would read true as 1 (``train.epochs=true`` -> 1 epoch)
+        lines = [f"  {key}: a number is expected, got a boolean ({value!r})" for key, value in booleans]
+        raise ConfigError("\n".join([f"invalid config ({origin}):", *lines]))
     try:
         return TypeAdapter(cls).validate_python(data)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, origin)) from None
     except (ValueError, TypeError) as err:  # raised by __post_init__ checks
         raise ConfigError(f"invalid config ({origin}): {err}") from None
+
+
+def bools_where_numbers(cls: Any, data: Any, prefix: str = "") -> list[tuple[str, bool]]:
+    """``(dotted key, value)`` wherever ``data`` holds a boolean and the config field of ``cls``
+    takes a number but no boolean (YAML ``true`` in an ``int`` or ``float`` field)."""
+    if not (dataclasses.is_dataclass(cls) and isinstance(data, dict)):
+        return []
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):
+        return []
+    found: list[tuple[str, bool]] = []
+    for field in dataclasses.fields(cls):
+        if field.name in data:
+            found += _bools_in(hints.get(field.name, Any), data[field.name], f"{prefix}{field.name}")
+    return found
+
+
+def _type_options(tp: Any) -> tuple[Any, ...]:
+    if typing.get_origin(tp) is typing.Union or type(tp).__name__ == "UnionType":
+        return tuple(o for arg in typing.get_args(tp) for o in _type_options(arg))
+    return (tp,)
+
+
+def _bools_in(tp: Any, value: Any, key: str) -> list[tuple[str, bool]]:
+    options = _type_options(tp)
+    if isinstance(value, bool):
+        numeric = any(o in (int, float) for o in options)
+        return [(key, value)] if numeric and not any(o in (bool, Any) for o in options) else []
+    if isinstance(value, dict):
+        for option in options:
+            if dataclasses.is_dataclass(option):
+                return bools_where_numbers(option, value, key + ".")
+        return []
+    if isinstance(value, (list, tuple)):
+        for option in options:
+            if typing.get_origin(option) in (tuple, list):
+                args = [a for a in typing.get_args(option) if a is not Ellipsis]
+                if not args:
+                    return []
+                found: list[tuple[str, bool]] = []
+                for i, item in enumerate(value):
+                    found += _bools_in(args[min(i, len(args) - 1)], item, f"{key}[{i}]")
+                return found
+    return []
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -162,6 +211,7 @@ def field_names(cls: type) -> list[str]:
 __all__ = [
     "ConfigError",
     "apply_overrides",
+    "bools_where_numbers",
     "config_dataclass",
     "config_to_dict",
     "dump_config",

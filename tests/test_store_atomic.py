@@ -100,3 +100,20 @@ def test_overwrite_replaces_an_unreadable_store(tmp_path):
     (uri / MANIFEST_NAME).write_text("{ truncated")
     write_synthetic_pairs(str(uri), 20, image_dim=8, text_dim=4, overwrite=True)
     np.testing.assert_array_equal(ids_of(uri), np.arange(20))
+
+
+def test_killed_write_leftovers_are_removed_by_the_next_successful_write(tmp_path):
+    """Issue 12 §5: a killed write (finished shards and an open ``.part-*.parquet.tmp``, no
+    manifest) leaves files behind; the next write that commits removes them, and only them."""
+    uri = tmp_path / "st"
+    write_synthetic_pairs(str(uri), 300, image_dim=8, text_dim=4, **LAYOUT)
+    killed = StoreWriter(str(uri), dataset="synthetic", split="train", overwrite=True, **LAYOUT)
+    killed.add_table("pairs", {"id": scalar("int64"), "image": vector(8), "text": vector(4)})
+    killed.write_batch("pairs", {"id": np.arange(350), "image": np.ones((350, 8)), "text": np.ones((350, 4))})
+    killed._done = True  # never commits nor aborts: as if the process was killed here
+    assert any(f.endswith(".parquet.tmp") for f in shard_files(uri)) and len(shard_files(uri)) == 2 + 1 + 1
+    (uri / "pairs" / "notes.txt").write_text("not ours")  # a file the writer did not name stays
+    write_synthetic_pairs(str(uri), 150, image_dim=8, text_dim=4, overwrite=True, **LAYOUT)
+    manifest_files = sorted(s.file.split("/")[1] for s in open_store(str(uri)).meta.tables["pairs"].shards)
+    assert shard_files(uri) == sorted([*manifest_files, "notes.txt"])
+    np.testing.assert_array_equal(ids_of(uri), np.arange(150))

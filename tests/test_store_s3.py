@@ -97,3 +97,18 @@ def test_uri_resolution(tmp_path):
     for bad in ("gs://bkt/x", "s3:///x", ""):
         with pytest.raises(StorageError):
             resolve(bad)
+
+
+def test_killed_write_leftover_objects_are_removed_by_the_next_successful_write(s3_server, bucket, s3):
+    """Issue 12 §5: ``part-<id>`` objects of a write killed before its manifest are removed by
+    the next write that commits."""
+    uri = f"s3://{bucket}/st"
+    writer = StoreWriter(uri, dataset="synthetic", split="train", row_group_rows=50, shard_rows=50, s3=s3)
+    writer.add_table("pairs", {"id": scalar("int64"), "image": vector(4), "text": vector(4)})
+    writer.write_batch("pairs", {"id": np.arange(120), "image": np.zeros((120, 4)), "text": np.zeros((120, 4))})
+    writer._done = True  # killed: no manifest, no cleanup
+    assert sum(k.startswith("st/pairs/part-") for k in object_keys(s3_server, bucket)) == 2
+    write_synthetic_pairs(uri, 60, image_dim=4, text_dim=4, s3=s3)
+    shards = {f"st/{s.file}" for s in open_store(uri, s3=s3).meta.tables["pairs"].shards}
+    objects = {k for k in object_keys(s3_server, bucket) if not k.endswith("/")}  # "/": directory markers
+    assert objects == shards | {f"st/{MANIFEST_NAME}"}

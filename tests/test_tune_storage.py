@@ -35,8 +35,10 @@ def test_local_paths_are_normalised(tmp_path, monkeypatch):
 def test_local_preflight_writes_reads_and_cleans_up(tmp_path):
     location = resolve_storage(str(tmp_path / "a" / "b"))
     preflight(location)
-    assert (tmp_path / "a" / "b").is_dir()
-    assert list((tmp_path / "a" / "b").iterdir()) == []  # marker deleted
+    assert not (tmp_path / "a").exists()  # the directories it created are removed again (a --check leaves nothing)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    preflight(location)
+    assert list((tmp_path / "a" / "b").iterdir()) == []  # an existing directory stays; the marker is deleted
     write_bytes(location.child("f.json"), b"{}")
     assert read_bytes(location.child("f.json")) == b"{}"
     assert read_bytes(location.child("missing")) is None

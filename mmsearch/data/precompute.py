@@ -75,14 +75,20 @@ def precompute(
                 log.info("%s: complete data set with the same fingerprint (%s); nothing to do", root.uri, fp)
                 return PrecomputeResult(root.uri, card, built=False)
             if not overwrite:
-                raise DatasetError(
-                    f"{root.uri} already holds a different data set (fingerprint {card.fingerprint}, this config "
-                    f"{fp}); choose another output or pass overwrite=True"
-                )
+                raise other_dataset_error(root, card, fp)
             root.remove_card()
         runner = runner or LocalRunner(cfg.local_batch, 8 * cfg.local_batch)
         card = _Build(cfg, root, runner, fp).run()
     return PrecomputeResult(root.uri, card, built=True)
+
+
+def other_dataset_error(root: DatasetRoot, card: DatasetCard, fp: str) -> DatasetError:
+    """A root that holds a data set built from another config is never replaced unasked."""
+    return DatasetError(
+        f"{root.uri} already holds a different data set ({card.name!r}, fingerprint {card.fingerprint}; this "
+        f"config's is {fp}): choose another --output, or pass --overwrite to rebuild it "
+        "(overwrite=True from Python)"
+    )
 
 
 def image_size_of(cfg: PrecomputeConfig) -> int:

@@ -33,6 +33,7 @@ from mmsearch.orchestration.search_space import SearchSpace, build_searcher, par
 from mmsearch.orchestration.settings import ResourceSettings, TuneSettings
 from mmsearch.orchestration.summary import ExperimentSummary, summarize_analysis, write_summary
 from mmsearch.orchestration.tune_context import as_tune_trainable
+from mmsearch.recipes.resolve import config_differences
 
 log = logging.getLogger(__name__)
 
@@ -235,16 +236,26 @@ def _new_tuner(
     )
 
 
+def check_resume(plan: ExperimentPlan) -> bool:
+    """Whether the experiment exists in storage (a submission resumes it); raises ExperimentError
+    naming every setting that changed since it started. Needs no running Ray."""
+    location = plan.location
+    if not tune.Tuner.can_restore(location.fs_path if location.is_s3 else location.uri,
+                                  storage_filesystem=location.filesystem() if location.is_s3 else None):
+        return False
+    _check_same_experiment(plan, location)
+    return True
+
+
 def _check_same_experiment(plan: ExperimentPlan, location: storage.StorageLocation) -> None:
     raw = storage.read_bytes(location.child(SPEC_FILE))
     if raw is None:
         log.warning("%s has no %s; resuming without checking that the settings match", location.uri, SPEC_FILE)
         return
-    saved = json.loads(raw)
-    changed = sorted(k for k in set(saved) | set(plan.spec) if saved.get(k) != plan.spec.get(k))
+    changed = config_differences(json.loads(raw), plan.spec, ())  # "base_config.search.lr: 0.001 -> 0.002"
     if changed:
         raise ExperimentError(
-            f"experiment {location.uri} was started with different settings ({', '.join(changed)} changed); "
+            f"experiment {location.uri} was started with different settings (changed: {'; '.join(changed)}); "
             "Ray Tune resumes the original search space and scheduler, so resuming would silently ignore "
             "the change: use a new experiment_name, or restore the original settings"
         )
@@ -314,6 +325,7 @@ __all__ = [
     "ExperimentError",
     "ExperimentOutcome",
     "ExperimentPlan",
+    "check_resume",
     "derive_max_concurrent_trials",
     "experiment_location",
     "plan_experiment",

@@ -134,7 +134,7 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
 def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
     """Validate, connect, prepare the data, run (or resume) the experiment, write results and report."""
     from mmsearch.orchestration import storage
-    from mmsearch.orchestration.experiment import plan_experiment
+    from mmsearch.orchestration.experiment import check_resume, plan_experiment
 
     for key, value in JOB_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
@@ -157,6 +157,7 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
     cfg = validate_config(spec.config_cls, recipe, origin=job.origin)
     data_line = spec.data.check(cfg) if dataset is None else None  # data named by the user: checked first
     storage.preflight(plan.location)
+    check_resume(plan)  # a resubmission with other settings fails here, naming them, before Ray starts
     print(f"Results go to {plan.location.uri}", flush=True)
     data_ready = dataset is None or dataset_complete(dataset)
     if data_ready and dataset is not None:

@@ -3,8 +3,9 @@
 Every recipe names its data differently (a search: ``data.root``, a data set root; FuseMix: one
 latent store per split), so each job has a :class:`DataBinding`: the recipe keys that name the
 data, how to write a data set root into them, and a check that opens the data the way the
-trials will, on the driver, so that a missing root, a missing store or column, or a dimension
-that does not match fails before any trial starts, with the path in the message.
+trials will, on the driver, so that a missing root, a missing store or column, a dimension or
+(FuseMix) an encoder that does not match, or a NaN / inf in the latents fails before any trial
+starts, with the path (and for a NaN the shard file and column) in the message.
 
 The data set itself comes from the job's ``dataset`` section through ``ensure_dataset``: built
 on first use (Ray Data batch inference on the cluster, or in this process with
@@ -39,6 +40,15 @@ class DataBinding:
     check: Callable[[Any], str]  # opens the data of a validated recipe config; returns a one-line description
 
 
+def check_finite(store: Any) -> None:
+    """Every float column of every table of ``store`` holds finite values; raises StoreError naming
+    the table, column, shard file and row of the first NaN / inf. Reads the whole store once, on
+    the driver: the precompute writer refuses non-finite latents, so this catches stores written
+    or changed by anything else before every trial fails on them."""
+    for name in store.tables:
+        store.table(name).check_finite()
+
+
 def _bind_search(recipe: Mapping[str, Any], root: str) -> dict[str, Any]:
     return set_dotted(dict(recipe), "data.root", root)
 
@@ -52,6 +62,8 @@ def _check_search(cfg: SearchConfig) -> str:
         s = resolved.search
         needs = {"weights": s.batch_size if s.drop_last else 1, "arch": s.arch_batch_size if s.drop_last else 1, "val": 1}
         found = {part: data.num_samples(part) for part in needs}
+        for store in getattr(data, "stores", {}).values():  # generated data (root: synthetic) has none
+            check_finite(store)
     except (ValueError, OSError) as exc:  # DatasetError / StoreError are ValueErrors
         raise DataCheckError(f"data {cfg.data.root!r} ({cfg.data.task}): {exc}") from exc
     short = [f"{part} has {found[part]} < {needed}" for part, needed in needs.items() if found[part] < needed]
@@ -87,8 +99,14 @@ def _check_fusemix(cfg: FuseMixConfig) -> str:
             raise DataCheckError(f"data.{key} is empty: the {split} split needs a latent store")
         try:
             store = open_store(uri, expect={data.table: columns})
+            check_finite(store)
         except (ValueError, OSError) as exc:
             raise DataCheckError(f"data.{key} {uri!r}: {exc}") from exc
+        for column, encoder, setting in ((data.x_column, data.x_encoder, "x_encoder"), (data.y_column, data.y_encoder, "y_encoder")):
+            recorded = store.table(data.table).columns[column].encoder
+            if encoder is not None and recorded is not None and encoder != recorded:
+                raise DataCheckError(f"data.{setting} is {encoder!r} but the {data.table}.{column} latents of data.{key} "
+                                     f"{uri!r} were made by {recorded!r}: set data.{setting}={recorded}")
         rows.append(f"{split} {store.table(data.table).num_rows}")
     return f"latent pairs ({data.table}): " + ", ".join(rows) + " rows"
 
@@ -151,6 +169,7 @@ __all__ = [
     "DataBinding",
     "DataCheckError",
     "bind_data",
+    "check_finite",
     "build_dataset",
     "dataset_complete",
     "dataset_uri",

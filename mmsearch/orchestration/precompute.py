@@ -30,7 +30,7 @@ import ray
 
 from mmsearch.config import load_config, replace
 from mmsearch.data import fs as storage
-from mmsearch.data.precompute import PrecomputeResult, dataset_root_of, precompute
+from mmsearch.data.precompute import PrecomputeResult, dataset_root_of, other_dataset_error, precompute
 from mmsearch.data.precompute_arrow import from_arrow, to_arrow
 from mmsearch.data.precompute_config import PrecomputeConfig, RayPrecomputeConfig, fingerprint
 from mmsearch.data.precompute_runner import StageSpec
@@ -131,8 +131,11 @@ def run_precompute(
     if cfg.backend == "local":
         return precompute(cfg, overwrite=overwrite, s3=s3)
     root = dataset_root_of(cfg, s3)
-    if not overwrite and root.has_card() and root.read_card().fingerprint == fingerprint(cfg):
-        return precompute(cfg, overwrite=False, s3=s3)  # reuse: no need to start Ray
+    if not overwrite and root.has_card():  # reuse, or refuse another data set: no need to start Ray
+        card = root.read_card()
+        if card.fingerprint != fingerprint(cfg):
+            raise other_dataset_error(root, card, fingerprint(cfg))
+        return precompute(cfg, overwrite=False, s3=s3)
     if not ray.is_initialized():
         from mmsearch.orchestration.cluster import connect
 
@@ -173,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; exit status 2 with one message for bad input (a bad key or value, an
+    output that is unreachable or holds another data set, a source without the records asked for)."""
+    from mmsearch.config import ConfigError
+    from mmsearch.data.dataset_root import DatasetError
+    from mmsearch.data.store import StoreError
+    from mmsearch.orchestration.jobs_config import resolve_path
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
     from mmsearch.orchestration.quiet import set_verbose
@@ -183,12 +193,15 @@ def main(argv: list[str] | None = None) -> int:
         overrides.append(f"output={args.output}")
     if args.backend is not None:
         overrides.append(f"backend={args.backend}")
-    cfg = load_config(PrecomputeConfig, args.config, overrides)
-    if args.check:
-        print(f"data set {cfg.name!r} ({cfg.backend} backend) would go to {dataset_root_of(cfg, None).uri}; nothing run")
-        return 0
-
-    result = run_precompute(cfg, overwrite=args.overwrite)
+    try:
+        cfg = load_config(PrecomputeConfig, resolve_path(args.config) if args.config else None, overrides)
+        if args.check:
+            print(f"data set {cfg.name!r} ({cfg.backend} backend) would go to {dataset_root_of(cfg, None).uri}; nothing run")
+            return 0
+        result = run_precompute(cfg, overwrite=args.overwrite)
+    except (ConfigError, DatasetError, StoreError, storage.StorageError) as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 2
     card = result.card
     rates = card.throughput
     if result.built:

@@ -140,7 +140,31 @@ def exists(location: StorageLocation) -> bool:
 
 
 def preflight(location: StorageLocation) -> None:
-    """Create the directory, write a marker, read it back, delete it; raise StorageError on any failure."""
+    """Create the directory, write a marker, read it back, delete it; raise StorageError on any
+    failure. Directories it had to create are removed again (a check, or a job that fails after
+    it, leaves no empty experiment directory behind); whoever writes there next creates them."""
+    created = [] if location.is_s3 else _missing_dirs(Path(location.uri))
+    try:
+        _preflight(location)
+    finally:
+        for directory in created:  # deepest first; stops at the first one something else wrote into
+            try:
+                directory.rmdir()
+            except OSError:
+                break
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    for directory in (path, *path.parents):
+        if directory.exists():
+            break
+        missing.append(directory)
+    return missing
+
+
+def _preflight(location: StorageLocation) -> None:
     marker = location.child(f".mmsearch-preflight-{uuid.uuid4().hex[:12]}")
     payload = f"mmsearch storage check {uuid.uuid4().hex}\n".encode()
     step = "connect to"

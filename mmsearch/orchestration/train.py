@@ -1,7 +1,8 @@
 """Train a derived architecture with Ray Train: ``fit_derived(config)`` (V2 API), and the search handoff.
 
-:func:`fit_derived` checks everything it can on the driver before any worker starts (the
-architecture, the data and its sizes, the DeepSpeed config, the storage, the cluster's
+:func:`fit_derived` checks everything it can on the driver before any worker starts
+(:func:`prepare_run`, without Ray: the architecture, the data and its sizes, the DeepSpeed config,
+the storage, what a resubmitted run resumes from (:mod:`.train_resume`); then the cluster's
 resources), then runs ``TorchTrainer`` with
 
 * ``ScalingConfig(num_workers, use_gpu, resources_per_worker)`` from ``scaling`` and
@@ -41,10 +42,12 @@ from mmsearch.config import config_to_dict, load_config, replace, validate_confi
 from mmsearch.nas import ArchSpec
 from mmsearch.orchestration import storage
 from mmsearch.orchestration.cluster import connect
+from mmsearch.orchestration.jobs_data import check_finite
+from mmsearch.orchestration.train_resume import ResumePoint, find_resume_point
 from mmsearch.orchestration.train_worker import POSITION_COLUMN, TRAIN_DATASET, train_loop_per_worker
 from mmsearch.recipes.task_data import TaskData
 from mmsearch.recipes.train_derived import check_data, open_train_data
-from mmsearch.recipes.train_derived_arch import search_outcome
+from mmsearch.recipes.train_derived_arch import search_outcome, spec_width_differences
 from mmsearch.recipes.train_derived_config import ScalingSettings, TrainDerivedConfig, default_run_name, resolve_config
 from mmsearch.recipes.train_derived_engine import build_model
 
@@ -64,6 +67,7 @@ class PreparedRun:
     name: str
     location: storage.StorageLocation  # <storage_path>/<name>
     train_samples: int
+    resume: ResumePoint = ResumePoint(None)  # what a resubmitted run resumes from
 
     @property
     def outputs(self) -> storage.StorageLocation:
@@ -97,17 +101,36 @@ def _as_config(config: TrainDerivedConfig | Mapping[str, Any] | str | Path, over
 
 def prepare_run(config: TrainDerivedConfig | Mapping[str, Any] | str | Path, *,
                 task_data_factory: TaskDataFactory | None = None) -> PreparedRun:
-    """Resolve and check a run on the driver: architecture (a missing file or an unknown op fails
-    here), data and sizes, the model (built on the meta device, nothing allocated), DeepSpeed config."""
+    """Resolve and check a run on the driver, without Ray: architecture (a missing file or an
+    unknown op fails here), data and sizes, the model (built on the meta device, nothing
+    allocated), DeepSpeed config, the storage (:func:`storage.preflight`), and, for a run that
+    exists, its newest intact checkpoint and that the config did not change (:mod:`.train_resume`)."""
     cfg = _as_config(config)
     name = cfg.run.name or default_run_name(cfg)
     data = task_data_factory() if task_data_factory is not None else open_train_data(cfg.data)
     cfg = resolve_config(cfg, data.info)
+    for line in spec_width_differences(cfg.spec, cfg.model):
+        log.warning("%s", line)
     check_data(data, cfg, cfg.scaling.num_workers)
+    for store in getattr(data, "stores", {}).values():  # NaN / inf in the latents: found here, not in every worker
+        check_finite(store)
     with torch.device("meta"):
         build_model(cfg, dataclasses.replace(data.info, embedding_init=None))
     location = storage.resolve_storage(cfg.run.storage_path, cfg.run.s3_endpoint_url).child(name)
-    return PreparedRun(cfg, name, location, data.num_samples("train"))
+    storage.preflight(location)
+    resume = find_resume_point(location, cfg)
+    return PreparedRun(cfg, name, location, data.num_samples("train"), resume)
+
+
+def rescale(prepared: PreparedRun, scaling: ScalingSettings) -> PreparedRun:
+    """``prepared`` with other Ray Train workers (fitted to the cluster once connected); the
+    train part must still fill one batch per worker."""
+    cfg = replace(prepared.config, scaling=scaling)
+    needed = cfg.train.batch_size * scaling.num_workers if cfg.train.drop_last else scaling.num_workers
+    if prepared.train_samples < needed:
+        raise TrainSetupError(f"the 'train' part has {prepared.train_samples} samples; training needs at least {needed} "
+                              f"(train.batch_size={cfg.train.batch_size} per worker x {scaling.num_workers} workers)")
+    return dataclasses.replace(prepared, config=cfg)
 
 
 def check_resources(scaling: ScalingSettings, cluster: Mapping[str, float], *, strict: bool) -> None:
@@ -155,7 +178,8 @@ def build_trainer(prepared: PreparedRun, *, task_data_factory: TaskDataFactory |
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.run.checkpoints_to_keep),
         callbacks=list(callbacks),
     )
-    loop_config = {"config": config_to_dict(cfg), "outputs": prepared.outputs, "task_data_factory": task_data_factory}
+    loop_config = {"config": config_to_dict(cfg), "outputs": prepared.outputs, "task_data_factory": task_data_factory,
+                   "resume": prepared.resume.loop_config(prepared.location)}
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
@@ -174,7 +198,12 @@ def fit_derived(config: TrainDerivedConfig | Mapping[str, Any] | str | Path, *, 
     default: each worker opens the config's precomputed data set.
     """
     prepared = prepare_run(_as_config(config, overrides), task_data_factory=task_data_factory)
-    storage.preflight(prepared.location)
+    return run_prepared(prepared, task_data_factory=task_data_factory, callbacks=callbacks)
+
+
+def run_prepared(prepared: PreparedRun, *, task_data_factory: TaskDataFactory | None = None,
+                 callbacks: Iterable[Any] = ()) -> TrainRunResult:
+    """Run a :func:`prepare_run` result with Ray Train (joins or starts Ray if needed)."""
     info = connect() if not ray.is_initialized() else None
     strict = info is not None and info.mode == "local"
     check_resources(prepared.config.scaling, ray.cluster_resources(), strict=strict)
@@ -269,6 +298,8 @@ __all__ = [
     "fit_derived",
     "positions_dataset",
     "prepare_run",
+    "rescale",
+    "run_prepared",
     "train_best_architecture",
     "tune_trainable",
 ]

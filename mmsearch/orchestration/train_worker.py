@@ -41,6 +41,7 @@ import ray.train.torch
 from mmsearch.batch import MultimodalBatch
 from mmsearch.config import validate_config
 from mmsearch.orchestration.storage import StorageLocation, upload_file
+from mmsearch.orchestration.train_resume import checkpoint_to_restore
 from mmsearch.recipes.task_data import TaskData
 from mmsearch.recipes.train_derived import open_train_data, train_derived
 from mmsearch.recipes.train_derived_config import TrainDerivedConfig
@@ -57,8 +58,9 @@ SHUFFLE_BUFFER_ROWS = 2**20
 class TrainWorkerContext:
     """``RunContext`` of one Ray Train worker (``ray.train.report`` / ``get_checkpoint`` / ``get_context``)."""
 
-    def __init__(self, outputs: StorageLocation | None = None) -> None:
+    def __init__(self, outputs: StorageLocation | None = None, resume: dict[str, Any] | None = None) -> None:
         context = ray.train.get_context()
+        self._resume = resume  # the driver's fallback for a damaged newest checkpoint (.train_resume)
         self.rank = context.get_world_rank()
         self.world_size = context.get_world_size()
         self._outputs = outputs if self.rank == 0 else None
@@ -73,10 +75,10 @@ class TrainWorkerContext:
         return self._output_dir
 
     def restored_checkpoint(self) -> Path | None:
-        """The run's latest checkpoint (after a worker failure or a resubmission), as a local directory."""
+        """The run's latest intact checkpoint (after a worker failure or a resubmission), as a local directory."""
         if not self._restore_checked:
             self._restore_checked = True
-            checkpoint = ray.train.get_checkpoint()
+            checkpoint = checkpoint_to_restore(ray.train.get_checkpoint(), self._resume)
             if checkpoint is not None:
                 self._restored = Path(self._stack.enter_context(checkpoint.as_directory()))
         return self._restored
@@ -147,13 +149,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """The function ``TorchTrainer`` runs on every worker (see :func:`mmsearch.orchestration.train.fit_derived`).
 
     ``loop_config``: ``config`` (the resolved config as a dict), ``outputs`` (the run's outputs
-    directory in storage) and optionally ``task_data_factory`` (a picklable callable returning
+    directory in storage), ``resume`` (None, or the driver's fallback for a damaged newest
+    checkpoint: :meth:`.train_resume.ResumePoint.loop_config`) and optionally ``task_data_factory`` (a picklable callable returning
     the ``TaskData``; default: open the config's data).
     """
     cfg = validate_config(TrainDerivedConfig, loop_config["config"], origin="train loop config")
     factory: Callable[[], TaskData] | None = loop_config.get("task_data_factory")
     data = factory() if factory is not None else open_train_data(cfg.data)
-    context = TrainWorkerContext(loop_config.get("outputs"))
+    context = TrainWorkerContext(loop_config.get("outputs"), loop_config.get("resume"))
     shard = RayTrainShard(part_collator(data, "train"), batch_size=cfg.train.batch_size, seed=cfg.seed, rank=context.rank,
                           drop_last=cfg.train.drop_last)
     if cfg.deepspeed is not None:

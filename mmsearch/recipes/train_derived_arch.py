@@ -129,4 +129,26 @@ def search_outcome(arch: str | Any) -> dict[str, Any] | None:
     return None
 
 
-__all__ = ["ArchNotFoundError", "BEST_ARCH", "CHECKPOINT_ARCH", "SUMMARY", "resolve_arch", "search_outcome"]
+# The network-shaping widths a spec's recorded config (``spec.config["model"]``) may state.
+SPEC_WIDTH_KEYS = ("hidden", "head_dim", "ffn_mult", "relation_dim")
+
+
+def spec_width_differences(spec: ArchSpec, model: Any) -> list[str]:
+    """One line per width the spec's recorded config states differently from ``model`` (the
+    training config's model section). Training uses the config's widths: searching narrow and
+    training wide is common (MMnas: 256 -> 512), but a spec that says otherwise should not pass
+    unnoticed. Empty when the spec records no config."""
+    recorded = spec.config.get("model") if isinstance(spec.config, Mapping) else None
+    if not isinstance(recorded, Mapping):
+        return []
+    lines = []
+    for key in SPEC_WIDTH_KEYS:
+        stated, used = recorded.get(key), getattr(model, key, None)
+        if stated is not None and stated != used:
+            lines.append(f"architecture {spec.source or '(inline spec)'} records model.{key}={stated!r}; this run "
+                         f"trains with the config's model.{key}={used!r} (override model.{key}=... to match)")
+    return lines
+
+
+__all__ = ["ArchNotFoundError", "BEST_ARCH", "CHECKPOINT_ARCH", "SPEC_WIDTH_KEYS", "SUMMARY", "resolve_arch", "search_outcome",
+           "spec_width_differences"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
@@ -35,6 +36,7 @@ from mmsearch.recipes.resolve import check_task_agreement, data_sizes
 from mmsearch.recipes.task_data import TaskDataConfig, TaskInfo
 from mmsearch.recipes.train_derived_arch import resolve_arch
 
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # as Tune experiment names (jobs' --name)
 _NET_FIELDS = tuple(f.name for f in dataclasses.fields(NetConfig))
 
 
@@ -151,6 +153,11 @@ class RunSettings:
     s3_endpoint_url: Optional[str] = None  # S3-compatible store; else AWS_ENDPOINT_URL / AWS default
     max_failures: int = Field(default=2, ge=-1)  # worker-group restarts from the last checkpoint (-1 = forever)
     checkpoints_to_keep: int = Field(default=2, ge=1)
+
+    def __post_init__(self) -> None:
+        if self.name and not _RUN_NAME.match(self.name):  # one directory under storage_path, never outside it
+            raise ValueError(f"run.name {self.name!r} must be 1-128 characters of letters, digits, '.', '_', '-', "
+                             "starting with a letter or digit")
 
 
 @config_dataclass

@@ -7,7 +7,10 @@ Crash safety, in order of events:
     becomes visible once its upload completes;
   * the manifest is written last (local: temp + fsync + rename; S3: one PUT). Until then the
     old manifest, and every shard it lists, is untouched, so a failed rewrite leaves the old
-    store readable. Shards of the replaced version are deleted only after the new manifest is in.
+    store readable. Shards of the replaced version are deleted only after the new manifest is in,
+    and so are the leftovers of a write that was killed before it could clean up (local
+    ``.part-*.parquet.tmp`` files, ``part-*`` objects no manifest lists): one writer per store
+    at a time (the precompute build holds a lock on local roots).
 
 Memory stays bounded by one row group per table plus the caller's batch: rows are buffered
 until a row group is full, written, and dropped.
@@ -15,6 +18,7 @@ until a row group is full, written, and dropped.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -42,6 +46,8 @@ MiB = 2**20
 # file count (and per-file listing/footer cost) low.
 DEFAULT_ROW_GROUP_BYTES = 8 * MiB
 DEFAULT_ROW_GROUPS_PER_SHARD = 8
+# Shard files this writer names (final, and local in-progress): a killed write leaves these behind.
+_SHARD_FILE = re.compile(r"^\.?part-[0-9a-f]+-\d{5}\.parquet(\.tmp)?$")
 
 
 @dataclass
@@ -179,7 +185,7 @@ class StoreWriter:
             raise
         self._done = True
         self.manifest = manifest
-        self._delete_replaced(manifest)
+        self._delete_stale(manifest)
         return manifest
 
     def abort(self) -> None:
@@ -278,9 +284,14 @@ class StoreWriter:
         state.shards.append(ShardInfo(relative, shard.rows, int(size), tuple(shard.row_groups)))
         state.shard = None
 
-    def _delete_replaced(self, manifest: StoreManifest) -> None:
-        if self._previous is None:
-            return
+    def _delete_stale(self, manifest: StoreManifest) -> None:
+        """After the commit: the replaced version's shards, and shard files of killed writes."""
         keep = {s.file for t in manifest.tables.values() for s in t.shards}
-        stale = [s.file for t in self._previous.tables.values() for s in t.shards if s.file not in keep]
-        storage.delete_files(self.location, [self.location.join(f) for f in stale])
+        stale = {s.file for t in (self._previous.tables.values() if self._previous else ()) for s in t.shards}
+        for table in set(manifest.tables) | set(self._previous.tables if self._previous else ()):
+            try:
+                found = storage.list_files(self.location, self.location.join(table))
+            except storage.StorageError:
+                continue  # best effort: the new store is committed either way
+            stale.update(f"{table}/{path.rsplit('/', 1)[1]}" for path in found if _SHARD_FILE.match(path.rsplit("/", 1)[1]))
+        storage.delete_files(self.location, [self.location.join(f) for f in sorted(stale - keep)])
