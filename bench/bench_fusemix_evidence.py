@@ -3,9 +3,9 @@
 Comparisons (``--comparisons``), each on the embedded scenes with the FuseMix recipe
 (``configs/fusemix/scenes.yaml``; data as ``bench_fusemix_scenes.py``):
 
-    pairing   mixup partner choice: ``halves`` (the reference) vs ``permutation`` (the default),
+    pairing   mixup partner choice: ``permutation`` (the default) vs ``halves`` (the reference),
               at ``--pairing-fractions`` of the training images;
-    mixup     alpha in ``--alphas`` vs no mixup, at ``--mixup-fractions`` (5 % .. 100 %);
+    mixup     no mixup vs alpha in ``--alphas``, at ``--mixup-fractions`` (5 % .. 100 %);
     encoders  pretrained vs random-weight encoders (``efficientnet_lite0_random0``,
               ``minilm_random0``: the same networks, seeded random weights, their own cache
               fingerprint), each side's quality measured as the linear-probe accuracy of its
@@ -24,9 +24,10 @@ comparison (kept within 5 %).
 
 Every run selects its adapters on val and evaluates them once on test. Seeds are paired: the same
 seed fixes the image subset, the initialisation and the mixing draws on both sides; each
-difference (arm - baseline) gets a Student-t 95 % confidence interval over seeds. A run shared by
-two comparisons (e.g. the default arm) is run once. Runs are cells of ``mmsearch.evaluation.cells``:
-one result file each in ``--work-dir``, so a killed run resumes where it stopped.
+difference (arm - baseline, the baseline being the first arm named above) gets a Student-t 95 %
+confidence interval over seeds. A run shared by two comparisons (the default arm) is run once.
+Runs are cells of ``mmsearch.evaluation.cells``: one result file each in ``--work-dir``, so a
+killed run resumes where it stopped.
 
     python bench/bench_fusemix_evidence.py --workers 2            # the full measurement (hours; not yet run)
     python bench/bench_fusemix_evidence.py --quick --work-dir /tmp/fe --out /tmp/fe.json
@@ -117,8 +118,8 @@ def comparison_arms(args: argparse.Namespace, name: str) -> tuple[list[float], d
 
     if name == "pairing":
         doubled = f"train.batch_size={2 * args.batch_size}"
-        return args.pairing_fractions, {"halves": arm(extra=("loss.mixup_mode=halves", doubled)),
-                                        "permutation": arm(extra=("loss.mixup_mode=permutation",))}
+        return args.pairing_fractions, {"permutation": arm(extra=("loss.mixup_mode=permutation",)),
+                                        "halves": arm(extra=("loss.mixup_mode=halves", doubled))}
     if name == "mixup":
         return args.mixup_fractions, {f"alpha={a:g}": arm(alpha=a) for a in [0.0, *args.alphas]}
     if name == "encoders":
@@ -211,7 +212,8 @@ def print_summary(summary: list[dict[str, Any]]) -> None:
     for entry in summary:
         print(f"{entry['comparison']} at {entry['fraction']:g} of the images (baseline {entry['baseline']}):")
         for arm, a in entry["arms"].items():
-            line = f"  {arm:>14}: {a['test']['rsum']['mean']:6.1f} +- {a['test']['rsum']['std']:4.1f}  flops x{a['flops_ratio_to_baseline']:.3f}"
+            rsum = a["test"]["rsum"]
+            line = f"  {arm:>14}: {rsum['mean']:6.1f} +- {rsum['std']:4.1f}  flops x{a['flops_ratio_to_baseline']:.3f}"
             if "difference_vs_baseline" in a:
                 d = a["difference_vs_baseline"]["rsum"]
                 line += f"  diff {d['mean']:+6.1f} [{d['ci'][0]:+.1f}, {d['ci'][1]:+.1f}] wins {d['wins']}/{d['n']}"
@@ -243,10 +245,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.seeds, args.steps, args.batch_size = args.seeds[:2], 24, 64
+        args.seeds, args.steps, args.batch_size = args.seeds[:2], 16, 64
         args.recipe = [*scenes.QUICK_RECIPE, *args.recipe]
         args.data = [*QUICK_DATA, *args.data]
-        args.pairing_fractions, args.mixup_fractions, args.milnce_fractions = [1.0], [1.0, 0.5], [1.0]
+        args.pairing_fractions, args.mixup_fractions, args.milnce_fractions = [1.0], [1.0], [1.0]
         args.alphas, args.encoder_arms = [1.0], ["pretrained", "random_both"]
         args.tuned = args.tuned or list(QUICK_TUNED)
     if "tuned" in args.comparisons and not args.tuned:

@@ -51,7 +51,7 @@ def scene_attribute_labels(image_ids: Sequence[str], scenes_cfg) -> tuple[Tensor
     return labels, names
 
 
-def linear_probe_accuracy(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, *, steps: int = 300,
+def linear_probe_accuracy(train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, *, steps: int = 100,
                           weight_decay: float = 1e-3, seed: int = 0) -> dict[str, float]:
     """Mean per-label test accuracy of a multi-label logistic regression on standardised latents."""
     train_x, test_x = train_x.float(), test_x.float()
@@ -60,7 +60,7 @@ def linear_probe_accuracy(train_x: Tensor, train_y: Tensor, test_x: Tensor, test
     generator = torch.Generator().manual_seed(seed)
     weight = (torch.randn(xs.shape[1], train_y.shape[1], generator=generator) * 0.01).requires_grad_()
     bias = torch.zeros(train_y.shape[1], requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=steps, tolerance_grad=1e-5, line_search_fn="strong_wolfe")
 
     def closure() -> Tensor:
         optimizer.zero_grad()
