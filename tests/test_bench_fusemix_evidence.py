@@ -18,7 +18,7 @@ import bench_fusemix_evidence as bench  # noqa: E402  (bench/ is not a package)
 from mmsearch.config import load_config  # noqa: E402
 from mmsearch.data.precompute_config import PrecomputeConfig, fingerprint  # noqa: E402
 from mmsearch.data.scenes import SceneConfig, sample_scene  # noqa: E402
-from mmsearch.encoders import ENCODERS, build_encoder, random_weights_name  # noqa: E402
+from mmsearch.encoders import ENCODERS, EfficientNetLite0Encoder, build_encoder, random_weights_name  # noqa: E402
 from mmsearch.evaluation.paired import linear_probe_accuracy, paired_difference, scene_attribute_labels  # noqa: E402
 from test_bench_provenance import check_provenance  # noqa: E402
 
@@ -73,11 +73,14 @@ def test_random_weight_encoders_are_seeded_named_apart_and_fingerprinted_apart()
     assert torch.equal(torch.random.get_rng_state(), before)  # the caller's RNG stream is untouched
     again = build_encoder("efficientnet_lite0_random0", resolution=32)
     assert torch.equal(again.embed(images), first) and again.info.name == "efficientnet_lite0_random0"
-    assert not torch.allclose(build_encoder("efficientnet_lite0_random1", resolution=32).embed(images), first)
+    other_seed = EfficientNetLite0Encoder(resolution=32, random_weights_seed=1)
+    assert not torch.allclose(other_seed.embed(images), first) and other_seed.info.name == "efficientnet_lite0_random1"
     assert first.abs().mean() > 1e-2  # a usable scale (fp16 stores keep it), not the vanishing default init
-    assert {"minilm_random0", "efficientnet_lite0_random4"} <= set(ENCODERS.names())
+    assert {"minilm_random0", "efficientnet_lite0_random0"} <= set(ENCODERS.names())
     with pytest.raises(ValueError, match="no random-weight variant"):
         random_weights_name("minilm", 99)
+    with pytest.raises(ValueError, match="no random-weight variant"):
+        random_weights_name("resnet50", 0)
     prints = {fingerprint(load_config(PrecomputeConfig, None, [f"image.name={i}", f"text.name={t}"]))
               for i, t in bench.ENCODER_ARMS.values()}
     assert len(prints) == len(bench.ENCODER_ARMS)  # never the pretrained data set's cache root
