@@ -38,6 +38,11 @@ def test_without_the_reference_checkout_it_says_so_times_nothing_and_records_pro
     assert bench.main(["--quick", "--out", str(out)]) == 0  # no folders given at all
     assert "no reference checkout given (--refcode" in json.loads(out.read_text())["skipped"]
 
+    (absent / "mmnas").mkdir(parents=True)  # only the MMnas checkout: enough for the MMnas cases alone
+    given = bench.parse(args)
+    assert bench.missing_reference(given, ["tiny_derived", "search_supernet_arch"]) is None
+    assert bench.missing_reference(given, ["tiny_derived", "fusemix_2048_halves"]) == f"reference checkout not found: {absent / 'fusemix'}"
+
 
 def test_a_reference_file_that_differs_from_the_pinned_commit_is_refused(tmp_path, capsys):
     bench = _bench()
