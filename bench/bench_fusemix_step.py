@@ -6,8 +6,8 @@ the reference sizes (image latent 1536-d, text 1024-d, 4 residual blocks x4 each
 512-d output, AdamW lr 1e-3 / wd 0.1 on matrices), fp32, ``--threads`` intra-op threads.
 
 Reported per (batch, mixup mode):
-  * input pairs/s (pairs consumed from the data; the reference's measured figure on this machine
-    is 90.7 at batch 2048 and 84.2 at batch 8192, i.e. 84-91) and the ratio to it;
+  * input pairs/s (pairs consumed from the data); the ratio to the reference step comes only from
+    ``bench/bench_vs_reference.py``, which runs both in one run;
   * mixed pairs/s (pairs in the contrastive loss: B with "permutation", B/2 with "halves");
   * achieved FLOP rate from an analytic count of the *useful* FLOPs of a step -- adapters
     forward + backward (6 x weight-matrix MACs x rows) and the logits (one M x M x 512 product
@@ -34,8 +34,6 @@ import sys
 import time
 from pathlib import Path
 
-REFERENCE_INPUT_PAIRS_PER_S = {2048: 90.7, 8192: 84.2}  # upstream step, measured on a machine like this one (shared/reference/fusemix.md)
-REFERENCE_RANGE = (84.0, 91.0)
 IMAGE_DIM, TEXT_DIM, OUT_DIM = 1536, 1024, 512
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "fusemix_step.json"
 
@@ -86,12 +84,13 @@ def run_one(batch: int, mode: str, warmup: int, steps: int, threads: int, chunk_
     loss_cfg = load_config(FuseMixLossConfig, {"mixup_alpha": 1.0, "mixup_mode": mode, "chunk_size": chunk_size})
     rng = np.random.default_rng(0)
     x, y = torch.randn(batch, IMAGE_DIM), torch.randn(batch, TEXT_DIM)
-    times, rows = [], 0
+    times, cpu_times, rows = [], [], 0
     for i in range(warmup + steps):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         loss, rows = fusemix_step(model, opt, x, y, loss_cfg=loss_cfg, rng=rng)
         if i >= warmup:
             times.append(time.perf_counter() - start)
+            cpu_times.append(time.process_time() - cpu)
     step_s = statistics.median(times)
     flops = step_flops(model, rows)
     return {
@@ -102,6 +101,7 @@ def run_one(batch: int, mode: str, warmup: int, steps: int, threads: int, chunk_
         "steps_timed": steps,
         "step_s_median": step_s,
         "step_s_all": times,
+        "cpu_s_median": statistics.median(cpu_times),
         "input_pairs_per_s": batch / step_s,
         "mixed_pairs_per_s": rows / step_s,
         "flops_per_step": flops,
@@ -150,17 +150,13 @@ def main(argv: list[str] | None = None) -> int:
             if done.returncode != 0:
                 raise SystemExit(f"B={batch} {mode} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
             result = json.loads(done.stdout.strip().splitlines()[-1])
-            reference = REFERENCE_INPUT_PAIRS_PER_S.get(batch)
-            result["reference_input_pairs_per_s"] = reference
-            result["speedup_vs_reference"] = result["input_pairs_per_s"] / reference if reference else None
             result["fraction_of_matmul_peak"] = result["achieved_gflops"] / peak
             results.append(result)
             print(
                 f"B={batch:5d} {mode:11s}: {result['step_s_median']:7.2f} s/step  "
                 f"{result['input_pairs_per_s']:7.1f} input pairs/s  {result['mixed_pairs_per_s']:7.1f} mixed pairs/s  "
                 f"{result['achieved_gflops']:6.1f} GFLOP/s ({100 * result['fraction_of_matmul_peak']:.0f}% of peak)  "
-                f"RSS {result['peak_rss_gb']:.2f} GB"
-                + (f"  x{result['speedup_vs_reference']:.2f} vs reference" if reference else ""),
+                f"RSS {result['peak_rss_gb']:.2f} GB",
                 flush=True,
             )
 
@@ -174,9 +170,6 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "threads": args.threads,
                     "torch": torch.__version__, "python": platform.python_version()},
         "matmul_peak_gflops": peak,
-        "reference_input_pairs_per_s": {
-            "range": list(REFERENCE_RANGE), **{str(k): v for k, v in REFERENCE_INPUT_PAIRS_PER_S.items()}
-        },
         "model": {"image_dim": IMAGE_DIM, "text_dim": TEXT_DIM, "out_dim": OUT_DIM, "blocks": 4, "width_factor": 4,
                   "dropout": 0.6, "parameters": 110_440_449},
         "results": results,

@@ -59,12 +59,7 @@ from mmsearch.nas import (
 RESULTS = Path(__file__).resolve().parent / "results" / "mmnas_step.json"
 TINY_SPEC = ArchSpec(enc=("self_att", "feed_forward"), dec=("rel_self_att", "guided_att", "feed_forward"), source="reference tiny_arch")
 
-# The reference implementation on a 2-core CPU like this one (low-load runs, seconds per step).
-REFERENCE_S = {
-    "tiny_derived": (0.090, 0.096),
-    "tiny_supernet_weight_h64": (0.19, 0.26),
-    "tiny_supernet_arch_h64": (0.37, 0.40),
-}
+# Ratios against the reference code come only from bench/bench_vs_reference.py (both in one run).
 
 
 @dataclass(frozen=True)
@@ -276,10 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.cases:
         result = time_case(CASES[name], warmup, iters)
         result["fraction_of_peak"] = result["achieved_gflops"] / peak
-        if name in REFERENCE_S:
-            low, high = REFERENCE_S[name]
-            result["reference_s"] = [low, high]
-            result["speedup_vs_reference"] = [low / result["step_s"]["median"], high / result["step_s"]["median"]]
         results[name] = result
         s = result["step_s"]
         print(
