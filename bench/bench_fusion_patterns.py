@@ -123,7 +123,7 @@ def open_data(task: str, root: str | None, quick: bool) -> Any:
         sizes = dict(train_images=24, val_images=6, test_images=6) if quick else {}
         return SyntheticTaskData(task, **sizes)
     from mmsearch.data.tasks import open_task_data
-    from mmsearch.recipes.task_data import TaskDataConfig
+    from mmsearch.data.task_data import TaskDataConfig
 
     return open_task_data(TaskDataConfig(root=root, task=task))
 

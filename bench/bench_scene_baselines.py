@@ -60,7 +60,7 @@ def run_job(root: str, name: str, task: str, widths: dict[str, Any], budget: dic
     from mmsearch.baselines.evaluation import chance_levels
     from mmsearch.baselines.training import TrainBudget, eval_batches, run_baseline
     from mmsearch.data.tasks import open_task_data
-    from mmsearch.recipes.task_data import TaskDataConfig
+    from mmsearch.data.task_data import TaskDataConfig
 
     started = time.perf_counter()
     data = open_task_data(TaskDataConfig(root=root, task=task))

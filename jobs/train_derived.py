@@ -166,7 +166,7 @@ def bad_input_errors() -> tuple[type[BaseException], ...]:
     """What bad input raises: exit status 2, one line, nothing run."""
     from mmsearch.config import ConfigError
     from mmsearch.data.fs import StorageError as DataStorageError
-    from mmsearch.orchestration.storage import StorageError
+    from mmsearch.storage import StorageError
     from mmsearch.orchestration.train import TrainSetupError
     from mmsearch.orchestration.train_resume import ResumeError
 

@@ -207,7 +207,7 @@ def trial_starts(cluster: Cluster, experiment: str) -> dict[str, list[dict]]:
 def summary_now(cluster: Cluster, experiment: str, monkeypatch, *, required: bool = False):
     """The experiment's summary from what is in S3 (None while Tune has written no state yet, unless ``required``)."""
     from mmsearch.orchestration.experiment import summarize_experiment
-    from mmsearch.orchestration.storage import resolve_storage
+    from mmsearch.storage import resolve_storage
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", cluster.s3_endpoint)
     for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):

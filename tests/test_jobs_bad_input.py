@@ -17,7 +17,8 @@ import torch
 
 from mmsearch.config import config_to_dict
 from mmsearch.data.store import StoreWriter, scalar, vector
-from mmsearch.orchestration import cluster, storage
+from mmsearch import storage
+from mmsearch.orchestration import cluster
 from mmsearch.orchestration.jobs import BAD_INPUT_EXIT, JOBS
 from mmsearch.orchestration.jobs import main as job_main
 from mmsearch.orchestration.train_resume import SNAPSHOT, checkpoint_to_restore, find_resume_point

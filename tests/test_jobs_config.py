@@ -148,7 +148,7 @@ def test_a_job_file_with_unknown_sections_or_no_tune_settings_is_refused(tmp_pat
 def test_the_data_set_goes_next_to_s3_experiments_and_to_the_cache_otherwise(tmp_path, monkeypatch):
     from mmsearch.data.precompute_config import fingerprint
     from mmsearch.orchestration.jobs_data import dataset_uri, place_dataset
-    from mmsearch.orchestration.storage import resolve_storage
+    from mmsearch.storage import resolve_storage
 
     monkeypatch.setenv("MMSEARCH_CACHE", str(tmp_path / "cache"))
     dataset = JOBS["search_vqa"].load(JobOptions()).dataset

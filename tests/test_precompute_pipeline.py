@@ -165,7 +165,7 @@ class _FailingRunner(LocalRunner):
 
 def test_interrupted_run_leaves_no_card_and_is_rebuilt(tmp_path):
     from mmsearch.data.tasks import open_task_data
-    from mmsearch.recipes.task_data import TaskDataConfig
+    from mmsearch.data.task_data import TaskDataConfig
 
     cfg = scenes_config(tmp_path / "ds", num_scenes=10, tables=["regions", "vqa"], text={"states": False})
     with pytest.raises(RuntimeError, match="worker died"):

@@ -15,7 +15,7 @@ from mmsearch.data.precompute import BUA_ENCODER, precompute
 from mmsearch.data.precompute_config import PrecomputeConfig
 from mmsearch.data.store import open_store
 from mmsearch.data.tasks import open_task_data
-from mmsearch.recipes.task_data import TaskDataConfig
+from mmsearch.data.task_data import TaskDataConfig
 
 DIM = 32  # bottom-up-attention files hold 2048-d features; small here
 IMAGES = {"train2014": [11, 12, 13, 14], "val2014": [21, 22]}

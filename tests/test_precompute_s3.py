@@ -9,7 +9,7 @@ import torch
 from mmsearch.data.dataset_root import DatasetRoot
 from mmsearch.data.precompute import precompute
 from mmsearch.data.tasks import open_task_data
-from mmsearch.recipes.task_data import TaskDataConfig
+from mmsearch.data.task_data import TaskDataConfig
 from test_precompute_common import scenes_config
 
 pytestmark = pytest.mark.s3

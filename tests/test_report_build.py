@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from test_report_layout import FakeTrial, arch_history, write_experiment
 
-from mmsearch.orchestration.storage import resolve_storage
+from mmsearch.storage import resolve_storage
 from mmsearch.report import build_report, collect_experiment
 from mmsearch.report.cli import main
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mmsearch.orchestration.storage import resolve_storage
+from mmsearch.storage import resolve_storage
 from mmsearch.report import tune_files as tf
 from mmsearch.report.collect import ReportError, collect_experiment
 

@@ -11,7 +11,7 @@ import pytest
 from mmsearch.config import ConfigError, load_config, read_yaml
 from mmsearch.nas import STRATEGIES, NetConfig, SupernetConfig
 from mmsearch.recipes.search_config import SearchConfig, SearchModelConfig, resolve_config, supernet_config, weight_lr
-from mmsearch.recipes.task_data import TaskInfo
+from mmsearch.data.task_data import TaskInfo
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "search"
 SHIPPED = sorted(CONFIG_DIR.glob("*.yaml"))

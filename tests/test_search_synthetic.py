@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmsearch.data.synthetic import COLORS, OPPOSITE, SHAPES, VOCAB, SyntheticTaskData
-from mmsearch.recipes.task_data import TaskData, TaskDataConfig
+from mmsearch.data.task_data import TaskData, TaskDataConfig
 
 TASKS = ("vqa", "itm", "vg")
 

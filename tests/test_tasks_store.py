@@ -12,7 +12,7 @@ from mmsearch.data.dataset_root import DatasetError, DatasetRoot
 from mmsearch.data.store import StoreWriter, open_store
 from mmsearch.data.tasks import open_task_data
 from mmsearch.data.text import encode_ids
-from mmsearch.recipes.task_data import TaskData, TaskDataConfig
+from mmsearch.data.task_data import TaskData, TaskDataConfig
 from test_precompute_common import scene_records, shared_scenes
 
 

@@ -174,7 +174,7 @@ def store_root(tmp_path_factory) -> str:
 @pytest.mark.parametrize("task", ["vqa", "itm", "vg"])
 def test_store_samples_collate_by_position_like_batches(store_root, task):
     from mmsearch.data.tasks import open_task_data
-    from mmsearch.recipes.task_data import TaskDataConfig
+    from mmsearch.data.task_data import TaskDataConfig
 
     store = open_task_data(TaskDataConfig(root=store_root, task=task, limit={"train": 40}))
     first = next(iter(store.batches("train", batch_size=6, shuffle=False)))

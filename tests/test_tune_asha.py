@@ -19,7 +19,7 @@ from ray.tune.schedulers.async_hyperband import _Bracket
 from mmsearch.orchestration.asha import RungLadder, SchedulerConfigError, ray_milestones, validate_scheduler
 from mmsearch.orchestration.asha_state import STATE_FILE, AshaStateError, PersistentASHAScheduler
 from mmsearch.orchestration.settings import SchedulerSettings
-from mmsearch.orchestration.storage import StorageLocation, resolve_storage
+from mmsearch.storage import StorageLocation, resolve_storage
 
 # ---------------------------------------------------------------- ladder and validation
 

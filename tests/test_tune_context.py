@@ -31,7 +31,7 @@ def test_epochs_must_increase():
 
 
 def test_output_files_are_mirrored_to_storage_but_dot_scratch_stays_local(tmp_path, monkeypatch):
-    from mmsearch.orchestration.storage import StorageLocation
+    from mmsearch.storage import StorageLocation
 
     work, store = tmp_path / "work", tmp_path / "store" / "trial_1"
     (work / "plots").mkdir(parents=True)
@@ -49,7 +49,7 @@ def test_output_files_are_mirrored_to_storage_but_dot_scratch_stays_local(tmp_pa
 
 
 def test_a_failing_upload_does_not_hide_the_recipes_own_error(tmp_path, monkeypatch):
-    from mmsearch.orchestration.storage import StorageLocation
+    from mmsearch.storage import StorageLocation
 
     (tmp_path / "out.txt").write_text("x")
     (tmp_path / "file").write_text("not a directory")

@@ -31,7 +31,7 @@ from mmsearch.orchestration.experiment import (
 from mmsearch.orchestration.metrics import TrialMetricsCallback
 from mmsearch.orchestration.search_space import SearchSpaceError
 from mmsearch.orchestration.settings import ResourceSettings, SchedulerSettings, TuneSettings
-from mmsearch.orchestration.storage import StorageError, read_bytes
+from mmsearch.storage import StorageError, read_bytes
 from mmsearch.orchestration.summary import SUMMARY_FILE
 
 

@@ -12,7 +12,7 @@ import time
 import pyarrow.fs as pafs
 import pytest
 
-from mmsearch.orchestration.storage import (
+from mmsearch.storage import (
     StorageError,
     preflight,
     read_bytes,

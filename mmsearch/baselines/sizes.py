@@ -15,7 +15,7 @@ TASKS: tuple[str, ...] = ("vqa", "itm", "vg")
 
 @dataclass(frozen=True)
 class DataSizes:
-    """The data-dependent sizes of a model (the fields of ``mmsearch.recipes.task_data.TaskInfo``
+    """The data-dependent sizes of a model (the fields of ``mmsearch.data.task_data.TaskInfo``
     a baseline reads; :meth:`from_info` copies them from any object that has them)."""
 
     task: Task

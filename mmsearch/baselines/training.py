@@ -7,7 +7,7 @@ the first epoch and a step decay for the last epochs, evaluates the ``val`` part
 epoch, keeps the weights of the best epoch (the task's primary metric: ``vqa_acc``,
 ``itm_rsum``, ``vg_acc``; the earliest on ties) and evaluates them once on ``test``.
 
-``data`` is any ``mmsearch.recipes.task_data.TaskData`` (``info``, ``batches(part, ...)``).
+``data`` is any ``mmsearch.data.task_data.TaskData`` (``info``, ``batches(part, ...)``).
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from mmsearch.batch import MultimodalBatch
-from mmsearch.recipes.task_data import Part, Task, TaskDataConfig, TaskInfo
+from mmsearch.data.task_data import Part, Task, TaskDataConfig, TaskInfo
 
 COLORS = ("red", "green", "blue", "yellow")
 SHAPES = ("circle", "square", "triangle")

@@ -36,7 +36,7 @@ from mmsearch.data.collate import Ragged, answer_scores, negative_texts, region_
 from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot
 from mmsearch.data.store import Store, StoreError, epoch_seed, open_store
 from mmsearch.data.store.validate import check_expectations
-from mmsearch.recipes.task_data import Part, TaskDataConfig, TaskInfo
+from mmsearch.data.task_data import Part, TaskDataConfig, TaskInfo
 
 TASK_TABLE = {"vqa": "vqa", "itm": "captions", "vg": "refs"}
 PARTS: tuple[str, ...] = ("weights", "arch", "train", "val", "test")
@@ -87,7 +87,7 @@ class _Split:
 
 
 class StoreTaskData:
-    """``mmsearch.recipes.task_data.TaskData`` over a precomputed data set (see the module docstring)."""
+    """``mmsearch.data.task_data.TaskData`` over a precomputed data set (see the module docstring)."""
 
     def __init__(self, cfg: TaskDataConfig, root: DatasetRoot, card: DatasetCard) -> None:
         self.cfg, self.root, self.card = cfg, root, card

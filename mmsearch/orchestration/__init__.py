@@ -3,7 +3,7 @@
 Modules (import them directly; this package imports nothing eagerly):
 
 - ``settings``: the ``tune`` config section (``TuneSettings``), plain dataclasses, no Ray.
-- ``storage``: storage locations (local, NFS, ``s3://`` with custom endpoints) and the preflight.
+- storage locations and the preflight live in ``mmsearch.storage`` (Ray-free, shared with the report).
 - ``search_space``: search spaces from config data, validated against the recipe's config.
 - ``asha``: scheduler validation and the rung ladder; ``asha_state``: ASHA whose rung records
   survive ``Tuner.restore``.

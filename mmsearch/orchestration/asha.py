@@ -14,10 +14,11 @@ import logging
 import numpy as np
 
 from mmsearch.orchestration.settings import SchedulerSettings
+from mmsearch.recipes.context import EPOCH_KEY
 
 log = logging.getLogger(__name__)
 
-TIME_ATTR = "epoch"  # the recipe's reported epoch: the fidelity unit of every rung
+TIME_ATTR = EPOCH_KEY  # the recipe's reported epoch: the fidelity unit of every rung
 
 
 class SchedulerConfigError(ValueError):

@@ -20,7 +20,7 @@ from typing import Any
 from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
 from mmsearch.orchestration.asha import TIME_ATTR
-from mmsearch.orchestration.storage import StorageLocation, read_bytes, write_bytes
+from mmsearch.storage import StorageLocation, read_bytes, write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
 from mmsearch.config import ConfigError, config_to_dict, validate_config
-from mmsearch.orchestration import asha_state, storage
+from mmsearch import storage
+from mmsearch.orchestration import asha_state
 from mmsearch.orchestration.asha import RungLadder, validate_scheduler
 from mmsearch.orchestration.cluster import alive_nodes, connect
 from mmsearch.orchestration.metrics import TrialMetricsCallback

@@ -122,7 +122,7 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from mmsearch.orchestration.experiment import ExperimentError
     from mmsearch.orchestration.jobs_data import DataCheckError
     from mmsearch.orchestration.search_space import SearchSpaceError
-    from mmsearch.orchestration.storage import StorageError
+    from mmsearch.storage import StorageError
 
     return (ConfigError, SearchSpaceError, SchedulerConfigError, StorageError, ExperimentError, DataCheckError,
             DatasetError, StoreError)
@@ -133,7 +133,7 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
 
 def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
     """Validate, connect, prepare the data, run (or resume) the experiment, write results and report."""
-    from mmsearch.orchestration import storage
+    from mmsearch import storage
     from mmsearch.orchestration.experiment import check_resume, plan_experiment
 
     for key, value in JOB_ENVIRONMENT.items():

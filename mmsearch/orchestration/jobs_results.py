@@ -22,7 +22,7 @@ import logging
 import math
 from typing import Any, Iterable
 
-from mmsearch.orchestration.storage import StorageLocation, read_bytes, write_bytes
+from mmsearch.storage import StorageLocation, read_bytes, write_bytes
 from mmsearch.orchestration.summary import ExperimentSummary, TrialSummary
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ from mmsearch.evaluation.shortlist import block_entropy, estimate_vs_retrained, 
 from mmsearch.orchestration.asha import validate_scheduler
 from mmsearch.orchestration.jobs_config import resolve_path
 from mmsearch.orchestration.settings import SchedulerSettings, TuneSettings
-from mmsearch.orchestration.storage import StorageLocation, read_bytes, write_bytes
+from mmsearch.storage import StorageLocation, read_bytes, write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 from ray.tune import ExperimentAnalysis, ResultGrid
 
 from mmsearch.orchestration.asha import TIME_ATTR
-from mmsearch.orchestration.storage import StorageLocation, write_bytes
+from mmsearch.storage import StorageLocation, write_bytes
 
 SUMMARY_FILE = "experiment_summary.json"
 

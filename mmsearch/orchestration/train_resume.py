@@ -24,7 +24,7 @@ import pyarrow.fs as pafs
 import torch
 
 from mmsearch.config import config_to_dict
-from mmsearch.orchestration import storage
+from mmsearch import storage
 from mmsearch.recipes.train_derived_state import RESUMABLE_CHANGES, STATE_FORMAT, STATE_NAME, config_differences
 
 log = logging.getLogger(__name__)

@@ -40,9 +40,9 @@ import ray.train.torch
 
 from mmsearch.batch import MultimodalBatch
 from mmsearch.config import validate_config
-from mmsearch.orchestration.storage import StorageLocation, upload_file
+from mmsearch.storage import StorageLocation, upload_file
 from mmsearch.orchestration.train_resume import checkpoint_to_restore
-from mmsearch.recipes.task_data import TaskData
+from mmsearch.data.task_data import TaskData
 from mmsearch.recipes.train_derived import open_train_data, train_derived
 from mmsearch.recipes.train_derived_config import TrainDerivedConfig
 from mmsearch.recipes.train_derived_data import Collate, part_collator

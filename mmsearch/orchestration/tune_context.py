@@ -27,7 +27,7 @@ from ray import tune
 from mmsearch.config import dump_config, validate_config
 from mmsearch.orchestration.asha import TIME_ATTR
 from mmsearch.orchestration.search_space import set_dotted
-from mmsearch.orchestration.storage import StorageLocation, upload_file
+from mmsearch.storage import StorageLocation, upload_file
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,8 @@ from mmsearch.io import atomic_directory, atomic_write_text
 
 log = logging.getLogger(__name__)
 
+EPOCH_KEY = "epoch"  # every report carries it: a monotonically increasing integer, the fidelity unit of ASHA
+
 
 @runtime_checkable
 class RunContext(Protocol):

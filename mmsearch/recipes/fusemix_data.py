@@ -23,23 +23,18 @@ method when it has one, else built by one pass over the stream.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from mmsearch.data.store import BatchStream  # the one protocol of the latent store's streams
 from mmsearch.recipes.fusemix_config import FuseMixDataConfig
 
 
 class FuseMixDataError(ValueError):
     """The latent data does not fit the config (missing column, wrong dimension, NaN, no rows)."""
-
-
-@runtime_checkable
-class BatchStream(Protocol):
-    def epoch(self, epoch: int, batch_size: int, seed: int) -> Iterator[dict[str, Any]]:
-        """All rows of the split once, shuffled by (seed, epoch); dict keys are column names."""
 
 
 StreamFactory = Callable[[FuseMixDataConfig, str, int, int], BatchStream]

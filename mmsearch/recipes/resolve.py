@@ -11,7 +11,7 @@ from typing import Any
 
 from mmsearch.config import replace
 from mmsearch.heads import HeadConfig, head_config
-from mmsearch.recipes.task_data import TaskDataConfig, TaskInfo
+from mmsearch.data.task_data import TaskDataConfig, TaskInfo
 
 DEFAULT_WORD_DIM = 300  # learned token embedding width without pretrained rows (GloVe: 300)
 

@@ -2,7 +2,7 @@
 
 Reads top to bottom:
 
-1. data: a :class:`~mmsearch.recipes.task_data.TaskData` (the precomputed stores, or the given
+1. data: a :class:`~mmsearch.data.task_data.TaskData` (the precomputed stores, or the given
    one); the config's data-dependent sizes are resolved from it (:func:`resolve_config`);
 2. model: the supernet, the task head and its objective, seeded from ``seed``;
 3. optimisers: Adam on the network weights (+ head) and Adam on the architecture weights;
@@ -72,7 +72,7 @@ from mmsearch.recipes.search_state import (
     seed_everything,
     write_checkpoint,
 )
-from mmsearch.recipes.task_data import TaskData, TaskDataConfig
+from mmsearch.data.task_data import TaskData, TaskDataConfig
 
 log = logging.getLogger(__name__)
 SYNTHETIC_ROOT = "synthetic"

@@ -10,7 +10,7 @@ Adam 4e-4 with a 3-epoch warm-up for the weights, Adam 0.1 with betas (0, 0.999)
 architecture weights); ``configs/search/*.yaml`` are small configs for a CPU.
 
 What the data decides is left unset here and filled by :func:`resolve_config` from the data's
-:class:`~mmsearch.recipes.task_data.TaskInfo`: ``model.text_input`` (= ``data.text_input``),
+:class:`~mmsearch.data.task_data.TaskInfo`: ``model.text_input`` (= ``data.text_input``),
 ``model.vocab_size``, ``model.text_state_dim``, ``model.region_dim``, ``model.word_dim`` (the width
 of pretrained embedding rows, if the data has them) and the VQA head's ``num_answers``. A value
 set in the config must agree with the data. The resolved config is what every run writes.
@@ -29,7 +29,7 @@ from mmsearch.nas.arch_spec import DEFAULT_POOLS, canonical_pool
 from mmsearch.nas.fusion_supernet import fusion_initial_alphas
 from mmsearch.nas.stream_spec import DEFAULT_FUSION_POOL, fusion_pool
 from mmsearch.recipes.resolve import check_task_agreement, data_sizes
-from mmsearch.recipes.task_data import TaskDataConfig, TaskInfo
+from mmsearch.data.task_data import TaskDataConfig, TaskInfo
 
 _NET_FIELDS = tuple(f.name for f in dataclasses.fields(NetConfig))
 _SEARCH_SPACE_FIELDS = ("search_space", "fusion_pool", "enc_depth", "dec_depth", "enc_pool", "dec_pool", "alpha_init", "prior_strength")

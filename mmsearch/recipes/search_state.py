@@ -32,7 +32,7 @@ from mmsearch.batch import MultimodalBatch
 from mmsearch.config import config_to_dict, dump_config
 from mmsearch.io import atomic_torch_save, atomic_write_json
 from mmsearch.nas import ArchSpec, save_arch_spec
-from mmsearch.recipes.task_data import TaskData
+from mmsearch.data.task_data import TaskData
 from mmsearch.recipes.resolve import config_differences as _differences
 
 STATE_NAME = "state.pt"

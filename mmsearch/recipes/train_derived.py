@@ -2,7 +2,7 @@
 
 Reads top to bottom:
 
-1. data: a :class:`~mmsearch.recipes.task_data.TaskData` (the precomputed stores, or the given
+1. data: a :class:`~mmsearch.data.task_data.TaskData` (the precomputed stores, or the given
    one); the config is resolved against it (:func:`~.train_derived_config.resolve_config`: the
    architecture, the data-dependent sizes, the DeepSpeed config), and written next to the run;
 2. model: :class:`~.train_derived_engine.DerivedModel` (the derived network + task head), the
@@ -55,7 +55,7 @@ from mmsearch.nas import ArchSpec, save_arch_spec
 from mmsearch.recipes.context import LocalContext, RunContext
 from mmsearch.recipes.search import open_search_data
 from mmsearch.recipes.search_state import seed_everything
-from mmsearch.recipes.task_data import TaskData, TaskDataConfig
+from mmsearch.data.task_data import TaskData, TaskDataConfig
 from mmsearch.recipes.train_derived_config import TrainDerivedConfig, learning_rate, resolve_config
 from mmsearch.recipes.train_derived_data import StridedShard, TrainShard
 from mmsearch.recipes.train_derived_engine import (

@@ -33,7 +33,7 @@ from mmsearch.config import config_dataclass, config_to_dict, replace
 from mmsearch.heads import PRIMARY_METRIC, HeadConfig, head_config
 from mmsearch.nas import ArchSpec, FusionSpec, NetConfig, spec_from_dict
 from mmsearch.recipes.resolve import check_task_agreement, data_sizes
-from mmsearch.recipes.task_data import TaskDataConfig, TaskInfo
+from mmsearch.data.task_data import TaskDataConfig, TaskInfo
 from mmsearch.recipes.train_derived_arch import resolve_arch
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # as Tune experiment names (jobs' --name)

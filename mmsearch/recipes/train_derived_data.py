@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 
 from mmsearch.batch import MultimodalBatch
-from mmsearch.recipes.task_data import TaskData
+from mmsearch.data.task_data import TaskData
 
 Collate = Callable[[np.ndarray], MultimodalBatch]
 

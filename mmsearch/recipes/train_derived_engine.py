@@ -25,7 +25,7 @@ from mmsearch.batch import MultimodalBatch
 from mmsearch.heads import HeadConfig, build_head
 from mmsearch.io import atomic_torch_save
 from mmsearch.nas import ArchSpec, FusionSpec, NetConfig, build_derived, make_weight_optimizer
-from mmsearch.recipes.task_data import TaskInfo
+from mmsearch.data.task_data import TaskInfo
 
 if TYPE_CHECKING:
     from mmsearch.recipes.train_derived_config import TrainDerivedConfig

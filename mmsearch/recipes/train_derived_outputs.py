@@ -23,7 +23,7 @@ import torch
 from mmsearch.batch import MultimodalBatch
 from mmsearch.heads import HeadConfig, evaluate, predict
 from mmsearch.io import atomic_write_json
-from mmsearch.recipes.task_data import TaskData, TaskInfo
+from mmsearch.data.task_data import TaskData, TaskInfo
 from mmsearch.recipes.train_derived_engine import DerivedModel
 
 PREDICTIONS_DIR = "predictions"

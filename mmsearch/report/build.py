@@ -34,7 +34,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-from mmsearch.orchestration.storage import StorageLocation, read_bytes, write_bytes
+from mmsearch.storage import StorageLocation, read_bytes, write_bytes
 from mmsearch.report import plots_arch, plots_curves, plots_shortlist
 from mmsearch.report import tune_files as tf
 from mmsearch.report.collect import ExperimentData, TrialData, collect_experiment, open_location

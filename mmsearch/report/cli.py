@@ -21,7 +21,7 @@ def parser(prog: str = "python -m mmsearch.report") -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = "python -m mmsearch.report") -> int:
     args = parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from mmsearch.orchestration.storage import StorageError
+    from mmsearch.storage import StorageError
     from mmsearch.report.build import build_report
     from mmsearch.report.collect import ReportError
 

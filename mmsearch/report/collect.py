@@ -15,8 +15,8 @@ import dataclasses
 import math
 from typing import Any
 
-from mmsearch.orchestration.asha import TIME_ATTR  # the fidelity unit ("epoch"); asha imports no Ray
-from mmsearch.orchestration.storage import StorageLocation, read_bytes, resolve_storage
+from mmsearch.recipes.context import EPOCH_KEY as TIME_ATTR  # the fidelity unit ("epoch") every report carries
+from mmsearch.storage import StorageLocation, read_bytes, resolve_storage
 from mmsearch.report import tune_files as tf
 STOP_REASONS = ("completed", "stopped_by_asha", "stopped", "errored", "unfinished")
 

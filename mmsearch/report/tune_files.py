@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from mmsearch.orchestration.storage import StorageLocation, read_bytes
+from mmsearch.storage import StorageLocation, read_bytes
 
 SPEC_FILE = "mmsearch_state/experiment_spec.json"
 ASHA_STATE_FILE = "mmsearch_state/asha_state.json"
