@@ -70,6 +70,8 @@ def job_parser(card: JobCard, prog: str | None = None) -> argparse.ArgumentParse
                             help="after the search, train the best architecture from scratch (Ray Train) and "
                                  "record searched vs retrained metrics")
         parser.add_argument("--train-config", help=f"training config for --then-train (default configs/train/{card.task}.yaml)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="run the trials on CPUs even where the cluster has GPUs (default: trials share the GPUs)")
     parser.add_argument("--check", dest="check_only", action="store_true",
                         help="validate config, storage and data, print the plan, run nothing")
     parser.add_argument("--verbose", action="store_true",

@@ -11,9 +11,10 @@ This test process never calls ``ray.init``: jobs are submitted with the ``ray`` 
 through the Jobs API (``JobSubmissionClient``, HTTP) and their results read with boto3 and
 ``summarize_experiment`` (files only). So it cannot collide with the session Ray of
 ``tests/conftest.py`` (``ray_session``), which may be running in the same pytest process: the
-cluster has its own temp dir and ports, and teardown stops exactly the processes whose command
-line names that temp dir (and their children) plus moto by its PID, never ``ray stop``, which
-would kill every Ray on the machine, the session's included.
+cluster has its own temp dir and ports, and teardown stops exactly the processes the fixture
+started, by their PIDs and the marker variable they inherit (``tests/started_processes.py``:
+also those that do not name the temp dir, such as ``ray.util.client.server``), never ``ray
+stop``, which would kill every Ray on the machine, the session's included.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from started_processes import StartedProcesses
 
 pytestmark = [pytest.mark.slow, pytest.mark.s3]
 
@@ -50,26 +52,6 @@ def free_ports(count: int) -> list[int]:
         for sock in socks:
             sock.bind(("127.0.0.1", 0))
         return [sock.getsockname()[1] for sock in socks]
-
-
-def stop_processes_naming(marker: str, timeout_s: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL, the processes whose command line contains ``marker``, and their children."""
-    import psutil
-
-    found: dict[int, psutil.Process] = {}
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        if proc.pid != os.getpid() and any(marker in arg for arg in proc.info["cmdline"] or []):
-            found[proc.pid] = proc
-    for proc in list(found.values()):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            found.update({child.pid: child for child in proc.children(recursive=True)})
-    for proc in found.values():
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.terminate()
-    _, alive = psutil.wait_procs(list(found.values()), timeout=timeout_s)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
 
 
 def http_json(url: str) -> dict:
@@ -142,7 +124,8 @@ def cluster():
     temp_dir = tempfile.mkdtemp(prefix="mmrc-", dir="/tmp")  # short: Ray's socket paths live under it
     # Both nodes' temp dirs are inside it, so every process of this cluster names it on its command line.
     gcs, dashboard, client, agent_head, agent_worker, moto = free_ports(6)
-    env = {
+    started = StartedProcesses()
+    env = started.env({
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # as in an activated venv: the job's `python`
         "RAY_AUTH_MODE": "disabled",
@@ -154,7 +137,7 @@ def cluster():
         "MMSEARCH_CACHE": os.path.join(temp_dir, "cache"),  # the smoke data set, built by the first job
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
-    }
+    })
     env.pop("RAY_ADDRESS", None)
     moto_proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(moto)], env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -175,9 +158,10 @@ def cluster():
             assert time.monotonic() < deadline, "the cluster or the S3 server did not come up"
             time.sleep(0.5)
         handle.s3().create_bucket(Bucket=BUCKET)
+        started.record()  # both nodes' daemons and moto, by PID
         yield handle
     finally:
-        stop_processes_naming(temp_dir)
+        started.stop()
         moto_proc.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
             moto_proc.wait(timeout=10)

@@ -104,3 +104,27 @@ def test_a_fusemix_trial_reads_every_split_through_ray_data(ray_session, stores,
     assert len(starts) == 1
     record = json.loads(starts[0].read_text())
     assert record["node_id"] == ray_session.get_runtime_context().get_node_id() and record["restored_from"] is None
+
+
+@pytest.mark.slow
+def test_tune_fusemix_job_end_to_end_on_existing_latents(ray_session, stores, tmp_path):
+    """jobs/tune_fusemix.py's main path at smoke size: the latent stores named (nothing built), two
+    trials under ASHA streaming them through Ray Data, best trial, summary and report written."""
+    from mmsearch.orchestration.jobs import JOBS, run_job
+    from mmsearch.orchestration.jobs_config import JobOptions
+    from mmsearch.orchestration.jobs_results import BEST_TRIAL_FILE
+
+    options = JobOptions(smoke_test=True, storage=str(tmp_path), name="fusemix_e2e", overrides=(
+        f"recipe.data.store={stores['train']}", f"recipe.data.val_store={stores['val']}",
+        f"recipe.data.test_store={stores['test']}", f"recipe.model.x_dim={X_DIM}", f"recipe.model.y_dim={Y_DIM}",
+        "recipe.model.out_dim=8", "recipe.data.x_encoder=null", "recipe.data.y_encoder=null"))
+    outcome = run_job(JOBS["tune_fusemix"], options)
+    experiment = tmp_path / "fusemix_e2e"
+    assert outcome.exit_code == 0 and outcome.experiment == str(experiment)
+    summary = json.loads((experiment / "experiment_summary.json").read_text())
+    assert len(summary["trials"]) == 2 and summary["metric"] == "val_rsum"
+    assert all(t["stop_reason"] in ("completed", "stopped_by_asha") for t in summary["trials"])
+    assert (summary["failures"], summary["retries"]) == (0, 0)
+    best = json.loads((experiment / BEST_TRIAL_FILE).read_text())
+    assert best["trial_id"] == summary["best"]["trial_id"] and best["value"] > 0
+    assert (experiment / "report" / "report.html").is_file()

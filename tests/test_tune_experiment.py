@@ -176,6 +176,10 @@ def test_trial_failing_mid_run_is_retried_from_its_last_checkpoint_on_s3(toy_on_
     assert summary["counts"]["completed"] == 2 and summary["best"]["config"] == {"train.lr": 0.5}, summary
     for trial in summary["trials"]:
         assert (trial["checkpoint_path"] or "").startswith("s3://tune-retry/experiments/retry/"), trial
+        # the failed-and-restored trial shows as such; the other never failed
+        failed = trial["config"] == {"train.lr": 0.5}
+        assert (trial["failures"], trial["retries"]) == ((1, 1) if failed else (0, 0)), trial
+    assert (summary["failures"], summary["retries"]) == (1, 1)
 
 
 class RecordingMetrics(TrialMetricsCallback):
@@ -209,6 +213,44 @@ def test_metrics_callback_counts_trial_states(toy_on_ray, tmp_path):
     assert final.best_metric == pytest.approx(toy_loss(0.6, 4)) == pytest.approx(summary.best_trial.best_metric)
     assert max(c.running for c in recorder.published) >= 2  # trials really ran side by side
     assert recorder._gauges is not None  # the Ray gauges were created and set
+    # max_failures=0: the errored trial failed once and was not retried; epochs: every trial's last
+    assert (final.failures, final.retries) == (1, 0)
+    assert final.trial_epochs == sum(t.last_epoch or 0 for t in summary.trials) >= 4
+    assert [(t.failures, t.retries) for t in summary.trials if t.stop_reason == "errored"] == [(1, 0)]
+    # What cluster/README.md shows for reading results with Ray's own APIs works on this experiment.
+    analysis = tune.ExperimentAnalysis(str(tmp_path / "metrics"))
+    assert len(analysis.dataframe(metric="loss", mode="min")) == len(lrs) - 1  # the errored trial reported nothing
+    best = analysis.get_best_trial("loss", "min", scope="all")
+    assert best.config["train.lr"] == 0.6 and best.metric_analysis["loss"]["min"] == pytest.approx(toy_loss(0.6, 4))
+    assert sorted(r.metrics.get("epoch", 0) for r in tune.ResultGrid(analysis))[-1] == 4
+    # Every series the Grafana dashboard queries is on this node's live Prometheus endpoint,
+    # labelled by experiment and storage (Ray exports a driver's gauges within ~10 s).
+    from test_grafana_dashboard import queried_series
+
+    exported = scrape_until(queried_series(), experiment="metrics")  # the experiment's own callback
+    for name in queried_series():
+        assert f'storage="{tmp_path}"' in exported[name], exported[name]
+    errored = [line for line in exported["mmsearch_tune_trials"].splitlines() if 'state="errored"' in line]
+    assert len(errored) == 1 and errored[0].endswith(" 1.0"), exported["mmsearch_tune_trials"]
+
+
+def scrape_until(names: set[str], *, experiment: str, timeout_s: float = 40.0) -> dict[str, str]:
+    """The lines of each ``ray_<name>`` series for ``experiment`` on the local node's metrics endpoint."""
+    import urllib.request
+
+    import ray
+
+    port = next(n["MetricsExportPort"] for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == ray.util.get_node_ip_address())
+    deadline, found = time.monotonic() + timeout_s, {}
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        found = {name: "\n".join(line for line in text.splitlines()
+                                 if line.startswith(f"ray_{name}{{") and f'experiment="{experiment}"' in line)
+                 for name in names}
+        if all(found.values()):
+            return found
+        time.sleep(1.0)
+    raise AssertionError(f"not exported within {timeout_s:g} s: {sorted(n for n, v in found.items() if not v)}")
     # The summary can be rebuilt from storage alone (what a report command does).
     rebuilt = summarize_experiment(outcome.location)
     assert rebuilt.to_dict()["trials"] == summary.to_dict()["trials"]

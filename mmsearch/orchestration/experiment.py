@@ -30,6 +30,7 @@ from mmsearch.orchestration import asha_state
 from mmsearch.orchestration.asha import RungLadder, validate_scheduler
 from mmsearch.orchestration.cluster import alive_nodes, connect
 from mmsearch.orchestration.metrics import TrialMetricsCallback
+from mmsearch.orchestration.resource_plan import ResourcePlan, cpu_fit, plan_trial_resources
 from mmsearch.orchestration.search_space import SearchSpace, build_searcher, parse_search_space
 from mmsearch.orchestration.settings import ResourceSettings, TuneSettings
 from mmsearch.orchestration.summary import ExperimentSummary, summarize_analysis, write_summary
@@ -120,8 +121,8 @@ def plan_experiment(
 def derive_max_concurrent_trials(resources: ResourceSettings, cluster: dict[str, float]) -> int:
     """Trials that fit at once: CPUs (minus the Ray Data reserve) and GPUs per trial, or the explicit cap."""
     cpus, gpus = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
-    fit = math.floor((cpus - resources.reserve_cpus_for_data) / resources.cpus_per_trial + 1e-9)
-    if resources.gpus_per_trial > 0:
+    fit = cpu_fit(resources, cluster)
+    if resources.gpus_per_trial:
         fit = min(fit, math.floor(gpus / resources.gpus_per_trial + 1e-9))
     if resources.max_concurrent_trials is not None:
         if resources.max_concurrent_trials > fit:
@@ -135,7 +136,7 @@ def derive_max_concurrent_trials(resources: ResourceSettings, cluster: dict[str,
     if fit < 1:
         raise ExperimentError(
             f"no trial fits on this cluster ({cpus:g} CPUs, {gpus:g} GPUs): a trial needs "
-            f"{resources.cpus_per_trial:g} CPUs and {resources.gpus_per_trial:g} GPUs, and "
+            f"{resources.cpus_per_trial:g} CPUs and {resources.gpus_per_trial or 0:g} GPUs, and "
             f"{resources.reserve_cpus_for_data:g} CPUs are reserved for Ray Data; lower cpus_per_trial "
             "or reserve_cpus_for_data, or add nodes"
         )
@@ -163,11 +164,14 @@ def run_experiment(
     storage.preflight(location)
     if not ray.is_initialized():
         connect()
-    concurrency = derive_max_concurrent_trials(settings.resources, ray.cluster_resources())
+    cluster = ray.cluster_resources()
+    placement = plan_trial_resources(settings.resources, cluster, num_trials=plan.num_trials)
+    concurrency = derive_max_concurrent_trials(
+        dataclasses.replace(settings.resources, gpus_per_trial=placement.gpus_per_trial), cluster)
     _warn_about_layout(plan, concurrency, location)
 
-    resources = {"cpu": settings.resources.cpus_per_trial, "gpu": settings.resources.gpus_per_trial}
-    trainable = tune.with_resources(as_tune_trainable(recipe, base_config, config_cls, experiment=location), resources)
+    trainable = tune.with_resources(as_tune_trainable(recipe, base_config, config_cls, experiment=location),
+                                    placement.tune_resources())
     fs = location.filesystem() if location.is_s3 else None
     exp_path = location.fs_path if location.is_s3 else location.uri
 
@@ -183,7 +187,7 @@ def run_experiment(
         storage.write_bytes(location.child(SPEC_FILE), (json.dumps(plan.spec, indent=2) + "\n").encode())
         tuner = _new_tuner(plan, trainable, concurrency, fs, list(callbacks), verbose)
 
-    print(_plan_text(plan, concurrency), flush=True)
+    print(_plan_text(plan, concurrency, placement), flush=True)
     results = tuner.fit()
     summary = summarize_experiment(location)
     write_summary(summary, location)
@@ -212,8 +216,8 @@ def _new_tuner(
     searcher = build_searcher(
         s.searcher, plan.space, metric=s.metric, mode=s.mode, max_concurrent=concurrency, seed=s.searcher_seed
     )
-    metrics = TrialMetricsCallback(s.experiment_name, metric=s.metric, mode=s.mode, max_t=plan.max_t)
     root = storage.resolve_storage(s.storage_path, s.s3_endpoint_url)
+    metrics = TrialMetricsCallback(s.experiment_name, metric=s.metric, mode=s.mode, max_t=plan.max_t, storage=root.uri)
     return tune.Tuner(
         trainable,
         param_space=plan.space.param_space,
@@ -279,12 +283,13 @@ def _warn_about_layout(plan: ExperimentPlan, concurrency: int, location: storage
         )
 
 
-def _plan_text(plan: ExperimentPlan, concurrency: int) -> str:
+def _plan_text(plan: ExperimentPlan, concurrency: int, placement: ResourcePlan) -> str:
     s = plan.settings
     lines = [
         f"Experiment {s.experiment_name}: {plan.num_trials} trials ({s.searcher} search), "
-        f"up to {concurrency} at once with {s.resources.cpus_per_trial:g} CPU / {s.resources.gpus_per_trial:g} GPU each "
+        f"up to {concurrency} at once with {placement.cpus_per_trial:g} CPU / {placement.gpus_per_trial:g} GPU each "
         f"({s.resources.reserve_cpus_for_data:g} CPUs kept for Ray Data); metric {s.metric} ({s.mode})",
+        placement.describe(),
         plan.ladder.describe(plan.num_trials) if plan.ladder else f"FIFO: every trial runs {plan.max_t} epochs",
         f"Results go to {plan.location.uri}",
     ]

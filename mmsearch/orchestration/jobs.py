@@ -26,11 +26,12 @@ runs the same :func:`main`. A job:
 Exit status: 0 when every trial completed or was stopped by ASHA; 1 when a trial errored (after
 its retries) or did not finish (resubmit to resume it); 2 for bad input (nothing was run).
 
-Resources: ``tune.resources`` gives CPUs and GPUs per trial; how many run at once follows from
-the cluster. On one machine with one GPU, give trials a fraction of it so that several run and
-are compared by ASHA as they go (``tune.resources.gpus_per_trial=0.25`` runs four at once):
-``python jobs/search_vqa.py tune.resources.gpus_per_trial=0.25 tune.resources.cpus_per_trial=2``.
-The recipes put themselves on the GPU Ray gives them (``search.device: auto``).
+Resources: ``tune.resources`` gives CPUs per trial; how many run at once follows from the
+cluster. A cluster with GPUs (one local GPU included) is shared by default: each trial gets the
+fraction that lets the planned concurrent trials run together (:mod:`.resource_plan`), and the
+recipes run on the GPU Ray gives them in bf16 autocast where it is supported (precision ``auto``);
+the plan printed at the start says so. ``tune.resources.gpus_per_trial=0.25`` sets the fraction
+by hand; ``--cpu`` keeps the trials on CPUs.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ import dataclasses
 import logging
 import os
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from mmsearch.cli_parsers import JOB_CARDS, JobCard, job_parser
 from mmsearch.config import ConfigError, validate_config
@@ -100,6 +101,7 @@ def options_from_args(args: argparse.Namespace) -> JobOptions:
         tune_file=args.tune_file,
         train_config=getattr(args, "train_config", None),
         check_only=args.check_only,
+        cpu=args.cpu,
     )
 
 
@@ -138,7 +140,7 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
 
     for key, value in JOB_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
-    job = spec.load(options)
+    job = force_cpu(spec.load(options)) if options.cpu else spec.load(options)
     recipe = bind_data(spec.data, job.recipe, options.data_root)
     dataset = None
     if job.dataset is not None:
@@ -174,8 +176,7 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
 
     from mmsearch.orchestration.cluster import connect
 
-    info = connect()
-    _resource_hints(job, info.resources)
+    connect()
     if not data_ready:
         build_dataset(dataset)
         print(spec.data.check(cfg), flush=True)
@@ -248,11 +249,13 @@ def _shortlist_line(record: dict[str, Any]) -> str:
             f"{winner['test'].get(metric, float('nan')):.4g}; search estimate vs retrained val: Kendall tau {tau:.2f}")
 
 
-def _resource_hints(job: JobConfig, resources: Mapping[str, float]) -> None:
-    gpus = float(resources.get("GPU", 0))
-    if gpus > 0 and job.tune.resources.gpus_per_trial == 0:
-        print(f"Note: the cluster has {gpus:g} GPU(s) but trials use none; add tune.resources.gpus_per_trial=0.25 "
-              "to run four trials per GPU (ASHA compares them as they go)", flush=True)
+def force_cpu(job: JobConfig) -> JobConfig:
+    """``--cpu``: trials get no GPU (Ray then hides the GPUs from them, so ``device: auto`` is the CPU)."""
+    given = job.tune.resources.gpus_per_trial
+    if given:
+        raise ConfigError(f"--cpu and tune.resources.gpus_per_trial={given:g} contradict each other; drop one")
+    resources = dataclasses.replace(job.tune.resources, gpus_per_trial=0.0)
+    return dataclasses.replace(job, tune=dataclasses.replace(job.tune, resources=resources))
 
 
 def _closing_lines(summary: Any, best_trial: dict | None, best_arch: dict | None, comparison: dict | None,

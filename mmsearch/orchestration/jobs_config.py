@@ -49,6 +49,7 @@ class JobOptions:
     tune_file: str | None = None  # tune settings for a plain recipe config
     train_config: str | None = None  # --then-train: the derived-training config
     check_only: bool = False  # validate everything, run no trial
+    cpu: bool = False  # --cpu: trials get no GPU even where the cluster has some
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,16 +35,19 @@ class ResourceSettings:
     """Resources per trial, and what to leave free for Ray Data's streaming tasks."""
 
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0  # fractional (e.g. 0.25) to run several trials per GPU
+    # None (default): share the cluster's GPUs among the trials that run at once (none on a CPU
+    # cluster; the jobs' --cpu sets 0); a number is used as given: 0.25 runs four trials per GPU.
+    gpus_per_trial: float | None = None
     reserve_cpus_for_data: float = 1.0  # CPUs never given to trials (Ray Data read/map tasks)
     max_concurrent_trials: int | None = None  # optional cap below what the cluster allows
 
     def __post_init__(self) -> None:
         if self.cpus_per_trial <= 0:
             raise ValueError(f"resources.cpus_per_trial must be > 0 (got {self.cpus_per_trial})")
-        if self.gpus_per_trial < 0:
-            raise ValueError(f"resources.gpus_per_trial must be >= 0 (got {self.gpus_per_trial})")
-        if self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial):
+        gpus = self.gpus_per_trial
+        if gpus is not None and gpus < 0:
+            raise ValueError(f"resources.gpus_per_trial must be >= 0 (got {gpus})")
+        if gpus is not None and gpus > 1 and gpus != int(gpus):
             raise ValueError(
                 f"resources.gpus_per_trial={self.gpus_per_trial}: above 1 it must be a whole number of GPUs"
             )

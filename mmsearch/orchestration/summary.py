@@ -3,8 +3,9 @@
 ``experiment_summary.json`` in the experiment directory holds, per trial: id, sampled config,
 stop reason (``completed`` / ``stopped_by_asha`` / ``errored`` / ``unfinished``; ``stopped`` for
 a trial that ended early for another reason), the highest
-rung reached, the last epoch, the best value of the metric and its epoch, and the latest
-checkpoint's path. Stop reasons come from the persisted ASHA decisions (``asha_state.json``),
+rung reached, the last epoch, the best value of the metric and its epoch, the latest
+checkpoint's path, and its failures and retries (a trial restored after losing its node shows
+``failures: 1, retries: 1``; the totals are at the top). Stop reasons come from the persisted ASHA decisions (``asha_state.json``),
 not guessed from curves. :func:`summarize_experiment` rebuilds it from storage for a finished
 or a running experiment.
 """
@@ -19,6 +20,7 @@ from typing import Any
 from ray.tune import ExperimentAnalysis, ResultGrid
 
 from mmsearch.orchestration.asha import TIME_ATTR
+from mmsearch.orchestration.metrics import failures_and_retries
 from mmsearch.storage import StorageLocation, write_bytes
 
 SUMMARY_FILE = "experiment_summary.json"
@@ -36,6 +38,8 @@ class TrialSummary:
     checkpoint_path: str | None  # latest checkpoint (URI)
     path: str | None  # the trial's directory (URI)
     error: str | None = None
+    failures: int = 0  # times the trial failed (an exception, a lost node)
+    retries: int = 0  # failures after which it was restored from its last checkpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +76,8 @@ class ExperimentSummary:
             if best is None
             else {"trial_id": best.trial_id, "config": best.config, "metric": best.best_metric, "epoch": best.best_epoch},
             "counts": {r: self.count(r) for r in ("completed", "stopped_by_asha", "errored", "unfinished", "stopped")},
+            "failures": sum(t.failures for t in self.trials),
+            "retries": sum(t.retries for t in self.trials),
             "trials": [dataclasses.asdict(t) for t in self.trials],
         }
 
@@ -128,6 +134,7 @@ def summarize_analysis(
             history = [(int(last[TIME_ATTR]), float(last[metric]))]
         last_epoch = int(last[TIME_ATTR]) if TIME_ATTR in last else None
         best, best_epoch = _best(history, mode)
+        failures, retries = failures_and_retries(trial.status, trial.num_failures)
         trials.append(
             TrialSummary(
                 trial_id=trial.trial_id,
@@ -140,6 +147,8 @@ def summarize_analysis(
                 checkpoint_path=uri_prefix + result.checkpoint.path if result.checkpoint is not None else None,
                 path=uri_prefix + trial.path,
                 error=_short_error(result.error),
+                failures=failures,
+                retries=retries,
             )
         )
     trials.sort(key=lambda t: t.trial_id)

@@ -19,8 +19,8 @@ every ``retrieval_recall`` key, ``pairs_per_s`` (input pairs / training wall tim
 stream) and ``compute_s`` (the rest of the training time), ``eval_s``, ``best_epoch``,
 ``best_val_<select_metric>``; the last epoch adds ``test_<key>`` for the selected adapters.
 
-On a CPU everything stays fp32; on CUDA ``train.amp`` runs the adapters under bf16 autocast while
-the loss stays fp32. Batches of tens of thousands of pairs fit because the logits are chunked
+On a CPU everything stays fp32; on CUDA ``train.amp`` (true, or "auto" where the GPU supports bf16)
+runs the adapters under bf16 autocast while the loss stays fp32. Batches of tens of thousands of pairs fit because the logits are chunked
 (``loss.chunk_size``). One worker only: the contrastive batch is global, so data parallelism would
 need an all-gather of embeddings (not implemented; ``world_size > 1`` is rejected).
 """
@@ -60,6 +60,7 @@ from mmsearch.recipes.fusemix_data import (
     load_eval_set,
 )
 from mmsearch.recipes.fusemix_optim import build_optimizer, learning_rate, set_learning_rate
+from mmsearch.recipes.precision import autocast_here, device_here
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,9 @@ def train_fusemix(
 
 def _train(cfg: FuseMixConfig, context: RunContext, factory: StreamFactory) -> dict[str, Any]:
     device = _resolve_device(cfg.train.device)
-    if cfg.train.amp and device.type != "cuda":
+    if cfg.train.amp is True and device.type != "cuda":
         raise ValueError(f"train.amp needs a CUDA device (CPU paths stay fp32); device is {device}")
+    log.info("FuseMix on %s, %s", device, "bf16 autocast" if _amp(cfg, device) else "fp32")
 
     train_stream = factory(cfg.data, "train", context.rank, context.world_size)
     val_set = load_eval_set(factory(cfg.data, "val", context.rank, context.world_size), cfg.data)
@@ -168,13 +170,13 @@ def _train(cfg: FuseMixConfig, context: RunContext, factory: StreamFactory) -> d
     return final if final is not None else _finish(cfg, context, best_model, sides, progress)
 
 
+def _amp(cfg: FuseMixConfig, device: torch.device) -> bool:
+    """Whether the adapters run under bf16 autocast (``train.amp``: true, false or "auto")."""
+    return autocast_here(cfg.train.amp, device) is not None
+
+
 def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device is {name!r} but CUDA is not available")
-    return device
+    return device_here(name, what="train.device")
 
 
 def _latent_dims(cfg: FuseMixConfig, val_set: EvalSet) -> tuple[int, int]:
@@ -228,7 +230,7 @@ def _train_epoch(
         lr = learning_rate(cfg.optim, cfg.train.epochs, epoch, global_step)
         set_learning_rate(optimizer, lr)
         value, in_loss = fusemix_step(model, optimizer, x.to(device, non_blocking=True), y.to(device, non_blocking=True),
-                                      loss_cfg=cfg.loss, rng=mixup_rng, amp=cfg.train.amp,
+                                      loss_cfg=cfg.loss, rng=mixup_rng, amp=_amp(cfg, device),
                                       group_ids=None if groups is None else groups.to(device))
         if not math.isfinite(value):
             raise FloatingPointError(f"training loss became {value} at epoch {epoch}, step {global_step}")
@@ -291,8 +293,8 @@ def evaluate_retrieval(
     was_training = model.training
     model.eval()
     try:
-        zx = _embed(model.embed_x, eval_set.x, cfg.eval.batch_size, device, cfg.train.amp)
-        zy = _embed(model.embed_y, eval_set.y, cfg.eval.batch_size, device, cfg.train.amp)
+        zx = _embed(model.embed_x, eval_set.x, cfg.eval.batch_size, device, _amp(cfg, device))
+        zy = _embed(model.embed_y, eval_set.y, cfg.eval.batch_size, device, _amp(cfg, device))
         return retrieval_recall_chunked(zx, zy, eval_set.y_to_x.to(device), cfg.eval.ks, chunk_size=cfg.eval.chunk_size)
     finally:
         model.train(was_training)

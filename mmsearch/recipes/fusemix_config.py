@@ -8,7 +8,7 @@ hyper-parameters; ``configs/fusemix/*.yaml`` hold ready-made configs.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Union
 
 from mmsearch.adapters.mixup import MixupMode
 from mmsearch.adapters.model import FuseMixModelConfig
@@ -99,7 +99,9 @@ class FuseMixTrainConfig:
     seed: int = 42  # shuffling, mixup, dropout and initialisation all derive from it
     drop_last: bool = True  # skip an epoch's last, smaller batch (as the reference)
     device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
-    amp: bool = False  # bf16 autocast for the adapters on CUDA (the loss stays fp32); CPU stays fp32
+    # bf16 autocast for the adapters (the loss stays fp32): true needs CUDA; "auto" = on a CUDA device
+    # that supports bf16, fp32 elsewhere (the jobs' default config); false = fp32
+    amp: Union[bool, Literal["auto"]] = False
     num_threads: int | None = None  # torch intra-op threads (None = leave torch's setting)
     check_finite: bool = True  # reject batches with NaN / inf latents (one cheap pass per batch)
     run_dir: str = "runs/fusemix"  # where a run without a context writes (LocalContext)

@@ -62,6 +62,7 @@ from mmsearch.nas import (
     weight_step,
 )
 from mmsearch.recipes.context import LocalContext, RunContext
+from mmsearch.recipes.precision import autocast, autocast_here, device_here
 from mmsearch.recipes.search_config import SearchConfig, resolve_config, supernet_config, weight_lr
 from mmsearch.recipes.search_report import StepLogMeans, arch_metrics, epoch_line
 from mmsearch.recipes.search_state import (
@@ -99,6 +100,7 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
     if cfg.search.num_threads is not None:
         torch.set_num_threads(cfg.search.num_threads)
     device = _device(cfg.search.device)
+    dtype = autocast_here(cfg.search.precision, device)
     out_dir = Path(context.output_dir)
 
     # 1. data
@@ -122,7 +124,8 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
     log.info("search %s with %s: %d + %d blocks, H=%d, %.2fM network weights; samples: weights %d, arch %d, val %d; %s",
              cfg.data.task, s.strategy, cfg.model.enc_depth, cfg.model.dec_depth, cfg.model.hidden,
              sum(p.numel() for group in weight_opt.param_groups for p in group["params"]) / 1e6,
-             data.num_samples("weights"), data.num_samples("arch"), data.num_samples("val"), device)
+             data.num_samples("weights"), data.num_samples("arch"), data.num_samples("val"),
+             f"{device}, {'bf16 autocast' if dtype is not None else 'fp32'}")
 
     # 4. restore
     progress = SearchProgress(last_argmax=argmax_of(supernet.derive()))
@@ -136,10 +139,12 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
     # 5. epochs
     for epoch in range(progress.epoch + 1, s.epochs + 1):
         warmup = epoch <= s.warmup_epochs
-        weight_steps, arch_steps, train = _train_epoch(epoch, warmup, cfg, data, arch_batches, supernet, head, objective,
-                                                       weight_opt, arch_opt, device)
+        with autocast(device, dtype):  # steps run their backward inside too: same dtypes as their forward
+            weight_steps, arch_steps, train = _train_epoch(epoch, warmup, cfg, data, arch_batches, supernet, head,
+                                                           objective, weight_opt, arch_opt, device)
         eval_start = time.perf_counter()
-        val = evaluate_architecture(cfg, data, supernet, head, device)
+        with autocast(device, dtype):
+            val = evaluate_architecture(cfg, data, supernet, head, device)
         spec = supernet.derive(epoch=epoch, task=cfg.data.task).replace(config=config_to_dict(cfg))
         eval_s = time.perf_counter() - eval_start
         progress.weight_steps += weight_steps
@@ -280,12 +285,7 @@ def _check_parts(data: TaskData, cfg: SearchConfig) -> None:
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"search.device is {name!r} but CUDA is not available")
-    return device
+    return device_here(name, what="search.device")
 
 
 def _finish(cfg: SearchConfig, context: RunContext, progress: SearchProgress) -> SearchResult:

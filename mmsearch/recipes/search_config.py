@@ -135,6 +135,8 @@ class SearchSettings:
     arch_betas: tuple[float, float] = (0.0, 0.999)
     grad_clip: Optional[float] = Field(default=1.0, gt=0.0)  # max grad norm of the weights (None = off)
     device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:1", ...
+    # "auto": bf16 autocast on a GPU that supports it, fp32 on CPUs (bf16 matmul is slow there)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     num_threads: Optional[int] = Field(default=None, ge=1)  # torch intra-op threads (None = torch's default)
 
     def __post_init__(self) -> None:
