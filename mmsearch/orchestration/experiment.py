@@ -28,6 +28,7 @@ from mmsearch.config import ConfigError, config_to_dict, validate_config
 from mmsearch.orchestration import asha_state, storage
 from mmsearch.orchestration.asha import RungLadder, validate_scheduler
 from mmsearch.orchestration.cluster import alive_nodes, connect
+from mmsearch.orchestration.credentials import keep_credentials_out_of_runtime_envs
 from mmsearch.orchestration.metrics import TrialMetricsCallback
 from mmsearch.orchestration.search_space import SearchSpace, build_searcher, parse_search_space
 from mmsearch.orchestration.settings import ResourceSettings, TuneSettings
@@ -161,6 +162,7 @@ def run_experiment(
     storage.preflight(location)
     if not ray.is_initialized():
         connect()
+    keep_credentials_out_of_runtime_envs()  # also when the caller started Ray itself
     concurrency = derive_max_concurrent_trials(settings.resources, ray.cluster_resources())
     _warn_about_layout(plan, concurrency, location)
 

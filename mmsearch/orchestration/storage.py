@@ -140,7 +140,13 @@ def exists(location: StorageLocation) -> bool:
 
 
 def preflight(location: StorageLocation) -> None:
-    """Create the directory, write a marker, read it back, delete it; raise StorageError on any failure."""
+    """Create the directory, write a marker, read it back, delete it; raise StorageError on any failure.
+
+    An existing local experiment that others can write is refused first (:mod:`.trust`).
+    """
+    from mmsearch.orchestration.trust import check_resume_trust  # imports this module
+
+    check_resume_trust(location)
     marker = location.child(f".mmsearch-preflight-{uuid.uuid4().hex[:12]}")
     payload = f"mmsearch storage check {uuid.uuid4().hex}\n".encode()
     step = "connect to"
