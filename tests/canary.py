@@ -18,9 +18,14 @@ CANARY_MARKERS = ("MMSEARCHCANARY", "mmsearch-canary")
 
 
 def grep_tree(root: str | Path, markers=CANARY_MARKERS) -> list[str]:
-    """Files under ``root`` whose bytes contain a marker (sockets and unreadable files skipped)."""
+    """Files under ``root`` whose bytes contain a marker (sockets and unreadable files skipped).
+
+    This file itself is skipped: a job's working-directory upload ships it to the nodes.
+    """
     hits = []
     for path in Path(root).rglob("*"):
+        if path.name == Path(__file__).name:
+            continue
         try:
             if path.is_file() and not path.is_symlink():
                 data = path.read_bytes()

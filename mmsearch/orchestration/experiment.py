@@ -27,6 +27,7 @@ from ray.tune.schedulers import FIFOScheduler
 from mmsearch.config import ConfigError, config_to_dict, validate_config
 from mmsearch.orchestration import asha_state, storage
 from mmsearch.orchestration.asha import RungLadder, validate_scheduler
+from mmsearch.orchestration.checkpoints import ResumeFromNewestCheckpoint
 from mmsearch.orchestration.cluster import alive_nodes, connect
 from mmsearch.orchestration.credentials import keep_credentials_out_of_runtime_envs
 from mmsearch.orchestration.metrics import TrialMetricsCallback
@@ -178,6 +179,7 @@ def run_experiment(
         tuner = tune.Tuner.restore(
             exp_path, trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=fs
         )
+        _ensure_resume_callback(tuner)
     else:
         storage.delete_file(location.child(asha_state.STATE_FILE))  # stale, from an experiment that never started
         storage.write_bytes(location.child(SPEC_FILE), (json.dumps(plan.spec, indent=2) + "\n").encode())
@@ -230,11 +232,26 @@ def _new_tuner(
             storage_path=root.fs_path if root.is_s3 else root.uri,
             storage_filesystem=fs,
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=s.checkpoints_to_keep),
-            callbacks=[metrics, *callbacks],
+            # The best checkpoints by the metric are kept, and the latest (Ray never deletes it), so
+            # best_trial.json can name the best epoch's checkpoint and a resume continues from the latest.
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=s.checkpoints_to_keep, checkpoint_score_attribute=s.metric, checkpoint_score_order=s.mode
+            ),
+            callbacks=[metrics, ResumeFromNewestCheckpoint(), *callbacks],
             verbose=verbose,
         ),
     )
+
+
+def _ensure_resume_callback(tuner: tune.Tuner) -> None:
+    """Experiments started before ResumeFromNewestCheckpoint existed get it on resume too."""
+    run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)  # no public setter on restore
+    if run_config is None:
+        log.warning("cannot add the checkpoint fallback to this restored Tuner (Ray's internals changed)")
+        return
+    callbacks = list(run_config.callbacks or [])
+    if not any(isinstance(c, ResumeFromNewestCheckpoint) for c in callbacks):
+        run_config.callbacks = [*callbacks, ResumeFromNewestCheckpoint()]
 
 
 def _check_same_experiment(plan: ExperimentPlan, location: storage.StorageLocation) -> None:

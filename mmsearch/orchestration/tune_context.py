@@ -26,6 +26,7 @@ from ray import tune
 
 from mmsearch.config import dump_config, validate_config
 from mmsearch.orchestration.asha import TIME_ATTR
+from mmsearch.orchestration.checkpoints import write_manifest
 from mmsearch.orchestration.search_space import set_dotted
 from mmsearch.orchestration.storage import StorageLocation, upload_file
 
@@ -78,7 +79,10 @@ class TuneContext:
         if self._last_epoch is not None and epoch <= self._last_epoch:
             raise ReportError(f"{TIME_ATTR!r} must increase at every report: {epoch} after {self._last_epoch}")
         self._last_epoch = epoch
-        checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+        checkpoint = None
+        if checkpoint_dir is not None:
+            write_manifest(Path(checkpoint_dir), {**metrics, TIME_ATTR: epoch})  # lets a resume tell a whole checkpoint
+            checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir))
         # Mirror the epoch's files first: when a scheduler stops the trial at this report (ASHA at
         # a rung, or at max_t), nothing after tune.report runs in this trial.
         self.upload_artifacts()
