@@ -4,9 +4,11 @@ The driver (a subprocess joined to the session's Ray) runs two toy trials of six
 checkpoint kept per trial (Ray deletes the previous one as soon as the next is written, while it
 saves the experiment state only every few seconds: the state can name a deleted checkpoint).
 It is killed after 1, 4 and 7 epochs' checkpoints exist and resubmitted each time, then left to
-finish. Checked: every resume succeeds; no epoch whose checkpoint was whole at a kill is computed
-again (every later start is at or after it); the trials end exactly where an uninterrupted run
-ends; the job's files hold no canary credential, and neither do Ray's logs or actor records.
+finish. Checked: every resume succeeds; every epoch is in each trial's results (none lost); a
+trial whose last epoch was recorded at a kill computes nothing again; the trials end exactly
+where an uninterrupted run ends; ``best_trial.json`` names the best epoch's checkpoint (kept) and the latest, and Ray's
+``get_best_result(scope="all")`` / ``get_best_checkpoint`` agree with it; the job's files hold no
+canary credential, and neither do Ray's logs or actor records.
 """
 from __future__ import annotations
 
@@ -25,8 +27,10 @@ from canary import CANARY_CREDENTIALS, canary_hits
 from mmsearch.config import config_dataclass
 
 EPOCHS = 6
+BEST_EPOCH = 4
 LRS = (0.2, 0.5)
 KILL_AFTER = (1, 4, 7)  # whole checkpoints in storage (both trials together) when the driver is killed
+RACE_AT = 4  # after this kill, the race of issue 12 §2 is made certain (see make_state_name_a_deleted_checkpoint)
 TESTS = Path(__file__).resolve().parent
 
 
@@ -57,7 +61,8 @@ def slow_toy(cfg: SlowConfig, context) -> None:
         state = {"epoch": epoch, "w": state["w"] * (1 - cfg.train.lr)}
         with tempfile.TemporaryDirectory() as ckpt:
             (Path(ckpt) / "state.json").write_text(json.dumps(state))
-            context.report({"epoch": epoch, "loss": 0.5 * state["w"] ** 2, "sees_key": sees_key}, Path(ckpt))
+            loss = 0.5 * state["w"] ** 2 + (1.0 if epoch > BEST_EPOCH else 0.0)  # the best epoch is not the last
+            context.report({"epoch": epoch, "loss": loss, "sees_key": sees_key}, Path(ckpt))
 
 
 def drive(storage: str, address: str) -> None:
@@ -74,11 +79,20 @@ def drive(storage: str, address: str) -> None:
         experiment_name="killed", metric="loss", mode="min", storage_path=storage,
         search_space={"train.lr": {"grid": list(LRS)}}, scheduler=SchedulerSettings(name="fifo"),
         resources=ResourceSettings(cpus_per_trial=0.5, reserve_cpus_for_data=0.0), max_failures=0,
-        checkpoints_to_keep=1,
+        checkpoints_to_keep=2,
     )
     outcome = run_experiment(slow_toy, SlowConfig, {}, settings, epochs_key="train.epochs", verbose=0)
     print("RESULT", json.dumps({"completed": outcome.summary.count("completed"), "resumed": outcome.resumed,
                                 "errors": len(outcome.results.errors)}), flush=True)
+
+
+def recorded_epochs(exp: Path) -> dict[str, list[int]]:
+    """Trial directory name -> the epochs in its result.json in storage."""
+    found = {}
+    for trial in (p for p in exp.iterdir() if p.is_dir() and p.name.startswith("slow_toy")):
+        lines = (trial / "result.json").read_text().splitlines() if (trial / "result.json").exists() else []
+        found[trial.name] = [json.loads(line)["epoch"] for line in lines if line.strip()]
+    return found
 
 
 def whole_epochs(exp: Path) -> dict[str, int]:
@@ -94,6 +108,25 @@ def whole_epochs(exp: Path) -> dict[str, int]:
     return found
 
 
+def make_state_name_a_deleted_checkpoint(exp: Path, finished: set[str]) -> str:
+    """Delete the checkpoint of an unfinished trial's last recorded epoch: the one the saved state names.
+
+    That is what Ray's retention does when it deletes a checkpoint a moment before the driver
+    dies, after the experiment state naming it was saved; here it happens at every run. Returns
+    the trial's directory name.
+    """
+    import shutil
+
+    recorded = recorded_epochs(exp)
+    for trial in sorted(t for t in recorded if t not in finished and recorded[t]):
+        for checkpoint in (exp / trial).glob("checkpoint_*"):
+            manifest = json.loads((checkpoint / "mmsearch_checkpoint.json").read_text())
+            if manifest["epoch"] == recorded[trial][-1]:
+                shutil.rmtree(checkpoint)
+                return trial
+    raise AssertionError(f"no unfinished trial with a recorded checkpoint at the kill: {recorded}")
+
+
 def starts(exp: Path) -> dict[str, set[str]]:
     return {t.name: {p.name for p in t.glob("start_*.txt")} for t in exp.iterdir() if t.is_dir() and t.name.startswith("slow_toy")}
 
@@ -106,8 +139,8 @@ def test_driver_killed_at_several_points_resumes_without_losing_or_redoing_an_ep
                f"t.drive({str(tmp_path)!r}, {address!r})"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")])}
     exp = tmp_path / "killed"
-    kills, survived, logs = 0, 0, []
-    floor: dict[str, int] = {}  # trial -> newest whole epoch at the last kill
+    kills, survived, logs, dangling = 0, 0, [], ""
+    finished: set[str] = set()  # trials whose last epoch was recorded in storage at a kill
     seen: dict[str, set[str]] = {}
     for kill_after in (*KILL_AFTER, None):
         driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -119,12 +152,11 @@ def test_driver_killed_at_several_points_resumes_without_losing_or_redoing_an_ep
                 break
             time.sleep(0.05)
         out, _ = driver.communicate(timeout=180)
-        print("DRIVER", kill_after, round(time.monotonic() - deadline + 120, 1), flush=True)
         logs.append(out)
-        # Starts since the previous kill never go back before what was whole then.
+        # A trial finished at the previous kill computes nothing again (at most it starts at its last epoch).
         for trial, names in starts(exp).items():
             for name in names - seen.get(trial, set()):
-                assert int(name[6:9]) >= floor.get(trial, 0), (trial, name, floor, out[-3000:])
+                assert trial not in finished or int(name[6:9]) == EPOCHS, (trial, name, out[-3000:])
         seen = starts(exp)
         if kill_after is None:
             assert driver.returncode == 0, out[-5000:]
@@ -132,7 +164,9 @@ def test_driver_killed_at_several_points_resumes_without_losing_or_redoing_an_ep
         assert driver.returncode == -signal.SIGKILL, f"the run ended before the kill at {kill_after}:\n{out[-3000:]}"
         kills += 1
         time.sleep(1.0)  # the killed driver's trial actors go with it
-        floor = whole_epochs(exp)
+        finished = {t for t, epochs in recorded_epochs(exp).items() if EPOCHS in epochs}
+        if kill_after == RACE_AT:
+            dangling = make_state_name_a_deleted_checkpoint(exp, finished)
         if len(logs) > 1:
             survived += 1  # the previous resume ran until this kill
     survived += 1  # the last resume finished
@@ -147,10 +181,17 @@ def test_driver_killed_at_several_points_resumes_without_losing_or_redoing_an_ep
             assert newest == EPOCHS and state == {"epoch": EPOCHS, "w": pytest.approx(4 * (1 - params["train.lr"]) ** EPOCHS)}
     summary = json.loads((exp / "experiment_summary.json").read_text())
     assert [t["last_epoch"] for t in summary["trials"]] == [EPOCHS, EPOCHS]
+    assert [t["best_epoch"] for t in summary["trials"]] == [BEST_EPOCH, BEST_EPOCH]
+    for trial, epochs in recorded_epochs(exp).items():  # no finished epoch lost from the results
+        assert sorted(set(epochs)) == list(range(1, EPOCHS + 1)), (trial, epochs)
+    _check_best_agrees_with_ray(exp)
     assert all(r["sees_key"] == 1.0 for r in _last_results(exp))  # trials found the key in their node's env
     session_dir = ray_session._private.worker._global_node.get_session_dir_path()
     assert canary_hits(session_dir, address) == [] and canary_hits(tmp_path, None) == []
-    print(f"kills survived: {survived}/{kills}; fallbacks: {sum('resuming from' in log for log in logs)}")
+    fallbacks = sum(log.count("which no longer exists") for log in logs)
+    after_race = logs[KILL_AFTER.index(RACE_AT) + 1]
+    assert f"_{dangling.split('_')[3]}: the saved experiment state names checkpoint_" in after_race, after_race[-3000:]
+    print(f"kills survived: {survived}/{kills}; checkpoint fallbacks: {fallbacks}")
 
 
 def _last_results(exp: Path) -> list[dict]:
@@ -159,3 +200,21 @@ def _last_results(exp: Path) -> list[dict]:
         if trial.is_dir() and (trial / "result.json").exists():
             rows.append(json.loads((trial / "result.json").read_text().splitlines()[-1]))
     return rows
+
+
+def _check_best_agrees_with_ray(exp: Path) -> None:
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    from mmsearch.orchestration.experiment import summarize_experiment
+    from mmsearch.orchestration.jobs_results import write_best_trial
+    from mmsearch.orchestration.storage import StorageLocation
+
+    location = StorageLocation(uri=str(exp))
+    record = write_best_trial(location, summarize_experiment(location), {})
+    assert record["epoch"] == BEST_EPOCH and record["config"] == {"train.lr": max(LRS)}
+    manifest = json.loads((Path(record["checkpoint"]) / "mmsearch_checkpoint.json").read_text())
+    assert manifest["epoch"] == BEST_EPOCH and manifest["metrics"]["loss"] == record["value"]
+    assert json.loads((Path(record["latest_checkpoint"]) / "mmsearch_checkpoint.json").read_text())["epoch"] == EPOCHS
+    best = ResultGrid(ExperimentAnalysis(str(exp))).get_best_result("loss", "min", scope="all")
+    assert best.path == record["trial_dir"]
+    assert best.get_best_checkpoint("loss", "min").path == record["checkpoint"]

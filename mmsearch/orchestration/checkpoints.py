@@ -4,18 +4,21 @@ Ray Tune saves its experiment state (which names each trial's latest checkpoint)
 seconds, while ``CheckpointConfig(num_to_keep)`` deletes superseded checkpoints at once; a
 driver killed with ``kill -9`` in between leaves a state that names a deleted checkpoint, and
 every resume of that trial then fails ("Could not recover from checkpoint as it does not exist
-on storage anymore"). Conversely the state can name an older checkpoint than the newest one
-the trial wrote, and the trial would redo finished epochs.
+on storage anymore").
 
 * :func:`write_manifest`: :class:`~.tune_context.TuneContext` adds ``mmsearch_checkpoint.json``
   (epoch, reported metrics, every file's size) to each checkpoint before Tune persists it, so a
   checkpoint half-copied when the driver died is recognised as incomplete.
-* :class:`ResumeFromNewestCheckpoint`: a Tune callback that, when a run (re)starts, points every
-  unfinished trial at its newest complete checkpoint in storage (complete: its manifest's files
-  are all there with their sizes; a checkpoint without a manifest counts if it exists) and
-  prints a line whenever that differs from what the saved state named. A trial with no
-  checkpoint left restarts from scratch, saying so. The checkpoint index continues after the
-  highest existing one, so no later checkpoint overwrites one in storage.
+* :class:`CheckpointFallback`: a Tune callback that, when a run (re)starts, checks each
+  unfinished trial's checkpoint. When the saved state names one that no longer exists (or is
+  incomplete), the trial resumes from the newest complete checkpoint in storage (complete: its
+  manifest's files are all there with their sizes; one without a manifest counts if it is not
+  empty) that is not past the last epoch the saved state recorded, and a line says so; with no
+  such checkpoint it restarts from scratch, saying so. Not past the recorded epoch: the saved
+  state and the trial's result files were saved together, so every finished epoch's result
+  stays in the history (an epoch after it is computed again instead of lost). The checkpoint
+  index continues after the highest existing one, so no later checkpoint overwrites one in
+  storage.
 """
 from __future__ import annotations
 
@@ -75,21 +78,29 @@ def checkpoint_dirs(fs: pafs.FileSystem, trial_path: str) -> list[tuple[int, str
     return sorted(found)
 
 
-def newest_complete(fs: pafs.FileSystem, trial_path: str) -> tuple[int, str, dict[str, Any] | None] | None:
-    """The newest checkpoint that is whole: ``(index, path, manifest)``; None when there is none."""
+def newest_complete(
+    fs: pafs.FileSystem, trial_path: str, *, max_epoch: int | None = None, max_index: int | None = None
+) -> tuple[int, str, dict[str, Any] | None] | None:
+    """The newest whole checkpoint, ``(index, path, manifest)``, at or before ``max_epoch``; None when there is none.
+
+    ``max_index`` bounds the checkpoints without a manifest (whose epoch is unknown).
+    """
     for index, path in reversed(checkpoint_dirs(fs, trial_path)):
         manifest = read_manifest(fs, path)
         if manifest is None:
-            if fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+            if (max_index is None or index <= max_index) and fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
                 return index, path, None  # written without a manifest (not by TuneContext): trust what exists
+            continue
+        epoch = manifest.get("epoch")
+        if max_epoch is not None and not (isinstance(epoch, int) and epoch <= max_epoch):
             continue
         if is_complete(fs, path, manifest):
             return index, path, manifest
     return None
 
 
-class ResumeFromNewestCheckpoint(tune.Callback):
-    """On the first step of a (resumed) run, point unfinished trials at their newest complete checkpoint."""
+class CheckpointFallback(tune.Callback):
+    """On the first step of a (resumed) run, give every unfinished trial a checkpoint that exists (see the module)."""
 
     def __init__(self) -> None:
         self._checked = False
@@ -111,34 +122,37 @@ class ResumeFromNewestCheckpoint(tune.Callback):
 
         manager = trial.run_metadata.checkpoint_manager
         fs, trial_path = trial.storage.storage_filesystem, trial.storage.trial_fs_path
-        referenced = manager.latest_checkpoint_result
-        named = referenced.checkpoint.path if referenced is not None else None
         existing = checkpoint_dirs(fs, trial_path)
-        if named is None and not existing:
-            return  # a trial that never checkpointed: starts from scratch, as it should
-        newest = newest_complete(fs, trial_path)
-        if newest is not None and newest[1] == named:
-            return
-        if newest is None:
-            manager._latest_checkpoint_result = None
-            print(f"Trial {trial.trial_id}: no complete checkpoint left in {trial_path} "
-                  f"(the saved state named {_name(named)}); it restarts from scratch", flush=True)
-        else:
-            index, path, manifest = newest
-            metrics = dict(referenced.metrics) if referenced is not None else {}
-            metrics.update((manifest or {}).get("metrics") or {})
-            manager._latest_checkpoint_result = _TrainingResult(
-                checkpoint=tune.Checkpoint(path, filesystem=fs), metrics=metrics
-            )
-            why = "no longer exists" if named is not None and not _exists(fs, named) else "is older"
-            epoch = f" (epoch {manifest['epoch']})" if manifest else ""
-            print(f"Trial {trial.trial_id}: resuming from {_name(path)}{epoch}, the newest complete checkpoint; "
-                  f"the saved experiment state named {_name(named)}, which {why if named else 'was saved before it'}",
-                  flush=True)
+        if existing:  # new checkpoints get new names: none overwrites one in storage in place
+            trial.storage.current_checkpoint_index = max(trial.storage.current_checkpoint_index, existing[-1][0] + 1)
+            trial.invalidate_json_state()
+        referenced = manager.latest_checkpoint_result
+        if referenced is None:
+            return  # the saved state names no checkpoint: the trial starts from scratch, as Ray does
+        named = referenced.checkpoint.path
+        manifest = read_manifest(fs, named)
+        if _exists(fs, named) and (manifest is None or is_complete(fs, named, manifest)):
+            return  # what Ray resumes from is there
+        recorded = (trial.last_result or {}).get("epoch")
+        match = _CHECKPOINT_DIR.match(posixpath.basename(named))
+        chosen = newest_complete(fs, trial_path, max_epoch=recorded if isinstance(recorded, int) else None,
+                                 max_index=int(match.group(1)) if match else None)
         manager._checkpoint_results = [r for r in manager._checkpoint_results if _exists(fs, r.checkpoint.path)]
-        trial.storage.current_checkpoint_index = max(
-            trial.storage.current_checkpoint_index, existing[-1][0] + 1 if existing else 0
-        )
+        if chosen is None:
+            manager._latest_checkpoint_result = None
+            print(f"Trial {trial.trial_id}: the saved experiment state names {_name(named)}, which no longer exists "
+                  f"whole, and no earlier complete checkpoint is left; the trial restarts from scratch", flush=True)
+        else:
+            _, path, chosen_manifest = chosen
+            metrics = dict(referenced.metrics)
+            metrics.update((chosen_manifest or {}).get("metrics") or {})
+            # Registered like a checkpoint the trial just reported: it becomes the latest, and the
+            # score-ordered retention (best_trial.json's best checkpoint) counts it.
+            manager.register_checkpoint(_TrainingResult(checkpoint=tune.Checkpoint(path, filesystem=fs), metrics=metrics))
+            epoch = f" (epoch {chosen_manifest['epoch']})" if chosen_manifest else ""
+            print(f"Trial {trial.trial_id}: the saved experiment state names {_name(named)}, which no longer exists "
+                  f"whole; resuming from {_name(path)}{epoch}, the newest complete checkpoint up to the last "
+                  f"recorded epoch ({recorded})", flush=True)
         trial.invalidate_json_state()
         trial.run_metadata.invalidate_cache()
 
@@ -151,4 +165,4 @@ def _name(path: str | None) -> str:
     return posixpath.basename(path) if path else "no checkpoint"
 
 
-__all__ = ["MANIFEST", "ResumeFromNewestCheckpoint", "checkpoint_dirs", "newest_complete", "read_manifest", "write_manifest"]
+__all__ = ["MANIFEST", "CheckpointFallback", "checkpoint_dirs", "newest_complete", "read_manifest", "write_manifest"]

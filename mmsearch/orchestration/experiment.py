@@ -27,7 +27,7 @@ from ray.tune.schedulers import FIFOScheduler
 from mmsearch.config import ConfigError, config_to_dict, validate_config
 from mmsearch.orchestration import asha_state, storage
 from mmsearch.orchestration.asha import RungLadder, validate_scheduler
-from mmsearch.orchestration.checkpoints import ResumeFromNewestCheckpoint
+from mmsearch.orchestration.checkpoints import CheckpointFallback
 from mmsearch.orchestration.cluster import alive_nodes, connect
 from mmsearch.orchestration.credentials import keep_credentials_out_of_runtime_envs
 from mmsearch.orchestration.metrics import TrialMetricsCallback
@@ -237,21 +237,21 @@ def _new_tuner(
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=s.checkpoints_to_keep, checkpoint_score_attribute=s.metric, checkpoint_score_order=s.mode
             ),
-            callbacks=[metrics, ResumeFromNewestCheckpoint(), *callbacks],
+            callbacks=[metrics, CheckpointFallback(), *callbacks],
             verbose=verbose,
         ),
     )
 
 
 def _ensure_resume_callback(tuner: tune.Tuner) -> None:
-    """Experiments started before ResumeFromNewestCheckpoint existed get it on resume too."""
+    """Experiments started before CheckpointFallback existed get it on resume too."""
     run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)  # no public setter on restore
     if run_config is None:
         log.warning("cannot add the checkpoint fallback to this restored Tuner (Ray's internals changed)")
         return
     callbacks = list(run_config.callbacks or [])
-    if not any(isinstance(c, ResumeFromNewestCheckpoint) for c in callbacks):
-        run_config.callbacks = [*callbacks, ResumeFromNewestCheckpoint()]
+    if not any(isinstance(c, CheckpointFallback) for c in callbacks):
+        run_config.callbacks = [*callbacks, CheckpointFallback()]
 
 
 def _check_same_experiment(plan: ExperimentPlan, location: storage.StorageLocation) -> None:
