@@ -298,6 +298,9 @@ def test_killed_job_resubmitted_resumes_without_redoing_finished_trials(cluster,
             assert not new, f"finished trial {trial_id} was started again: {new}"
         if trial_id in resumable:  # continued from its last saved checkpoint, not from scratch
             assert new and all(r["restored_from"] is not None for r in new), records
+            # named by its place in storage, not by the node's temporary download (checkpoint_tmp_<hex>)
+            assert all(r["restored_from"].startswith(f"s3://{BUCKET}/{experiment}/")
+                       and r["restored_from"].rsplit("/", 1)[1][11:].isdigit() for r in new), new
 
 
 def test_no_credential_in_the_clusters_logs_or_state_api_after_the_jobs(cluster):

@@ -51,6 +51,7 @@ class TuneContext:
         self._uploaded: dict[Path, tuple[int, int]] = {}  # relative path -> (mtime_ns, size) uploaded
         self._stack = contextlib.ExitStack()
         self._restored: Path | None = None
+        self._restored_uri: str | None = None
         self._restore_checked = False
         self._last_epoch: int | None = None
 
@@ -69,7 +70,15 @@ class TuneContext:
             checkpoint = tune.get_checkpoint()
             if checkpoint is not None:
                 self._restored = Path(self._stack.enter_context(checkpoint.as_directory()))
+                scheme = "s3://" if checkpoint.filesystem.type_name == "s3" else ""
+                self._restored_uri = scheme + checkpoint.path
         return self._restored
+
+    @property
+    def restored_from(self) -> str | None:
+        """The restored checkpoint's URI in storage (``.../checkpoint_000003``), not its local copy."""
+        self.restored_checkpoint()
+        return self._restored_uri
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
         epoch = metrics.get(TIME_ATTR)
