@@ -40,6 +40,7 @@ class TrialData:
     checkpoint: str | None  # URI of the latest checkpoint directory
     error: str | None = None
     arch_history: dict[str, Any] | None = None  # search trials: {"epochN": spec dict with probs}
+    checkpoints: tuple[str, ...] = ()  # URIs of the checkpoint directories in storage, oldest first
 
     def series(self, key: str) -> tuple[list[int], list[float]]:
         """(epochs, values) of a reported number, skipping epochs where it is missing or not finite."""
@@ -180,6 +181,7 @@ def _trial(
         checkpoint=trial_dir.child(checkpoints[-1]).uri if trial_dir is not None and checkpoints else None,
         error=error,
         arch_history=arch_history,
+        checkpoints=tuple(trial_dir.child(c).uri for c in checkpoints) if trial_dir is not None else (),
     )
 
 
