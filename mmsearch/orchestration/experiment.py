@@ -52,6 +52,13 @@ class ExperimentOutcome:
     location: storage.StorageLocation  # the experiment directory
     resumed: bool
 
+    def best_result(self) -> Any:
+        """Ray's ``Result`` of the best trial as this project defines best (:mod:`.summary`): the
+        experiment's metric and mode over all epochs (``scope="all"``, not Ray's default ``"last"``)."""
+        if self.summary.best_trial is None:
+            return None
+        return self.results.get_best_result(self.summary.metric, self.summary.mode, scope="all")
+
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentPlan:
