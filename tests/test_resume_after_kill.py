@@ -83,7 +83,7 @@ def drive(storage: str, address: str) -> None:
     )
     outcome = run_experiment(slow_toy, SlowConfig, {}, settings, epochs_key="train.epochs", verbose=0)
     print("RESULT", json.dumps({"completed": outcome.summary.count("completed"), "resumed": outcome.resumed,
-                                "errors": len(outcome.results.errors)}), flush=True)
+                                "errors": len(outcome.results.errors), "best_path": outcome.best_result().path}), flush=True)
 
 
 def recorded_epochs(exp: Path) -> dict[str, list[int]]:
@@ -171,6 +171,7 @@ def test_driver_killed_at_several_points_resumes_without_losing_or_redoing_an_ep
             survived += 1  # the previous resume ran until this kill
     survived += 1  # the last resume finished
     result = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
+    best_path = result.pop("best_path")
     assert result == {"completed": 2, "resumed": True, "errors": 0}, out[-5000:]
     assert kills == len(KILL_AFTER) and survived == kills
     for trial in exp.iterdir():
@@ -184,7 +185,7 @@ def test_driver_killed_at_several_points_resumes_without_losing_or_redoing_an_ep
     assert [t["best_epoch"] for t in summary["trials"]] == [BEST_EPOCH, BEST_EPOCH]
     for trial, epochs in recorded_epochs(exp).items():  # no finished epoch lost from the results
         assert sorted(set(epochs)) == list(range(1, EPOCHS + 1)), (trial, epochs)
-    _check_best_agrees_with_ray(exp)
+    assert _check_best_agrees_with_ray(exp) == best_path  # ExperimentOutcome.best_result() too
     assert all(r["sees_key"] == 1.0 for r in _last_results(exp))  # trials found the key in their node's env
     session_dir = ray_session._private.worker._global_node.get_session_dir_path()
     assert canary_hits(session_dir, address) == [] and canary_hits(tmp_path, None) == []
@@ -202,7 +203,7 @@ def _last_results(exp: Path) -> list[dict]:
     return rows
 
 
-def _check_best_agrees_with_ray(exp: Path) -> None:
+def _check_best_agrees_with_ray(exp: Path) -> str:
     from ray.tune import ExperimentAnalysis, ResultGrid
 
     from mmsearch.orchestration.experiment import summarize_experiment
@@ -218,3 +219,4 @@ def _check_best_agrees_with_ray(exp: Path) -> None:
     best = ResultGrid(ExperimentAnalysis(str(exp))).get_best_result("loss", "min", scope="all")
     assert best.path == record["trial_dir"]
     assert best.get_best_checkpoint("loss", "min").path == record["checkpoint"]
+    return record["trial_dir"]
