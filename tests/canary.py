@@ -20,11 +20,12 @@ CANARY_MARKERS = ("MMSEARCHCANARY", "mmsearch-canary")
 def grep_tree(root: str | Path, markers=CANARY_MARKERS) -> list[str]:
     """Files under ``root`` whose bytes contain a marker (sockets and unreadable files skipped).
 
-    This file itself is skipped: a job's working-directory upload ships it to the nodes.
+    Skipped: a job's working-directory upload (``runtime_resources/working_dir_files``), the
+    checkout's own code shipped to the nodes, which includes this file.
     """
     hits = []
     for path in Path(root).rglob("*"):
-        if path.name == Path(__file__).name:
+        if path.name == Path(__file__).name or "working_dir_files" in path.parts:
             continue
         try:
             if path.is_file() and not path.is_symlink():
