@@ -142,7 +142,13 @@ def exists(location: StorageLocation) -> bool:
 def preflight(location: StorageLocation) -> None:
     """Create the directory, write a marker, read it back, delete it; raise StorageError on any
     failure. Directories it had to create are removed again (a check, or a job that fails after
-    it, leaves no empty experiment directory behind); whoever writes there next creates them."""
+    it, leaves no empty experiment directory behind); whoever writes there next creates them.
+
+    An existing local experiment that others can write is refused first (:mod:`mmsearch.storage_trust`).
+    """
+    from mmsearch.storage_trust import check_resume_trust  # imports this module
+
+    check_resume_trust(location)
     created = [] if location.is_s3 else _missing_dirs(Path(location.uri))
     try:
         _preflight(location)

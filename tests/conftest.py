@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+from canary import CANARY_CREDENTIALS, canary_hits
+
 # Set before anything imports ray: no token auth in tests, no usage stats, no hub access.
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -13,6 +15,10 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 # OpenMP threads that spin-wait make small 2-thread torch steps ~10x slower when the cores are
 # shared (other test processes, Ray workers); passive waiting costs nothing when they are not.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Recognisable canary credentials for the whole session, set before Ray starts (so local workers
+# get them from the node's environment, the standard chain): every Ray test doubles as a leak
+# test, and the session Ray's teardown checks that none reached its logs or the state API.
+os.environ.update(CANARY_CREDENTIALS)
 
 import pytest  # noqa: E402
 
@@ -30,8 +36,12 @@ def ray_session():
             object_store_memory=512 * 2**20,
             runtime_env={"env_vars": {k: os.environ[k] for k in ("RAY_AUTH_MODE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}},
         )
+    node = ray._private.worker._global_node
+    session_dir, gcs = node.get_session_dir_path(), ray.get_runtime_context().gcs_address
     yield ray
+    hits = canary_hits(session_dir, gcs)
     ray.shutdown()
+    assert not hits, f"canary credentials reached Ray's logs or state API: {hits}"
 
 
 @pytest.fixture(scope="session")
@@ -50,11 +60,7 @@ def s3_server():
         port = sock.getsockname()[1]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    creds = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    creds = {**CANARY_CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1"}  # moto accepts any key
     old = {k: os.environ.get(k) for k in creds}
     os.environ.update(creds)
     try:

@@ -32,6 +32,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from canary import CANARY_CREDENTIALS, CANARY_MARKERS, grep_tree
 from started_processes import StartedProcesses
 
 pytestmark = [pytest.mark.slow, pytest.mark.s3]
@@ -73,7 +74,7 @@ class Cluster:
         import boto3
 
         return boto3.client("s3", endpoint_url=self.s3_endpoint, region_name="us-east-1",
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+                            aws_access_key_id="testing", aws_secret_access_key="testing")  # moto takes any key
 
     def keys(self, prefix: str) -> list[str]:
         pages = self.s3().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
@@ -130,8 +131,7 @@ def cluster():
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # as in an activated venv: the job's `python`
         "RAY_AUTH_MODE": "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
+        **CANARY_CREDENTIALS,  # the nodes' environment: what their standard AWS chain finds
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto}",
         "MMSEARCH_CACHE": os.path.join(temp_dir, "cache"),  # the smoke data set, built by the first job
@@ -194,7 +194,7 @@ def summary_now(cluster: Cluster, experiment: str, monkeypatch, *, required: boo
     from mmsearch.storage import resolve_storage
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", cluster.s3_endpoint)
-    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+    for key, value in CANARY_CREDENTIALS.items():
         monkeypatch.setenv(key, value)
     try:
         return summarize_experiment(resolve_storage(f"s3://{BUCKET}/{experiment}", cluster.s3_endpoint))
@@ -282,3 +282,17 @@ def test_killed_job_resubmitted_resumes_without_redoing_finished_trials(cluster,
             assert not new, f"finished trial {trial_id} was started again: {new}"
         if trial_id in resumable:  # continued from its last saved checkpoint, not from scratch
             assert new and all(r["restored_from"] is not None for r in new), records
+            # named by its place in storage, not by the node's temporary download (checkpoint_tmp_<hex>)
+            assert all(r["restored_from"].startswith(f"s3://{BUCKET}/{experiment}/")
+                       and r["restored_from"].rsplit("/", 1)[1][11:].isdigit() for r in new), new
+
+
+def test_no_credential_in_the_clusters_logs_or_state_api_after_the_jobs(cluster):
+    """Runs last in this module: the jobs above ran with canary credentials in the nodes' environment."""
+    from ray.util.state import list_actors
+
+    actors = list_actors(address=cluster.dashboard, detail=True, limit=10000, raise_on_missing_output=False)
+    assert len(actors) >= 4  # the trials' actors (and the jobs' supervisors), dead ones included
+    assert [m for m in CANARY_MARKERS if m in str(actors)] == []  # what `ray list actors --detail` shows
+    assert list(Path(cluster.temp_dir).glob("*/session_*/logs/runtime_env_agent.log"))  # where Ray wrote them
+    assert grep_tree(cluster.temp_dir) == []

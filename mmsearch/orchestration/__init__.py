@@ -11,4 +11,8 @@ Modules (import them directly; this package imports nothing eagerly):
 - ``experiment``: ``run_experiment`` (idempotent: resumes an existing experiment) and summaries.
 - ``summary``: ``experiment_summary.json``; ``metrics``: live gauges for the Ray dashboard.
 - ``cluster``: join a running cluster or start Ray locally (``RAY_AUTH_MODE`` made explicit).
+- ``credentials``: AWS credentials never go into a Ray runtime env (Tune copies them by default).
+- ``checkpoints``: checkpoint manifests, and the fallback that gives every resumed trial a
+  checkpoint that exists (a driver killed with ``kill -9``).
+- resume only from experiment storage nobody else can write (Tune unpickles it): ``mmsearch.storage_trust``.
 """

@@ -9,7 +9,8 @@ silent default leaves ``ray job submit`` / dashboard calls failing with 401. We 
 caller's setting, or write Ray's default (``token``) into the environment, and hand it, the
 S3 endpoint and the offline switches of the model hubs to every worker through the job's
 ``runtime_env``. Credentials are never forwarded (workers use the standard AWS chain of their
-node), so they never land in the job config that the dashboard shows.
+node), so they never land in the job config that the dashboard shows; :func:`connect` also stops
+Ray Tune copying them into trial actors' runtime envs (:mod:`.credentials`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import Any
 import ray
 
 from mmsearch.orchestration import quiet
+from mmsearch.orchestration.credentials import credential_names, keep_credentials_out_of_runtime_envs
 from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,14 @@ def connect(
     # settle_ray_auth_mode records what this already-imported Ray runs with instead of setting a
     # mode the process cannot honour (that splits driver and GCS).
     settle_ray_auth_mode()
+    keep_credentials_out_of_runtime_envs()
+    leaked = credential_names(_job_env_keys())
+    if leaked:
+        log.warning(
+            "the submitted job's runtime env sets %s: Ray logs runtime envs in plain text and shows them "
+            "in the dashboard; give the nodes credentials (instance profile, ~/.aws/credentials) instead",
+            ", ".join(leaked),
+        )
     address = address or os.environ.get("RAY_ADDRESS") or None
     joining = address is not None or in_submitted_job()
     if ray.is_initialized():

@@ -28,7 +28,9 @@ from mmsearch.config import ConfigError, config_to_dict, validate_config
 from mmsearch import storage
 from mmsearch.orchestration import asha_state
 from mmsearch.orchestration.asha import RungLadder, validate_scheduler
+from mmsearch.orchestration.checkpoints import CheckpointFallback
 from mmsearch.orchestration.cluster import alive_nodes, connect
+from mmsearch.orchestration.credentials import keep_credentials_out_of_runtime_envs
 from mmsearch.orchestration.metrics import TrialMetricsCallback
 from mmsearch.orchestration.resource_plan import ResourcePlan, cpu_fit, plan_trial_resources
 from mmsearch.orchestration.search_space import SearchSpace, build_searcher, parse_search_space
@@ -52,6 +54,13 @@ class ExperimentOutcome:
     summary: ExperimentSummary
     location: storage.StorageLocation  # the experiment directory
     resumed: bool
+
+    def best_result(self) -> Any:
+        """Ray's ``Result`` of the best trial as this project defines best (:mod:`.summary`): the
+        experiment's metric and mode over all epochs (``scope="all"``, not Ray's default ``"last"``)."""
+        if self.summary.best_trial is None:
+            return None
+        return self.results.get_best_result(self.summary.metric, self.summary.mode, scope="all")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +173,7 @@ def run_experiment(
     storage.preflight(location)
     if not ray.is_initialized():
         connect()
+    keep_credentials_out_of_runtime_envs()  # also when the caller started Ray itself
     cluster = ray.cluster_resources()
     placement = plan_trial_resources(settings.resources, cluster, num_trials=plan.num_trials)
     concurrency = derive_max_concurrent_trials(
@@ -182,6 +192,7 @@ def run_experiment(
         tuner = tune.Tuner.restore(
             exp_path, trainable, resume_unfinished=True, resume_errored=True, storage_filesystem=fs
         )
+        _ensure_resume_callback(tuner)
     else:
         storage.delete_file(location.child(asha_state.STATE_FILE))  # stale, from an experiment that never started
         storage.write_bytes(location.child(SPEC_FILE), (json.dumps(plan.spec, indent=2) + "\n").encode())
@@ -234,8 +245,12 @@ def _new_tuner(
             storage_path=root.fs_path if root.is_s3 else root.uri,
             storage_filesystem=fs,
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=s.checkpoints_to_keep),
-            callbacks=[metrics, *callbacks],
+            # The best checkpoints by the metric are kept, and the latest (Ray never deletes it), so
+            # best_trial.json can name the best epoch's checkpoint and a resume continues from the latest.
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=s.checkpoints_to_keep, checkpoint_score_attribute=s.metric, checkpoint_score_order=s.mode
+            ),
+            callbacks=[metrics, CheckpointFallback(), *callbacks],
             verbose=verbose,
         ),
     )
@@ -250,6 +265,17 @@ def check_resume(plan: ExperimentPlan) -> bool:
         return False
     _check_same_experiment(plan, location)
     return True
+
+
+def _ensure_resume_callback(tuner: tune.Tuner) -> None:
+    """Experiments started before CheckpointFallback existed get it on resume too."""
+    run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)  # no public setter on restore
+    if run_config is None:
+        log.warning("cannot add the checkpoint fallback to this restored Tuner (Ray's internals changed)")
+        return
+    callbacks = list(run_config.callbacks or [])
+    if not any(isinstance(c, CheckpointFallback) for c in callbacks):
+        run_config.callbacks = [*callbacks, CheckpointFallback()]
 
 
 def _check_same_experiment(plan: ExperimentPlan, location: storage.StorageLocation) -> None:

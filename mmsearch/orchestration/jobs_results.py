@@ -3,9 +3,10 @@ the retrained architecture's metrics (``--then-train``), and the report.
 
 Files (all in the experiment directory, local or S3; written atomically):
 
-* ``best_trial.json``: the best trial by the experiment's metric: id, sampled config, the metric
-  at its best epoch (``searched``: every ``val_*`` metric of that epoch), its checkpoint and
-  directory URIs;
+* ``best_trial.json``: the best trial by the experiment's metric (one notion of best and one
+  tie-break, :mod:`.summary`): id, sampled config, the metric at its best epoch (``searched``:
+  every ``val_*`` metric of that epoch), ``checkpoint`` (that epoch's checkpoint, kept by the
+  score-ordered retention), ``latest_checkpoint`` (where a resume continues) and the directory URI;
 * ``best_arch.json`` (searches): the best trial's best architecture spec (its own
   ``best_arch.json``, which sits next to its checkpoints; else its latest checkpoint's
   ``arch.json``), loadable with ``mmsearch.nas.load_arch_spec`` and what
@@ -92,9 +93,13 @@ def write_best_trial(location: StorageLocation, summary: ExperimentSummary, sear
         "epoch": best.best_epoch,
         "stop_reason": best.stop_reason,
         "searched": searched,
-        "checkpoint": best.checkpoint_path,
+        "checkpoint": best.best_checkpoint_path,
+        "latest_checkpoint": best.checkpoint_path,
         "trial_dir": best.path,
     }
+    if best.best_checkpoint_path is None:
+        log.warning("the checkpoint of trial %s's best epoch %s was not kept; best_trial.json names none",
+                    best.trial_id, best.best_epoch)
     _write_json(location.child(BEST_TRIAL_FILE), record)
     return record
 
@@ -104,8 +109,8 @@ def write_best_arch(location: StorageLocation, best: TrialSummary) -> dict[str, 
     candidates: list[StorageLocation] = []
     if best.path:
         candidates.append(_at(location, best.path).child(BEST_ARCH_FILE))
-    if best.checkpoint_path:
-        checkpoint = _at(location, best.checkpoint_path)
+    for uri in dict.fromkeys(u for u in (best.best_checkpoint_path, best.checkpoint_path) if u):
+        checkpoint = _at(location, uri)
         candidates += [checkpoint.child(BEST_ARCH_FILE), checkpoint.child(CHECKPOINT_ARCH)]
     for candidate in candidates:
         spec = _json(candidate)

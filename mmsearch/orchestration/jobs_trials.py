@@ -37,7 +37,8 @@ def record_trial_start(context: RunContext) -> dict[str, Any]:
         "node_ip": node_ip,
         "hostname": socket.gethostname(),
         "pid": os.getpid(),
-        "restored_from": str(restored) if restored is not None else None,
+        # The checkpoint in storage (a downloaded copy is a checkpoint_tmp_<hex> directory).
+        "restored_from": getattr(context, "restored_from", None) or (str(restored) if restored is not None else None),
     }
     name = f"{now.strftime('%Y%m%dT%H%M%S.%f')}-{uuid.uuid4().hex[:8]}.json"
     atomic_write_json(Path(context.output_dir) / STARTS_DIR / name, record)

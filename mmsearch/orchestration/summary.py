@@ -3,11 +3,22 @@
 ``experiment_summary.json`` in the experiment directory holds, per trial: id, sampled config,
 stop reason (``completed`` / ``stopped_by_asha`` / ``errored`` / ``unfinished``; ``stopped`` for
 a trial that ended early for another reason), the highest
-rung reached, the last epoch, the best value of the metric and its epoch, the latest
-checkpoint's path, and its failures and retries (a trial restored after losing its node shows
+rung reached (an int), the last epoch, the best value of the metric and its epoch, the best
+epoch's checkpoint and the latest checkpoint, and its failures and retries (a trial restored after losing its node shows
 ``failures: 1, retries: 1``; the totals are at the top). Stop reasons come from the persisted ASHA decisions (``asha_state.json``),
 not guessed from curves. :func:`summarize_experiment` rebuilds it from storage for a finished
 or a running experiment.
+
+One notion of best everywhere (this summary, ``best_trial.json``, the report):
+
+* a trial's best is the best value of the metric over **all** its reported epochs (Ray's
+  ``ResultGrid.get_best_result(scope="all")``, not the default ``scope="last"``); among epochs
+  with the same value the **later** one, whose checkpoint Ray's score-ordered retention keeps
+  (``CheckpointConfig(checkpoint_score_attribute=metric)``: the best ``checkpoints_to_keep``
+  plus the latest);
+* the experiment's best trial is the trial with the best such value; among trials with the same
+  value the **first by trial id** (the order Ray creates trials in, so ``get_best_result`` with
+  ``scope="all"`` names the same trial).
 """
 from __future__ import annotations
 
@@ -31,15 +42,16 @@ class TrialSummary:
     trial_id: str
     config: dict[str, Any]  # the sampled parameters (dotted keys)
     stop_reason: str  # completed | stopped_by_asha | errored | unfinished | stopped
-    rung_reached: float | None  # highest ASHA rung (or max_t) reached; None before the first rung / FIFO
+    rung_reached: int | None  # highest ASHA rung (or max_t) reached; None before the first rung / FIFO
     last_epoch: int | None
     best_metric: float | None
     best_epoch: int | None
-    checkpoint_path: str | None  # latest checkpoint (URI)
+    checkpoint_path: str | None  # latest checkpoint (URI): where a resume continues
     path: str | None  # the trial's directory (URI)
     error: str | None = None
     failures: int = 0  # times the trial failed (an exception, a lost node)
     retries: int = 0  # failures after which it was restored from its last checkpoint
+    best_checkpoint_path: str | None = None  # the best epoch's checkpoint (URI); None if it was not kept
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,8 +69,8 @@ class ExperimentSummary:
         scored = [t for t in self.trials if t.best_metric is not None]
         if not scored:
             return None
-        pick = max if self.mode == "max" else min
-        return pick(scored, key=lambda t: t.best_metric)
+        pick = max if self.mode == "max" else min  # the first of equals: the lowest trial id (trials are sorted)
+        return pick(sorted(scored, key=lambda t: t.trial_id), key=lambda t: t.best_metric)
 
     def count(self, stop_reason: str) -> int:
         return sum(t.stop_reason == stop_reason for t in self.trials)
@@ -74,7 +86,8 @@ class ExperimentSummary:
             "rungs": self.rungs,
             "best": None
             if best is None
-            else {"trial_id": best.trial_id, "config": best.config, "metric": best.best_metric, "epoch": best.best_epoch},
+            else {"trial_id": best.trial_id, "config": best.config, "metric": best.best_metric, "epoch": best.best_epoch,
+                  "checkpoint": best.best_checkpoint_path},
             "counts": {r: self.count(r) for r in ("completed", "stopped_by_asha", "errored", "unfinished", "stopped")},
             "failures": sum(t.failures for t in self.trials),
             "retries": sum(t.retries for t in self.trials),
@@ -91,19 +104,35 @@ class ExperimentSummary:
         return "\n".join(lines)
 
 
-def _best(history: list[tuple[int, float]], mode: str) -> tuple[float | None, int | None]:
-    finite = [(v, e) for e, v in history if isinstance(v, (int, float)) and math.isfinite(v)]
-    if not finite:
-        return None, None
-    value, epoch = (max if mode == "max" else min)(finite, key=lambda item: item[0])
-    return float(value), int(epoch)
+def best_of(history: list[tuple[int, float]], mode: str) -> tuple[float | None, int | None]:
+    """``(value, epoch)`` of the best finite value in ``(epoch, value)`` pairs; of equal values the later epoch."""
+    best: tuple[float, int] | None = None
+    for epoch, value in sorted(history):
+        if not (isinstance(value, (int, float)) and math.isfinite(value)):
+            continue
+        if best is None or (value >= best[0] if mode == "max" else value <= best[0]):
+            best = (float(value), int(epoch))
+    return (best[0], best[1]) if best else (None, None)
 
 
-def _rung_reached(last_epoch: int | None, rungs: list[float], max_t: int) -> float | None:
+def _rung_reached(last_epoch: int | None, rungs: list[float], max_t: int) -> int | None:
     if last_epoch is None or not rungs:
         return None
     reached = [r for r in [*rungs, max_t] if last_epoch >= r]
-    return reached[-1] if reached else None
+    return int(reached[-1]) if reached else None
+
+
+def _checkpoint_at(result: Any, epoch: int | None) -> Any:
+    """The kept checkpoint whose report was ``epoch`` (Ray keeps the best by the metric and the latest)."""
+    if epoch is None:
+        return None
+    kept = list(result.best_checkpoints or [])
+    if result.checkpoint is not None:
+        kept.append((result.checkpoint, result.metrics or {}))
+    for checkpoint, metrics in kept:
+        if metrics.get(TIME_ATTR) == epoch:
+            return checkpoint
+    return None
 
 
 def summarize_analysis(
@@ -133,8 +162,9 @@ def summarize_analysis(
         elif metric in last and TIME_ATTR in last:
             history = [(int(last[TIME_ATTR]), float(last[metric]))]
         last_epoch = int(last[TIME_ATTR]) if TIME_ATTR in last else None
-        best, best_epoch = _best(history, mode)
+        best, best_epoch = best_of(history, mode)
         failures, retries = failures_and_retries(trial.status, trial.num_failures)
+        best_checkpoint = _checkpoint_at(result, best_epoch)
         trials.append(
             TrialSummary(
                 trial_id=trial.trial_id,
@@ -149,6 +179,7 @@ def summarize_analysis(
                 error=_short_error(result.error),
                 failures=failures,
                 retries=retries,
+                best_checkpoint_path=uri_prefix + best_checkpoint.path if best_checkpoint is not None else None,
             )
         )
     trials.sort(key=lambda t: t.trial_id)
@@ -184,4 +215,4 @@ def write_summary(summary: ExperimentSummary, location: StorageLocation) -> None
     write_bytes(location.child(SUMMARY_FILE), text.encode())
 
 
-__all__ = ["SUMMARY_FILE", "ExperimentSummary", "TrialSummary", "summarize_analysis", "write_summary"]
+__all__ = ["SUMMARY_FILE", "ExperimentSummary", "TrialSummary", "best_of", "summarize_analysis", "write_summary"]

@@ -26,6 +26,7 @@ from ray import tune
 
 from mmsearch.config import dump_config, validate_config
 from mmsearch.orchestration.asha import TIME_ATTR
+from mmsearch.orchestration.checkpoints import write_manifest
 from mmsearch.orchestration.search_space import set_dotted
 from mmsearch.storage import StorageLocation, upload_file
 
@@ -50,6 +51,7 @@ class TuneContext:
         self._uploaded: dict[Path, tuple[int, int]] = {}  # relative path -> (mtime_ns, size) uploaded
         self._stack = contextlib.ExitStack()
         self._restored: Path | None = None
+        self._restored_uri: str | None = None
         self._restore_checked = False
         self._last_epoch: int | None = None
 
@@ -68,7 +70,15 @@ class TuneContext:
             checkpoint = tune.get_checkpoint()
             if checkpoint is not None:
                 self._restored = Path(self._stack.enter_context(checkpoint.as_directory()))
+                scheme = "s3://" if checkpoint.filesystem.type_name == "s3" else ""
+                self._restored_uri = scheme + checkpoint.path
         return self._restored
+
+    @property
+    def restored_from(self) -> str | None:
+        """The restored checkpoint's URI in storage (``.../checkpoint_000003``), not its local copy."""
+        self.restored_checkpoint()
+        return self._restored_uri
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None = None) -> None:
         epoch = metrics.get(TIME_ATTR)
@@ -78,7 +88,10 @@ class TuneContext:
         if self._last_epoch is not None and epoch <= self._last_epoch:
             raise ReportError(f"{TIME_ATTR!r} must increase at every report: {epoch} after {self._last_epoch}")
         self._last_epoch = epoch
-        checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir is not None else None
+        checkpoint = None
+        if checkpoint_dir is not None:
+            write_manifest(Path(checkpoint_dir), {**metrics, TIME_ATTR: epoch})  # lets a resume tell a whole checkpoint
+            checkpoint = tune.Checkpoint.from_directory(str(checkpoint_dir))
         # Mirror the epoch's files first: when a scheduler stops the trial at this report (ASHA at
         # a rung, or at max_t), nothing after tune.report runs in this trial.
         self.upload_artifacts()

@@ -28,6 +28,7 @@ with the best search trial at its best epoch.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -181,9 +182,24 @@ def best_trial_record(data: ExperimentData, best: TrialData) -> dict[str, Any]:
         "epoch": best.best_epoch,
         "stop_reason": best.stop_reason,
         "searched": {k: float(v) for k, v in row.items() if k.startswith("val_") and _finite(v) is not None},
-        "checkpoint": best.checkpoint,
+        "checkpoint": best_epoch_checkpoint(data, best),
+        "latest_checkpoint": best.checkpoint,
         "trial_dir": best.location.uri if best.location else None,
     }
+
+
+def best_epoch_checkpoint(data: ExperimentData, trial: TrialData) -> str | None:
+    """The URI of the checkpoint of the trial's best epoch (its ``mmsearch_checkpoint.json`` says the
+    epoch; without one, the latest checkpoint when the best epoch is the last); None if not kept."""
+    for uri in reversed(trial.checkpoints):
+        raw = read_bytes(dataclasses.replace(data.location, uri=uri).child("mmsearch_checkpoint.json"))
+        try:
+            epoch = json.loads(raw).get("epoch") if raw else None
+        except (ValueError, AttributeError):
+            epoch = None
+        if epoch == trial.best_epoch and epoch is not None:
+            return uri
+    return trial.checkpoint if trial.best_epoch is not None and trial.best_epoch == trial.last_epoch else None
 
 
 def _write_json(location: StorageLocation, data: Any) -> None:

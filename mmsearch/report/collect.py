@@ -31,7 +31,7 @@ class TrialData:
     config: dict[str, Any]  # the sampled parameters (dotted keys)
     status: str  # Tune's: PENDING / RUNNING / PAUSED / TERMINATED / ERROR (UNKNOWN before Tune's first snapshot)
     stop_reason: str  # one of STOP_REASONS
-    rung_reached: float | None
+    rung_reached: int | None
     last_epoch: int | None
     best_metric: float | None
     best_epoch: int | None
@@ -40,6 +40,7 @@ class TrialData:
     checkpoint: str | None  # URI of the latest checkpoint directory
     error: str | None = None
     arch_history: dict[str, Any] | None = None  # search trials: {"epochN": spec dict with probs}
+    checkpoints: tuple[str, ...] = ()  # URIs of the checkpoint directories in storage, oldest first
 
     def series(self, key: str) -> tuple[list[int], list[float]]:
         """(epochs, values) of a reported number, skipping epochs where it is missing or not finite."""
@@ -72,7 +73,8 @@ class ExperimentData:
         scored = [t for t in self.trials if t.best_metric is not None]
         if not scored:
             return None
-        return (max if self.mode == "max" else min)(scored, key=lambda t: t.best_metric)
+        # Ties: the first by trial id (mmsearch.orchestration.summary's rule).
+        return (max if self.mode == "max" else min)(sorted(scored, key=lambda t: t.trial_id), key=lambda t: t.best_metric)
 
     @property
     def kind(self) -> str:
@@ -179,28 +181,28 @@ def _trial(
         checkpoint=trial_dir.child(checkpoints[-1]).uri if trial_dir is not None and checkpoints else None,
         error=error,
         arch_history=arch_history,
+        checkpoints=tuple(trial_dir.child(c).uri for c in checkpoints) if trial_dir is not None else (),
     )
 
 
 def best_of(history: list[dict[str, Any]], metric: str, mode: str) -> tuple[float | None, int | None]:
-    """Best finite value of ``metric`` and its epoch (the first such epoch on ties)."""
-    scored = [
-        (float(row[metric]), int(row[TIME_ATTR]))
-        for row in history
-        if isinstance(row.get(metric), (int, float)) and not isinstance(row.get(metric), bool) and math.isfinite(row[metric])
-    ]
-    if not scored:
-        return None, None
-    value, epoch = (max if mode == "max" else min)(scored, key=lambda item: item[0])
-    return value, epoch
+    """Best finite value of ``metric`` and its epoch (the later epoch on ties, as the summary and Ray's retention)."""
+    best: tuple[float, int] | None = None
+    for row in sorted(history, key=lambda r: int(r[TIME_ATTR])):
+        value = row.get(metric)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        if best is None or (value >= best[0] if mode == "max" else value <= best[0]):
+            best = (float(value), int(row[TIME_ATTR]))
+    return (best[0], best[1]) if best else (None, None)
 
 
-def rung_reached(last_epoch: int | None, rungs: list[float], max_t: int) -> float | None:
+def rung_reached(last_epoch: int | None, rungs: list[float], max_t: int) -> int | None:
     """Highest rung (or ``max_t``) the trial got to; None before the first rung and for FIFO."""
     if last_epoch is None or not rungs:
         return None
     reached = [r for r in [*rungs, max_t] if last_epoch >= r]
-    return float(reached[-1]) if reached else None
+    return int(reached[-1]) if reached else None
 
 
 def stop_reason(status: str, trial_id: str, last_epoch: int | None, max_t: int, stopped: dict[str, Any]) -> str:
