@@ -14,7 +14,8 @@ from mmsearch.data.synthetic import SyntheticTaskData
 from mmsearch.heads import make_objective
 from mmsearch.nas import ArchSpec, load_arch_spec
 from mmsearch.recipes.context import LocalContext
-from mmsearch.recipes.train_derived import evaluate_checkpoint, train_derived
+from mmsearch.recipes.train_derived import train_derived
+from mmsearch.recipes.train_derived_outputs import evaluate_checkpoint
 from mmsearch.recipes.train_derived_config import TrainDerivedConfig, resolve_config
 from mmsearch.recipes.train_derived_data import StridedShard, part_collator
 from mmsearch.recipes.train_derived_engine import build_model, parameters_without_grad

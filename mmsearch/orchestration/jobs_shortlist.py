@@ -241,7 +241,7 @@ def _evaluate_test(checkpoint: str | None) -> dict[str, float]:
     """The winner's last checkpoint on the test split: the one test evaluation of the shortlist."""
     import ray.train
 
-    from mmsearch.recipes.train_derived import evaluate_checkpoint
+    from mmsearch.recipes.train_derived_outputs import evaluate_checkpoint
 
     if checkpoint is None:
         raise RuntimeError("the shortlist winner has no checkpoint to evaluate")

@@ -61,17 +61,13 @@ from mmsearch.recipes.train_derived_data import StridedShard, TrainShard
 from mmsearch.recipes.train_derived_engine import (
     DerivedModel,
     EngineFactory,
-    autocast_context,
-    autocast_dtype,
     TrainEngine,
     build_model,
-    load_model_weights,
     local_engine,
     parameters_without_grad,
-    resolve_device,
 )
 from mmsearch.recipes.train_derived_outputs import evaluate_split, write_predictions
-from mmsearch.recipes.train_derived_state import ARCH_NAME, TrainProgress, read_state, restore_checkpoint, write_checkpoint
+from mmsearch.recipes.train_derived_state import ARCH_NAME, TrainProgress, restore_checkpoint, write_checkpoint
 
 log = logging.getLogger(__name__)
 RESULT_NAME = "train_result.json"
@@ -345,39 +341,6 @@ def _epoch_line(metrics: dict[str, Any], cfg: TrainDerivedConfig) -> str:
         parts.append(f"test {cfg.primary_metric} {metrics[f'test_{cfg.primary_metric}']:.2f}")
     parts.append(f"{metrics['samples_per_s']:.0f} samples/s, {metrics['epoch_s']:.1f} s")
     return ", ".join(parts)
-
-
-def evaluate_checkpoint(checkpoint_dir: str | Path, *, splits: tuple[str, ...] = ("test",), task_data: TaskData | None = None,
-                        output_dir: str | Path | None = None, device: str = "auto",
-                        data_root: str | None = None) -> dict[str, dict[str, float]]:
-    """Evaluate a training checkpoint on ``splits`` and write their prediction files.
-
-    Needs nothing but the checkpoint (its config, architecture and weights) and the data
-    (``task_data``, or the config's ``data.root`` / ``data_root``). Files go to ``output_dir``
-    (default: the checkpoint directory). Returns ``{split: metrics}``.
-    """
-    directory = Path(checkpoint_dir)
-    state = read_state(directory)
-    saved = dict(state["config"])
-    if data_root is not None:
-        saved["data"] = {**saved["data"], "root": data_root}
-    cfg = load_config(TrainDerivedConfig, saved)
-    data = task_data if task_data is not None else open_train_data(cfg.data)
-    cfg = resolve_config(cfg, data.info)
-    model = build_model(cfg, data.info)
-    load_model_weights(model, directory)
-    target = resolve_device(device)
-    model.to(target)
-    dtype = autocast_dtype(cfg.train.precision, target)
-    out = Path(output_dir) if output_dir is not None else directory
-    results = {}
-    assert cfg.head is not None
-    for split in splits:
-        values, rows = evaluate_split(model, cfg.head, data, split, batch_size=cfg.eval.batch_size, device=target,
-                                      autocast=autocast_context(target, dtype), predictions=True)
-        write_predictions(out, cfg.data.task, split, values, rows)
-        results[split] = values
-    return results
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,12 @@ from mmsearch.batch import MultimodalBatch
 from mmsearch.heads import HeadConfig, evaluate, predict
 from mmsearch.io import atomic_write_json
 from mmsearch.data.task_data import TaskData, TaskInfo
-from mmsearch.recipes.train_derived_engine import DerivedModel
+from mmsearch.config import load_config
+from mmsearch.recipes.search import open_search_data
+from mmsearch.recipes.train_derived_config import TrainDerivedConfig, resolve_config
+from mmsearch.recipes.train_derived_engine import (DerivedModel, autocast_context, autocast_dtype, build_model,
+                                                   load_model_weights, resolve_device)
+from mmsearch.recipes.train_derived_state import read_state
 
 PREDICTIONS_DIR = "predictions"
 RESULT_FILES = {"vqa": "{split}_vqa_results.json", "vg": "{split}_vg_boxes.json", "itm": "{split}_itm_retrieval.json"}
@@ -111,3 +116,36 @@ def write_predictions(output_dir: Path, task: str, split: str, metrics: dict[str
 
 
 __all__ = ["PREDICTIONS_DIR", "RESULT_FILES", "evaluate_split", "first_samples", "write_predictions"]
+
+
+def evaluate_checkpoint(checkpoint_dir: str | Path, *, splits: tuple[str, ...] = ("test",), task_data: TaskData | None = None,
+                        output_dir: str | Path | None = None, device: str = "auto",
+                        data_root: str | None = None) -> dict[str, dict[str, float]]:
+    """Evaluate a training checkpoint on ``splits`` and write their prediction files.
+
+    Needs nothing but the checkpoint (its config, architecture and weights) and the data
+    (``task_data``, or the config's ``data.root`` / ``data_root``). Files go to ``output_dir``
+    (default: the checkpoint directory). Returns ``{split: metrics}``.
+    """
+    directory = Path(checkpoint_dir)
+    state = read_state(directory)
+    saved = dict(state["config"])
+    if data_root is not None:
+        saved["data"] = {**saved["data"], "root": data_root}
+    cfg = load_config(TrainDerivedConfig, saved)
+    data = task_data if task_data is not None else open_search_data(cfg.data)
+    cfg = resolve_config(cfg, data.info)
+    model = build_model(cfg, data.info)
+    load_model_weights(model, directory)
+    target = resolve_device(device)
+    model.to(target)
+    dtype = autocast_dtype(cfg.train.precision, target)
+    out = Path(output_dir) if output_dir is not None else directory
+    results = {}
+    assert cfg.head is not None
+    for split in splits:
+        values, rows = evaluate_split(model, cfg.head, data, split, batch_size=cfg.eval.batch_size, device=target,
+                                      autocast=autocast_context(target, dtype), predictions=True)
+        write_predictions(out, cfg.data.task, split, values, rows)
+        results[split] = values
+    return results
