@@ -41,31 +41,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 RESULTS = REPO / "bench" / "results"
+if str(REPO / "bench") not in sys.path:
+    sys.path.insert(0, str(REPO / "bench"))
+from search_quality.settings import TRAIN as SEARCH_QUALITY_TRAIN  # noqa: E402
+
 TASKS = ("vqa", "itm", "vg")
 DEPTHS = (4, 6)  # the shipped CPU search configs' depth: 2^4 * 4^6 = 65,536 architectures
-
-
-def _train_settings(epochs: int, decay: list[int], limit: dict[str, int], head: dict[str, Any] | None = None) -> dict[str, Any]:
-    out = {"model": {"hidden": 64, "head_dim": 32}, "optim": {"lr_decay_epochs": decay}, "data": {"limit": limit},
-           "train": {"epochs": epochs, "num_threads": 1, "device": "cpu"},
-           "eval": {"every_epochs": 1, "predictions": False}}
-    return {**out, "head": head} if head else out
-
-
-# The retraining budget of bench/bench_search_quality.py (so that its figures and the oracle's
-# can be read side by side); ITM with in-batch negatives only, as there.
-_ITM_HEAD = {"num_candidates": 1, "use_dataset_negatives": False}
-TRAIN = {
-    "vqa": _train_settings(8, [6, 8], {"train": 4000, "val": 800, "test": 800}),
-    "vg": _train_settings(8, [6, 8], {"train": 4000, "val": 800, "test": 800}),
-    "itm": _train_settings(5, [4], {"train": 1500, "val": 100, "test": 250}, _ITM_HEAD),
-}
-QUICK_DEPTHS = (2, 3)
-QUICK_TRAIN = {"model": {"hidden": 16, "head_dim": 8, "word_dim": 8, "relation_dim": 8},
-               "head": {"flat_mlp_size": 16}, "optim": {"lr_decay_epochs": []},
-               "train": {"epochs": 2, "batch_size": 8, "max_steps_per_epoch": 2, "num_threads": 1, "device": "cpu"},
-               "eval": {"batch_size": 64, "every_epochs": 1, "predictions": False}}
-QUICK_DATA = {"train_images": 20, "val_images": 6, "test_images": 6, "region_dim": 8, "text_state_dim": 8}
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
@@ -73,6 +54,18 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     for key, value in update.items():
         out[key] = deep_merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else copy.deepcopy(value)
     return out
+
+
+# The retraining budget of bench/bench_search_quality.py (so that its figures and the oracle's
+# can be read side by side; ITM with in-batch negatives only, as there), validated every epoch:
+# the oracle keeps each seed's validation history.
+TRAIN = {task: deep_merge(settings, {"eval": {"every_epochs": 1}}) for task, settings in SEARCH_QUALITY_TRAIN.items()}
+QUICK_DEPTHS = (2, 3)
+QUICK_TRAIN = {"model": {"hidden": 16, "head_dim": 8, "word_dim": 8, "relation_dim": 8},
+               "head": {"flat_mlp_size": 16}, "optim": {"lr_decay_epochs": []},
+               "train": {"epochs": 2, "batch_size": 8, "max_steps_per_epoch": 2, "num_threads": 1, "device": "cpu"},
+               "eval": {"batch_size": 64, "every_epochs": 1, "predictions": False}}
+QUICK_DATA = {"train_images": 20, "val_images": 6, "test_images": 6, "region_dim": 8, "text_state_dim": 8}
 
 
 def benchmark_settings(args: argparse.Namespace, data_root: str) -> dict[str, Any]:
