@@ -76,3 +76,28 @@ def test_oracle_sample_is_fixed_distinct_and_holds_the_anchors():
     assert len(oracle_sample(1, 1, 8, pools={"enc": ["self_att", "feed_forward"], "dec": ["self_att", "guided_att", "rel_self_att", "feed_forward"]})) == 8
     with pytest.raises(ValueError, match="sample size"):
         oracle_sample(1, 1, 9, pools={"enc": ["self_att", "feed_forward"], "dec": ["self_att", "guided_att", "rel_self_att", "feed_forward"]})
+
+
+def _one_thread_cell(cell, settings, work_dir):
+    import torch
+
+    torch.set_num_threads(1)  # as the benchmark cells do
+    return {"value": cell.params["x"] * 2}
+
+
+def test_in_process_cells_give_the_callers_thread_count_back(tmp_path):
+    """A benchmark run in-process (workers=1, as the quick tests do) must not leave the rest of the
+    process on one torch thread: kernels then pick other algorithms and results change in the last bits."""
+    import torch
+
+    from mmsearch.evaluation.cells import Cell, cell_path, run_cells
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        results = run_cells([Cell("a", {"x": 1}), Cell("b", {"x": 2})], _one_thread_cell, {}, tmp_path, workers=1, log=lambda _: None)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert {n: r["value"] for n, r in results.items()} == {"a": 2, "b": 4}
+    assert json.loads(cell_path(tmp_path, "b").read_text())["value"] == 4

@@ -46,8 +46,14 @@ def run_cells(cells: Sequence[Cell], fn: Callable[[Cell, Mapping[str, Any], str]
     pending = [c for c in cells if c.name not in done]
     log(f"{len(cells)} cells: {len(done)} already done, {len(pending)} to run")
     if workers <= 1:
+        import torch
+
+        threads = torch.get_num_threads()
         for cell in pending:
-            done[cell.name] = _run_and_store(fn, cell, settings, str(work))
+            try:
+                done[cell.name] = _run_and_store(fn, cell, settings, str(work))
+            finally:  # cells set their own thread count (and recipes theirs): the caller's comes back
+                torch.set_num_threads(threads)
             log(f"{cell.name} done ({len(done)}/{len(cells)})")
         return done
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
