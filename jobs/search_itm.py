@@ -4,7 +4,7 @@
     python jobs/search_itm.py --smoke-test              # the whole path in about a minute on 2 CPUs
     python jobs/search_itm.py recipe.search.epochs=12 tune.num_samples=2 --name my_search
     python jobs/search_itm.py --then-train              # then retrain the best architecture (Ray Train)
-    python jobs/search_itm.py tune.resources.gpus_per_trial=0.25   # one GPU: four trials share it
+    python jobs/search_itm.py --cpu   # trials on the CPU even where a GPU is found (by default they share it)
     ray job submit --working-dir . -- python jobs/search_itm.py --storage s3://bucket/experiments
 
 Config: configs/search/itm.yaml (recipe:, tune:, dataset: sections). Resubmitting with the same
