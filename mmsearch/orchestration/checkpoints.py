@@ -19,6 +19,11 @@ on storage anymore").
   stays in the history (an epoch after it is computed again instead of lost). The checkpoint
   index continues after the highest existing one, so no later checkpoint overwrites one in
   storage.
+* :class:`ResultFilesToStorage`: a trial retried after a failure starts by copying its result
+  files (``result.json``, ``progress.csv``) back from storage over the driver's own copies (Ray's
+  loggers do, to resume them), and the driver uploads them only every so often: a trial that
+  failed soon after a report lost that report's row. The callback uploads them when the failure
+  is seen, before the retry starts.
 """
 from __future__ import annotations
 
@@ -157,6 +162,20 @@ class CheckpointFallback(tune.Callback):
         trial.run_metadata.invalidate_cache()
 
 
+class ResultFilesToStorage(tune.Callback):
+    """Before a failed trial is retried, its result files in storage are brought up to date (see the module)."""
+
+    FILES = ("result.json", "progress.csv")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        fs, trial_path = trial.storage.storage_filesystem, trial.storage.trial_fs_path
+        for name in self.FILES:
+            local = Path(trial.local_path) / name
+            if local.is_file():
+                fs.create_dir(trial_path, recursive=True)
+                pafs.copy_files(local.as_posix(), posixpath.join(trial_path, name), destination_filesystem=fs)
+
+
 def _exists(fs: pafs.FileSystem, path: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
@@ -165,4 +184,4 @@ def _name(path: str | None) -> str:
     return posixpath.basename(path) if path else "no checkpoint"
 
 
-__all__ = ["MANIFEST", "CheckpointFallback", "checkpoint_dirs", "newest_complete", "read_manifest", "write_manifest"]
+__all__ = ["MANIFEST", "CheckpointFallback", "ResultFilesToStorage", "checkpoint_dirs", "newest_complete", "read_manifest", "write_manifest"]

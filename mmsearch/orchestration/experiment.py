@@ -28,7 +28,7 @@ from mmsearch.config import ConfigError, config_to_dict, validate_config
 from mmsearch import storage
 from mmsearch.orchestration import asha_state
 from mmsearch.orchestration.asha import RungLadder, validate_scheduler
-from mmsearch.orchestration.checkpoints import CheckpointFallback
+from mmsearch.orchestration.checkpoints import CheckpointFallback, ResultFilesToStorage
 from mmsearch.orchestration.cluster import alive_nodes, connect
 from mmsearch.orchestration.credentials import keep_credentials_out_of_runtime_envs
 from mmsearch.orchestration.metrics import TrialMetricsCallback
@@ -250,7 +250,7 @@ def _new_tuner(
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=s.checkpoints_to_keep, checkpoint_score_attribute=s.metric, checkpoint_score_order=s.mode
             ),
-            callbacks=[metrics, CheckpointFallback(), *callbacks],
+            callbacks=[metrics, CheckpointFallback(), ResultFilesToStorage(), *callbacks],
             verbose=verbose,
         ),
     )
@@ -268,14 +268,16 @@ def check_resume(plan: ExperimentPlan) -> bool:
 
 
 def _ensure_resume_callback(tuner: tune.Tuner) -> None:
-    """Experiments started before CheckpointFallback existed get it on resume too."""
+    """Experiments started before CheckpointFallback / ResultFilesToStorage existed get them on resume too."""
     run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)  # no public setter on restore
     if run_config is None:
         log.warning("cannot add the checkpoint fallback to this restored Tuner (Ray's internals changed)")
         return
     callbacks = list(run_config.callbacks or [])
-    if not any(isinstance(c, CheckpointFallback) for c in callbacks):
-        run_config.callbacks = [*callbacks, CheckpointFallback()]
+    for kind in (CheckpointFallback, ResultFilesToStorage):
+        if not any(isinstance(c, kind) for c in callbacks):
+            callbacks.append(kind())
+    run_config.callbacks = callbacks
 
 
 def _check_same_experiment(plan: ExperimentPlan, location: storage.StorageLocation) -> None:
