@@ -23,6 +23,19 @@ os.environ.update(CANARY_CREDENTIALS)
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_given_back():
+    """Every test leaves torch's thread count as it found it: recipes and benchmarks run in process
+    set it from their configs, and kernels on another thread count round differently (a later
+    test's batch-16 and batch-2 features then differed in the last bits)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray instance for the whole test session (num_cpus=2, small object store)."""
