@@ -48,3 +48,28 @@ def test_dashboard_shows_the_four_views_with_experiment_and_storage_filters():
     variables = {v["name"] for v in data["templating"]["list"]}
     assert {"datasource", "experiment", "storage"} <= variables
     assert all(p["datasource"] == "${datasource}" for p in data["panels"])  # works with Ray's Prometheus source
+
+
+def test_a_trial_counts_as_stopped_by_asha_only_when_asha_recorded_it():
+    """The gauge follows ASHA's own record, as the experiment summary does: a trial that ended
+    early for another reason is not 'stopped by ASHA', and FIFO stops nothing."""
+    from types import SimpleNamespace
+
+    from mmsearch.orchestration.metrics import GAUGES, TrialMetricsCallback, count_trials
+
+    def trial(trial_id, status, epoch):
+        return SimpleNamespace(trial_id=trial_id, status=status, last_result={"epoch": epoch}, num_failures=0,
+                               metric_analysis={"loss": {"min": float(epoch)}})
+
+    trials = [trial("a", "TERMINATED", 8), trial("b", "TERMINATED", 3), trial("c", "TERMINATED", 2), trial("d", "RUNNING", 4)]
+    by_record = count_trials(trials, metric="loss", mode="min", max_t=8, stopped_by_asha={"b": {"rung": 3}})
+    assert (by_record.finished, by_record.stopped_by_asha, by_record.running) == (2, 1, 1)
+    by_epochs = count_trials(trials, metric="loss", mode="min", max_t=8)  # no record: ended before max_t
+    assert (by_epochs.finished, by_epochs.stopped_by_asha) == (1, 2)
+
+    asha = SimpleNamespace(stopped_trials={"c": {"rung": 2}})
+    callback = TrialMetricsCallback("exp", metric="loss", mode="min", max_t=8, scheduler=asha)
+    callback._gauges = {name: SimpleNamespace(set=lambda *a, **k: None) for name in GAUGES}  # no Ray needed
+    assert callback.publish(trials).stopped_by_asha == 1
+    callback.scheduler = SimpleNamespace()  # FIFO: no record, nothing stopped by ASHA
+    assert callback.publish(trials).stopped_by_asha == 0

@@ -228,7 +228,8 @@ def _new_tuner(
         s.searcher, plan.space, metric=s.metric, mode=s.mode, max_concurrent=concurrency, seed=s.searcher_seed
     )
     root = storage.resolve_storage(s.storage_path, s.s3_endpoint_url)
-    metrics = TrialMetricsCallback(s.experiment_name, metric=s.metric, mode=s.mode, max_t=plan.max_t, storage=root.uri)
+    metrics = TrialMetricsCallback(s.experiment_name, metric=s.metric, mode=s.mode, max_t=plan.max_t, storage=root.uri,
+                                   scheduler=scheduler)
     return tune.Tuner(
         trainable,
         param_space=plan.space.param_space,

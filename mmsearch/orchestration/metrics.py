@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any
+from typing import Any, Collection
 
 from ray.tune import Callback
 
@@ -66,8 +66,12 @@ class TrialCounts:
         return dataclasses.asdict(self)
 
 
-def count_trials(trials: list[Any], *, metric: str, mode: str, max_t: int) -> TrialCounts:
-    """Classify Tune trials by state; the best value of ``metric`` so far; epochs, failures, retries."""
+def count_trials(trials: list[Any], *, metric: str, mode: str, max_t: int,
+                 stopped_by_asha: Collection[str] | None = None) -> TrialCounts:
+    """Classify Tune trials by state; the best value of ``metric`` so far; epochs, failures, retries.
+
+    A terminated trial counts as stopped by ASHA when ASHA's own record (``stopped_by_asha``, trial
+    ids: what the experiment summary reads too) names it; without a record, when it ended before ``max_t``."""
     counts = dict.fromkeys(STATES, 0)
     best: float | None = None
     epochs = failures = retries = 0
@@ -77,7 +81,8 @@ def count_trials(trials: list[Any], *, metric: str, mode: str, max_t: int) -> Tr
         if status == "ERROR":
             counts["errored"] += 1
         elif status == "TERMINATED":
-            counts["finished" if last_epoch >= max_t else "stopped_by_asha"] += 1
+            stopped = trial.trial_id in stopped_by_asha if stopped_by_asha is not None else last_epoch < max_t
+            counts["stopped_by_asha" if stopped else "finished"] += 1
         elif status in ("RUNNING", "PAUSED"):
             counts["running"] += 1
         else:
@@ -96,8 +101,9 @@ class TrialMetricsCallback(Callback):
     """Publishes :class:`TrialCounts` as Ray gauges, at most every ``min_interval_s`` while running."""
 
     def __init__(self, experiment: str, *, metric: str, mode: str, max_t: int, storage: str = "",
-                 min_interval_s: float = 2.0) -> None:
+                 min_interval_s: float = 2.0, scheduler: Any = None) -> None:
         self.experiment = experiment
+        self.scheduler = scheduler  # ASHA (PersistentASHAScheduler: its stopped_trials record), FIFO, or None
         self.storage = storage  # the storage root (URI), to tell apart experiments of the same name
         self.metric = metric
         self.mode = mode
@@ -116,7 +122,9 @@ class TrialMetricsCallback(Callback):
         return self._gauges
 
     def publish(self, trials: list[Any]) -> TrialCounts:
-        counts = count_trials(trials, metric=self.metric, mode=self.mode, max_t=self.max_t)
+        scheduler = getattr(self, "scheduler", None)
+        record = None if scheduler is None else getattr(scheduler, "stopped_trials", {})  # FIFO stops nothing
+        counts = count_trials(trials, metric=self.metric, mode=self.mode, max_t=self.max_t, stopped_by_asha=record)
         gauges = self._ensure_gauges()
         tags = {"experiment": self.experiment, "storage": getattr(self, "storage", "")}
         for state in STATES:
