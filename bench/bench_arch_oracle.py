@@ -3,7 +3,8 @@
 Ground truth for the search (issue 10). Per task (VQA, ITM, VG) on the default embedded data set
 (``ensure_dataset()``), at the search's depth and width (4 + 6 blocks, H=64, the pools of
 ``configs/search/<task>.yaml``): ``--archs`` architectures (``mmsearch.evaluation.oracle_sample``:
-MCAN, MMnas's MCAN-like prior, then distinct uniform draws seeded by ``--sample-seed``), each
+MCAN, MMnas's MCAN-like prior, then distinct uniform draws seeded by ``--sample-seed``) plus the
+survey's six fusion patterns (``fusion_<pattern>``, the shipped fusion specs; ``--no-fusion``), each
 trained from scratch by ``train_derived`` at one fixed budget (the retraining budget of
 ``bench/bench_search_quality.py``: VQA and VG 8 epochs, x0.2 at 6 and 8; ITM 5 epochs, x0.2 at 4)
 with ``--seeds`` training seeds; validation after every epoch (the history is kept: it is the
@@ -70,10 +71,11 @@ QUICK_DATA = {"train_images": 20, "val_images": 6, "test_images": 6, "region_dim
 
 def benchmark_settings(args: argparse.Namespace, data_root: str) -> dict[str, Any]:
     """Everything that decides the results (stored with them; a work directory holds one setting)."""
-    from mmsearch.evaluation import oracle_sample
+    from mmsearch.evaluation.sample import fusion_anchors, oracle_sample
 
     quick = bool(args.quick)
     depths = QUICK_DEPTHS if quick else DEPTHS
+    sample = oracle_sample(*depths, args.archs, seed=args.sample_seed) + (fusion_anchors() if args.fusion else [])
     return {
         "quick": quick,
         "data_root": data_root,
@@ -81,7 +83,7 @@ def benchmark_settings(args: argparse.Namespace, data_root: str) -> dict[str, An
         "tasks": list(args.tasks),
         "depths": list(depths),
         "sample_seed": args.sample_seed,
-        "archs": [[label, spec.to_dict()] for label, spec in oracle_sample(*depths, args.archs, seed=args.sample_seed)],
+        "archs": [[label, spec.to_dict()] for label, spec in sample],
         "seeds": list(range(args.seeds)),
         "train": {t: copy.deepcopy(QUICK_TRAIN if quick else TRAIN[t]) for t in args.tasks},
     }
@@ -205,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny synthetic data and models (seconds)")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--archs", type=int, default=34, help="architectures in the sample (MCAN and the prior included; >= 32 + 2)")
+    parser.add_argument("--no-fusion", dest="fusion", action="store_false",
+                        help="leave out the six fusion patterns (fusion_<pattern>, added to the sample by default)")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per architecture")
     parser.add_argument("--sample-seed", type=int, default=0, help="seed of the architecture sample")
     parser.add_argument("--workers", type=int, default=2, help="pool processes (1 = in this process)")

@@ -89,7 +89,8 @@ def run_cell(cell: Any, settings: Mapping[str, Any], work_dir: str) -> dict[str,
         data = oracle_bench.task_data(oracle["settings"], cfg.data)
         run_search(cfg, LocalContext(out), data)
         search_cpu = time.process_time() - cpu
-        scores = supernet_estimates(cfg, out, data, {a["label"]: a["spec"] for a in oracle["archs"]})
+        # the MMnas supernet scores the architectures of its own space (not the fusion patterns)
+        scores = supernet_estimates(cfg, out, data, {a["label"]: a["spec"] for a in oracle["archs"] if "blocks" not in a["spec"]})
         return {**p, "scores": scores, "cpu_s": search_cpu, "scoring_cpu_s": time.process_time() - cpu - search_cpu}
     from mmsearch.recipes.context import LocalContext
     from mmsearch.recipes.train_derived import train_derived
@@ -124,7 +125,7 @@ def estimators(settings: Mapping[str, Any], task: str, results: Mapping[str, Map
     for strategy in settings["strategies"]:
         runs = [results[f"search_{task}_{strategy}_seed{seed}"] for seed in settings["search_seeds"]]
         per_seed = [score_estimator(archs, r["scores"], k=settings["k"]) for r in runs]
-        mean = {lab: statistics.fmean(r["scores"][lab] for r in runs) for lab in labels}
+        mean = {lab: statistics.fmean(r["scores"][lab] for r in runs) for lab in labels if lab in runs[0]["scores"]}
         out[f"oneshot_{strategy}"] = {"score": score_estimator(archs, mean, k=settings["k"]), "per_seed": per_seed,
                                       "kendall_tau_per_seed": [s["kendall_tau"] for s in per_seed],
                                       "cpu_s": sum(r["cpu_s"] for r in runs), "estimates": mean}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Any, Mapping, Sequence
 
-from mmsearch.nas import DEFAULT_POOLS, ArchSpec, mcan_prior_spec, random_spec
+from mmsearch.nas import DEFAULT_POOLS, PATTERNS, ArchSpec, FusionSpec, mcan_prior_spec, pattern_spec, random_spec
 
 ANCHORS = ("mcan", "mmnas_prior")
 SHORT = {"self_att": "SA", "guided_att": "GA", "rel_self_att": "RSA", "feed_forward": "FFN"}
@@ -32,20 +32,41 @@ def anchor(name: str, enc_depth: int, dec_depth: int) -> ArchSpec:
     raise ValueError(f"unknown anchor {name!r}; anchors: {', '.join(ANCHORS)}")
 
 
+def _fusion(spec: ArchSpec | FusionSpec | Mapping[str, Any]) -> FusionSpec | None:
+    """The fusion spec, if ``spec`` is one (fusion specs have ``blocks``, MMnas genotypes ``enc``/``dec``)."""
+    if isinstance(spec, FusionSpec):
+        return spec
+    return FusionSpec.from_dict(spec) if isinstance(spec, Mapping) and "blocks" in spec else None
+
+
 def _ops(spec: ArchSpec | Mapping[str, Any], chain: str) -> tuple[str, ...]:
     blocks = getattr(spec, chain) if isinstance(spec, ArchSpec) else spec[chain]
     return tuple(b if isinstance(b, str) else b[0] for b in blocks)
 
 
-def arch_key(spec: ArchSpec | Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """What makes two architectures the same: their encoder and decoder op sequences."""
+def arch_key(spec: ArchSpec | FusionSpec | Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What makes two architectures the same: their encoder and decoder op sequences (a fusion
+    spec: ``("fusion",)`` and its blocks' ``stream:op`` labels)."""
+    fusion = _fusion(spec)
+    if fusion is not None:
+        return ("fusion",), tuple(b.label for b in fusion.blocks)
     return _ops(spec, "enc"), _ops(spec, "dec")
 
 
-def arch_line(spec: ArchSpec | Mapping[str, Any]) -> str:
-    """``"SA FFN | RSA GA FFN"``."""
+def arch_line(spec: ArchSpec | FusionSpec | Mapping[str, Any]) -> str:
+    """``"SA FFN | RSA GA FFN"``; a fusion spec: ``"co_attention: both:co_att text:FFN ..."``."""
+    fusion = _fusion(spec)
+    if fusion is not None:
+        return f"{fusion.pattern or 'fusion'}: " + " ".join(
+            (f"{b.stream}:" if b.stream else "") + SHORT.get(b.op, b.op) for b in fusion.blocks)
     enc, dec = arch_key(spec)
     return " ".join(SHORT.get(o, o) for o in enc) + " | " + " ".join(SHORT.get(o, o) for o in dec)
+
+
+def fusion_anchors() -> list[tuple[str, FusionSpec]]:
+    """The survey's interaction patterns as (``fusion_<pattern>``, spec): the shipped fusion specs,
+    at their own depth (an oracle holds them next to the MMnas-space sample)."""
+    return [(f"fusion_{name}", pattern_spec(name)) for name in PATTERNS]
 
 
 def oracle_sample(enc_depth: int, dec_depth: int, size: int, *, seed: int = 0,
@@ -68,4 +89,4 @@ def oracle_sample(enc_depth: int, dec_depth: int, size: int, *, seed: int = 0,
     return out
 
 
-__all__ = ["ANCHORS", "anchor", "arch_key", "arch_line", "mcan_spec", "oracle_sample"]
+__all__ = ["ANCHORS", "anchor", "arch_key", "arch_line", "fusion_anchors", "mcan_spec", "oracle_sample"]
