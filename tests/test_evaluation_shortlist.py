@@ -5,7 +5,8 @@ import pytest
 
 from mmsearch.config import ConfigError, validate_config
 from mmsearch.evaluation import ShortlistSettings, pick_winner, shortlist_candidates
-from mmsearch.evaluation.shortlist import block_entropy, estimate_vs_retrained, search_agreement
+from mmsearch.evaluation.shortlist import estimate_vs_retrained, search_agreement
+from mmsearch.nas import block_entropy
 
 PRIOR = {"enc": ["self_att", "feed_forward"], "dec": ["rel_self_att", "guided_att"]}  # mmnas_prior at 2 + 2
 OTHER = {"enc": ["feed_forward", "feed_forward"], "dec": ["guided_att", "guided_att"]}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -60,6 +61,12 @@ def test_round_trip_with_all_metadata(tmp_path):
     path = save_arch_spec(spec, tmp_path / "arch.json")
     raw = json.loads(path.read_text())
     assert raw["enc"] == [["self_att"], ["feed_forward"]]  # MMnas's genotype shape
+    # the file says how sure the search was, per block: entropy in nats and over log(K)
+    entropy = raw["entropy"]
+    assert entropy["enc"] == pytest.approx([-(0.7 * math.log(0.7) + 0.3 * math.log(0.3)), -(0.2 * math.log(0.2) + 0.8 * math.log(0.8))])
+    assert entropy["dec"][2] == pytest.approx(math.log(4)) and entropy["normalized"][4] == pytest.approx(1.0)
+    assert entropy["normalized"][0] == pytest.approx(entropy["enc"][0] / math.log(2))
+    assert entropy["normalized_mean"] == pytest.approx(sum(entropy["normalized"]) / 5)
     loaded = load_arch_spec(path)
     assert loaded == spec
     assert not list(tmp_path.glob(".*tmp"))  # atomic write left no scratch file

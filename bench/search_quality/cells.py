@@ -129,7 +129,7 @@ def cell_path(work: Path, name: str) -> Path:
 
 
 def _run_search(cell: Cell, settings: Mapping[str, Any], work: Path) -> dict[str, Any]:
-    from mmsearch.nas import arch_entropy
+    from mmsearch.nas import block_entropy
     from mmsearch.recipes.context import LocalContext
     from mmsearch.recipes.search import run_search
 
@@ -138,10 +138,7 @@ def _run_search(cell: Cell, settings: Mapping[str, Any], work: Path) -> dict[str
     context = LocalContext(out)  # resumes from its own checkpoints after a crash
     resumed = context.restored_checkpoint() is not None
     result = run_search(cfg, context, _task_data(settings, cell.task, cfg.data))
-    import torch
-
-    probs = result.final_spec.probs or {}
-    entropy = arch_entropy({c: torch.tensor(probs[c]).clamp_min(1e-300).log() for c in ("enc", "dec")})
+    entropy = block_entropy(result.final_spec.probs or {})
     last = result.history[-1]
     return {
         "strategy": cell.params["strategy"],

@@ -22,7 +22,7 @@ from pydantic import Field
 from mmsearch.config import config_dataclass
 from mmsearch.evaluation.oracle import kendall_tau
 from mmsearch.evaluation.sample import anchor, arch_key, arch_line
-from mmsearch.nas import ArchSpec
+from mmsearch.nas import ArchSpec, block_entropy
 
 
 @config_dataclass
@@ -130,18 +130,5 @@ def search_agreement(specs: Sequence[Mapping[str, Any]], pools: Mapping[str, Seq
             "chance": chance_agreement(pools, depths) if specs else math.nan}
 
 
-def block_entropy(probs: Mapping[str, Sequence[Sequence[float]]]) -> dict[str, Any]:
-    """Per block entropy (nats) of the op probabilities, per chain, and each normalised by log(K)."""
-    out: dict[str, Any] = {}
-    normalized = []
-    for chain in ("enc", "dec"):
-        rows = [[float(p) for p in row] for row in probs.get(chain, [])]
-        out[chain] = [-sum(p * math.log(p) for p in row if p > 0) for row in rows]
-        normalized += [e / math.log(len(row)) if len(row) > 1 else 0.0 for e, row in zip(out[chain], rows)]
-    out["normalized"] = normalized
-    out["normalized_mean"] = statistics.fmean(normalized) if normalized else math.nan
-    return out
-
-
-__all__ = ["ShortlistSettings", "agreement", "block_entropy", "chance_agreement", "estimate_vs_retrained", "pick_winner",
+__all__ = ["ShortlistSettings", "agreement", "chance_agreement", "estimate_vs_retrained", "pick_winner",
            "search_agreement", "shortlist_candidates"]

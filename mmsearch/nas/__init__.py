@@ -26,6 +26,7 @@ optimisers' state dicts and the global torch RNG next to it.
 from mmsearch.nas.arch_spec import (
     DEFAULT_POOLS,
     ArchSpec,
+    block_entropy,
     load_arch_spec,
     mcan_prior_spec,
     named_spec,
@@ -89,6 +90,7 @@ __all__ = [
     "Supernet",
     "SupernetConfig",
     "arch_entropy",
+    "block_entropy",
     "arch_step",
     "block_probabilities",
     "derive",

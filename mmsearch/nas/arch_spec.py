@@ -2,7 +2,8 @@
 
 The file shape is MMnas's ``arch/*.json`` genotype, ``{"enc": [["self_att"], ...], "dec": [[...], ...]}``,
 one single-op list per block, plus optional keys this project adds: ``probs`` (per chain, per
-block, per candidate), ``op_pools``, ``seed``, ``config``, ``epoch``, ``task``, ``source``.
+block, per candidate), ``entropy`` (written with ``probs``, derived from them: :func:`block_entropy`),
+``op_pools``, ``seed``, ``config``, ``epoch``, ``task``, ``source``.
 MMnas's published files wrap the genotype in ``{"epochN": {...}}``; :func:`load_arch_spec`
 reads them as they are and picks the requested or the latest epoch.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -26,6 +28,24 @@ from mmsearch.ops import OPS
 CHAINS = ("enc", "dec")
 SPECS_DIR = Path(__file__).resolve().parent / "specs"
 _EPOCH_KEY = re.compile(r"^epoch(\d+)$")
+
+
+def block_entropy(probs: Mapping[str, Sequence[Sequence[float]]]) -> dict[str, Any]:
+    """How sure a search is, per block: the entropy (nats) of each block's op probabilities, per
+    chain (``enc``, ``dec``), the chain means (``enc_mean``, ``dec_mean``), each block's entropy over
+    log(K) (``normalized``: 1.0 = uniform over the K candidates, 0.0 = certain) and their mean
+    (``normalized_mean``)."""
+    out: dict[str, Any] = {}
+    normalized: list[float] = []
+    for chain in CHAINS:
+        rows = [[float(p) for p in row] for row in probs.get(chain, [])]
+        out[chain] = [-sum(p * math.log(p) for p in row if p > 0) for row in rows]
+        out[f"{chain}_mean"] = sum(out[chain]) / len(rows) if rows else 0.0
+        normalized += [e / math.log(len(row)) if len(row) > 1 else 0.0 for e, row in zip(out[chain], rows)]
+    out["normalized"] = normalized
+    out["normalized_mean"] = sum(normalized) / len(normalized) if normalized else 0.0
+    return out
+
 
 #: Default candidate pools (MMnas's ``enc_safe`` / ``dec_safe``).
 DEFAULT_POOLS: dict[str, tuple[str, ...]] = {
@@ -163,6 +183,7 @@ class ArchSpec:
         }
         if self.probs is not None:
             out["probs"] = {c: [list(row) for row in self.probs[c]] for c in CHAINS}
+            out["entropy"] = block_entropy(out["probs"])
         if self.op_pools is not None:
             out["op_pools"] = {c: [rename(n) for n in self.op_pools[c]] for c in CHAINS}
         for key in ("seed", "config", "epoch", "task", "source"):
@@ -176,12 +197,12 @@ class ArchSpec:
         """Parse a genotype dict (ours or MMnas's); ``defaults`` fill metadata the dict lacks."""
         if not isinstance(data, Mapping) or "enc" not in data or "dec" not in data:
             raise ValueError("an architecture needs 'enc' and 'dec' lists of blocks")
-        known = {"enc", "dec", "probs", "op_pools", "seed", "config", "epoch", "task", "source"}
+        known = {"enc", "dec", "probs", "entropy", "op_pools", "seed", "config", "epoch", "task", "source"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown architecture keys {unknown}; known keys: {sorted(known)}")
         kwargs: dict[str, Any] = dict(defaults)
-        kwargs.update({k: v for k, v in data.items() if k not in ("enc", "dec")})
+        kwargs.update({k: v for k, v in data.items() if k not in ("enc", "dec", "entropy")})  # entropy: derived from probs
         return cls(enc=_blocks(data["enc"], "enc"), dec=_blocks(data["dec"], "dec"), **kwargs)
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from mmsearch.nas.arch_spec import CHAINS, ArchSpec
+from mmsearch.nas.arch_spec import CHAINS, ArchSpec, block_entropy
 
 AlphaState = Mapping[str, Tensor]  # {"enc": [enc_depth, K_enc], "dec": [dec_depth, K_dec]} logits
 Probabilities = Callable[[Tensor], Tensor]
@@ -41,24 +41,11 @@ def block_probabilities(alpha_state: AlphaState, probabilities: Probabilities | 
 
 
 def arch_entropy(alpha_state: AlphaState, probabilities: Probabilities | None = None) -> dict[str, Any]:
-    """Entropy (nats) of every block's candidate distribution.
-
-    Returns ``{"enc": [...], "dec": [...]}`` per block, their means ``enc_mean`` / ``dec_mean``,
-    and ``normalized_mean``: the mean over all blocks of entropy / log(K), 1.0 = uniform,
-    0.0 = every block certain.
-    """
+    """Entropy of every block's candidate distribution: :func:`~mmsearch.nas.arch_spec.block_entropy`
+    of the architecture weights' probabilities (per block in nats, ``enc_mean`` / ``dec_mean``,
+    ``normalized_mean``: 1.0 = uniform, 0.0 = every block certain)."""
     probs = block_probabilities(alpha_state, probabilities)
-    out: dict[str, Any] = {}
-    normalized: list[float] = []
-    for chain in CHAINS:
-        p = probs[chain]
-        ent = -(p * torch.log(p.clamp(min=1e-300))).sum(-1)
-        out[chain] = [float(e) for e in ent]
-        out[f"{chain}_mean"] = float(ent.mean()) if len(ent) else 0.0
-        k = p.shape[1]
-        normalized += [float(e) / math.log(k) if k > 1 else 0.0 for e in ent]
-    out["normalized_mean"] = sum(normalized) / len(normalized) if normalized else 0.0
-    return out
+    return block_entropy({chain: probs[chain].tolist() for chain in CHAINS})
 
 
 def derive(

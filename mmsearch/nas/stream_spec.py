@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from mmsearch.io import atomic_write_json
-from mmsearch.nas.arch_spec import SPECS_DIR, ArchSpec, load_arch_spec, named_spec, named_specs
+from mmsearch.nas.arch_spec import SPECS_DIR, ArchSpec, block_entropy, load_arch_spec, named_spec, named_specs
 from mmsearch.ops import OPS, PAIR_OPS
 
 STREAMS = ("text", "image", "both", "joint")
@@ -63,7 +63,7 @@ DEFAULT_FUSION_POOL = (
     "joint:joint_rel_self_att",
     "joint:feed_forward",
 )
-_KEYS = {"blocks", "pattern", "description", "stages", "probs", "op_pools", "seed", "config", "epoch", "task", "source"}
+_KEYS = {"blocks", "pattern", "description", "stages", "probs", "entropy", "op_pools", "seed", "config", "epoch", "task", "source"}
 
 
 def allowed_ops(stream: str) -> tuple[str, ...]:
@@ -247,6 +247,8 @@ class FusionSpec:
             elif key == "probs":
                 value = {s: [list(r) for r in value[s]] for s in STAGES}
             out[key] = dict(value) if key == "config" else value
+            if key == "probs":
+                out["entropy"] = block_entropy(value)
         return out
 
     @classmethod
@@ -256,7 +258,7 @@ class FusionSpec:
         unknown = sorted(set(data) - _KEYS)
         if unknown:
             raise ValueError(f"unknown fusion-spec keys {unknown}; known keys: {sorted(_KEYS)}")
-        kwargs = {**defaults, **{k: v for k, v in data.items() if k != "blocks"}}
+        kwargs = {**defaults, **{k: v for k, v in data.items() if k not in ("blocks", "entropy")}}  # entropy: derived from probs
         return cls(blocks=tuple(parse_block(i, b) for i, b in enumerate(data["blocks"])), **kwargs)
 
     @classmethod

@@ -39,7 +39,8 @@ from typing import Any, Mapping
 from mmsearch.config import ConfigError, apply_overrides, config_to_dict, read_yaml, validate_config
 from mmsearch.heads import PRIMARY_METRIC
 from mmsearch.evaluation import ShortlistSettings, pick_winner, shortlist_candidates
-from mmsearch.evaluation.shortlist import block_entropy, estimate_vs_retrained, search_agreement
+from mmsearch.evaluation.shortlist import estimate_vs_retrained, search_agreement
+from mmsearch.nas import block_entropy
 from mmsearch.orchestration.asha import validate_scheduler
 from mmsearch.orchestration.jobs_config import resolve_path
 from mmsearch.orchestration.settings import SchedulerSettings, TuneSettings
