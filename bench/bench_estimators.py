@@ -8,7 +8,10 @@ top-5 regret on test):
 * ``oneshot_<strategy>``: the current one-shot estimate. One search per ``--search-seeds`` seed
   (``run_search``, uniform initial architecture weights, the oracle's depth and width, the
   settings of ``configs/search/<task>.yaml`` otherwise), then its supernet scores every oracle
-  architecture on val (``mmsearch.evaluation.oneshot``); scored per seed, and the mean over seeds;
+  architecture on val (``mmsearch.evaluation.oneshot``); scored per seed, and the mean over seeds.
+  Strategies: MMnas's ``proxyless``, ``darts``, ``spos`` and, from the literature, ``fair``
+  (FairNAS's strictly fair path sampling, ``mmsearch.nas.fair``: every candidate trains equally
+  often, the bias SPOS's ranking suffers from; 4 paths per weight step);
 * ``short_k<k>``: a short standalone training of ``k`` epochs (``--short-epochs``) of every oracle
   architecture with a training seed the oracle does not use (100), scored by its val metric after
   epoch ``k`` (the schedule is the oracle's, cut at ``k``, as ASHA's first rungs see it).
@@ -142,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="build a tiny synthetic oracle in the work dir and score against it")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--oracle-dir", default=None, help="where arch_oracle_<task>.json are (default bench/results)")
-    parser.add_argument("--strategies", nargs="+", default=["proxyless", "darts", "spos"])
+    parser.add_argument("--strategies", nargs="+", default=["proxyless", "darts", "spos", "fair"])
     parser.add_argument("--search-seeds", type=int, default=3)
     parser.add_argument("--short-epochs", type=int, nargs="+", default=[1, 2], help="k of the short-training proxy")
     parser.add_argument("--k", type=int, default=5, help="shortlist size of the top-k regret")

@@ -28,9 +28,9 @@ def _identical(a, b) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-def test_registry_lists_the_three_strategies():
-    assert STRATEGIES.names() == ["proxyless", "darts", "spos"]
-    with pytest.raises(ConfigError, match="known strategies: proxyless, darts, spos"):
+def test_registry_lists_the_strategies():
+    assert STRATEGIES.names() == ["proxyless", "darts", "spos", "fair"]
+    with pytest.raises(ConfigError, match="known strategies: proxyless, darts, spos, fair"):
         load_config(SupernetConfig, {"net": {"vocab_size": 10}, "strategy": "enas"})
 
 
@@ -54,7 +54,7 @@ def test_alpha_moves_only_in_arch_steps_and_weights_only_in_weight_steps(strateg
         assert _identical(w_before, weights)  # the architecture step never changes network weights
         for p, g in zip(weights, grads_before):  # ... nor their gradients (no weight backward)
             assert (p.grad is None and g is None) or torch.equal(p.grad, g)
-        if strategy != "spos" or step >= 2:  # spos seeds its loss statistics in the first two steps
+        if strategy not in ("spos", "fair") or step >= 2:  # spos and fair seed their loss statistics in two steps
             assert not _identical(alpha_before, supernet.arch_parameters())
 
 
@@ -247,7 +247,7 @@ def test_state_dict_resumes_path_sampling_exactly(strategy):
         a = supernet.strategy.weight_plan(supernet, warmup=False)
         b = resumed.strategy.weight_plan(resumed, warmup=False)
         assert a.enc.index == b.enc.index and a.dec.index == b.dec.index
-    if strategy == "spos":
+    if strategy in ("spos", "fair"):
         assert resumed.strategy.count == supernet.strategy.count == 3
         assert resumed.strategy.loss_mean == supernet.strategy.loss_mean
 
@@ -259,3 +259,34 @@ def test_different_seeds_sample_different_paths():
         plans.append([supernet.strategy.weight_plan(supernet, False).dec.index for _ in range(3)])
     assert plans[0] != plans[1]
 
+
+
+def test_fair_weight_step_trains_every_candidate_equally_and_sums_their_gradients():
+    """FairNAS: one step = 4 paths (the decoder pool's size) covering each decoder candidate once
+    per block and each encoder candidate twice; the update is the sum of the 4 paths' gradients."""
+    supernet, head, _, _ = _setup("fair", enc_depth=2, dec_depth=3)
+    plans = supernet.strategy.weight_plans(supernet, warmup=False)
+    assert len(plans) == 4
+    for block in range(3):
+        assert sorted(p.dec.index[block] for p in plans) == [0, 1, 2, 3]
+    for block in range(2):
+        assert sorted(p.enc.index[block] for p in plans) == [0, 0, 1, 1]
+    assert [p.dec.index for p in plans] != [p.dec.index for p in supernet.strategy.weight_plans(supernet, False)]  # redrawn
+
+    # the gradients of one fair step equal the sum over its paths, each computed on its own
+    batch = make_batch(seed=5)
+    weights = list(supernet.weight_parameters()) + list(head.parameters())
+    generator_state = supernet.strategy.generator.get_state()
+    expected = [torch.zeros_like(w) for w in weights]
+    for plan in supernet.strategy.weight_plans(supernet, warmup=False):
+        for w in weights:
+            w.grad = None
+        objective(supernet(batch, head, plan), batch)[0].backward()
+        for total, w in zip(expected, weights):
+            if w.grad is not None:
+                total += w.grad
+    supernet.strategy.generator.set_state(generator_state)  # the same 4 paths again
+    optimizer = torch.optim.SGD(weights, lr=0.0)  # lr 0: the step leaves the gradients to compare
+    weight_step(supernet, head, objective, batch, optimizer, clip=None)
+    for total, w in zip(expected, weights):
+        assert torch.allclose(w.grad if w.grad is not None else torch.zeros_like(w), total, atol=1e-6)

@@ -39,7 +39,7 @@ from mmsearch.nas.derived import DerivedNet
 from mmsearch.nas.mixed_op import ChainPlan, MixedOp, PathPlan
 from mmsearch.nas.net_config import NetConfig, SupernetConfig
 from mmsearch.nas.strategy_base import STRATEGIES, SearchStrategy
-from mmsearch.nas import proxyless, darts, spos  # noqa: F401,I001  (registers the strategies, MMnas first)
+from mmsearch.nas import proxyless, darts, spos, fair  # noqa: F401,I001  (registers the strategies, MMnas first)
 from mmsearch.nas.steps import (
     arch_step,
     make_arch_optimizer,

@@ -76,11 +76,11 @@ class SupernetConfig:
     # where the modalities interact and how (mmsearch.nas.fusion_supernet).
     search_space: Literal["mmnas", "fusion"] = "mmnas"
     fusion_pool: tuple[str, ...] = DEFAULT_FUSION_POOL
-    strategy: str = "proxyless"  # a name in mmsearch.nas.STRATEGIES: proxyless | darts | spos
+    strategy: str = "proxyless"  # a name in mmsearch.nas.STRATEGIES: proxyless | darts | spos | fair
     alpha_init: Literal["uniform", "mcan_prior"] = "mcan_prior"  # MMnas overrides its normal init with the prior
     prior_strength: float = 1.0  # mcan_prior: logit +s for the prior op, -s for the others (MMnas: 1)
     warmup_sampling: Literal["alpha", "uniform"] = "alpha"  # proxyless weight-step paths during warm-up
-    spos_momentum: float = 0.05  # spos: EMA rate of the per-op validation record
+    spos_momentum: float = 0.05  # spos, fair: EMA rate of the per-op validation record
     seed: int = 0  # seed of the strategy's path-sampling generator
 
     def __post_init__(self) -> None:

@@ -106,12 +106,18 @@ def weight_step(
     ``warmup`` tells the strategy the architecture weights are frozen (proxyless may then
     sample uniformly, see ``SupernetConfig.warmup_sampling``).
     """
-    plan = supernet.strategy.weight_plan(supernet, warmup)
+    plans = supernet.strategy.weight_plans(supernet, warmup)
     optimizer.zero_grad(set_to_none=True)
-    loss, logs = objective(supernet(batch, head, plan), batch)
-    value = _finite_loss(loss, "weight-step")
-    grad_norm = _optimise(loss, network_weights(supernet, head), optimizer, clip)
-    out: dict[str, Any] = {"loss": value, **logs}
+    params = network_weights(supernet, head)
+    values, logs = [], {}
+    for plan in plans[:-1]:  # several paths (FairNAS): their gradients add up, one optimiser step
+        loss, logs = objective(supernet(batch, head, plan), batch)
+        values.append(_finite_loss(loss, "weight-step"))
+        loss.backward()
+    loss, logs = objective(supernet(batch, head, plans[-1]), batch)
+    values.append(_finite_loss(loss, "weight-step"))
+    grad_norm = _optimise(loss, params, optimizer, clip)
+    out: dict[str, Any] = {**logs, "loss": sum(values) / len(values)}
     if grad_norm is not None:
         out["grad_norm"] = grad_norm
     return out

@@ -8,6 +8,8 @@ A strategy is a small ``nn.Module`` without parameters owned by the supernet. It
 Interface used by :mod:`mmsearch.nas.steps`:
 
 * ``weight_plan(supernet, warmup) -> PathPlan``: the path(s) a weight step trains;
+  ``weight_plans`` (default: that one plan) for strategies that train several paths per step,
+  their gradients summed into one optimiser step (FairNAS);
 * ``arch_update(supernet, head, objective, batch, optimizer) -> dict``: one architecture step
   (it must never change network weights);
 * ``probabilities(alpha) -> Tensor``: per-block candidate probabilities paths are drawn from.
@@ -58,6 +60,9 @@ class SearchStrategy(nn.Module):
     # --- steps -----------------------------------------------------------------------------
     def weight_plan(self, supernet: "Supernet", warmup: bool) -> PathPlan:
         raise NotImplementedError
+
+    def weight_plans(self, supernet: "Supernet", warmup: bool) -> list[PathPlan]:
+        return [self.weight_plan(supernet, warmup)]
 
     def arch_update(self, supernet: "Supernet", head: nn.Module, objective: Objective, batch: Any, optimizer: torch.optim.Optimizer | None) -> dict[str, float]:
         raise NotImplementedError

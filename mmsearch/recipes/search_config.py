@@ -113,7 +113,7 @@ class SearchModelConfig:
 class SearchSettings:
     """The alternating optimisation (MMnas: ``search_vqa.py``)."""
 
-    strategy: str = "proxyless"  # mmsearch.nas.STRATEGIES: proxyless (MMnas) | darts | spos
+    strategy: str = "proxyless"  # mmsearch.nas.STRATEGIES: proxyless (MMnas) | darts | spos | fair
     epochs: int = Field(default=100, ge=1)  # MMnas VQA / VG: 100, ITM: 200
     warmup_epochs: int = Field(default=20, ge=0)  # first epochs with the architecture weights frozen
     warmup_sampling: Literal["alpha", "uniform"] = "alpha"  # proxyless: warm-up paths from the prior or uniform
