@@ -147,6 +147,13 @@ def run_train_cell(cell: Any, settings: Mapping[str, Any], work_dir: str) -> dic
     }
 
 
+def cell_scope(cell: Any, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What decides one cell's result: the shared settings, its task's budget, its architecture."""
+    task = cell.params["task"]
+    return {**{k: v for k, v in settings.items() if k not in ("tasks", "train", "archs")}, **cell.params,
+            "train": settings["train"][task], "arch": dict(settings["archs"])[cell.params["label"]]}
+
+
 def plan_cells(settings: Mapping[str, Any]) -> list[Any]:
     from mmsearch.evaluation.cells import Cell
 
@@ -243,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = benchmark_settings(args, data_root)
     check_work_dir(work, settings)
     start = time.perf_counter()
-    results = run_cells(plan_cells(settings), run_train_cell, settings, work, args.workers, log=lambda line: print(line, flush=True))
+    results = run_cells(plan_cells(settings), run_train_cell, settings, work, args.workers, log=lambda line: print(line, flush=True),
+                        scope=cell_scope)
     run = {"command": provenance.command,
            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {__import__('torch').__version__}",
            "wall_s": time.perf_counter() - start, "workers": args.workers}

@@ -105,6 +105,11 @@ def run_cell(cell: Any, settings: Mapping[str, Any], work_dir: str) -> dict[str,
     return {**p, "score": float(result.metrics["val_metric"]), "cpu_s": time.process_time() - cpu}
 
 
+def cell_scope(cell: Any, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What decides one cell's result: its parameters and the oracle's settings (data, depths, budget)."""
+    return {**cell.params, "oracle_settings": _oracle(settings, cell.params["task"])["settings"]}
+
+
 def plan_cells(settings: Mapping[str, Any]) -> list[Any]:
     from mmsearch.evaluation.cells import Cell
 
@@ -167,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                            "--work-dir", str(oracle_dir)])
     settings = {"tasks": list(args.tasks), "oracle_dir": str(oracle_dir), "strategies": list(args.strategies),
                 "search_seeds": list(range(args.search_seeds)), "short_epochs": list(args.short_epochs), "k": args.k}
-    results = run_cells(plan_cells(settings), run_cell, settings, work, args.workers, log=lambda line: print(line, flush=True))
+    results = run_cells(plan_cells(settings), run_cell, settings, work, args.workers, log=lambda line: print(line, flush=True),
+                        scope=cell_scope)
     out_dir = Path(args.out_dir) if args.out_dir else (work if args.quick else oracle_bench.RESULTS)
     for task in args.tasks:
         oracle = _oracle(settings, task)

@@ -1,5 +1,6 @@
 """Estimator scoring against a tiny oracle file with known answers, and the oracle's sample."""
 import json
+from pathlib import Path
 import math
 
 import pytest
@@ -101,3 +102,79 @@ def test_in_process_cells_give_the_callers_thread_count_back(tmp_path):
         torch.set_num_threads(before)
     assert {n: r["value"] for n, r in results.items()} == {"a": 2, "b": 4}
     assert json.loads(cell_path(tmp_path, "b").read_text())["value"] == 4
+
+
+def test_a_cell_of_other_settings_runs_again_and_unrelated_settings_do_not_matter(tmp_path):
+    from mmsearch.evaluation.cells import Cell, cell_path, run_cells
+
+    cells = [Cell("a", {"x": 1}), Cell("b", {"x": 2})]
+    scope = lambda cell, settings: {"scale": settings["scale"], **cell.params}  # noqa: E731  ("note" decides nothing)
+    lines: list[str] = []
+    run_cells(cells, _one_thread_cell, {"scale": 1, "note": "first"}, tmp_path, workers=1, log=lines.append, scope=scope)
+    stamps = {c.name: cell_path(tmp_path, c.name).stat().st_mtime_ns for c in cells}
+    run_cells(cells, _one_thread_cell, {"scale": 1, "note": "second"}, tmp_path, workers=1, log=lines.append, scope=scope)
+    assert lines[-1] == "2 cells: 2 already done, 0 to run"
+    assert {c.name: cell_path(tmp_path, c.name).stat().st_mtime_ns for c in cells} == stamps
+    run_cells(cells, _one_thread_cell, {"scale": 2, "note": "second"}, tmp_path, workers=1, log=lines.append, scope=scope)
+    assert "2 cells: 0 already done, 2 to run (2 with a result of other settings, run again)" in lines
+    legacy = json.loads(cell_path(tmp_path, "a").read_text())
+    del legacy["settings_digest"]  # a result that cannot say what it was computed under is not trusted
+    cell_path(tmp_path, "a").write_text(json.dumps(legacy))
+    run_cells(cells, _one_thread_cell, {"scale": 2}, tmp_path, workers=1, log=lines.append, scope=scope)
+    assert "2 cells: 1 already done, 1 to run (1 with a result of other settings, run again)" in lines
+
+
+_ORPHAN_SCRIPT = '''
+import os, sys, time
+from pathlib import Path
+from mmsearch.evaluation.cells import Cell, run_cells
+
+def sleeper(cell, settings, work):
+    Path(work, cell.name + ".pid").write_text(str(os.getpid()))
+    time.sleep(120)
+    return {}
+
+if __name__ == "__main__":
+    run_cells([Cell("a"), Cell("b")], sleeper, {}, Path(sys.argv[1]), workers=2, log=lambda _: None)
+'''
+
+
+def test_pool_workers_end_with_a_killed_run(tmp_path):
+    """kill -9 of a benchmark run must not leave workers behind that go on writing cell results
+    into a work directory that may have been reused since."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "run.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    run = subprocess.Popen([sys.executable, str(script), str(tmp_path)], cwd=Path(__file__).resolve().parents[1])
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("*.pid"))) < 2 and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.2)
+        workers = [int(p.read_text()) for p in tmp_path.glob("*.pid")]
+        assert len(workers) == 2
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    deadline = time.monotonic() + 20
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in workers if _running(pid)]
+    assert alive == []
+
+
+def _running(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (dead, not yet reaped by init) counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
