@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -131,7 +132,15 @@ def test_quiet_by_default_and_verbose_on_request(monkeypatch):
         monkeypatch.setenv(quiet.VERBOSE_ENV, "0")
         context = quiet.quiet_data_context(ray_data.DataContext.get_current().copy())
         assert context.print_on_execution_start is False
-        quiet.quiet_loggers()
+        monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+        transformers_logging = pytest.importorskip("transformers.utils.logging")
+        bars = transformers_logging.is_progress_bar_enabled()
+        try:
+            quiet.quiet_loggers()
+            assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"  # read where transformers is imported later
+            assert transformers_logging.is_progress_bar_enabled() is False  # and where it is imported already
+        finally:
+            (transformers_logging.enable_progress_bar if bars else transformers_logging.disable_progress_bar)()
         assert all(logging.getLogger(n).level == level for n, level in quiet.QUIET_LOGGERS.items())
         assert logging.getLogger("ray.data._internal.progress").getEffectiveLevel() == logging.ERROR
         assert logging.getLogger("ray.train._internal.storage").getEffectiveLevel() == logging.WARNING

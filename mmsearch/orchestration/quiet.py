@@ -7,6 +7,8 @@ What is silenced, with Ray's own knobs, in the driver and (through the job's
 * Ray Train's ``Checkpoint successfully created at: ...`` line per checkpoint (an INFO record of
   the ``ray.train`` storage loggers; raised to WARNING), and Ray Data's notes about its progress
   display (``QUIET_LOGGERS``);
+* the Hugging Face loading bars (``Loading weights: 100%|...``, once per encoder actor):
+  ``HF_HUB_DISABLE_PROGRESS_BARS``, and transformers' own switch where it is already imported;
 * Ray Data's ``Starting execution`` / ``Execution plan`` lines (``DataContext.print_on_execution_start``,
   set in the driver and on the contexts mmsearch's Ray Data readers create in the trials),
   and its progress when written as log blocks (stdout not a terminal; its bars in a terminal stay,
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any, MutableMapping
 
 VERBOSE_ENV = "MMSEARCH_VERBOSE"
@@ -60,10 +63,20 @@ def runtime_env_hook(environ: MutableMapping[str, str] = os.environ) -> dict[str
 
 
 def quiet_loggers() -> None:
-    """Raise Ray's routine INFO loggers to WARNING in this process (every worker runs this first,
-    as the job's ``worker_process_setup_hook``: standard library only, nothing is imported)."""
+    """Raise Ray's routine INFO loggers to WARNING in this process and turn off the Hugging Face
+    loading bars (every worker runs this first, as the job's ``worker_process_setup_hook``:
+    standard library only, nothing is imported)."""
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
+    quiet_progress_bars()
+
+
+def quiet_progress_bars(environ: MutableMapping[str, str] = os.environ) -> None:
+    """No ``Loading weights`` bars: huggingface_hub's switch (read when transformers is imported)
+    and, where transformers is imported already, its own."""
+    environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 def quiet_data_context(context: Any) -> Any:
@@ -82,4 +95,5 @@ def quiet_process() -> None:
 
 
 __all__ = ["QUIET_LOGGERS", "VERBOSE_ENV", "is_quiet", "is_verbose", "quiet_data_context", "quiet_loggers", "quiet_process",
+           "quiet_progress_bars",
            "runtime_env_hook", "set_verbose"]
