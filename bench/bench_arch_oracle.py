@@ -199,6 +199,32 @@ def oracle_file(settings: Mapping[str, Any], task: str, results: Mapping[str, Ma
     }
 
 
+def print_status(settings: Mapping[str, Any], work: Path) -> None:
+    """A run in progress, from its finished cells: per task, every architecture's val and test
+    means over the seeds done so far, best val first, and the seed-to-seed std where 2+ seeds are in."""
+    import statistics
+
+    from mmsearch.evaluation.cells import finished_cells
+
+    cells = plan_cells(settings)
+    results = finished_cells(cells, settings, work, scope=cell_scope)
+    print(f"{len(results)} of {len(cells)} cells done in {work}")
+    for task in settings["tasks"]:
+        rows = []
+        for label, spec in settings["archs"]:
+            done = [results[n] for seed in settings["seeds"] if (n := f"{task}_{label}_seed{seed}") in results]
+            if done:
+                metric = done[0]["metric"]
+                vals, tests = [c["val"][metric] for c in done], [c["test"][metric] for c in done]
+                rows.append((statistics.fmean(vals), statistics.fmean(tests), statistics.stdev(vals) if len(vals) > 1 else None,
+                             len(done), label))
+        stds = [r[2] for r in rows if r[2] is not None]
+        print(f"{task}: {len(rows)} archs started; mean seed-to-seed val std {statistics.fmean(stds):.2f} over {len(stds)} archs"
+              if stds else f"{task}: {len(rows)} archs started")
+        for val, test, std, n, label in sorted(rows, reverse=True):
+            print(f"  {label:32s} val {val:6.2f}{'' if std is None else f' +- {std:.2f}':9s} test {test:6.2f}  ({n} seeds)")
+
+
 def check_work_dir(work: Path, settings: Mapping[str, Any]) -> None:
     """Cells are reused only for the same settings (tasks may be added later)."""
     from mmsearch.io import atomic_write_json
@@ -229,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="pool processes (1 = in this process)")
     parser.add_argument("--data-root", default=None, help="precomputed data set (default: ensure_dataset())")
     parser.add_argument("--work-dir", default=None, help="cells and runs (default runs/bench_arch_oracle[_quick])")
+    parser.add_argument("--status", action="store_true", help="print the finished cells' figures of a run in progress, run nothing")
     parser.add_argument("--out-dir", default=None, help="where arch_oracle_<task>.json go (default bench/results; --quick: the work dir)")
     args = parser.parse_args(argv)
     if args.seeds < 2 or args.archs < 3:
@@ -249,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     provenance = Provenance(__file__, argv)
     settings = benchmark_settings(args, data_root)
     check_work_dir(work, settings)
+    if args.status:
+        print_status(settings, work)
+        return 0
     start = time.perf_counter()
     results = run_cells(plan_cells(settings), run_train_cell, settings, work, args.workers, log=lambda line: print(line, flush=True),
                         scope=cell_scope)

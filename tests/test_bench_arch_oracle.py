@@ -67,5 +67,15 @@ def test_quick_oracle_and_estimators_are_complete_scored_and_resume_without_trai
     report = json.loads(path.read_text())
     assert report["archs"] == raw["archs"]
     check_provenance(report, "bench_arch_oracle.py", oracle_args)
+    capsys.readouterr()
+    assert oracle_bench.main([*oracle_args, "--status"]) == 0  # a run in progress, read from its cells
+    status = capsys.readouterr().out
+    assert "18 of 18 cells done" in status and "vqa: 9 archs started" in status
+    rows = [line.split() for line in status.splitlines()[2:]]
+    assert sorted(r[0] for r in rows) == sorted(a["label"] for a in raw["archs"])
+    by_label = {a["label"]: a for a in raw["archs"]}
+    for row in rows:  # the same means as the oracle file's, best val first
+        assert float(row[2]) == pytest.approx(by_label[row[0]]["val"]["mean"], abs=0.006)
+    assert [float(r[2]) for r in rows] == sorted((float(r[2]) for r in rows), reverse=True)
     with pytest.raises(SystemExit, match="other settings"):
         oracle_bench.main([*oracle_args, "--sample-seed", "1"])

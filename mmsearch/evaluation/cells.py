@@ -62,6 +62,13 @@ def _finished(work: Path, cell: Cell, digest: str) -> dict[str, Any] | None:
     return result if result.get("settings_digest") == digest else None
 
 
+def finished_cells(cells: Sequence[Cell], settings: Mapping[str, Any], work: Path,
+                   scope: Callable[[Cell, Mapping[str, Any]], Any] | None = None) -> dict[str, dict[str, Any]]:
+    """The results of ``cells`` already computed under these settings, by name (nothing is run)."""
+    digests = {c.name: settings_digest(scope(c, settings) if scope else settings) for c in cells}
+    return {c.name: result for c in cells if (result := _finished(work, c, digests[c.name])) is not None}
+
+
 def run_cells(cells: Sequence[Cell], fn: Callable[[Cell, Mapping[str, Any], str], dict[str, Any]], settings: Mapping[str, Any],
               work: Path, workers: int, log: Callable[[str], None] = print,
               scope: Callable[[Cell, Mapping[str, Any]], Any] | None = None) -> dict[str, dict[str, Any]]:
@@ -72,7 +79,7 @@ def run_cells(cells: Sequence[Cell], fn: Callable[[Cell, Mapping[str, Any], str]
     if len(set(names)) != len(names):
         raise ValueError("cell names must be unique")
     digests = {c.name: settings_digest(scope(c, settings) if scope else settings) for c in cells}
-    done = {c.name: result for c in cells if (result := _finished(work, c, digests[c.name])) is not None}
+    done = finished_cells(cells, settings, work, scope)
     pending = [c for c in cells if c.name not in done]
     stale = sum(cell_path(work, c.name).is_file() for c in pending)
     log(f"{len(cells)} cells: {len(done)} already done, {len(pending)} to run"
@@ -99,4 +106,4 @@ def run_cells(cells: Sequence[Cell], fn: Callable[[Cell, Mapping[str, Any], str]
     return done
 
 
-__all__ = ["Cell", "cell_path", "run_cells", "settings_digest"]
+__all__ = ["Cell", "cell_path", "finished_cells", "run_cells", "settings_digest"]
