@@ -124,11 +124,13 @@ def run_train_cell(cell: Any, settings: Mapping[str, Any], work_dir: str) -> dic
     """Train one (task, architecture, seed) from scratch; its val history, final val and test metrics."""
     import torch
 
+    from mmsearch.machine import git_state
     from mmsearch.recipes.context import LocalContext
     from mmsearch.recipes.train_derived import train_derived
     from mmsearch.recipes.train_derived_engine import build_model
 
     torch.set_num_threads(1)
+    code = git_state(REPO)  # a run of hours may span commits: each cell says which code trained it
     task, label, seed = cell.params["task"], cell.params["label"], cell.params["seed"]
     out = Path(work_dir) / "runs" / cell.name
     cfg = train_config(settings, task, dict(settings["archs"])[label], seed, out)
@@ -144,6 +146,7 @@ def run_train_cell(cell: Any, settings: Mapping[str, Any], work_dir: str) -> dic
         "val_history": [m.get("val_metric") for m in result.history],
         "parameters": sum(p.numel() for p in build_model(result.config, data.info).parameters()),
         "train_cpu_s": cpu, "wall_s": wall, "resumed": any(m.get("resumed_from_epoch") for m in result.history),
+        "commit": code["commit"], "dirty": code["dirty"],
     }
 
 
@@ -195,6 +198,9 @@ def oracle_file(settings: Mapping[str, Any], task: str, results: Mapping[str, Ma
             "archs_above_mcan_by_2_std": sum(a["val"]["mean"] > mcan["val"]["mean"] + 2 * max(noise, 1e-12) for a in archs),
         },
         "train_cpu_s": sum(a["train_cpu_s"]["total"] for a in archs),
+        # the code each cell was trained by (a resumed run spans commits)
+        "cell_commits": sorted({str(results[f"{task}_{label}_seed{seed}"].get("commit")) for label, _ in settings["archs"]
+                                for seed in settings["seeds"]}),
         "archs": archs,
     }
 

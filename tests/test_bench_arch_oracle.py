@@ -41,6 +41,7 @@ def test_quick_oracle_and_estimators_are_complete_scored_and_resume_without_trai
         assert entry["val"]["values"] == [h[-1] for h in entry["val_history"]]  # the final epoch's val, per seed
         assert entry["parameters"] > 0 and entry["train_cpu_s"]["total"] > 0
     assert raw["train_cpu_s"] == pytest.approx(sum(a["train_cpu_s"]["total"] for a in raw["archs"]))
+    assert raw["cell_commits"] == [raw["provenance"]["commit"]]  # every cell trained by this checkout's code
 
     # the estimators: each scored as score_estimator scores its stored estimates
     report = json.loads((tmp_path / "estimators_vqa.json").read_text())
