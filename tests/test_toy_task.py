@@ -3,11 +3,11 @@ generated data, result file and labels) and nothing else in the project names it
 and a short derived training of the searched architecture run on it from plain configs."""
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
 import torch
-import toy_task  # tests/toy_task.py; importing it registers the task
 
 from mmsearch.config import ConfigError, load_config
 from mmsearch.recipes.context import LocalContext
@@ -17,6 +17,13 @@ from mmsearch.recipes.train_derived_config import TrainDerivedConfig
 from mmsearch.tasks import TASKS
 
 MODEL = {"hidden": 16, "head_dim": 8, "word_dim": 8}
+
+
+@pytest.fixture
+def toy_task():
+    """tests/toy_task.py, imported (which registers the task) when a test runs, not at collection:
+    tests parametrised over TASKS.names() are collected with the project's own tasks."""
+    return importlib.import_module("toy_task")
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +46,7 @@ def search_config(out) -> dict:
     }
 
 
-def test_toy_task_searches_and_trains_through_the_registry_alone(tmp_path):
+def test_toy_task_searches_and_trains_through_the_registry_alone(toy_task, tmp_path):
     assert "toy" in TASKS.names()
     search_dir = tmp_path / "search"
     context = LocalContext(search_dir)
@@ -75,7 +82,7 @@ def test_toy_task_searches_and_trains_through_the_registry_alone(tmp_path):
     assert result.metrics["test_toy_acc"] == json.loads((train_dir / "predictions" / "test_metrics.json").read_text())["toy_acc"]
 
 
-def test_toy_configs_are_checked_by_the_registry():
+def test_toy_configs_are_checked_by_the_registry(toy_task):
     with pytest.raises(ConfigError, match="head.hidden_scale"):
         load_config(TrainDerivedConfig, {"data": {"task": "toy"}, "head": {"task": "toy", "hidden_scale": -1.0}})
     with pytest.raises(ConfigError, match=r"data.task is 'toyy'.*known tasks: vqa, itm, vg, toy"):
