@@ -8,8 +8,9 @@ look a task up instead of naming it:
 * the data: :attr:`TaskEntry.open_data` (a precomputed data set, ``data.root``) and
   :attr:`TaskEntry.synthetic_data` (generated data, ``data.root: synthetic``), each a
   ``TaskData`` with its tables and collation;
-* the selection rule: :attr:`TaskEntry.primary_metric`, reported as ``val_metric`` and
-  higher-is-better unless :attr:`TaskEntry.higher_is_better` says otherwise;
+* the selection rule: :attr:`TaskEntry.primary_metric`, reported as ``val_metric`` and always
+  maximised (the search's best epoch, Tune's ``mode: max``, the shortlist's winner): a task whose
+  natural figure is lower-is-better reports it negated or as a complement (100 - error);
 * the result files of a trained network (:class:`ResultFile`);
 * the labels the report and the job output print (:class:`Labels`);
 * the validation samples of a job's smoke test.
@@ -59,13 +60,12 @@ class TaskEntry:
 
     name: str
     head: HeadEntry
-    primary_metric: str  # a key of the head's evaluation metrics; the search's val_metric
+    primary_metric: str  # a key of the head's evaluation metrics; the search's val_metric, higher is better
     labels: Labels
     results: ResultFile
     open_data: Callable[..., TaskData]  # (cfg: TaskDataConfig, *, s3=None) -> the precomputed data set
     synthetic_data: Callable[..., TaskData]  # (cfg: TaskDataConfig, **sizes) -> generated data
     fit_head: Callable[[Any, TaskInfo], Any] = _head_unchanged  # (head config, data info) -> head config
-    higher_is_better: bool = True
     smoke_val_samples: int = 64  # validation samples (and eval batch) of a job's smoke test
 
     def data(self, cfg: TaskDataConfig, synthetic: bool, **kwargs: Any) -> TaskData:

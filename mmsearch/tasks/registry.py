@@ -47,7 +47,7 @@ def check_task(name: str, key: str = "data.task") -> str:
 
 
 def primary_metric(task: str) -> str:
-    """The metric a task selects by (higher is better unless its entry says otherwise)."""
+    """The metric a task selects by (higher is better: ``val_metric`` is maximised everywhere)."""
     return TASKS.get(task).primary_metric
 
 
