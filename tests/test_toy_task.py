@@ -82,18 +82,14 @@ def test_toy_task_searches_and_trains_through_the_registry_alone(toy_task, tmp_p
     assert result.metrics["test_toy_acc"] == json.loads((train_dir / "predictions" / "test_metrics.json").read_text())["toy_acc"]
 
 
-def test_toy_configs_jobs_and_labels_come_from_the_registry(toy_task):
+def test_toy_configs_and_labels_come_from_the_registry(toy_task):
     with pytest.raises(ConfigError, match="head.hidden_scale"):
         load_config(TrainDerivedConfig, {"data": {"task": "toy"}, "head": {"task": "toy", "hidden_scale": -1.0}})
     with pytest.raises(ConfigError, match=r"data.task is 'toyy'.*known tasks: vqa, itm, vg, toy"):
         load_config(TrainDerivedConfig, {"data": {"task": "toyy"}})
     with pytest.raises(ConfigError, match=r"head.task \('vqa'\) does not match data.task \('toy'\)"):
         load_config(TrainDerivedConfig, {"data": {"task": "toy"}, "head": {"task": "vqa"}})
-    from mmsearch.orchestration.jobs import job_spec, metric_meaning
     from mmsearch.report.style import metric_label
 
     assert metric_label("val_metric", "toy") == "validation toy accuracy (%)"
-    assert metric_meaning("toy") == "toy accuracy in %, toy_acc"
-    spec = job_spec("search_toy")  # a search job for the task, without a job script of its own
-    assert (spec.task, spec.default_config) == ("toy", "configs/search/toy.yaml")
-    assert "data.limit={weights: 256, arch: 64, val: 24}" in spec.smoke_test.recipe  # the task's smoke-test size
+    # its search job: tests/test_jobs_config.py::test_a_registered_task_gets_a_search_job (Ray is imported there anyway)
