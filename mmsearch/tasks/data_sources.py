@@ -12,11 +12,11 @@ from typing import Any
 from mmsearch.data.task_data import TaskData, TaskDataConfig
 
 
-def open_store_data(cfg: TaskDataConfig, **kwargs: Any) -> TaskData:
-    """The precomputed data set at ``cfg.root`` (``s3=`` options may be given)."""
+def open_store_data(cfg: TaskDataConfig, **options: Any) -> TaskData:
+    """The precomputed data set at ``cfg.root`` (``options`` go to ``open_task_data``)."""
     from mmsearch.data.tasks import open_task_data  # pyarrow and the store code: only when used
 
-    return open_task_data(cfg, **kwargs)
+    return open_task_data(cfg, **options)
 
 
 def generated_scenes(cfg: TaskDataConfig, **sizes: Any) -> TaskData:

@@ -63,7 +63,7 @@ class TaskEntry:
     primary_metric: str  # a key of the head's evaluation metrics; the search's val_metric, higher is better
     labels: Labels
     results: ResultFile
-    open_data: Callable[..., TaskData]  # (cfg: TaskDataConfig, *, s3=None) -> the precomputed data set
+    open_data: Callable[..., TaskData]  # (cfg: TaskDataConfig, **options) -> the precomputed data set
     synthetic_data: Callable[..., TaskData]  # (cfg: TaskDataConfig, **sizes) -> generated data
     fit_head: Callable[[Any, TaskInfo], Any] = _head_unchanged  # (head config, data info) -> head config
     smoke_val_samples: int = 64  # validation samples (and eval batch) of a job's smoke test
