@@ -136,7 +136,7 @@ def run_task(task: str, names: list[str], data: Any, seeds: list[int], quick: bo
     from mmsearch.baselines.patterns import counted_parameters, match_width
     from mmsearch.baselines.training import TrainBudget, eval_batches, train_and_select
     from mmsearch.config import config_to_dict
-    from mmsearch.heads import PRIMARY_METRIC
+    from mmsearch.tasks import primary_metric
 
     builders = model_builders()
     sizes = DataSizes.from_info(data.info)
@@ -144,7 +144,7 @@ def run_task(task: str, names: list[str], data: Any, seeds: list[int], quick: bo
     reference_hidden = 32 if quick else 128
     ref_widths = Widths(hidden=reference_hidden, flat_mlp=2 * reference_hidden, head_dim=reference_hidden // heads, depth=2)
     target = counted_parameters(builders[REFERENCE](sizes, ref_widths))
-    primary = PRIMARY_METRIC[task]
+    primary = primary_metric(task)
     out: dict[str, Any] = {"reference": REFERENCE, "target_parameters": target, "metric": primary, "models": {}}
     for name in names:
         widths, count = match_width(lambda w: builders[name](sizes, w), target, heads=heads)

@@ -39,7 +39,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from mmsearch.batch import MultimodalBatch
-from mmsearch.heads import build_head, make_objective
+from mmsearch.tasks import build_head, make_objective
 from mmsearch.io import atomic_write_json
 from mmsearch.machine import Provenance, cpu_model
 from mmsearch.nas import (

@@ -198,7 +198,7 @@ def training_step_rate(device: torch.device, *, precision: str, hidden: int, hea
     from torch.utils.flop_counter import FlopCounterMode
 
     from mmsearch.config import load_config
-    from mmsearch.heads import make_objective
+    from mmsearch.tasks import make_objective
     from mmsearch.nas import named_spec
     from mmsearch.data.task_data import TaskInfo
     from mmsearch.recipes.train_derived_config import TrainDerivedConfig, resolve_config

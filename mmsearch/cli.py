@@ -62,7 +62,8 @@ def _train(argv: list[str]) -> int:
 
 def _search(argv: list[str]) -> int:
     picker = argparse.ArgumentParser(prog="mmsearch search", add_help=False)
-    picker.add_argument("--task", choices=("vqa", "itm", "vg"), default="vqa")
+    tasks = [card.task for card in cli_parsers.JOB_CARDS.values() if card.task is not None]  # one per jobs/search_*.py
+    picker.add_argument("--task", choices=tasks, default=tasks[0])
     known, rest = picker.parse_known_args(argv)
     return run_tune_job(f"search_{known.task}", rest, prog=f"mmsearch search --task {known.task}")
 

@@ -27,15 +27,16 @@ class JobCard:
     example_override: str = "recipe.search.epochs=4"
 
 
-def _search_card(task: str) -> JobCard:
+def search_card(task: str) -> JobCard:
+    """The card of a task's search job (``jobs/search_<task>.py``)."""
     return JobCard(name=f"search_{task}", description=f"One-shot supernet searches for {task.upper()} on Ray Tune with ASHA.",
                    default_config=f"configs/search/{task}.yaml", task=task)
 
 
 JOB_CARDS: dict[str, JobCard] = {
-    "search_vqa": _search_card("vqa"),
-    "search_itm": _search_card("itm"),
-    "search_vg": _search_card("vg"),
+    "search_vqa": search_card("vqa"),
+    "search_itm": search_card("itm"),
+    "search_vg": search_card("vg"),
     "tune_fusemix": JobCard(
         name="tune_fusemix",
         description="FuseMix adapter trainings on Ray Tune with ASHA; trials stream the latent store through Ray Data.",

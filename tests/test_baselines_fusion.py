@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmsearch.baselines import TASKS, build_baseline
+from mmsearch.baselines import BASELINE_TASKS, build_baseline
 from mmsearch.baselines.late_fusion import mean_probability_logit
 from mmsearch.baselines.training import _training_loss
-from mmsearch.heads import make_objective
+from mmsearch.tasks import make_objective
 from tests.test_baselines_models import WIDTHS, _perturbed, make_batch, output_shapes, sizes
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", BASELINE_TASKS)
 def test_concat_baseline_reads_both_modalities(task):
     torch.manual_seed(0)
     model = build_baseline("concat", sizes(task), WIDTHS).eval()
@@ -25,7 +25,7 @@ def test_concat_baseline_reads_both_modalities(task):
             assert not torch.equal(out[key], model(_perturbed(batch, part))[key])
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", BASELINE_TASKS)
 def test_late_fusion_combines_member_probabilities(task):
     torch.manual_seed(0)
     model = build_baseline("late", sizes(task), WIDTHS).eval()

@@ -8,7 +8,7 @@ from mmsearch.baselines import DataSizes, Widths, build_baseline
 from mmsearch.baselines.evaluation import chance_levels, evaluate_task
 from mmsearch.baselines.training import TrainBudget, eval_batches, learning_rate, run_baseline, train_and_select
 from mmsearch.data.synthetic import SyntheticTaskData
-from mmsearch.heads import PRIMARY_METRIC
+from mmsearch.tasks import primary_metric
 
 WIDTHS = Widths(hidden=32, flat_mlp=32, head_dim=16, depth=1)
 BUDGET = TrainBudget(epochs=3, batch_size=16, decay_epochs=1, eval_batch_size=32, itm_val_images=4, itm_test_images=6)
@@ -31,7 +31,7 @@ def test_the_best_val_epoch_is_kept_and_evaluated_on_test(task):
     torch.manual_seed(0)
     model = build_baseline("mcan", DataSizes.from_info(data.info), WIDTHS)
     result = train_and_select(model, data, BUDGET, name="mcan")
-    primary = PRIMARY_METRIC[task]
+    primary = primary_metric(task)
     values = [h["val_metric"] for h in result.history]
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
     assert result.best_epoch == values.index(max(values)) + 1  # the earliest of the best

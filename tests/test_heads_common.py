@@ -1,4 +1,4 @@
-"""Behaviour every head shares, parametrised over the HEADS registry: output shapes, padding
+"""Behaviour every head shares, parametrised over the TASKS registry: output shapes, padding
 invariance, fitting a tiny batch through its objective, evaluation, clear errors."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 
 from mmsearch.batch import MultimodalBatch
 from mmsearch.config import ConfigError
-from mmsearch.heads import HEADS, PRIMARY_METRIC, build_head, evaluate, head_config, make_objective, predict
+from mmsearch.tasks import TASKS, build_head, evaluate, head_config, make_objective, predict, primary_metric
 from mmsearch.heads.pairs import IMAGE_FIELDS, TEXT_FIELDS
 from mmsearch.registry import UnknownNameError
 
@@ -99,7 +99,7 @@ def random_streams(size=4, tokens=5, regions=7, seed=0):
     return text, text_mask, regions_x, region_mask
 
 
-@pytest.mark.parametrize("task", HEADS.names())
+@pytest.mark.parametrize("task", TASKS.names())
 def test_output_shapes(task):
     head = build_head(task, HIDDEN, **task_overrides(task))
     text, text_mask, regions, region_mask = random_streams()
@@ -108,7 +108,7 @@ def test_output_shapes(task):
     assert all(torch.isfinite(v).all() for v in out.values())
 
 
-@pytest.mark.parametrize("task", HEADS.names())
+@pytest.mark.parametrize("task", TASKS.names())
 def test_padding_positions_do_not_change_outputs(task):
     head = build_head(task, HIDDEN, **task_overrides(task)).eval()
     text, text_mask, regions, region_mask = random_streams()
@@ -123,7 +123,7 @@ def test_padding_positions_do_not_change_outputs(task):
     assert any(not torch.allclose(unmasked[k], reference[k]) for k in reference)
 
 
-@pytest.mark.parametrize("task", HEADS.names())
+@pytest.mark.parametrize("task", TASKS.names())
 def test_objective_fits_a_tiny_batch(task):
     torch.manual_seed(0)
     net = TinyNet(build_head(task, HIDDEN, **task_overrides(task)))
@@ -142,7 +142,7 @@ def test_objective_fits_a_tiny_batch(task):
     assert losses[-1] < 0.3 * losses[0], losses[::10]
 
 
-@pytest.mark.parametrize("task", HEADS.names())
+@pytest.mark.parametrize("task", TASKS.names())
 def test_gradients_reach_every_head_parameter(task):
     torch.manual_seed(0)
     net = TinyNet(build_head(task, HIDDEN, **task_overrides(task)))
@@ -152,7 +152,7 @@ def test_gradients_reach_every_head_parameter(task):
     assert not missing
 
 
-@pytest.mark.parametrize("task", HEADS.names())
+@pytest.mark.parametrize("task", TASKS.names())
 def test_evaluate_reports_the_primary_metric(task):
     torch.manual_seed(0)
     net = TinyNet(build_head(task, HIDDEN, **task_overrides(task))).eval()
@@ -161,13 +161,13 @@ def test_evaluate_reports_the_primary_metric(task):
     if task == "itm":  # distinct images across the two batches
         batches[1].meta["image_id"] = [f"other{i}" for i in range(4)]
     metrics = evaluate(cfg, net, batches)
-    assert PRIMARY_METRIC[task] in metrics
+    assert primary_metric(task) in metrics
     assert all(isinstance(v, float) for v in metrics.values())
     prediction = predict(cfg, net(batches[0]), batches[0])
     assert all(v.shape[0] == 8 for v in prediction.values())
 
 
-@pytest.mark.parametrize("task", HEADS.names())
+@pytest.mark.parametrize("task", TASKS.names())
 def test_wrong_hidden_size_and_masks_are_named(task):
     head = build_head(task, HIDDEN, **task_overrides(task))
     text, text_mask, regions, region_mask = random_streams()
@@ -180,7 +180,7 @@ def test_wrong_hidden_size_and_masks_are_named(task):
 
 
 def test_config_errors_are_clear():
-    with pytest.raises(UnknownNameError, match="known heads: vqa, itm, vg"):
+    with pytest.raises(UnknownNameError, match="known tasks: vqa, itm, vg"):
         build_head("vqq", HIDDEN)
     with pytest.raises(ConfigError, match="num_answer"):
         head_config("vqa", num_answer=3)
@@ -194,7 +194,7 @@ def test_pairing_covers_every_batch_input_field():
     assert fields == set(TEXT_FIELDS) | set(IMAGE_FIELDS)
 
 
-@pytest.mark.parametrize("task", HEADS.names())
+@pytest.mark.parametrize("task", TASKS.names())
 def test_prepare_then_loss_from_outputs_equals_loss(task):
     """The form step functions use (they run the network themselves) gives the same loss."""
     torch.manual_seed(0)

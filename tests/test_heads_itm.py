@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mmsearch.batch import MultimodalBatch
-from mmsearch.heads import make_objective
+from mmsearch.tasks import make_objective
 from mmsearch.heads.itm import retrieval_sets, score_all_pairs
 
 IMAGE_OF_ROW = [0, 0, 0, 1, 1, 2, 2, 3, 3, 4]  # 5 images, several captions each
@@ -220,7 +220,7 @@ def test_score_all_pairs_matches_the_table_for_any_chunk():
 
 
 def test_evaluation_recalls():
-    from mmsearch.heads import evaluate
+    from mmsearch.tasks import evaluate
 
     batch = itm_batch()
     perfect = lambda b: {"logits": (b.region_feats[:, 0, 0] == torch.tensor(IMAGE_OF_ROW, dtype=torch.float32)[b.text_ids[:, 0]]).float()}  # noqa: E731

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mmsearch.batch import MultimodalBatch
-from mmsearch.heads import build_head, evaluate, make_objective, predict
+from mmsearch.tasks import build_head, evaluate, make_objective, predict
 from mmsearch.heads.vg import grounding_targets
 
 

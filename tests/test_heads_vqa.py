@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mmsearch.batch import MultimodalBatch
-from mmsearch.heads import evaluate, make_objective, predict
+from mmsearch.tasks import evaluate, make_objective, predict
 
 
 def batch_with(scores: torch.Tensor, **meta) -> MultimodalBatch:

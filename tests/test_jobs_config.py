@@ -159,3 +159,19 @@ def test_the_data_set_goes_next_to_s3_experiments_and_to_the_cache_otherwise(tmp
     assert local == dataset and dataset_uri(local) == str(tmp_path / "cache" / f"scenes-{fingerprint(dataset)}")
     chosen = JOBS["search_vqa"].load(JobOptions(overrides=("dataset.output=s3://other/scenes",))).dataset
     assert place_dataset(chosen, resolve_storage("s3://bucket/experiments")).output == "s3://other/scenes"
+
+
+def test_a_registered_task_gets_a_search_job():
+    """tests/toy_task.py registers a task; its search job, smoke-test size and metric line follow."""
+    import importlib
+
+    from mmsearch.orchestration.jobs import job_spec, metric_meaning
+
+    importlib.import_module("toy_task")
+    spec = job_spec("search_toy")  # no job script of its own: the same card shape
+    assert (spec.name, spec.task, spec.default_config) == ("search_toy", "toy", "configs/search/toy.yaml")
+    assert "data.limit={weights: 256, arch: 64, val: 24}" in spec.smoke_test.recipe  # the task's smoke-test size
+    assert metric_meaning("toy") == "toy accuracy in %, toy_acc"
+    assert "search_toy" not in JOBS  # the jobs with scripts are unchanged
+    with pytest.raises(KeyError, match="unknown job 'search_nothing'"):
+        job_spec("search_nothing")

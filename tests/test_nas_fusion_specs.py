@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from mmsearch.heads import build_head, make_objective
+from mmsearch.tasks import build_head, make_objective
 from mmsearch.nas import (
     PATTERNS,
     ArchSpec,

@@ -13,7 +13,7 @@ import torch
 import mmsearch.recipes.search as search_module
 from mmsearch.config import ConfigError, load_config
 from mmsearch.data.synthetic import SyntheticTaskData
-from mmsearch.heads import PRIMARY_METRIC
+from mmsearch.tasks import primary_metric
 from mmsearch.nas import STRATEGIES, initial_alphas, load_arch_spec
 from mmsearch.recipes.context import LocalContext
 from mmsearch.recipes.search import run_search
@@ -63,7 +63,7 @@ def test_search_runs_and_reports_every_epoch(datasets, tmp_path, task, strategy)
 
     history = context.history
     assert [m["epoch"] for m in history] == [1, 2] and result.history == history
-    primary = PRIMARY_METRIC[task]
+    primary = primary_metric(task)
     for m in history:
         assert REQUIRED <= set(m), REQUIRED - set(m)
         assert m["val_metric"] == m[f"val_{primary}"] and math.isfinite(m["val_metric"])

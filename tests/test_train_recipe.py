@@ -11,7 +11,7 @@ from torch import nn
 
 from mmsearch.config import load_config
 from mmsearch.data.synthetic import SyntheticTaskData
-from mmsearch.heads import make_objective
+from mmsearch.tasks import make_objective
 from mmsearch.nas import ArchSpec, load_arch_spec
 from mmsearch.recipes.context import LocalContext
 from mmsearch.recipes.train_derived import train_derived

@@ -162,7 +162,7 @@ def _run_proxy(cell: Cell, settings: Mapping[str, Any], work: Path) -> dict[str,
     """The search's final supernet scores every retrained architecture on the search's val part."""
     import torch
 
-    from mmsearch.heads import build_head, evaluate
+    from mmsearch.tasks import build_head, evaluate
     from mmsearch.nas import ArchSpec, Supernet
     from mmsearch.recipes.search_config import resolve_config, supernet_config
     from mmsearch.recipes.search_state import STATE_NAME

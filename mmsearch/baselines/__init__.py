@@ -32,7 +32,7 @@ from mmsearch.baselines.concat_fusion import ConcatFusionBaseline
 from mmsearch.baselines.fused import FusedMCANBaseline, small_mcan_spec
 from mmsearch.baselines.image_only import ImageOnlyBaseline
 from mmsearch.baselines.late_fusion import LateFusionBaseline
-from mmsearch.baselines.sizes import TASKS, DataSizes, Widths
+from mmsearch.baselines.sizes import BASELINE_TASKS, DataSizes, Widths
 from mmsearch.baselines.text_only import TextOnlyBaseline
 from mmsearch.registry import Registry
 
@@ -51,7 +51,7 @@ def build_baseline(name: str, sizes: DataSizes, widths: Widths = Widths()) -> nn
 
 __all__ = [
     "BASELINES",
-    "TASKS",
+    "BASELINE_TASKS",
     "ConcatFusionBaseline",
     "LateFusionBaseline",
     "DataSizes",

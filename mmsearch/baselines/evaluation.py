@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from mmsearch.batch import MultimodalBatch
-from mmsearch.heads import evaluate as evaluate_head
+from mmsearch.tasks import evaluate as evaluate_head
 from mmsearch.heads.itm import IMAGE_ID_META, NEG_TEXT_MASK_KEY, dataset_negative_texts, retrieval_sets, score_all_pairs
 from mmsearch.heads.pairs import pair_rows
 from mmsearch.metrics import VQAAccuracy, box_iou, chance_recall, retrieval_recall

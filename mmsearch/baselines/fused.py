@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from mmsearch.baselines.sizes import DataSizes, Widths
 from mmsearch.batch import MultimodalBatch
-from mmsearch.heads import build_head
+from mmsearch.tasks import build_head
 from mmsearch.nas import ArchSpec, DerivedNet, NetConfig, named_spec
 
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from mmsearch.baselines.sizes import DataSizes, Widths
 from mmsearch.batch import MultimodalBatch
-from mmsearch.heads import build_head
+from mmsearch.tasks import build_head
 from mmsearch.nas import ArchSpec, FusionSpec, NetConfig, build_derived
 
 

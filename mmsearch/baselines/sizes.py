@@ -9,8 +9,10 @@ from pydantic import Field
 
 from mmsearch.config import config_dataclass
 
+# The tasks the baselines have outputs for (their models branch on these; the registry of all
+# tasks is mmsearch.tasks.TASKS: a new task has no baselines until they learn its outputs).
 Task = Literal["vqa", "itm", "vg"]
-TASKS: tuple[str, ...] = ("vqa", "itm", "vg")
+BASELINE_TASKS: tuple[str, ...] = ("vqa", "itm", "vg")
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,8 @@ class DataSizes:
     embedding_init: np.ndarray | None = field(default=None, compare=False, repr=False)  # [vocab, word_dim]
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; tasks: {', '.join(TASKS)}")
+        if self.task not in BASELINE_TASKS:
+            raise ValueError(f"unknown task {self.task!r} for the baselines; they are built for {', '.join(BASELINE_TASKS)}")
         if self.region_dim <= 0 or self.vocab_size <= 0:
             raise ValueError(f"region_dim and vocab_size must be positive, got {self.region_dim} and {self.vocab_size}")
         if self.task == "vqa" and self.num_answers <= 0:

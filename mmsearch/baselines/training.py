@@ -25,7 +25,7 @@ from mmsearch.baselines import DataSizes, Widths, build_baseline
 from mmsearch.baselines.evaluation import evaluate_task
 from mmsearch.batch import MultimodalBatch
 from mmsearch.config import config_dataclass
-from mmsearch.heads import PRIMARY_METRIC, make_objective
+from mmsearch.tasks import make_objective, primary_metric
 
 
 @config_dataclass
@@ -115,7 +115,7 @@ def train_and_select(
     optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr, betas=budget.betas, eps=budget.eps, weight_decay=budget.weight_decay)
     val_batches = eval_batches(data, "val", budget)
     steps_per_epoch = math.ceil(data.num_samples("train") / budget.batch_size)
-    primary = PRIMARY_METRIC[task]
+    primary = primary_metric(task)
     modality = getattr(model, "modality", "text+image")
     best: tuple[float, int, dict[str, Any], dict[str, float]] | None = None
     history, train_s, eval_s = [], 0.0, 0.0

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from mmsearch.batch import MultimodalBatch
+from mmsearch.data.synthetic_kinds import SCENE_KINDS
 from mmsearch.data.task_data import Part, Task, TaskDataConfig, TaskInfo
 
 COLORS = ("red", "green", "blue", "yellow")
@@ -96,8 +97,8 @@ class SyntheticTaskData:
         limit: dict[str, int] | None = None,
         vqa_families: tuple[str, ...] = VQA_FAMILIES,
     ) -> None:
-        if task not in ("vqa", "itm", "vg"):
-            raise ValueError(f"unknown task {task!r}; known tasks: vqa, itm, vg")
+        if task not in SCENE_KINDS:
+            raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(SCENE_KINDS)}")
         if not 2 <= min_objects <= max_objects:
             raise ValueError(f"need 2 <= min_objects <= max_objects, got {min_objects}, {max_objects}")
         if min(train_images, val_images, test_images, samples_per_image) < 1:
@@ -108,6 +109,7 @@ class SyntheticTaskData:
             raise ValueError(f"vqa_families must be a non-empty subset of {VQA_FAMILIES}, got {vqa_families}")
         self._families = tuple(vqa_families)
         self.task = task
+        self.kind = SCENE_KINDS[task]
         self._max_objects, self._min_objects, self._max_clutter = max_objects, min_objects, max_clutter
         self._noise, self._seed, self._per_image = noise, seed, samples_per_image
         tables = np.random.default_rng([seed, 0])
@@ -127,8 +129,8 @@ class SyntheticTaskData:
             region_dim=region_dim,
             vocab_size=len(VOCAB),
             text_state_dim=text_state_dim,
-            num_answers=len(self.answers) if task == "vqa" else 0,
-            answers=self.answers if task == "vqa" else (),
+            num_answers=len(self.answers) if self.kind.answers else 0,
+            answers=self.answers if self.kind.answers else (),
             max_regions=max_objects + max_clutter,
             max_tokens=max(lengths),
         )
@@ -159,13 +161,13 @@ class SyntheticTaskData:
             rows = rows[np.random.default_rng([seed, epoch, PARTS.index(part)]).permutation(len(rows))]
         stop = len(rows) - len(rows) % batch_size if drop_last else len(rows)
         for start in range(0, stop, batch_size):
-            yield split.collate(rows[start : start + batch_size], self.task)
+            yield split.collate(rows[start : start + batch_size])
 
     # --- generation ------------------------------------------------------------------------
     def collate_rows(self, part: Part, positions: np.ndarray) -> MultimodalBatch:
         """The batch of the samples at ``positions`` (0-based within ``part``), as ``batches`` collates them."""
         split, rows = self._part(part)
-        return split.collate(rows[np.asarray(positions, dtype=np.int64)], self.task)
+        return split.collate(rows[np.asarray(positions, dtype=np.int64)])
 
     def _part(self, part: str) -> tuple["_Split", np.ndarray]:
         if part not in self._parts:
@@ -215,8 +217,7 @@ class SyntheticTaskData:
         return np.concatenate([corner, corner + rng.uniform(3.0, 6.0, size=(k, 2))], axis=1).astype(np.float32)
 
     def _sample(self, rng: np.random.Generator, image: int, scene: list[_Object]) -> _Sample:
-        make = {"vqa": self._question, "itm": self._caption, "vg": self._expression}[self.task]
-        return make(rng, image, scene)
+        return getattr(self, self.kind.maker)(rng, image, scene)
 
     @staticmethod
     def _relate(rng: np.random.Generator, scene: list[_Object]) -> tuple[str, int, int] | None:
@@ -300,7 +301,7 @@ class _Split:
 
     def __init__(self, name: str, code: int, objects: list[list[_Object]], clutter: list[np.ndarray],
                  samples: list[_Sample], data: SyntheticTaskData) -> None:
-        self.name, self.objects, self.samples = name, objects, samples
+        self.name, self.objects, self.samples, self.kind = name, objects, samples, data.kind
         n_images, n_regions = len(objects), max(len(o) + len(c) for o, c in zip(objects, clutter))
         dim = data.color_embeddings.shape[1]
         self.region_count = np.zeros(n_images, dtype=np.int64)
@@ -316,26 +317,23 @@ class _Split:
             self.boxes[i, len(scene):count] = extra
             self.feats[i, :count] += data._noise * rng.standard_normal((count, dim)).astype(np.float32)
         lengths = [len(s.words) for s in samples] + [len(s.negative) for s in samples if s.negative]
-        width = max(lengths)
+        self.width = max(lengths)
         self.image = np.array([s.image for s in samples], dtype=np.int64)
-        self.text_ids, self.text_length = _encode([s.words for s in samples], width)
+        self.text_ids, self.text_length = self.encode([s.words for s in samples])
         self.word_states = data._word_states
-        if data.task == "vqa":
-            self.answer = np.array([data.answers.index(s.answer) for s in samples], dtype=np.int64)
-            self.num_answers = len(data.answers)
-        if data.task == "itm":
-            self.neg_ids, self.neg_length = _encode([s.negative or [] for s in samples], width)
-        if data.task == "vg":
-            jitter = np.random.default_rng([data._seed, code, 2]).uniform(-1.0, 1.0, size=(len(samples), 4))
-            self.gt_box = np.stack([objects[s.image][s.target].box for s in samples]).astype(np.float32) + jitter.astype(np.float32)
+        self.kind.prepare(self, data, code)
 
-    def _states(self, ids: np.ndarray) -> torch.Tensor:
+    def encode(self, sentences: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids [S, width] and lengths [S] of the split's sentences."""
+        return _encode(sentences, self.width)
+
+    def states(self, ids: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(self.word_states[ids])
 
-    def collate(self, rows: np.ndarray, task: str) -> MultimodalBatch:
+    def collate(self, rows: np.ndarray) -> MultimodalBatch:
         images = self.image[rows]
         t = int(self.text_length[rows].max())
-        if task == "itm":  # the negatives share the text width
+        if self.kind.negatives:  # the negatives share the text width
             t = max(t, int(self.neg_length[rows].max()))
         n = int(self.region_count[images].max())
         text_ids = torch.from_numpy(self.text_ids[rows, :t])
@@ -344,7 +342,7 @@ class _Split:
         batch = MultimodalBatch(
             text_mask=text_mask,
             text_ids=text_ids,
-            text_states=self._states(self.text_ids[rows, :t]).masked_fill(text_mask[..., None], 0.0),
+            text_states=self.states(self.text_ids[rows, :t]).masked_fill(text_mask[..., None], 0.0),
             region_feats=torch.from_numpy(self.feats[images, :n]),
             region_boxes=torch.from_numpy(self.boxes[images, :n]),
             region_mask=region_mask,
@@ -355,22 +353,7 @@ class _Split:
                 "family": [self.samples[r].family for r in rows.tolist()],
             },
         )
-        if task == "vqa":
-            scores = torch.zeros(len(rows), self.num_answers)
-            scores[torch.arange(len(rows)), torch.from_numpy(self.answer[rows])] = 1.0
-            batch.targets["answer_scores"] = scores
-            batch.meta["answer_type"] = [self.samples[r].answer_type for r in rows.tolist()]
-            batch.meta["question_id"] = batch.meta["sample_id"]
-        elif task == "itm":
-            neg_ids = torch.from_numpy(self.neg_ids[rows, :t]).unsqueeze(1)
-            neg_mask = (torch.arange(t)[None, :] >= torch.from_numpy(self.neg_length[rows])[:, None]).unsqueeze(1)
-            batch.targets.update(
-                neg_text_ids=neg_ids,
-                neg_text_mask=neg_mask,
-                neg_text_states=self._states(self.neg_ids[rows, :t]).unsqueeze(1).masked_fill(neg_mask[..., None], 0.0),
-            )
-        else:
-            batch.targets["gt_box"] = torch.from_numpy(self.gt_box[rows])
+        self.kind.collate(self, rows, batch, t)
         return batch
 
 

@@ -1,6 +1,6 @@
 """The data contract of the MMnas recipes (supernet search and derived-network training).
 
-A ``TaskData`` serves ``MultimodalBatch``es of one task (vqa, itm or vg) from named parts:
+A ``TaskData`` serves ``MultimodalBatch``es of one task (e.g. vqa, itm or vg) from named parts:
 
   * ``"weights"`` and ``"arch"``: two disjoint parts of the training split (split by image, so
     no image feeds both), used for the network-weight and the architecture-weight steps;
@@ -8,7 +8,8 @@ A ``TaskData`` serves ``MultimodalBatch``es of one task (vqa, itm or vg) from na
   * ``"val"`` and ``"test"``: evaluation splits (model selection uses ``val`` only).
 
 Implementations: ``mmsearch.data.tasks`` (latent stores written by the precompute job, for the
-embedded scenes and the real-format loaders) and small synthetic ones in tests. Batches are
+embedded scenes and the real-format loaders), ``mmsearch.data.synthetic`` (generated scenes) and
+whatever a task's entry in ``mmsearch.tasks`` opens. Batches are
 padded to their own longest sequence (dynamic padding), never to a global maximum.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from mmsearch.batch import MultimodalBatch
 
 Part = Literal["weights", "arch", "train", "val", "test"]
-Task = Literal["vqa", "itm", "vg"]
+Task = str  # a task name registered in mmsearch.tasks.TASKS (the recipe configs check it)
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ class TaskInfo:
     region_dim: int  # region feature width (EfficientNet-Lite0: 1280; bottom-up attention: 2048)
     vocab_size: int = 0  # learned-embedding vocabulary incl. PAD=0 / UNK=1 (0: no token ids)
     text_state_dim: int = 0  # frozen per-token states width (MiniLM: 384; 0: none)
-    num_answers: int = 0  # VQA answer vocabulary size
-    answers: tuple[str, ...] = ()  # VQA answer strings by index
+    num_answers: int = 0  # answer vocabulary size (VQA)
+    answers: tuple[str, ...] = ()  # answer strings by index (VQA)
     max_regions: int = 0  # largest region count in the data
     max_tokens: int = 0  # largest token count in the data
     # Optional pretrained rows for the learned token embedding, [vocab_size, dim] float32.
@@ -75,7 +76,7 @@ class TaskDataConfig:
     """Which precomputed data set a recipe reads, and how the training split is divided."""
 
     root: str = ""  # data set root written by the precompute job (local path or s3://...)
-    task: Task = "vqa"
+    task: Task = "vqa"  # a registered task (mmsearch.tasks.TASKS); its entry says which tables it reads
     text_input: Literal["tokens", "states"] = "tokens"  # learned embeddings or frozen MiniLM states
     arch_fraction: float = 0.2  # share of training *images* whose samples feed the architecture step
     split_seed: int = 0  # seed of the weights/arch division (fixed per data set, not per trial)

@@ -2,14 +2,9 @@
 
 ``open_task_data`` reads the card, the vocabularies and every split store's manifest (so a
 missing, incomplete or mismatched data set fails before any training), then loads a split's
-``regions`` table and the task's sample table into memory on first use:
-
-  * vqa -> ``vqa`` (targets ``answer_scores`` [B, A]; meta ``question_id``, ``image_id``,
-    ``answer_type``, ``family``);
-  * itm -> ``captions`` + ``negatives`` (every row a positive pair; hard negatives as
-    ``neg_text_mask`` [B, K, T] with ``neg_text_ids`` / ``neg_text_states``; meta
-    ``caption_id``, ``image_id``);
-  * vg -> ``refs`` (target ``gt_box`` [B, 4] pixels; meta ``ref_id``, ``image_id``, ``family``).
+``regions`` table and the task's sample table into memory on first use. Which tables a task
+reads, and how its targets are loaded and collated, is its :class:`~mmsearch.data.store_tables.StoreTables`
+(the scene tasks': ``SCENE_TABLES``; vqa -> ``vqa``, itm -> ``captions`` + ``negatives``, vg -> ``refs``).
 
 Parts: ``weights`` / ``arch`` divide the train split *by image* (``arch_fraction`` of the train
 images, drawn with ``split_seed``), ``train`` is all of it, ``val`` / ``test`` are the other
@@ -24,28 +19,22 @@ the store's row groups per batch -- the collation code is unchanged either way.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import numpy as np
-import pyarrow as pa
 
 from mmsearch.batch import MultimodalBatch
 from mmsearch.data import fs as storage
-from mmsearch.data.collate import Ragged, answer_scores, negative_texts, region_fields, tensor, text_fields
+from mmsearch.data.collate import Ragged, region_fields, text_fields
 from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot
 from mmsearch.data.store import Store, StoreError, epoch_seed, open_store
 from mmsearch.data.store.validate import check_expectations
+from mmsearch.data.store_tables import SCENE_TABLES, SplitArrays as _Split, StoreTables
 from mmsearch.data.task_data import Part, TaskDataConfig, TaskInfo
 
-TASK_TABLE = {"vqa": "vqa", "itm": "captions", "vg": "refs"}
+TASK_TABLE = {task: tables.table for task, tables in SCENE_TABLES.items()}  # the sample table of each scene task
 PARTS: tuple[str, ...] = ("weights", "arch", "train", "val", "test")
 _SPLIT_OF_PART = {"weights": "train", "arch": "train", "train": "train", "val": "val", "test": "test"}
-_META = {
-    "vqa": ("question_id", "image_id", "answer_type", "family"),
-    "itm": ("caption_id", "image_id"),
-    "vg": ("ref_id", "image_id", "family"),
-}
 
 
 def open_task_data(cfg: TaskDataConfig, *, s3: storage.S3Options | None = None) -> "StoreTaskData":
@@ -67,34 +56,17 @@ def open_task_data(cfg: TaskDataConfig, *, s3: storage.S3Options | None = None) 
     return StoreTaskData(cfg, root, card)
 
 
-@dataclass
-class _Split:
-    """One split in memory: region bank, the task's samples, targets and meta."""
-
-    features: Ragged
-    boxes: Ragged
-    sizes: np.ndarray  # [images, 2] (h, w)
-    image_ids: np.ndarray  # [images] object
-    sample_image: np.ndarray  # [samples] int64 image row of each sample
-    token_ids: Ragged | None
-    states: Ragged | None
-    meta: dict[str, np.ndarray]  # name -> [samples] object
-    targets: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.sample_image)
-
-
 class StoreTaskData:
-    """``mmsearch.data.task_data.TaskData`` over a precomputed data set (see the module docstring)."""
+    """``mmsearch.data.task_data.TaskData`` over a precomputed data set (see the module docstring);
+    ``tables``: the task's tables (default: the scene task ``cfg.task``'s)."""
 
-    def __init__(self, cfg: TaskDataConfig, root: DatasetRoot, card: DatasetCard) -> None:
+    def __init__(self, cfg: TaskDataConfig, root: DatasetRoot, card: DatasetCard, tables: StoreTables | None = None) -> None:
         self.cfg, self.root, self.card = cfg, root, card
-        self.table = TASK_TABLE[cfg.task]
+        self.tables = tables if tables is not None else SCENE_TABLES[cfg.task]
+        self.table = self.tables.table
         self.vocab = root.read_vocab()
-        self.answers = root.read_answers() if cfg.task == "vqa" else []
-        if cfg.task == "vqa" and not self.answers:
+        self.answers = root.read_answers() if self.tables.answers else []
+        if self.tables.answers and not self.answers:
             raise DatasetError(f"{root.uri}: the answer vocabulary is empty")
         self.stores = {split: self._open_store(split) for split in card.splits}
         self._splits: dict[str, _Split] = {}
@@ -149,13 +121,7 @@ class StoreTaskData:
         """The batch of samples ``rows`` of ``data`` (vectorised gathers, dynamic padding)."""
         fields = text_fields(rows, data.token_ids, data.states)
         fields.update(region_fields(data.sample_image[rows], data.features, data.boxes, data.sizes))
-        targets: dict[str, Any] = {}
-        if self.cfg.task == "vqa":
-            targets["answer_scores"] = answer_scores(rows, data.targets["answer_ids"], data.targets["answer_scores"], len(self.answers))
-        elif self.cfg.task == "vg":
-            targets["gt_box"] = tensor(data.targets["gt_box"][rows])
-        elif "negatives" in data.targets:
-            targets.update(negative_texts(rows, data.targets["negatives"], data.targets.get("neg_ids"), data.targets.get("neg_states")))
+        targets = self.tables.collate_targets(data, rows, len(self.answers))
         meta = {name: values[rows].tolist() for name, values in data.meta.items()}
         return MultimodalBatch(**fields, targets=targets, meta=meta)
 
@@ -201,8 +167,9 @@ class StoreTaskData:
         expect: dict[str, dict[str, Any]] = {"regions": {"features": card.region_dim, "boxes": 4}, self.table: {"token_ids": None}}
         if self.cfg.text_input == "states":
             expect[self.table]["states"] = card.text_state_dim
-            if self.cfg.task == "itm" and "negatives" in card.tables:
-                expect["negatives"] = {"states": card.text_state_dim}
+            for extra in self.tables.state_tables:
+                if extra in card.tables:
+                    expect[extra] = {"states": card.text_state_dim}
         where = f"data set {self.root.uri}, split {split!r}"
         try:
             store = open_store(self.root.split_uri(split), s3=self.root.s3)
@@ -242,29 +209,10 @@ class StoreTaskData:
             sample_image=np.asarray([index[i] for i in sample_images], dtype=np.int64),
             token_ids=None if states_wanted else Ragged.from_arrow(samples.column("token_ids")),
             states=Ragged.from_arrow(samples.column("states")) if states_wanted else None,
-            meta={name: np.asarray(samples.column(name).to_pylist(), dtype=object) for name in _META[self.cfg.task]},
+            meta={name: np.asarray(samples.column(name).to_pylist(), dtype=object) for name in self.tables.meta},
         )
-        self._load_targets(store, samples, data)
+        self.tables.load_targets(store, samples, data, self.cfg.text_input)
         return data
-
-    def _load_targets(self, store: Store, samples: pa.Table, data: _Split) -> None:
-        if self.cfg.task == "vqa":
-            data.targets["answer_ids"] = Ragged.from_arrow(samples.column("answer_ids"))
-            data.targets["answer_scores"] = Ragged.from_arrow(samples.column("answer_scores"))
-        elif self.cfg.task == "vg":
-            boxes = samples.column("target_box").combine_chunks().flatten()
-            data.targets["gt_box"] = boxes.to_numpy(zero_copy_only=False).reshape(-1, 4).astype(np.float32)
-        elif "negatives" in store.tables:
-            column = "states" if self.cfg.text_input == "states" else "token_ids"
-            negatives = store.table("negatives").read_arrow(["caption_id", column])
-            caption_row = {c: r for r, c in enumerate(data.meta["caption_id"])}
-            owners = negatives.column("caption_id").to_pylist()
-            stray = [c for c in owners if c not in caption_row]
-            if stray:
-                raise DatasetError(f"{store.uri}: negatives of unknown captions {stray[:5]}")
-            data.targets["negatives"] = Ragged.from_groups(np.asarray([caption_row[c] for c in owners], np.int64), data.num_samples)
-            key = "neg_states" if column == "states" else "neg_ids"
-            data.targets[key] = Ragged.from_arrow(negatives.column(column))
 
     def _embedding_rows(self) -> np.ndarray:
         from mmsearch.data.text import minilm_embedding_rows

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import torch
 
-from mmsearch.heads import build_head, evaluate
+from mmsearch.tasks import build_head, evaluate
 from mmsearch.nas import ArchSpec, Supernet
 from mmsearch.recipes.search_config import SearchConfig, resolve_config, supernet_config
 from mmsearch.recipes.search_state import STATE_NAME

@@ -1,12 +1,13 @@
 """Head configs, one per task, told apart by their ``task`` field.
 
-A recipe config holds ``head: HeadConfig``; YAML picks the task with ``task: vqa|itm|vg``. The
+A recipe config holds ``head: HeadConfig`` (``mmsearch.tasks``); YAML picks the task with
+``task: <name>`` and the task registry picks the class. The
 network's hidden size is not part of a head config: the network passes its own, so the two
 cannot disagree.
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Literal, Optional
 
 from pydantic import Field
 
@@ -68,6 +69,4 @@ class VGHeadConfig(_ReductionConfig):
     accuracy_iou: float = Field(default=0.5, gt=0.0, le=1.0)  # IoU for a correct prediction
 
 
-HeadConfig = Annotated[Union[VQAHeadConfig, ITMHeadConfig, VGHeadConfig], Field(discriminator="task")]
-
-__all__ = ["HeadConfig", "ITMHeadConfig", "Reduction", "VGHeadConfig", "VQAHeadConfig"]
+__all__ = ["ITMHeadConfig", "Reduction", "VGHeadConfig", "VQAHeadConfig"]

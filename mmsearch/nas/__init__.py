@@ -3,7 +3,7 @@
 Typical search loop (the recipe in :mod:`mmsearch.recipes` owns data, schedule, checkpoints)::
 
     supernet = Supernet(SupernetConfig(net=NetConfig(vocab_size=V)))
-    head = build_head("vqa", supernet.config.net.hidden, num_answers=A)     # mmsearch.heads
+    head = build_head("vqa", supernet.config.net.hidden, num_answers=A)     # mmsearch.tasks
     objective = make_objective("vqa", num_answers=A).loss_from_outputs     # (outputs, batch) -> (loss, logs)
     w_opt, a_opt = make_weight_optimizer(supernet, head), make_arch_optimizer(supernet)
     weight_step(supernet, head, objective, train_batch, w_opt, clip=1.0, warmup=epoch < 20)

@@ -49,6 +49,7 @@ from mmsearch.orchestration.jobs_data import bind_data, build_dataset, dataset_c
 from mmsearch.orchestration.jobs_handoff import then_train, then_train_settings
 from mmsearch.orchestration.jobs_specs import JOBS, SEARCH_TASKS, JobSpec, job_spec
 from mmsearch.orchestration.quiet import set_verbose
+from mmsearch.tasks import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,11 @@ log = logging.getLogger(__name__)
 # checkpoint of many short trials triggers; it is expected here.
 JOB_ENVIRONMENT = {"TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 BAD_INPUT_EXIT, TRIALS_FAILED_EXIT = 2, 1
-# What a search's val_metric is (the head's primary metric, on the validation split), said with every number.
-METRIC_MEANING = {
-    "vqa": "VQA accuracy in %, vqa_acc",
-    "itm": "ITM recall sum R@1+R@5+R@10 image->text plus text->image, in % each so 600 at best, itm_rsum",
-    "vg": "grounding accuracy at IoU >= 0.5 in %, vg_acc",
-}
+
+
+def metric_meaning(task: str | None) -> str | None:
+    """What a search's val_metric is (the task's primary metric, on the validation split), said with every number."""
+    return TASKS.get(task).labels.meaning if task and task in TASKS else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,8 +166,9 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
         data_line = spec.data.check(cfg)
     if data_line is not None:
         print(data_line, flush=True)
-    if spec.task in METRIC_MEANING:
-        print(f"val_metric is the {METRIC_MEANING[spec.task]}", flush=True)
+    meaning = metric_meaning(spec.task)
+    if meaning is not None:
+        print(f"val_metric is the {meaning}", flush=True)
     if options.check_only:
         print(plan.ladder.describe(plan.num_trials) if plan.ladder else f"FIFO: every trial runs {plan.max_t} epochs")
         if not data_ready:
@@ -264,7 +265,7 @@ def _closing_lines(summary: Any, best_trial: dict | None, best_arch: dict | None
 
     lines = [f"Experiment {experiment}: {len(summary.trials)} trials ({describe_counts(summary)})"]
     if best_trial is not None:
-        meaning = METRIC_MEANING.get(task or "")
+        meaning = metric_meaning(task)
         lines.append(f"  best trial {best_trial['trial_id']}: {best_trial['metric']} = {best_trial['value']:.4g}"
                      + (f" ({meaning})" if meaning and best_trial['metric'] == "val_metric" else "")
                      + f" at epoch {best_trial['epoch']}, config {best_trial['config']}")

@@ -37,7 +37,7 @@ import tempfile
 from typing import Any, Mapping
 
 from mmsearch.config import ConfigError, apply_overrides, config_to_dict, read_yaml, validate_config
-from mmsearch.heads import PRIMARY_METRIC
+from mmsearch.tasks import primary_metric
 from mmsearch.evaluation import ShortlistSettings, pick_winner, shortlist_candidates
 from mmsearch.evaluation.shortlist import estimate_vs_retrained, search_agreement
 from mmsearch.nas import block_entropy
@@ -186,7 +186,7 @@ def run_shortlist(location: StorageLocation, job_tune: TuneSettings, settings: S
                              verbose=verbose)
     rows = _retrained_rows(outcome, candidates, uris)
     record = {"settings": dataclasses.asdict(settings), "candidates": _plain(candidates), "rows": rows,
-              "experiment": outcome.location.uri, "metric": PRIMARY_METRIC[train_base["data"]["task"]],
+              "experiment": outcome.location.uri, "metric": primary_metric(train_base["data"]["task"]),
               "estimate_vs_retrained": estimate_vs_retrained(rows), "search": search_diagnostics(searched),
               "test_evaluations": 0, "winner": None}
     try:

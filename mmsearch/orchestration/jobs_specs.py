@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
-from mmsearch.cli_parsers import JOB_CARDS
+from mmsearch.cli_parsers import JOB_CARDS, search_card
 from mmsearch.orchestration.jobs_config import JobConfig, JobOptions, SmokeTest, load_job_config
 from mmsearch.orchestration.jobs_data import FUSEMIX_DATA, SEARCH_DATA, DataBinding
 from mmsearch.orchestration.jobs_shortlist import SHORTLIST_SMOKE
 from mmsearch.orchestration.jobs_trials import fusemix_trial, search_trial
 from mmsearch.recipes.fusemix_config import FuseMixConfig
 from mmsearch.recipes.search_config import SearchConfig
+from mmsearch.tasks import TASKS, task_entry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +50,7 @@ class JobSpec:
 
 def _search_smoke(task: str) -> SmokeTest:
     """Tiny data set and supernet, 2 epochs (1 warm-up), rungs at epoch 1 and 2: about a minute on 2 CPUs."""
-    val = {"vqa": 64, "itm": 50, "vg": 64}[task]
+    val = task_entry(task).smoke_val_samples
     return SmokeTest(
         recipe=(
             "search.epochs=2", "search.warmup_epochs=1", "search.arch_every=2", "search.batch_size=16",
@@ -66,13 +67,16 @@ def _search_smoke(task: str) -> SmokeTest:
 
 
 def search_job(task: str) -> JobSpec:
+    """The search job of a registered task; its command line is the card of ``jobs/search_<task>.py``
+    (``mmsearch.cli_parsers``), or the same card shape for a task without a job script."""
+    card = JOB_CARDS.get(f"search_{task}") or search_card(task_entry(task).name)
     return JobSpec(
         name=f"search_{task}",
-        description=JOB_CARDS[f"search_{task}"].description,  # the command line's card (mmsearch.cli_parsers)
+        description=card.description,
         trial=search_trial,
         config_cls=SearchConfig,
         epochs_key="search.epochs",
-        default_config=JOB_CARDS[f"search_{task}"].default_config,
+        default_config=card.default_config,
         data=SEARCH_DATA,
         smoke_test=_search_smoke(task),
         default_dataset={},
@@ -103,19 +107,19 @@ FUSEMIX_JOB = JobSpec(
 )
 
 
-JOBS: dict[str, JobSpec] = {
-    "search_vqa": search_job("vqa"),
-    "search_itm": search_job("itm"),
-    "search_vg": search_job("vg"),
-    "tune_fusemix": FUSEMIX_JOB,
-}
-SEARCH_TASKS = ("vqa", "itm", "vg")
+# One job per job script (the cards of mmsearch.cli_parsers): a search job per task that has one.
+SEARCH_TASKS = tuple(card.task for card in JOB_CARDS.values() if card.task is not None)
+JOBS: dict[str, JobSpec] = {**{f"search_{task}": search_job(task) for task in SEARCH_TASKS}, "tune_fusemix": FUSEMIX_JOB}
 
 
 def job_spec(name: str) -> JobSpec:
-    if name not in JOBS:
-        raise KeyError(f"unknown job {name!r}; jobs: {', '.join(JOBS)}")
-    return JOBS[name]
+    """A job by name: one of :data:`JOBS`, or ``search_<task>`` for any registered task."""
+    if name in JOBS:
+        return JOBS[name]
+    task = name.removeprefix("search_")
+    if name.startswith("search_") and task in TASKS.names():
+        return search_job(task)
+    raise KeyError(f"unknown job {name!r}; jobs: {', '.join(JOBS)}")
 
 
 __all__ = ["FUSEMIX_JOB", "JOBS", "SEARCH_TASKS", "JobSpec", "job_spec", "search_job"]

@@ -1,7 +1,7 @@
 """Helpers shared by the MMnas recipes (search and derived training).
 
 * :func:`data_sizes`: fill the model and head sizes the data decides (vocabulary, feature widths,
-  answers) from a ``TaskInfo``; a size the config states must agree with the data.
+  answers; the task entry's ``fit_head``) from a ``TaskInfo``; a size the config states must agree with the data.
 * :func:`config_differences`: what changed between a checkpoint's config and the current one, so
   a resumed run refuses a different experiment.
 """
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmsearch.config import replace
-from mmsearch.heads import HeadConfig, head_config
+from mmsearch.tasks import HeadConfig, check_task, head_config, task_entry
 from mmsearch.data.task_data import TaskDataConfig, TaskInfo
 
 DEFAULT_WORD_DIM = 300  # learned token embedding width without pretrained rows (GloVe: 300)
@@ -43,13 +42,7 @@ def data_sizes(model: Any, head: HeadConfig | None, data: TaskDataConfig, info: 
     if model.word_dim is None and "word_dim" not in changes and data.text_input == "tokens":
         changes["word_dim"] = DEFAULT_WORD_DIM
     head = head if head is not None else head_config(data.task)
-    if head.task == "vqa":
-        if info.num_answers <= 0:
-            raise ValueError("the VQA data has no answer vocabulary (num_answers 0)")
-        if head.num_answers is not None and head.num_answers != info.num_answers:
-            raise ValueError(f"head.num_answers is {head.num_answers} but the data has {info.num_answers} answers")
-        head = replace(head, num_answers=info.num_answers)
-    return changes, head
+    return changes, task_entry(head.task).fit_head(head, info)
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any], resumable: tuple[str, ...]) -> list[str]:
@@ -76,7 +69,9 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def check_task_agreement(head: HeadConfig | None, data: TaskDataConfig, text_input: str | None) -> None:
-    """A recipe config's head and model must describe the task and text input its data does."""
+    """A recipe config's head and model must describe the task and text input its data does;
+    the task must be registered (``mmsearch.tasks.TASKS``)."""
+    check_task(data.task, "data.task")
     if head is not None and head.task != data.task:
         raise ValueError(f"head.task ({head.task!r}) does not match data.task ({data.task!r})")
     if text_input is not None and text_input != data.text_input:

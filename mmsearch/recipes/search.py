@@ -47,7 +47,7 @@ import torch
 
 from mmsearch.batch import MultimodalBatch
 from mmsearch.config import ConfigError, config_to_dict, dump_config, load_config, read_yaml
-from mmsearch.heads import build_head, evaluate, make_objective
+from mmsearch.tasks import build_head, evaluate, make_objective, task_entry
 from mmsearch.io import atomic_write_json
 from mmsearch.nas import (
     ArchSpec,
@@ -183,14 +183,9 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
 
 
 def open_search_data(cfg: TaskDataConfig) -> TaskData:
-    """The task data a config names: the precomputed stores, or generated data for ``root: synthetic``."""
-    if cfg.root == SYNTHETIC_ROOT:
-        from mmsearch.data.synthetic import SyntheticTaskData
-
-        return SyntheticTaskData.from_config(cfg)
-    from mmsearch.data.tasks import open_task_data  # the store-backed implementation
-
-    return open_task_data(cfg)
+    """The task data a config names, as its task's entry opens it: the precomputed data set, or
+    generated data for ``root: synthetic``."""
+    return task_entry(cfg.task).data(cfg, synthetic=cfg.root == SYNTHETIC_ROOT)
 
 
 def _train_epoch(epoch: int, warmup: bool, cfg: SearchConfig, data: TaskData, arch_batches: ArchBatches,

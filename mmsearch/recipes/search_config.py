@@ -23,7 +23,7 @@ from typing import Literal, Optional
 from pydantic import Field, ValidationError
 
 from mmsearch.config import config_dataclass, config_to_dict, replace
-from mmsearch.heads import PRIMARY_METRIC, HeadConfig, head_config
+from mmsearch.tasks import HeadConfig, head_config, primary_metric
 from mmsearch.nas import STRATEGIES, NetConfig, SupernetConfig, initial_alphas
 from mmsearch.nas.arch_spec import DEFAULT_POOLS, canonical_pool
 from mmsearch.nas.fusion_supernet import fusion_initial_alphas
@@ -180,7 +180,7 @@ class SearchConfig:
     @property
     def primary_metric(self) -> str:
         """The task's validation metric (higher is better), reported as ``val_metric``."""
-        return PRIMARY_METRIC[self.data.task]
+        return primary_metric(self.data.task)
 
     @property
     def run_dir(self) -> str:

@@ -49,7 +49,7 @@ import torch.distributed as dist
 
 from mmsearch.batch import MultimodalBatch
 from mmsearch.config import ConfigError, dump_config, load_config, read_yaml
-from mmsearch.heads import make_objective
+from mmsearch.tasks import make_objective
 from mmsearch.io import atomic_write_json
 from mmsearch.nas import ArchSpec, save_arch_spec
 from mmsearch.recipes.context import LocalContext, RunContext

@@ -30,7 +30,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import Field, ValidationError
 
 from mmsearch.config import config_dataclass, config_to_dict, replace
-from mmsearch.heads import PRIMARY_METRIC, HeadConfig, head_config
+from mmsearch.tasks import HeadConfig, head_config, primary_metric
 from mmsearch.nas import ArchSpec, FusionSpec, NetConfig, spec_from_dict
 from mmsearch.recipes.resolve import check_task_agreement, data_sizes
 from mmsearch.data.task_data import TaskDataConfig, TaskInfo
@@ -183,7 +183,7 @@ class TrainDerivedConfig:
     @property
     def primary_metric(self) -> str:
         """The task's validation metric (higher is better), reported as ``val_metric``."""
-        return PRIMARY_METRIC[self.data.task]
+        return primary_metric(self.data.task)
 
     @property
     def run_dir(self) -> str:

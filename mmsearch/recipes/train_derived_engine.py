@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from mmsearch.batch import MultimodalBatch
-from mmsearch.heads import HeadConfig, build_head
+from mmsearch.tasks import HeadConfig, build_head
 from mmsearch.io import atomic_torch_save
 from mmsearch.nas import ArchSpec, FusionSpec, NetConfig, build_derived, make_weight_optimizer
 from mmsearch.data.task_data import TaskInfo

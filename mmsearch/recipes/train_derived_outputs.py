@@ -1,17 +1,11 @@
 """Evaluation of a trained derived network, and the prediction files it writes.
 
-:func:`evaluate_split` computes the task's metrics on a split (``mmsearch.heads.evaluate``) and,
+:func:`evaluate_split` computes the task's metrics on a split (``mmsearch.tasks.evaluate``) and,
 in the same pass, the predictions a results file needs. :func:`write_predictions` writes them,
-atomically, under ``<output_dir>/predictions/``:
-
-* VQA: ``<split>_vqa_results.json``, the official VQA results format
-  ``[{"question_id": ..., "answer": "..."}]``;
-* VG: ``<split>_vg_boxes.json``, one predicted box per referring expression
-  ``[{"ref_id": ..., "box": [x1, y1, x2, y2], "score": p}]`` (pixels; score = the top region's
-  softmax probability);
-* ITM: ``<split>_itm_retrieval.json``, the retrieval metrics (R@1/5/10 both ways, rsum, set sizes);
-
-and, for every task, ``<split>_metrics.json`` with the split's metrics.
+atomically, under ``<output_dir>/predictions/``: the task's results file (its entry's
+``ResultFile``, e.g. VQA: ``<split>_vqa_results.json`` in the official VQA results format, VG:
+``<split>_vg_boxes.json``, ITM: ``<split>_itm_retrieval.json`` with the retrieval metrics) and,
+for every task, ``<split>_metrics.json`` with the split's metrics.
 """
 from __future__ import annotations
 
@@ -21,7 +15,7 @@ from typing import Any, Iterable, Iterator
 import torch
 
 from mmsearch.batch import MultimodalBatch
-from mmsearch.heads import HeadConfig, evaluate, predict
+from mmsearch.tasks import HeadConfig, evaluate, predict, task_entry
 from mmsearch.io import atomic_write_json
 from mmsearch.data.task_data import TaskData, TaskInfo
 from mmsearch.config import load_config
@@ -32,8 +26,6 @@ from mmsearch.recipes.train_derived_engine import (DerivedModel, autocast_contex
 from mmsearch.recipes.train_derived_state import read_state
 
 PREDICTIONS_DIR = "predictions"
-RESULT_FILES = {"vqa": "{split}_vqa_results.json", "vg": "{split}_vg_boxes.json", "itm": "{split}_itm_retrieval.json"}
-_ID_KEYS = {"vqa": ("question_id", "sample_id"), "vg": ("ref_id", "sample_id"), "itm": ()}
 
 
 def first_samples(batches: Iterable[MultimodalBatch], limit: int | None) -> Iterator[MultimodalBatch]:
@@ -54,34 +46,27 @@ def _plain(value: Any) -> Any:
 
 
 class _Recorder:
-    """Wraps the network's forward; records the predictions of every batch it runs (VQA, VG)."""
+    """Wraps the network's forward; records the predictions of every batch it runs (tasks whose
+    results file has rows: VQA, VG)."""
 
     def __init__(self, head: HeadConfig, info: TaskInfo, model: DerivedModel) -> None:
         self.head, self.info, self.model = head, info, model
+        self.results = task_entry(head.task).results
         self.rows: list[dict[str, Any]] = []
         self._seen = 0
 
     def _ids(self, batch: MultimodalBatch) -> list[Any]:
-        for key in _ID_KEYS[self.head.task]:
+        for key in self.results.id_keys:
             if key in batch.meta:
                 return [_plain(v) for v in batch.meta[key]]
         return list(range(self._seen, self._seen + batch.batch_size))  # positions in the split
 
     def __call__(self, batch: MultimodalBatch) -> dict[str, torch.Tensor]:
         outputs = self.model(batch)
-        task = self.head.task
-        if task == "itm":
-            return outputs  # retrieval scores pairs the evaluation builds itself; metrics only
+        if self.results.rows is None:
+            return outputs  # e.g. ITM: retrieval scores pairs the evaluation builds itself; metrics only
         predicted = predict(self.head, {k: v.float() for k, v in outputs.items()}, batch)
-        ids = self._ids(batch)
-        if task == "vqa":
-            answers = self.info.answers
-            for qid, index in zip(ids, predicted["answer_index"].tolist()):
-                self.rows.append({"question_id": qid, "answer": answers[index] if answers else str(index)})
-        else:
-            boxes, scores = predicted["box"].tolist(), predicted["region_prob"].tolist()
-            for ref_id, box, score in zip(ids, boxes, scores):
-                self.rows.append({"ref_id": ref_id, "box": [round(c, 2) for c in box], "score": round(score, 5)})
+        self.rows += self.results.rows(predicted, self._ids(batch), self.info)
         self._seen += batch.batch_size
         return outputs
 
@@ -101,7 +86,7 @@ def evaluate_split(model: DerivedModel, head: HeadConfig, data: TaskData, split:
             metrics = evaluate(head, run, (batch.to(device, non_blocking=True) for batch in batches))
     finally:
         model.train(was_training)
-    rows = recorder.rows if predictions and head.task != "itm" else None
+    rows = recorder.rows if predictions and recorder.results.rows is not None else None
     return metrics, rows
 
 
@@ -109,13 +94,14 @@ def write_predictions(output_dir: Path, task: str, split: str, metrics: dict[str
                       rows: list[dict[str, Any]] | None) -> dict[str, str]:
     """Write the split's results file (see the module docstring) and its metrics; returns their paths."""
     folder = Path(output_dir) / PREDICTIONS_DIR
-    results = folder / RESULT_FILES[task].format(split=split)
-    atomic_write_json(results, metrics if task == "itm" else (rows or []))
+    result_file = task_entry(task).results
+    results = folder / result_file.name(split)
+    atomic_write_json(results, metrics if result_file.rows is None else (rows or []))
     metrics_file = atomic_write_json(folder / f"{split}_metrics.json", metrics)
     return {f"{split}_results": str(results), f"{split}_metrics": str(metrics_file)}
 
 
-__all__ = ["PREDICTIONS_DIR", "RESULT_FILES", "evaluate_split", "first_samples", "write_predictions"]
+__all__ = ["PREDICTIONS_DIR", "evaluate_split", "first_samples", "write_predictions"]
 
 
 def evaluate_checkpoint(checkpoint_dir: str | Path, *, splits: tuple[str, ...] = ("test",), task_data: TaskData | None = None,

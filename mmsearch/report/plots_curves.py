@@ -12,7 +12,8 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from mmsearch.report.collect import ExperimentData, TrialData
-from mmsearch.report.style import STOP_MARKERS, metric_label, new_figure, style_axes, trial_colours, trial_label
+from mmsearch.report.style import (STOP_MARKERS, metric_label, new_figure, primary_labels, style_axes, trial_colours,
+                                   trial_label)
 
 
 def experiment_task(data: ExperimentData) -> str | None:
@@ -155,7 +156,8 @@ def searched_vs_retrained(rows: list[dict[str, Any]], task: str | None = None) -
         ax.bar_label(bars, labels=[f"{row[key]:.1f}" if isinstance(row.get(key), (int, float)) else "n/a" for row in rows],
                      fontsize=8, padding=2)
     ax.set_xticks(list(positions), [row["metric"] for row in rows], rotation=20 if len(rows) > 4 else 0, ha="right" if len(rows) > 4 else "center")
-    ax.set_ylabel("validation metric (%)" if task != "itm" else "validation metric (%, rsum: sum of recalls)")
+    labels = primary_labels(task)
+    ax.set_ylabel(f"validation metric ({labels.unit if labels is not None else '%'})")
     ax.set_title("searched (supernet weights)\nvs retrained (derived network from scratch)")
     ax.legend(fontsize=8)
     style_axes(ax)

@@ -86,8 +86,15 @@ _UNITS = (  # (pattern searched in the key, unit), first match wins
     (re.compile(r"acc"), "%"),
 )
 
-_PRIMARY_METRIC_NAMES = {"vqa": "VQA accuracy", "itm": "retrieval rsum", "vg": "grounding acc@0.5"}
-_PRIMARY_METRIC_UNITS = {"vqa": "%", "itm": "sum of recalls, %", "vg": "%"}
+
+
+def primary_labels(task: str | None) -> Any:
+    """The task's :class:`mmsearch.tasks.Labels` (its primary metric's name and unit), None if unknown."""
+    if not task:
+        return None
+    from mmsearch.tasks import TASKS  # the task registry (torch): only where a task is labelled
+
+    return TASKS.get(task).labels if task in TASKS else None
 
 
 def trial_label(trial_id: str, config: dict[str, Any], best: bool = False) -> str:
@@ -106,8 +113,9 @@ def trial_label(trial_id: str, config: dict[str, Any], best: bool = False) -> st
 
 def metric_label(key: str, task: str | None = None) -> str:
     """An axis label with the unit: ``val_metric`` of a VQA search -> ``validation VQA accuracy (%)``."""
-    if key in ("val_metric", "best_val_metric") and task in _PRIMARY_METRIC_NAMES:
-        return f"validation {_PRIMARY_METRIC_NAMES[task]} ({_PRIMARY_METRIC_UNITS[task]})"
+    labels = primary_labels(task) if key in ("val_metric", "best_val_metric") else None
+    if labels is not None:
+        return f"validation {labels.metric} ({labels.unit})"
     for pattern, unit in _UNITS:
         if pattern.search(key):
             return f"{key} ({unit})"
@@ -150,6 +158,7 @@ __all__ = [
     "op_label",
     "op_long_name",
     "png_bytes",
+    "primary_labels",
     "style_axes",
     "trial_colours",
 ]
