@@ -10,7 +10,7 @@ import pytest
 from mmsearch.config import ConfigError, load_config
 from mmsearch.data.dataset_root import DatasetRoot
 from mmsearch.orchestration.settings import TuneSettings
-from mmsearch.storage import StorageError, read_bytes, resolve_storage
+from mmsearch.storage import StorageError, StorageLocation, read_bytes, resolve_storage
 
 SECRET = "wJalrXUtnFEMI-not-a-real-secret"
 
@@ -51,9 +51,10 @@ def test_a_missing_local_file_and_a_missing_s3_key_raise_the_same_error(tmp_path
     ],
 )
 def test_credentials_in_a_uri_or_endpoint_are_refused(uri, endpoint, problem):
-    with pytest.raises(StorageError, match=problem) as err:
-        resolve_storage(uri, endpoint)
-    assert SECRET not in str(err.value) and "AKIDEXAMPLE" not in str(err.value)
+    for make in (resolve_storage, StorageLocation):  # made from a config, or directly by code
+        with pytest.raises(StorageError, match=problem) as err:
+            make(uri, endpoint)
+        assert SECRET not in str(err.value) and "AKIDEXAMPLE" not in str(err.value)
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,12 @@ class StorageLocation:
     # The filesystem, built once per process and shared by child locations; never pickled.
     _cache: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.is_s3:
+            _refuse_credentials(self.uri, "storage URI")
+        if self.endpoint_url:
+            _refuse_credentials(self.endpoint_url, "the S3 endpoint")
+
     @property
     def is_s3(self) -> bool:
         return self.uri.startswith("s3://")
@@ -78,12 +84,10 @@ def resolve_storage(path: str | os.PathLike[str] | StorageLocation, endpoint_url
     text = os.fspath(path)
     if not text:
         raise StorageError("storage path is empty")
-    if endpoint_url:
-        _refuse_credentials(endpoint_url, "the S3 endpoint")
     parts = urlsplit(text)
     scheme = parts.scheme
     if scheme in ("s3", "s3a"):
-        _refuse_credentials(text, "storage URI")
+        _refuse_credentials(text, "storage URI")  # before parsing drops the query (the endpoint: __post_init__)
         if not parts.netloc:
             raise StorageError(f"storage path {text!r} names no bucket (expected s3://bucket/prefix)")
         prefix = parts.path.strip("/")
@@ -129,7 +133,8 @@ def _s3_filesystem(location: StorageLocation) -> pafs.S3FileSystem:
     if region:
         kwargs["region"] = region
     if endpoint:
-        _refuse_credentials(endpoint, "the S3 endpoint")
+        if not location.endpoint_url:  # from the environment (the location's own was checked when made)
+            _refuse_credentials(endpoint, "the S3 endpoint")
         parsed = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
         kwargs.update(endpoint_override=parsed.netloc + parsed.path.rstrip("/"), scheme=parsed.scheme or "https")
     return pafs.S3FileSystem(**kwargs)
