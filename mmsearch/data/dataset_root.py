@@ -103,7 +103,7 @@ class DatasetRoot:
         return self.location.uri
 
     def split_uri(self, split: str) -> str:
-        """URI of the latent store of ``split`` (what FuseMix's ``data.store`` takes)."""
+        """URI of the latent store of ``split`` (what ``open_store`` and FuseMix's ``data.store`` take)."""
         return self.location.child(split).uri
 
     def split_location(self, split: str) -> storage.StorageLocation:
