@@ -165,13 +165,12 @@ def load_job_config(args: argparse.Namespace) -> TrainDerivedConfig:
 def bad_input_errors() -> tuple[type[BaseException], ...]:
     """What bad input raises: exit status 2, one line, nothing run."""
     from mmsearch.config import ConfigError
-    from mmsearch.data.fs import StorageError as DataStorageError
     from mmsearch.storage import StorageError
     from mmsearch.orchestration.train import TrainSetupError
     from mmsearch.orchestration.train_resume import ResumeError
 
     # ValueError covers DatasetError, StoreError and the config checks; FileNotFoundError a missing arch or file.
-    return ConfigError, TrainSetupError, ResumeError, StorageError, DataStorageError, FileNotFoundError, ValueError
+    return ConfigError, TrainSetupError, ResumeError, StorageError, FileNotFoundError, ValueError
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

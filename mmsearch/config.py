@@ -8,6 +8,7 @@ its full dotted path, e.g. ``search.arch_lr: Input should be a valid number``.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
@@ -30,6 +31,34 @@ def config_dataclass(cls: type[C]) -> type[C]:
 
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the bad key(s)."""
+
+
+# Keys that would carry secrets: credentials come only from the standard AWS chain, never a config.
+_CREDENTIAL_KEY = re.compile(r"access_key|secret|session_token|security_token|password|credential", re.IGNORECASE)
+_CHAIN = "credentials come only from the standard AWS chain (AWS_ACCESS_KEY_ID / AWS_PROFILE / instance role)"
+# A URI with ``user:secret@`` or credential query keys (what pyarrow's ``from_uri`` would accept).
+_CREDENTIAL_URI = re.compile(r"://[^/\s]*@|[?&](access_key|secret_key|session_token)=", re.IGNORECASE)
+
+
+def _credential_keys(data: Any, prefix: str = "") -> list[str]:
+    """Dotted keys of ``data`` (nested mappings) whose names say they hold credentials, or whose
+    value is a URI carrying them."""
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = f"{prefix}{key}"
+            if _CREDENTIAL_KEY.search(str(key)) or (isinstance(value, str) and _CREDENTIAL_URI.search(value)):
+                found.append(path)
+            found += _credential_keys(value, f"{path}.")
+    return found
+
+
+def masked_override(override: str) -> str:
+    """An override as it may appear in a message: no credential value, no ``user:secret@`` in a URI."""
+    key, sep, value = override.partition("=")
+    if sep and (_CREDENTIAL_KEY.search(key) or _CREDENTIAL_URI.search(value)):
+        return f"{key}=***"
+    return override
 
 
 def _format_validation_error(err: ValidationError, origin: str) -> str:
@@ -111,11 +140,15 @@ def load_config(
     overrides = list(overrides)
     if overrides:
         data = apply_overrides(data, overrides)
-        origin += " + overrides " + " ".join(overrides)
+        origin += " + overrides " + " ".join(masked_override(o) for o in overrides)
     return validate_config(cls, data, origin)
 
 
 def validate_config(cls: type[C], data: dict[str, Any], origin: str = "dict") -> C:
+    secrets = _credential_keys(data)
+    if secrets:  # before pydantic, whose messages would echo the value
+        raise ConfigError(f"invalid config ({origin}): {', '.join(secrets)}: explicit credentials (a credential key, "
+                          f"or user:secret@ / secret_key= in a URI) are refused in configs (value not shown); {_CHAIN}")
     booleans = bools_where_numbers(cls, data)
     if booleans:  # pydantic's lax mode would read true as 1 (``train.epochs=true`` -> 1 epoch)
         lines = [f"  {key}: a number is expected, got a boolean ({value!r})" for key, value in booleans]
@@ -217,6 +250,7 @@ __all__ = [
     "dump_config",
     "field_names",
     "load_config",
+    "masked_override",
     "parse_override",
     "read_yaml",
     "replace",

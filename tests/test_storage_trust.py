@@ -1,4 +1,4 @@
-"""The trust boundary of experiment storage (mmsearch.storage_trust), without Ray.
+"""The trust boundary of experiment storage (mmsearch.storage.trust), without Ray.
 
 Resuming unpickles Ray Tune's state: a local experiment directory that someone else can write is
 refused (exit 2, before Ray starts) and the planted pickle never runs. mmsearch's own files are
@@ -16,7 +16,7 @@ import pytest
 from mmsearch.orchestration import cluster
 from mmsearch.orchestration.jobs import BAD_INPUT_EXIT, JOBS, main
 from mmsearch.storage import StorageError, StorageLocation, preflight
-from mmsearch.storage_trust import check_resume_trust
+from mmsearch.storage.trust import check_resume_trust
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mmsearch"
 

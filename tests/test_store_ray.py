@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmsearch.data.fs import S3Options
+from mmsearch.storage import resolve_storage
 from mmsearch.data.store import LocalStoreStream, StoreWriter, open_store, scalar, sequence, vector
 from mmsearch.data.store.synthetic import write_synthetic_pairs
 
@@ -138,10 +138,11 @@ def test_ray_reads_a_store_on_s3(ray_session, s3_server):
 
     bucket = f"mms-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=s3_server["endpoint"], region_name="us-east-1").create_bucket(Bucket=bucket)
-    # Ray workers may predate the fixture's credential variables: pass them with the filesystem.
-    s3 = S3Options(endpoint=s3_server["endpoint"], access_key=s3_server["AWS_ACCESS_KEY_ID"], secret_key=s3_server["AWS_SECRET_ACCESS_KEY"])
-    write_synthetic_pairs(f"s3://{bucket}/st", 600, image_dim=16, text_dim=8, row_group_rows=100, shard_rows=200, s3=s3)
-    stream = RayDataStream.from_store(open_store(f"s3://{bucket}/st", s3=s3), "pairs")
+    # The endpoint travels with the filesystem; the workers find credentials in their own AWS
+    # chain (conftest puts the canary credentials in the environment before Ray starts).
+    store = resolve_storage(f"s3://{bucket}/st", s3_server["endpoint"])
+    write_synthetic_pairs(store, 600, image_dim=16, text_dim=8, row_group_rows=100, shard_rows=200)
+    stream = RayDataStream.from_store(open_store(store), "pairs")
     batches = list(stream.epoch(0, 128, shuffle=False))
     np.testing.assert_array_equal(ids_of(batches), np.arange(600))  # unshuffled: storage order
     assert batches[0]["image"].shape == (128, 16) and batches[0]["image"].dtype == torch.float32

@@ -41,7 +41,7 @@ def test_local_preflight_writes_reads_and_cleans_up(tmp_path):
     assert list((tmp_path / "a" / "b").iterdir()) == []  # an existing directory stays; the marker is deleted
     write_bytes(location.child("f.json"), b"{}")
     assert read_bytes(location.child("f.json")) == b"{}"
-    assert read_bytes(location.child("missing")) is None
+    assert read_bytes(location.child("missing"), missing_ok=True) is None
 
 
 @contextlib.contextmanager

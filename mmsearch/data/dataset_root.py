@@ -23,9 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import pyarrow.fs as pafs
-
-from mmsearch.data import fs as storage
+from mmsearch import storage
 
 CARD_NAME = "dataset.json"
 VOCAB_NAME = "vocab.json"
@@ -95,12 +93,10 @@ class DatasetCard:
 class DatasetRoot:
     """Paths and small files of one precomputed data set root (local or S3)."""
 
-    def __init__(self, uri: str | os.PathLike[str], *, s3: storage.S3Options | None = None) -> None:
-        text = os.fspath(uri)
-        if not text:
+    def __init__(self, uri: str | os.PathLike[str] | storage.StorageLocation) -> None:
+        if not isinstance(uri, storage.StorageLocation) and not os.fspath(uri):
             raise DatasetError("no data set root given (empty path)")
-        self.location = storage.resolve(text, s3=s3)
-        self.s3 = s3
+        self.location = storage.resolve_storage(uri)
 
     @property
     def uri(self) -> str:
@@ -108,24 +104,27 @@ class DatasetRoot:
 
     def split_uri(self, split: str) -> str:
         """URI of the latent store of ``split`` (what ``open_store`` and FuseMix's ``data.store`` take)."""
-        return self.location.uri_of(split)
+        return self.location.child(split).uri
+
+    def split_location(self, split: str) -> storage.StorageLocation:
+        """The latent store of ``split`` (what ``open_store`` takes; keeps the root's endpoint)."""
+        return self.location.child(split)
 
     # -- the card -------------------------------------------------------------------------------
 
     def has_card(self) -> bool:
-        return storage.file_info(self.location, self.location.join(CARD_NAME)).type == pafs.FileType.File
+        return storage.is_file(self.location.child(CARD_NAME))
 
     def read_card(self) -> DatasetCard:
         """The card, or a :class:`DatasetError` saying why there is none."""
         if not self.has_card():
-            exists = storage.file_info(self.location, self.location.path).type == pafs.FileType.Directory
-            if not exists:
+            if not storage.exists(self.location):
                 raise DatasetError(f"{self.uri}: no precomputed data set here (the root does not exist); run jobs/precompute_latents.py")
             raise DatasetError(
                 f"{self.uri}: {CARD_NAME} not found -- an incomplete data set (the card is written last); "
                 "run the precompute job again to rebuild it"
             )
-        return DatasetCard.from_json(self._read_json(CARD_NAME), self.location.uri_of(CARD_NAME))
+        return DatasetCard.from_json(self._read_json(CARD_NAME), self.location.child(CARD_NAME).uri)
 
     def write_card(self, card: DatasetCard) -> None:
         """Publish the card (atomically): from here on the data set is complete."""
@@ -133,7 +132,7 @@ class DatasetRoot:
 
     def remove_card(self) -> None:
         """Mark the data set incomplete (before rebuilding it in place)."""
-        storage.delete_files(self.location, [self.location.join(CARD_NAME)])
+        storage.delete_files([self.location.child(CARD_NAME)])
 
     # -- vocabularies ---------------------------------------------------------------------------
 
@@ -145,7 +144,7 @@ class DatasetRoot:
         from mmsearch.data.text import VOCAB_FORMAT, Vocabulary
 
         data = self._read_json(VOCAB_NAME)
-        origin = self.location.uri_of(VOCAB_NAME)
+        origin = self.location.child(VOCAB_NAME).uri
         if not isinstance(data, dict) or data.get("format") != VOCAB_FORMAT or not isinstance(data.get("tokens"), list):
             raise DatasetError(f"{origin}: not an mmsearch vocabulary")
         return Vocabulary(data["tokens"], counts=data.get("counts"), min_count=int(data.get("min_count", 1)))
@@ -158,19 +157,19 @@ class DatasetRoot:
     def read_answers(self) -> list[str]:
         data = self._read_json(ANSWERS_NAME)
         if not isinstance(data, dict) or data.get("format") != ANSWERS_FORMAT or not isinstance(data.get("answers"), list):
-            raise DatasetError(f"{self.location.uri_of(ANSWERS_NAME)}: not an mmsearch answer vocabulary")
+            raise DatasetError(f"{self.location.child(ANSWERS_NAME).uri}: not an mmsearch answer vocabulary")
         return [str(a) for a in data["answers"]]
 
     @contextlib.contextmanager
     def build_lock(self) -> Iterator[None]:
         """Exclusive while held: two processes building the same local root take turns (the
         second then finds the card and reuses the data set). S3 roots are not locked."""
-        if not self.location.is_local:
+        if self.location.is_s3:
             yield
             return
         import fcntl
 
-        path = Path(self.location.path)
+        path = Path(self.location.fs_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.parent / f".{path.name}.lock", "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -182,23 +181,19 @@ class DatasetRoot:
     # -- helpers --------------------------------------------------------------------------------
 
     def _read_json(self, name: str) -> Any:
-        path = self.location.join(name)
-        try:
-            raw = storage.read_bytes(self.location, path)
-        except FileNotFoundError:
-            raise DatasetError(f"{self.location.uri_of(name)}: file not found") from None
+        file = self.location.child(name)
+        raw = storage.read_bytes(file, missing_ok=True)
+        if raw is None:
+            raise DatasetError(f"{file.uri}: file not found")
         try:
             return json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise DatasetError(f"{self.location.uri_of(name)}: not valid JSON ({exc})") from None
+            raise DatasetError(f"{file.uri}: not valid JSON ({exc})") from None
 
     def _write_json(self, name: str, data: Any) -> None:
-        if self.location.is_local:
-            Path(self.location.path).mkdir(parents=True, exist_ok=True)
-        else:
-            storage.check_bucket(self.location)
+        storage.check_bucket(self.location)
         payload = (json.dumps(data, indent=1) + "\n").encode()
-        storage.write_bytes_atomic(self.location, self.location.join(name), payload)
+        storage.write_bytes(self.location.child(name), payload)
 
 
 def cache_root(name: str, fingerprint: str) -> str:

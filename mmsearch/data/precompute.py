@@ -32,7 +32,6 @@ import numpy as np
 
 import mmsearch
 from mmsearch.config import config_to_dict
-from mmsearch.data import fs as storage
 from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot, cache_root
 from mmsearch.data.precompute_config import PrecomputeConfig, fingerprint
 from mmsearch.data.precompute_records import build_answers, build_vocabulary, image_inputs, load_splits, text_rows
@@ -53,9 +52,9 @@ class PrecomputeResult:
     built: bool  # False when a complete data set with the same fingerprint was reused
 
 
-def dataset_root_of(cfg: PrecomputeConfig, s3: storage.S3Options | None = None) -> DatasetRoot:
+def dataset_root_of(cfg: PrecomputeConfig) -> DatasetRoot:
     """``cfg.output``, or the cache root named after the data set and its fingerprint."""
-    return DatasetRoot(cfg.output or cache_root(cfg.name, fingerprint(cfg)), s3=s3)
+    return DatasetRoot(cfg.output or cache_root(cfg.name, fingerprint(cfg)))
 
 
 def precompute(
@@ -63,11 +62,10 @@ def precompute(
     runner: StageRunner | None = None,
     *,
     overwrite: bool = False,
-    s3: storage.S3Options | None = None,
 ) -> PrecomputeResult:
     """Build (or reuse) the data set ``cfg`` describes; see the module docstring."""
     fp = fingerprint(cfg)
-    root = dataset_root_of(cfg, s3)
+    root = dataset_root_of(cfg)
     with root.build_lock():
         if root.has_card():
             card = root.read_card()
@@ -152,8 +150,8 @@ class _Build:
         with contextlib.ExitStack() as stack:
             self.writers = {
                 split: stack.enter_context(
-                    StoreWriter(self.root.split_uri(split), dataset=self.cfg.name, split=split, overwrite=True,
-                                s3=self.root.s3, attrs={"fingerprint": self.fp, "tables": list(self.tables)})
+                    StoreWriter(self.root.split_location(split), dataset=self.cfg.name, split=split, overwrite=True,
+                                attrs={"fingerprint": self.fp, "tables": list(self.tables)})
                 )
                 for split in self.splits
             }

@@ -24,7 +24,6 @@ from typing import Any, Iterator
 import numpy as np
 
 from mmsearch.batch import MultimodalBatch
-from mmsearch.data import fs as storage
 from mmsearch.data.collate import Ragged, region_fields, text_fields
 from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot
 from mmsearch.data.store import Store, StoreError, epoch_seed, open_store
@@ -37,11 +36,11 @@ PARTS: tuple[str, ...] = ("weights", "arch", "train", "val", "test")
 _SPLIT_OF_PART = {"weights": "train", "arch": "train", "train": "train", "val": "val", "test": "test"}
 
 
-def open_task_data(cfg: TaskDataConfig, *, s3: storage.S3Options | None = None) -> "StoreTaskData":
+def open_task_data(cfg: TaskDataConfig) -> "StoreTaskData":
     """The ``TaskData`` of ``cfg.task`` over the precomputed data set at ``cfg.root``."""
     if not cfg.root:
         raise DatasetError("data.root is empty: give the root of a precomputed data set (jobs/precompute_latents.py)")
-    root = DatasetRoot(cfg.root, s3=s3)
+    root = DatasetRoot(cfg.root)
     card = root.read_card()
     table = TASK_TABLE[cfg.task]
     if table not in card.tables:
@@ -172,7 +171,7 @@ class StoreTaskData:
                     expect[extra] = {"states": card.text_state_dim}
         where = f"data set {self.root.uri}, split {split!r}"
         try:
-            store = open_store(self.root.split_uri(split), s3=self.root.s3)
+            store = open_store(self.root.split_location(split))
             for table in expect:
                 if table in store.meta.tables and store.meta.tables[table].num_rows == 0:
                     raise DatasetError(f"{where}: no {table} rows (empty split)")

@@ -3,7 +3,7 @@
 Modules (import them directly; this package imports nothing eagerly):
 
 - ``settings``: the ``tune`` config section (``TuneSettings``), plain dataclasses, no Ray.
-- storage locations and the preflight live in ``mmsearch.storage`` (Ray-free, shared with the report).
+- storage locations and the preflight live in ``mmsearch.storage`` (Ray-free, shared with data, recipes and the report).
 - ``search_space``: search spaces from config data, validated against the recipe's config.
 - ``asha``: scheduler validation and the rung ladder; ``asha_state``: ASHA whose rung records
   survive ``Tuner.restore``.
@@ -14,5 +14,5 @@ Modules (import them directly; this package imports nothing eagerly):
 - ``credentials``: AWS credentials never go into a Ray runtime env (Tune copies them by default).
 - ``checkpoints``: checkpoint manifests, and the fallback that gives every resumed trial a
   checkpoint that exists (a driver killed with ``kill -9``).
-- resume only from experiment storage nobody else can write (Tune unpickles it): ``mmsearch.storage_trust``.
+- resume only from experiment storage nobody else can write (Tune unpickles it): ``mmsearch.storage.trust``.
 """

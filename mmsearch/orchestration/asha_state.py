@@ -111,7 +111,7 @@ class PersistentASHAScheduler(AsyncHyperBandScheduler):
         if self._loaded:
             return
         self._loaded = True
-        raw = read_bytes(self._state)
+        raw = read_bytes(self._state, missing_ok=True)
         if raw is not None:
             self.load_state_dict(json.loads(raw))
             log.info(
@@ -204,7 +204,7 @@ class PersistentASHAScheduler(AsyncHyperBandScheduler):
 
 def load_asha_state(location: StorageLocation) -> dict[str, Any] | None:
     """The persisted state of an experiment (for summaries and reports), or None."""
-    raw = read_bytes(location)
+    raw = read_bytes(location, missing_ok=True)
     return json.loads(raw) if raw is not None else None
 
 

@@ -33,6 +33,7 @@ FORWARDED_ENV = (
     "RAY_AUTH_MODE",
     "MMSEARCH_VERBOSE",  # quiet or verbose Ray output (mmsearch.orchestration.quiet)
     "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",  # the S3-only form, read by mmsearch.storage as AWS SDKs do
     "AWS_DEFAULT_REGION",
     "AWS_REGION",
     "HF_HUB_OFFLINE",

@@ -282,7 +282,7 @@ def _ensure_resume_callback(tuner: tune.Tuner) -> None:
 
 
 def _check_same_experiment(plan: ExperimentPlan, location: storage.StorageLocation) -> None:
-    raw = storage.read_bytes(location.child(SPEC_FILE))
+    raw = storage.read_bytes(location.child(SPEC_FILE), missing_ok=True)
     if raw is None:
         log.warning("%s has no %s; resuming without checking that the settings match", location.uri, SPEC_FILE)
         return
@@ -327,7 +327,7 @@ def _plan_text(plan: ExperimentPlan, concurrency: int, placement: ResourcePlan) 
 
 def summarize_experiment(location: storage.StorageLocation) -> ExperimentSummary:
     """The summary of a finished or running experiment, rebuilt from its directory in storage."""
-    raw = storage.read_bytes(location.child(SPEC_FILE))
+    raw = storage.read_bytes(location.child(SPEC_FILE), missing_ok=True)
     if raw is None:
         raise ExperimentError(f"{location.uri} is not an mmsearch experiment (no {SPEC_FILE})")
     spec = json.loads(raw)

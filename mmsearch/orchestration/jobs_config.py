@@ -25,7 +25,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from mmsearch.config import ConfigError, apply_overrides, parse_override, read_yaml, validate_config
+from mmsearch.config import ConfigError, apply_overrides, masked_override, parse_override, read_yaml, validate_config
 from mmsearch.data.precompute_config import PrecomputeConfig
 from mmsearch.evaluation import ShortlistSettings
 from mmsearch.orchestration.settings import TuneSettings
@@ -173,7 +173,7 @@ def load_job_config(
     routed = route_overrides(overrides)
     explicit_data = options.data_root is not None or overrides_touch(routed["recipe"], [f"recipe.{k}" for k in data_keys])
     if overrides:
-        origin += " + overrides " + " ".join(user)
+        origin += " + overrides " + " ".join(masked_override(o) for o in user)
 
     recipe = _apply("recipe", sections["recipe"], routed["recipe"])
     tune_data = _apply("tune", sections["tune"], routed["tune"])

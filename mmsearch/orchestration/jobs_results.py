@@ -41,7 +41,7 @@ def _at(location: StorageLocation, uri: str) -> StorageLocation:
 
 
 def _json(location: StorageLocation) -> Any | None:
-    raw = read_bytes(location)
+    raw = read_bytes(location, missing_ok=True)
     return json.loads(raw) if raw is not None else None
 
 

@@ -111,7 +111,7 @@ def shortlist_trial(config: Any, context: Any) -> None:
 
 
 def _json(location: StorageLocation) -> Any | None:
-    raw = read_bytes(location)
+    raw = read_bytes(location, missing_ok=True)
     return json.loads(raw) if raw is not None else None
 
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 import ray
 
 from mmsearch.config import load_config, replace
-from mmsearch.data import fs as storage
+from mmsearch import storage
 from mmsearch.data.precompute import PrecomputeResult, dataset_root_of, other_dataset_error, precompute
 from mmsearch.data.precompute_arrow import from_arrow, to_arrow
 from mmsearch.data.precompute_config import PrecomputeConfig, RayPrecomputeConfig, fingerprint
@@ -123,24 +123,22 @@ class RayDataRunner:
         }
 
 
-def run_precompute(
-    cfg: PrecomputeConfig, *, overwrite: bool = False, s3: storage.S3Options | None = None
-) -> PrecomputeResult:
+def run_precompute(cfg: PrecomputeConfig, *, overwrite: bool = False) -> PrecomputeResult:
     """Build (or reuse) the data set with the backend ``cfg.backend`` names. With ``ray`` it
     joins the running cluster (``RAY_ADDRESS``) or starts Ray here, unless Ray is already up."""
     if cfg.backend == "local":
-        return precompute(cfg, overwrite=overwrite, s3=s3)
-    root = dataset_root_of(cfg, s3)
+        return precompute(cfg, overwrite=overwrite)
+    root = dataset_root_of(cfg)
     if not overwrite and root.has_card():  # reuse, or refuse another data set: no need to start Ray
         card = root.read_card()
         if card.fingerprint != fingerprint(cfg):
             raise other_dataset_error(root, card, fingerprint(cfg))
-        return precompute(cfg, overwrite=False, s3=s3)
+        return precompute(cfg, overwrite=False)
     if not ray.is_initialized():
         from mmsearch.orchestration.cluster import connect
 
         connect()
-    return precompute(cfg, RayDataRunner(cfg.ray), overwrite=overwrite, s3=s3)
+    return precompute(cfg, RayDataRunner(cfg.ray), overwrite=overwrite)
 
 
 def ensure_dataset(
@@ -148,7 +146,6 @@ def ensure_dataset(
     overrides: list[str] | tuple[str, ...] = (),
     *,
     backend: str | None = None,
-    s3: storage.S3Options | None = None,
 ) -> str:
     """The root of the data set ``config`` describes, built on first use; returns its URI.
 
@@ -163,7 +160,7 @@ def ensure_dataset(
         cfg = config if not overrides else load_config(PrecomputeConfig, _plain(config), overrides)
     if backend is not None:
         cfg = replace(cfg, backend=backend)
-    result = run_precompute(cfg, s3=s3)
+    result = run_precompute(cfg)
     if result.built:
         print(f"precomputed data set {cfg.name!r} written to {result.root}", flush=True)
     return result.root
@@ -196,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(PrecomputeConfig, resolve_path(args.config) if args.config else None, overrides)
         if args.check:
-            print(f"data set {cfg.name!r} ({cfg.backend} backend) would go to {dataset_root_of(cfg, None).uri}; nothing run")
+            print(f"data set {cfg.name!r} ({cfg.backend} backend) would go to {dataset_root_of(cfg).uri}; nothing run")
             return 0
         result = run_precompute(cfg, overwrite=args.overwrite)
     except (ConfigError, DatasetError, StoreError, storage.StorageError) as err:

@@ -79,7 +79,7 @@ def read_checkpoint_state(location: storage.StorageLocation) -> dict[str, Any]:
 def find_resume_point(run: storage.StorageLocation, config: Any) -> ResumePoint:
     """The newest intact checkpoint of the run at ``run`` (see the module docstring); raises
     :class:`ResumeError` when the config differs from the checkpoint's or no checkpoint is intact."""
-    raw = storage.read_bytes(run.child(SNAPSHOT))
+    raw = storage.read_bytes(run.child(SNAPSHOT), missing_ok=True)
     if raw is None:
         return ResumePoint(None)
     try:

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import pyarrow.fs as pafs
 
-from mmsearch.data import fs as storage
+from mmsearch import storage
 from mmsearch.nas import ArchSpec, FusionSpec, load_spec, shipped_spec, shipped_spec_names, spec_from_dict
 
 AnySpec = ArchSpec | FusionSpec
@@ -48,10 +48,10 @@ def resolve_arch(arch: str | Mapping[str, Any] | AnySpec) -> AnySpec:
         raise ValueError(f"arch must be a spec name, a file or a directory, got {arch!r}")
     if arch in shipped_spec_names():
         return shipped_spec(arch)
-    location = storage.resolve(arch)
-    kind = storage.file_info(location, location.path).type
+    location = storage.resolve_storage(arch)
+    kind = storage.file_info(location).type
     if kind == pafs.FileType.File:
-        return _load_file(location, location.path)
+        return _load_file(location)
     if kind == pafs.FileType.Directory:
         return _from_directory(location)
     raise ArchNotFoundError(
@@ -59,52 +59,52 @@ def resolve_arch(arch: str | Mapping[str, Any] | AnySpec) -> AnySpec:
     )
 
 
-def _exists(location: storage.Location, name: str) -> bool:
-    return storage.file_info(location, location.join(name)).type == pafs.FileType.File
+def _exists(location: storage.StorageLocation, name: str) -> bool:
+    return storage.is_file(location.child(name))
 
 
-def _load_file(location: storage.Location, path: str) -> AnySpec:
-    if location.is_local:
-        return load_spec(path)
-    data = storage.read_bytes(location, path)  # MMnas's epoch files need load_arch_spec's parser
+def _load_file(location: storage.StorageLocation) -> AnySpec:
+    if not location.is_s3:
+        return load_spec(location.fs_path)
+    data = storage.read_bytes(location)  # MMnas's epoch files need load_arch_spec's parser
     with tempfile.TemporaryDirectory() as scratch:
-        local = Path(scratch) / Path(path).name
+        local = Path(scratch) / Path(location.fs_path).name
         local.write_bytes(data)
-        return load_spec(local).replace(source=f"s3://{path}")
+        return load_spec(local).replace(source=location.uri)
 
 
-def _from_directory(location: storage.Location) -> AnySpec:
+def _from_directory(location: storage.StorageLocation) -> AnySpec:
     if _exists(location, BEST_ARCH):
-        return _load_file(location, location.join(BEST_ARCH))
+        return _load_file(location.child(BEST_ARCH))
     if _exists(location, SUMMARY):
         return _best_trial_arch(location)
     if _exists(location, CHECKPOINT_ARCH):
-        return _load_file(location, location.join(CHECKPOINT_ARCH))
+        return _load_file(location.child(CHECKPOINT_ARCH))
     hint = ""
     if _exists(location, FINAL_ARCH):
         hint = (f"; it has {FINAL_ARCH} (the search never left warm-up, so there is no best architecture): "
-                f"pass {location.uri_of(FINAL_ARCH)} to train that one")
+                f"pass {location.child(FINAL_ARCH).uri} to train that one")
     raise ArchNotFoundError(
         f"{location.uri} holds no architecture: expected {BEST_ARCH} (a search's output directory), "
         f"{SUMMARY} (a search experiment) or {CHECKPOINT_ARCH} (a checkpoint){hint}"
     )
 
 
-def _best_trial_arch(experiment: storage.Location) -> AnySpec:
-    summary = json.loads(storage.read_bytes(experiment, experiment.join(SUMMARY)))
+def _best_trial_arch(experiment: storage.StorageLocation) -> AnySpec:
+    summary = json.loads(storage.read_bytes(experiment.child(SUMMARY)))
     best = summary.get("best")
     if not best:
-        raise ArchNotFoundError(f"{experiment.uri_of(SUMMARY)}: no trial reported the metric, so there is no best trial")
+        raise ArchNotFoundError(f"{experiment.child(SUMMARY).uri}: no trial reported the metric, so there is no best trial")
     trial = next((t for t in summary.get("trials", []) if t.get("trial_id") == best.get("trial_id")), None)
     if trial is None or not trial.get("path"):
-        raise ArchNotFoundError(f"{experiment.uri_of(SUMMARY)}: the best trial {best.get('trial_id')!r} has no directory")
-    trial_dir = storage.resolve(trial["path"])
+        raise ArchNotFoundError(f"{experiment.child(SUMMARY).uri}: the best trial {best.get('trial_id')!r} has no directory")
+    trial_dir = storage.resolve_storage(trial["path"], experiment.endpoint_url)
     if not _exists(trial_dir, BEST_ARCH):
         raise ArchNotFoundError(
             f"the best trial {best['trial_id']} of {experiment.uri} ({summary.get('metric')} = {best.get('metric')}) "
             f"has no {BEST_ARCH} in {trial_dir.uri}"
         )
-    spec = _load_file(trial_dir, trial_dir.join(BEST_ARCH))
+    spec = _load_file(trial_dir.child(BEST_ARCH))
     return spec.replace(source=f"{experiment.uri} trial {best['trial_id']} {BEST_ARCH}")
 
 
@@ -114,18 +114,18 @@ def search_outcome(arch: str | Any) -> dict[str, Any] | None:
     of the best architecture with the supernet's shared weights), else None."""
     if not isinstance(arch, str) or arch in shipped_spec_names():
         return None
-    location = storage.resolve(arch)
-    if storage.file_info(location, location.path).type != pafs.FileType.Directory:
+    location = storage.resolve_storage(arch)
+    if storage.file_info(location).type != pafs.FileType.Directory:
         return None
     if _exists(location, "search_result.json"):
-        found = json.loads(storage.read_bytes(location, location.join("search_result.json")))
+        found = json.loads(storage.read_bytes(location.child("search_result.json")))
         return {"metric": found.get("metric"), "value": found.get("best_val_metric"), "epoch": found.get("best_epoch"),
-                "source": location.uri_of("search_result.json")}
+                "source": location.child("search_result.json").uri}
     if _exists(location, SUMMARY):
-        summary = json.loads(storage.read_bytes(location, location.join(SUMMARY)))
+        summary = json.loads(storage.read_bytes(location.child(SUMMARY)))
         best = summary.get("best") or {}
         return {"metric": summary.get("metric"), "value": best.get("metric"), "epoch": best.get("epoch"),
-                "trial_id": best.get("trial_id"), "source": location.uri_of(SUMMARY)}
+                "trial_id": best.get("trial_id"), "source": location.child(SUMMARY).uri}
     return None
 
 

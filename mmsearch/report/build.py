@@ -192,7 +192,7 @@ def best_epoch_checkpoint(data: ExperimentData, trial: TrialData) -> str | None:
     """The URI of the checkpoint of the trial's best epoch (its ``mmsearch_checkpoint.json`` says the
     epoch; without one, the latest checkpoint when the best epoch is the last); None if not kept."""
     for uri in reversed(trial.checkpoints):
-        raw = read_bytes(dataclasses.replace(data.location, uri=uri).child("mmsearch_checkpoint.json"))
+        raw = read_bytes(dataclasses.replace(data.location, uri=uri).child("mmsearch_checkpoint.json"), missing_ok=True)
         try:
             epoch = json.loads(raw).get("epoch") if raw else None
         except (ValueError, AttributeError):
@@ -227,7 +227,7 @@ def best_arch_spec(trial: TrialData) -> tuple[dict[str, Any] | None, str]:
 
 def _read_spec(location: StorageLocation) -> tuple[bytes | None, dict[str, Any] | None]:
     """(bytes, parsed) of an architecture spec file; (None, None) when missing or not a spec."""
-    raw = read_bytes(location)
+    raw = read_bytes(location, missing_ok=True)
     try:
         spec = json.loads(raw) if raw is not None else None
     except ValueError:

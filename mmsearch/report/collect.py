@@ -159,7 +159,7 @@ def _trial(
             params = tf.read_json(trial_dir.child("params.json"))
             config = params if isinstance(params, dict) else {}
         if state["status"] == "ERROR" or "error.txt" in entries:
-            raw = read_bytes(trial_dir.child(state.get("error_file") or "error.txt"))
+            raw = read_bytes(trial_dir.child(state.get("error_file") or "error.txt"), missing_ok=True)
             error = tf.short_error(raw.decode("utf-8", errors="replace")) if raw else None
         if "arch_history.json" in entries:
             loaded = tf.read_json(trial_dir.child("arch_history.json"))

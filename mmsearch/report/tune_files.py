@@ -39,7 +39,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def read_json(location: StorageLocation) -> Any | None:
     """The parsed JSON file, or None when it is missing or not (yet) valid JSON."""
-    raw = read_bytes(location)
+    raw = read_bytes(location, missing_ok=True)
     if raw is None:
         return None
     try:
@@ -60,7 +60,7 @@ def list_dir(location: StorageLocation) -> dict[str, bool]:
 
 def read_results(trial_dir: StorageLocation) -> list[dict[str, Any]]:
     """The trial's reports in order: ``result.json`` lines (a torn last line is skipped), else ``progress.csv``."""
-    raw = read_bytes(trial_dir.child("result.json"))
+    raw = read_bytes(trial_dir.child("result.json"), missing_ok=True)
     rows: list[dict[str, Any]] = []
     if raw is not None:
         for line in raw.decode("utf-8", errors="replace").splitlines():
@@ -74,7 +74,7 @@ def read_results(trial_dir: StorageLocation) -> list[dict[str, Any]]:
                 row.pop("config", None)  # the sampled params; the trial record has them once
                 rows.append(row)
         return rows
-    raw = read_bytes(trial_dir.child("progress.csv"))
+    raw = read_bytes(trial_dir.child("progress.csv"), missing_ok=True)
     if raw is None:
         return rows
     for row in csv.DictReader(io.StringIO(raw.decode("utf-8", errors="replace"))):

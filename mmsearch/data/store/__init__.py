@@ -3,7 +3,6 @@
 Write with :class:`StoreWriter`, open (and check) with :func:`open_store`, stream epochs with
 :class:`LocalStoreStream` (or ``mmsearch.orchestration.ray_data.RayDataStream`` under Ray).
 """
-from mmsearch.data.fs import S3Options, StorageError
 from mmsearch.data.store.decode import decode_numpy, decode_torch
 from mmsearch.data.store.plan import epoch_seed
 from mmsearch.data.store.reader import Store, StoreTable, open_store
@@ -27,9 +26,7 @@ __all__ = [
     "BatchStream",
     "ColumnSpec",
     "LocalStoreStream",
-    "S3Options",
     "ShardInfo",
-    "StorageError",
     "Store",
     "StoreError",
     "StoreManifest",

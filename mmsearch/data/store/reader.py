@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from mmsearch.data import fs as storage
+from mmsearch import storage
 from mmsearch.data.store import shuffle
 from mmsearch.data.store.decode import decode_columns, decode_numpy
 from mmsearch.data.store.plan import Piece, plan_epoch
@@ -34,7 +34,7 @@ class StoreTable:
     """One table of an opened store: its columns, shards, and plain-pyarrow readers."""
 
     name: str
-    location: storage.Location
+    location: storage.StorageLocation
     manifest: TableManifest
 
     @property
@@ -43,7 +43,7 @@ class StoreTable:
 
     @property
     def filesystem(self) -> pafs.FileSystem:
-        return self.location.filesystem
+        return self.location.filesystem()
 
     @property
     def num_rows(self) -> int:
@@ -55,10 +55,10 @@ class StoreTable:
 
     def shard_paths(self) -> list[str]:
         """Shard paths inside :attr:`filesystem` (what ``pyarrow`` / ``ray.data.read_parquet`` take)."""
-        return [self.location.join(s.file) for s in self.manifest.shards]
+        return [self.location.child(s.file).fs_path for s in self.manifest.shards]
 
     def shard_uris(self) -> list[str]:
-        return [self.location.uri_of(s.file) for s in self.manifest.shards]
+        return [self.location.child(s.file).uri for s in self.manifest.shards]
 
     def select(self, columns: Sequence[str] | None) -> dict[str, ColumnSpec]:
         """Specs of ``columns`` (all when None), failing clearly on unknown names."""
@@ -80,7 +80,7 @@ class StoreTable:
             shard = self.manifest.shards[piece.shard]
             try:
                 if piece.shard not in files:
-                    handle = self.filesystem.open_input_file(self.location.join(shard.file))
+                    handle = self.filesystem.open_input_file(self.location.child(shard.file).fs_path)
                     files[piece.shard] = pq.ParquetFile(handle, pre_buffer=True)
                 table = files[piece.shard].read_row_group(piece.group, columns=names)
             except Exception as exc:  # noqa: BLE001 - name the shard in whatever went wrong
@@ -177,7 +177,7 @@ class StoreTable:
 class Store:
     """An opened, verified latent store (one data-set split)."""
 
-    location: storage.Location
+    location: storage.StorageLocation
     meta: StoreManifest
 
     @property
@@ -186,7 +186,7 @@ class Store:
 
     @property
     def filesystem(self) -> pafs.FileSystem:
-        return self.location.filesystem
+        return self.location.filesystem()
 
     @property
     def tables(self) -> list[str]:
@@ -198,10 +198,9 @@ class Store:
         return StoreTable(name, self.location, self.meta.tables[name])
 
 
-def read_manifest(location: storage.Location) -> StoreManifest:
-    path = location.join(MANIFEST_NAME)
-    info = storage.file_info(location, path)
-    if info.type != pafs.FileType.File:
+def read_manifest(location: storage.StorageLocation) -> StoreManifest:
+    manifest = location.child(MANIFEST_NAME)
+    if not storage.is_file(manifest):
         storage.check_bucket(location)
         stray = _stray_shards(location)
         hint = (
@@ -210,39 +209,38 @@ def read_manifest(location: storage.Location) -> StoreManifest:
             else ""
         )
         raise StoreError(f"{location.uri}: no latent store here ({MANIFEST_NAME} not found){hint}")
-    raw = storage.read_bytes(location, path)
+    raw = storage.read_bytes(manifest)
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise StoreError(f"{location.uri_of(MANIFEST_NAME)}: manifest is not valid JSON ({exc})") from exc
-    return StoreManifest.from_json(data, origin=location.uri_of(MANIFEST_NAME))
+        raise StoreError(f"{manifest.uri}: manifest is not valid JSON ({exc})") from exc
+    return StoreManifest.from_json(data, origin=manifest.uri)
 
 
-def _stray_shards(location: storage.Location) -> list[str]:
+def _stray_shards(location: storage.StorageLocation) -> list[str]:
     """Parquet files one level below the root (table directories), for a helpful error."""
     try:
-        top = location.filesystem.get_file_info(pafs.FileSelector(location.path, allow_not_found=True))
-        found = []
+        top = location.filesystem().get_file_info(pafs.FileSelector(location.fs_path, allow_not_found=True))
+        found: list[str] = []
         for info in top:
             if info.type == pafs.FileType.Directory:
-                found += storage.list_files(location, info.path)
+                found += storage.list_files(location.child(info.base_name))
     except OSError:
         return []
     return [p for p in found if p.endswith((".parquet", ".parquet.tmp"))]
 
 
 def open_store(
-    uri: str,
+    uri: str | storage.StorageLocation,
     expect: Expectation | None = None,
     *,
     check_nan: bool = False,
     verify: Verify = "footer",
     dataset: str | None = None,
     split: str | None = None,
-    filesystem: pafs.FileSystem | None = None,
-    s3: storage.S3Options | None = None,
 ) -> Store:
-    """Open and check the store at ``uri`` (local path, ``file://`` or ``s3://bucket/prefix``).
+    """Open and check the store at ``uri`` (local path, ``file://``, ``s3://bucket/prefix``, or a
+    :class:`~mmsearch.storage.StorageLocation`, e.g. one with a custom S3 endpoint).
 
     ``expect`` maps table -> column -> requirement: an int is the required dimension, ``None``
     just requires the column, a mapping may pin ``kind`` / ``dtype`` / ``dim`` / ``encoder``;
@@ -250,7 +248,7 @@ def open_store(
     each shard's size, rows, row groups and schema against the manifest; ``"size"`` only sizes;
     ``"none"`` skips shard checks. ``check_nan`` scans every float column (reads the whole store).
     """
-    location = storage.resolve(uri, filesystem=filesystem, s3=s3)
+    location = storage.resolve_storage(uri)
     manifest = read_manifest(location)
     check_expectations(location.uri, manifest, expect, dataset=dataset, split=split)
     verify_shards(location, manifest, verify)

@@ -11,13 +11,14 @@ import numpy as np
 
 from mmsearch.data.store.schema import StoreManifest, scalar, vector
 from mmsearch.data.store.writer import StoreWriter
+from mmsearch.storage import StorageLocation
 
 IMAGE_DIM = 1280  # EfficientNet-Lite0 pooled feature
 TEXT_DIM = 384  # all-MiniLM-L6-v2 sentence embedding
 
 
 def write_synthetic_pairs(
-    uri: str,
+    uri: str | StorageLocation,
     rows: int,
     *,
     image_dim: int = IMAGE_DIM,

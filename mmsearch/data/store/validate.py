@@ -11,7 +11,7 @@ from typing import Literal, Mapping, Union
 import numpy as np
 import pyarrow.parquet as pq
 
-from mmsearch.data import fs as storage
+from mmsearch import storage
 from mmsearch.data.store.schema import ColumnSpec, ShardInfo, StoreError, StoreManifest, TableManifest, arrow_schema
 
 Verify = Literal["none", "size", "footer"]
@@ -63,7 +63,7 @@ def _check_column(uri: str, table: str, column: str, spec: ColumnSpec, want: Col
             raise StoreError(f"{uri}: table {table!r}, column {column!r}: {label} is {found!r}, expected {value!r}")
 
 
-def verify_shards(location: storage.Location, manifest: StoreManifest, level: Verify) -> None:
+def verify_shards(location: storage.StorageLocation, manifest: StoreManifest, level: Verify) -> None:
     """``size``: every listed shard exists with the committed byte size (one listing per table).
     ``footer``: additionally, each Parquet footer parses and matches the committed rows,
     row groups and schema."""
@@ -73,9 +73,9 @@ def verify_shards(location: storage.Location, manifest: StoreManifest, level: Ve
         raise StoreError(f"verify must be 'none', 'size' or 'footer', got {level!r}")
     jobs: list[tuple[str, TableManifest, ShardInfo]] = []
     for name, table in manifest.tables.items():
-        sizes = storage.list_files(location, location.join(name))
+        sizes = storage.list_files(location.child(name))
         for shard in table.shards:
-            found = sizes.get(location.join(shard.file))
+            found = sizes.get(shard.file.rsplit("/", 1)[-1])
             where = f"{location.uri}: table {name!r}, shard {shard.file}"
             if found is None:
                 raise StoreError(f"{where}: file is missing")
@@ -87,10 +87,10 @@ def verify_shards(location: storage.Location, manifest: StoreManifest, level: Ve
             list(pool.map(lambda job: _check_footer(location, *job), jobs))
 
 
-def _check_footer(location: storage.Location, name: str, table: TableManifest, shard: ShardInfo) -> None:
+def _check_footer(location: storage.StorageLocation, name: str, table: TableManifest, shard: ShardInfo) -> None:
     where = f"{location.uri}: table {name!r}, shard {shard.file}"
     try:
-        with location.filesystem.open_input_file(location.join(shard.file)) as handle:
+        with location.filesystem().open_input_file(location.child(shard.file).fs_path) as handle:
             meta = pq.ParquetFile(handle).metadata
             schema = meta.schema.to_arrow_schema()
     except Exception as exc:  # noqa: BLE001 - any parse failure means a corrupted shard

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from mmsearch.data import fs as storage
+from mmsearch import storage
 from mmsearch.data.store.convert import to_record_batch
 from mmsearch.data.store.schema import (
     MANIFEST_NAME,
@@ -52,8 +51,8 @@ _SHARD_FILE = re.compile(r"^\.?part-[0-9a-f]+-\d{5}\.parquet(\.tmp)?$")
 
 @dataclass
 class _OpenShard:
-    final_path: str
-    write_path: str
+    final: storage.StorageLocation
+    written: storage.StorageLocation  # a hidden sibling of ``final`` locally, ``final`` itself on S3
     writer: pq.ParquetWriter
     rows: int = 0
     row_groups: list[int] = field(default_factory=list)
@@ -90,12 +89,10 @@ class StoreWriter:
 
     def __init__(
         self,
-        uri: str,
+        uri: str | storage.StorageLocation,
         *,
         dataset: str,
         split: str,
-        filesystem: pafs.FileSystem | None = None,
-        s3: storage.S3Options | None = None,
         overwrite: bool = False,
         row_group_rows: int | None = None,
         shard_rows: int | None = None,
@@ -112,7 +109,7 @@ class StoreWriter:
                 raise StoreError(f"{name} must be >= 1, got {value}")
         if row_group_bytes < 1 or row_groups_per_shard < 1:
             raise StoreError("row_group_bytes and row_groups_per_shard must be >= 1")
-        self.location = storage.resolve(uri, filesystem=filesystem, s3=s3)
+        self.location = storage.resolve_storage(uri)
         self.dataset, self.split = dataset, split
         self.write_id = uuid.uuid4().hex[:12]
         self._row_group_rows, self._shard_rows = row_group_rows, shard_rows
@@ -120,7 +117,7 @@ class StoreWriter:
         self._compression, self._check_finite = compression, check_finite
         self._attrs = json.loads(json.dumps(dict(attrs or {})))  # must be JSON; copy
         self._tables: dict[str, _TableState] = {}
-        self._written: list[str] = []  # every file this write created (for abort)
+        self._written: list[storage.StorageLocation] = []  # every file this write created (for abort)
         self._done = False
         self.manifest: StoreManifest | None = None  # set by commit()
         storage.check_bucket(self.location)
@@ -179,7 +176,7 @@ class StoreWriter:
                 attrs=self._attrs,
             )
             payload = (json.dumps(manifest.to_json(), indent=1) + "\n").encode()
-            storage.write_bytes_atomic(self.location, self.location.join(MANIFEST_NAME), payload)
+            storage.write_bytes(self.location.child(MANIFEST_NAME), payload)
         except BaseException:
             self.abort()
             raise
@@ -199,9 +196,9 @@ class StoreWriter:
                     state.shard.writer.close()
                 except Exception:  # noqa: BLE001 - best effort while cleaning up
                     pass
-                self._written.append(state.shard.write_path)
+                self._written.append(state.shard.written)
                 state.shard = None
-        storage.delete_files(self.location, self._written)
+        storage.delete_files(self._written)
 
     def __enter__(self) -> "StoreWriter":
         return self
@@ -225,14 +222,14 @@ class StoreWriter:
 
     def _existing_manifest(self, overwrite: bool) -> StoreManifest | None:
         """The manifest being replaced (its shards are deleted after commit), if readable."""
-        path = self.location.join(MANIFEST_NAME)
-        if storage.file_info(self.location, path).type != pafs.FileType.File:
+        path = self.location.child(MANIFEST_NAME)
+        if not storage.is_file(path):
             return None
         if not overwrite:
             raise StoreError(f"{self.location.uri}: a store already exists here (pass overwrite=True to replace it)")
         try:
-            data = json.loads(storage.read_bytes(self.location, path))
-            return StoreManifest.from_json(data, origin=self.location.uri_of(MANIFEST_NAME))
+            data = json.loads(storage.read_bytes(path))
+            return StoreManifest.from_json(data, origin=path.uri)
         except (ValueError, KeyError):  # unreadable old manifest: replace it, leave its files alone
             return None
 
@@ -250,25 +247,25 @@ class StoreWriter:
 
     def _open_shard(self, state: _TableState) -> _OpenShard:
         name = f"part-{self.write_id}-{len(state.shards):05d}.parquet"
-        final_path = self.location.join(state.name, name)
+        final = self.location.child(state.name, name)
         # Local: write beside, rename when complete. S3: objects appear only once uploaded.
-        write_path = self.location.join(state.name, f".{name}.tmp") if self.location.is_local else final_path
-        if self.location.is_local:
-            self.location.filesystem.create_dir(self.location.join(state.name), recursive=True)
-        self._written.append(write_path)
+        written = final if self.location.is_s3 else self.location.child(state.name, f".{name}.tmp")
+        if not self.location.is_s3:
+            self.location.filesystem().create_dir(self.location.child(state.name).fs_path, recursive=True)
+        self._written.append(written)
         scalar_columns = [n for n, c in state.columns.items() if c.kind == "scalar"]
         try:
             writer = pq.ParquetWriter(
-                write_path,
+                written.fs_path,
                 state.schema,
-                filesystem=self.location.filesystem,
+                filesystem=self.location.filesystem(),
                 compression=self._compression,
                 use_dictionary=False,  # dictionary pages make float vectors ~3x slower to decode
                 write_statistics=scalar_columns or False,
             )
         except OSError as exc:
-            raise storage.StorageError(f"{self.location.uri_of(state.name, name)}: cannot create shard ({exc})") from exc
-        state.shard = _OpenShard(final_path, write_path, writer)
+            raise storage.StorageError(f"{final.uri}: cannot create shard ({exc})") from exc
+        state.shard = _OpenShard(final, written, writer)
         return state.shard
 
     def _close_shard(self, state: _TableState) -> None:
@@ -276,11 +273,11 @@ class StoreWriter:
         if shard is None:
             return
         shard.writer.close()
-        if shard.write_path != shard.final_path:
-            storage.publish_local_file(shard.write_path, shard.final_path)
-            self._written.append(shard.final_path)
-        size = storage.file_info(self.location, shard.final_path).size
-        relative = f"{state.name}/{shard.final_path.rsplit('/', 1)[1]}"
+        if shard.written != shard.final:
+            storage.publish_local_file(shard.written.fs_path, shard.final.fs_path)
+            self._written.append(shard.final)
+        size = storage.file_info(shard.final).size
+        relative = f"{state.name}/{shard.final.uri.rsplit('/', 1)[1]}"
         state.shards.append(ShardInfo(relative, shard.rows, int(size), tuple(shard.row_groups)))
         state.shard = None
 
@@ -290,8 +287,8 @@ class StoreWriter:
         stale = {s.file for t in (self._previous.tables.values() if self._previous else ()) for s in t.shards}
         for table in set(manifest.tables) | set(self._previous.tables if self._previous else ()):
             try:
-                found = storage.list_files(self.location, self.location.join(table))
+                found = storage.list_files(self.location.child(table))
             except storage.StorageError:
                 continue  # best effort: the new store is committed either way
-            stale.update(f"{table}/{path.rsplit('/', 1)[1]}" for path in found if _SHARD_FILE.match(path.rsplit("/", 1)[1]))
-        storage.delete_files(self.location, [self.location.join(f) for f in sorted(stale - keep)])
+            stale.update(f"{table}/{name}" for name in found if _SHARD_FILE.match(name))
+        storage.delete_files([self.location.child(f) for f in sorted(stale - keep)])

@@ -23,7 +23,7 @@ import pwd
 import stat
 from pathlib import Path
 
-from mmsearch.storage import StorageError, StorageLocation
+from mmsearch.storage.location import StorageError, StorageLocation
 
 TUNE_STATE_FILE = "tuner.pkl"  # present once Ray Tune created the experiment
 _LOADED_ON_RESUME = (".pkl", ".json")  # the files directly in the experiment directory that Tune reads back
@@ -33,7 +33,7 @@ def check_resume_trust(location: StorageLocation) -> None:
     """Raise StorageError when a local experiment to resume can be written by someone else."""
     if location.is_s3:
         return
-    root = Path(location.uri)
+    root = Path(location.fs_path)
     if not (root / TUNE_STATE_FILE).exists() and not (root / TUNE_STATE_FILE).is_symlink():
         return  # nothing to resume (a new experiment)
     paths = [root] + sorted(p for p in root.iterdir() if p.name.endswith(_LOADED_ON_RESUME))
