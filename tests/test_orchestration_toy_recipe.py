@@ -29,6 +29,10 @@ class ToyTrain:
     epochs: int = 4
     noise: float = 0.0
     width: int = 8  # unused by the maths; lets tests tune an integer/choice field
+    # Trials that must be seen running side by side: each first start waits (up to 120 s) until
+    # ``start_together`` trials have started (marker files in ``sync_dir``), however loaded the machine.
+    start_together: int = 0
+    sync_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.lr < 2:
@@ -62,6 +66,8 @@ def toy_recipe(cfg: ToyConfig, context=None) -> dict:
     if restored is not None:
         state = json.loads((Path(restored) / "state.json").read_text())
     (context.output_dir / f"start_{state['epoch']:03d}_{uuid.uuid4().hex[:8]}.txt").write_text("started\n")
+    if cfg.train.start_together and cfg.train.sync_dir and restored is None:
+        _wait_for_peers(Path(cfg.train.sync_dir), cfg.train.start_together)
     for epoch in range(state["epoch"] + 1, cfg.train.epochs + 1):
         noise = np.random.default_rng([cfg.seed, epoch]).normal() * cfg.train.noise
         w = state["w"] * (1.0 - cfg.train.lr) + noise
@@ -75,6 +81,16 @@ def toy_recipe(cfg: ToyConfig, context=None) -> dict:
             (Path(ckpt) / "state.json").write_text(json.dumps(state))
             context.report({"epoch": epoch, "loss": 0.5 * w * w, "w": w}, Path(ckpt))
     return state
+
+
+def _wait_for_peers(sync_dir: Path, count: int, timeout_s: float = 120.0) -> None:
+    import time
+
+    sync_dir.mkdir(parents=True, exist_ok=True)
+    (sync_dir / uuid.uuid4().hex).write_text("started\n")
+    deadline = time.monotonic() + timeout_s
+    while len(list(sync_dir.iterdir())) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def register_for_ray() -> None:

@@ -199,7 +199,8 @@ class RecordingMetrics(TrialMetricsCallback):
 def test_metrics_callback_counts_trial_states(toy_on_ray, tmp_path):
     lrs = [0.05, 0.2, 0.4, 0.6]
     settings = make_settings(str(tmp_path), "metrics", lrs)
-    base = {"train": {"epochs": 4}, "faults": {"fail_at_epoch": 1, "fail_lr": 0.05}}  # errors before any report
+    base = {"train": {"epochs": 4, "start_together": 2, "sync_dir": str(tmp_path / "sync")},  # two trials surely side by side
+            "faults": {"fail_at_epoch": 1, "fail_lr": 0.05}}  # errors before any report
     recorder = RecordingMetrics("metrics-test", metric="loss", mode="min", max_t=4, min_interval_s=0.0)
     outcome = run_toy(settings, base, callbacks=[recorder])
 
