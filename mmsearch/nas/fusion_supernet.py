@@ -149,9 +149,7 @@ def load_stream_net_from_supernet(net: StreamNet, supernet: FusionSupernet) -> N
     if supernet.config.net != net.net_config:
         raise ValueError("the supernet was built with a different NetConfig")
     supernet.fixed_plan(net.spec)  # validates depths and pool
-    own = net.front.state_dict()
-    own.update({k: v for k, v in supernet.front.state_dict().items() if k in own})
-    net.front.load_state_dict(own)
+    net.front.load_shared(supernet.front)
     mixed = list(supernet.encoder) + list(supernet.decoder)
     for block, name, op in zip(net.blocks, net.spec.enc + net.spec.dec, mixed):
         block.load_state_dict(op.ops[name].state_dict())
