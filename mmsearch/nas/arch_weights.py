@@ -9,7 +9,7 @@ both; :func:`prior_alphas` is their starting point (``alpha_init``).
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -55,6 +55,7 @@ class ArchWeights:
     order, after the network: the state dict keys and parameter order every checkpoint has).
     """
 
+    config: SupernetConfig
     pools: dict[str, tuple[str, ...]]
     encoder: nn.ModuleList
     decoder: nn.ModuleList
@@ -83,6 +84,12 @@ class ArchWeights:
 
     def argmax_plan(self) -> PathPlan:
         return PathPlan.single(self.enc_alpha.detach().argmax(-1).tolist(), self.dec_alpha.detach().argmax(-1).tolist())
+
+    def _spec_metadata(self) -> dict[str, Any]:
+        """What every derived spec records of the search: the seed and the whole config."""
+        from mmsearch.config import config_to_dict
+
+        return {"seed": self.config.seed, "config": config_to_dict(self.config)}
 
     def _single_path(self, enc: Sequence[str], dec: Sequence[str], what: str, missing: Callable[[str, list[str]], str]) -> PathPlan:
         """The single path that runs the candidates ``enc`` / ``dec`` (named as in the pools): their

@@ -114,8 +114,6 @@ class FusionSupernet(ArchWeights, nn.Module):
 
     def derive(self, **metadata: Any) -> FusionSpec:
         """The argmax architecture as a fusion spec, with per-block probabilities, pools, seed and config."""
-        from mmsearch.config import config_to_dict
-
         alphas = self.alpha_state()
         stages = argmax_ops(alphas, self.pools)
         return FusionSpec(
@@ -124,8 +122,7 @@ class FusionSupernet(ArchWeights, nn.Module):
             stages=stages,
             probs=probability_rows(block_probabilities(alphas)),
             op_pools=self.pools,
-            seed=self.config.seed,
-            config=config_to_dict(self.config),
+            **self._spec_metadata(),
             **metadata,
         )
 

@@ -67,15 +67,7 @@ class Supernet(ArchWeights, nn.Module):
 
     def derive(self, **metadata: Any) -> ArchSpec:
         """The current argmax architecture with probabilities, pools, seed and config (see :func:`derive`)."""
-        from mmsearch.config import config_to_dict
-
-        return derive(
-            self.alpha_state(),
-            self.pools,
-            seed=self.config.seed,
-            config=config_to_dict(self.config),
-            **metadata,
-        )
+        return derive(self.alpha_state(), self.pools, **self._spec_metadata(), **metadata)
 
     # --- forward ---------------------------------------------------------------------------
     def forward(self, batch: MultimodalBatch, head: nn.Module, plan: PathPlan | None = None) -> dict[str, Tensor]:
