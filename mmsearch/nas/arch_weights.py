@@ -51,8 +51,10 @@ class ArchWeights:
     """Mixed into a supernet ``nn.Module`` that has ``pools``, ``encoder`` and ``decoder`` (one
     mixed op per block): its architecture weights, the two parameter groups, and plans from them.
 
-    :meth:`_init_arch_weights` registers ``enc_alpha``, ``dec_alpha`` and ``strategy`` (in that
-    order, after the network: the state dict keys and parameter order every checkpoint has).
+    :meth:`_init_arch_weights`, called once the network is built, registers ``enc_alpha`` and
+    ``dec_alpha`` (the module's own parameters: first in its state dict and ``parameters()``) and
+    then ``strategy`` (the last child: its RNG state closes the state dict), the layout every
+    search checkpoint has.
     """
 
     config: SupernetConfig
