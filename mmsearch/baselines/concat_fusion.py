@@ -2,9 +2,10 @@
 each modality is encoded and pooled on its own, the pooled vectors are concatenated and an MLP
 predicts. The modalities meet exactly once, after pooling: no token of one ever attends to the other.
 
-* text: token embedding + LSTM + attentional pooling (AttFlat) + LayerNorm (as ``text_only``);
-* image: region feature + normalised box, ``ReLU -> Linear -> ReLU``, AttFlat + LayerNorm (as
-  ``image_only``);
+* text: token embedding + LSTM + attentional pooling (AttFlat) + LayerNorm (``text_only``'s
+  :class:`~mmsearch.baselines.towers.TextTower`);
+* image: region feature + normalised box, ``ReLU -> Linear -> ReLU``, AttFlat + LayerNorm
+  (``image_only``'s :class:`~mmsearch.baselines.towers.ImageTower`);
 * fusion: ``MLP([text ; image]) = Linear(4H -> 2H) -> ReLU -> Dropout`` then per task
   vqa ``Linear(2H -> answers)`` logits, itm ``Linear(2H -> 1)`` one matching logit.
 * vg scores every region, so the image cannot be pooled away: each region's vector is
@@ -19,9 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from mmsearch.baselines.sizes import DataSizes, Widths
+from mmsearch.baselines.towers import ImageTower, TextTower
 from mmsearch.batch import MultimodalBatch
-from mmsearch.heads.fusion import AttFlat, padding_fill_value
-from mmsearch.ops import RegionEmbedding, TokenLSTMEmbedding
+from mmsearch.heads.vg import region_outputs
 
 
 class ConcatFusionBaseline(nn.Module):
@@ -33,14 +34,8 @@ class ConcatFusionBaseline(nn.Module):
         super().__init__()
         self.task = sizes.task
         h, pooled = widths.hidden, 2 * widths.hidden
-        init = None if sizes.embedding_init is None else torch.as_tensor(sizes.embedding_init, dtype=torch.float32)
-        self.text_embed = TokenLSTMEmbedding(sizes.vocab_size, sizes.word_dim, h, init)
-        self.text_pool = AttFlat(h, pooled, widths.flat_mlp, 1, widths.dropout)
-        self.text_norm = nn.LayerNorm(pooled)
-        self.region_embed = RegionEmbedding(sizes.region_dim, h, box_feature=True)
-        self.region_mlp = nn.Sequential(nn.ReLU(), nn.Dropout(widths.dropout), nn.Linear(h, h), nn.ReLU())
-        self.image_pool = AttFlat(h, pooled, widths.flat_mlp, 1, widths.dropout)
-        self.image_norm = nn.LayerNorm(pooled)
+        self.text = TextTower(sizes, widths)
+        self.image = ImageTower(sizes, widths)
         fused_in = 2 * pooled
         if self.task == "vg":
             self.region_proj = nn.Linear(h, pooled)
@@ -56,15 +51,11 @@ class ConcatFusionBaseline(nn.Module):
         feats, boxes, mask = batch.region_feats, batch.region_boxes, batch.region_mask
         if batch.text_ids is None or feats is None or boxes is None or mask is None or batch.image_size is None:
             raise ValueError("the concatenation baseline needs text_ids and region_feats, region_boxes, region_mask, image_size")
-        text = self.text_norm(self.text_pool(self.text_embed(batch.text_ids), batch.text_mask))
-        regions = self.region_mlp(self.region_embed(feats, boxes, batch.image_size))
-        image = self.image_norm(self.image_pool(regions, mask))
+        text = self.text(batch)
+        regions, image = self.image(batch)
         if self.task != "vg":
             logits = self.out(self.mlp(torch.cat((text, image), dim=-1)))
             return {"logits": logits if self.task == "vqa" else logits.squeeze(-1)}
         n = regions.shape[1]
         per_region = torch.cat((self.region_proj(regions), text[:, None].expand(-1, n, -1), image[:, None].expand(-1, n, -1)), -1)
-        fused = self.mlp(per_region)
-        padding = mask.unsqueeze(-1)
-        scores = self.score(fused).masked_fill(padding, padding_fill_value(fused.dtype)).squeeze(-1)
-        return {"scores": scores, "box_deltas": self.box(fused).masked_fill(padding, 0.0)}
+        return region_outputs(self.mlp(per_region), mask, self.score, self.box)

@@ -1,7 +1,7 @@
 """Image-only baseline: sees the regions (features and boxes), never the text.
 
-Each region: ``Linear(Dv -> H)`` of its feature plus ``Linear(5 -> H)`` of its normalised box
-(:class:`mmsearch.ops.RegionEmbedding` with the box feature), then ``ReLU -> Linear(H -> H) ->
+The image tower (:class:`~mmsearch.baselines.towers.ImageTower`): each region ``Linear(Dv -> H)``
+of its feature plus ``Linear(5 -> H)`` of its normalised box, then ``ReLU -> Linear(H -> H) ->
 ReLU``; attentional pooling (AttFlat) over the regions and a LayerNorm give the image vector.
 Per task:
 
@@ -19,9 +19,9 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from mmsearch.baselines.sizes import DataSizes, Widths
+from mmsearch.baselines.towers import ImageTower
 from mmsearch.batch import MultimodalBatch
-from mmsearch.heads.fusion import AttFlat, padding_fill_value
-from mmsearch.ops import RegionEmbedding
+from mmsearch.heads.vg import region_outputs
 
 
 class ImageOnlyBaseline(nn.Module):
@@ -34,10 +34,7 @@ class ImageOnlyBaseline(nn.Module):
         super().__init__()
         self.task = sizes.task
         h, pooled = widths.hidden, 2 * widths.hidden
-        self.embed = RegionEmbedding(sizes.region_dim, h, box_feature=True)
-        self.mlp = nn.Sequential(nn.ReLU(), nn.Dropout(widths.dropout), nn.Linear(h, h), nn.ReLU())
-        self.pool = AttFlat(h, pooled, widths.flat_mlp, 1, widths.dropout)
-        self.norm = nn.LayerNorm(pooled)
+        self.image = ImageTower(sizes, widths)
         if self.task == "vg":
             self.region_proj = nn.Linear(h, pooled)
             self.region_norm = nn.LayerNorm(pooled)
@@ -50,13 +47,10 @@ class ImageOnlyBaseline(nn.Module):
         feats, boxes, mask = batch.region_feats, batch.region_boxes, batch.region_mask
         if feats is None or boxes is None or mask is None or batch.image_size is None:
             raise ValueError("the image-only baseline needs region_feats, region_boxes, region_mask and image_size")
-        regions = self.mlp(self.embed(feats, boxes, batch.image_size))
-        image = self.norm(self.pool(regions, mask))
+        regions, image = self.image(batch)
         if self.task == "vqa":
             return {"logits": self.out(image)}
         if self.task == "itm":
             return {"logits": self.out(image).squeeze(-1)}
         fused = self.region_norm(self.region_proj(regions) + image.unsqueeze(1))
-        padding = mask.unsqueeze(-1)
-        scores = self.score(fused).masked_fill(padding, padding_fill_value(fused.dtype)).squeeze(-1)
-        return {"scores": scores, "box_deltas": self.box(fused).masked_fill(padding, 0.0)}
+        return region_outputs(fused, mask, self.score, self.box)

@@ -1,8 +1,8 @@
 """Question/text-only baseline: sees the token ids, never the image.
 
-Text front end as MMnas's: a learned token embedding (initialised from pretrained rows when the
-data provides them) and a 1-layer LSTM, then attentional pooling (AttFlat) to one vector and a
-LayerNorm. Per task:
+The text tower (:class:`~mmsearch.baselines.towers.TextTower`): MMnas's text front end, a learned
+token embedding (initialised from pretrained rows when the data provides them) and a 1-layer
+LSTM, then attentional pooling (AttFlat) to one vector and a LayerNorm. Per task:
 
 * vqa: a linear classifier over the answer vocabulary -- the answer prior of each question;
 * itm: one matching logit per caption -- how plausible a caption is, whatever the image;
@@ -16,13 +16,12 @@ Outputs follow the head contract of :mod:`mmsearch.heads` (vqa ``logits [B, A]``
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from mmsearch.baselines.sizes import DataSizes, Widths
+from mmsearch.baselines.towers import TextTower
 from mmsearch.batch import MultimodalBatch
-from mmsearch.heads.fusion import AttFlat, padding_fill_value
-from mmsearch.ops import TokenLSTMEmbedding
+from mmsearch.heads.fusion import padding_fill_value
 
 
 class TextOnlyBaseline(nn.Module):
@@ -33,11 +32,8 @@ class TextOnlyBaseline(nn.Module):
     def __init__(self, sizes: DataSizes, widths: Widths = Widths()) -> None:
         super().__init__()
         self.task = sizes.task
-        h, pooled = widths.hidden, 2 * widths.hidden
-        init = None if sizes.embedding_init is None else torch.as_tensor(sizes.embedding_init, dtype=torch.float32)
-        self.embed = TokenLSTMEmbedding(sizes.vocab_size, sizes.word_dim, h, init)
-        self.pool = AttFlat(h, pooled, widths.flat_mlp, 1, widths.dropout)
-        self.norm = nn.LayerNorm(pooled)
+        pooled = 2 * widths.hidden
+        self.text = TextTower(sizes, widths)
         outputs = {"vqa": sizes.num_answers, "itm": 1, "vg": sizes.max_regions}[self.task]
         self.out = nn.Linear(pooled, outputs)
         self.box = nn.Linear(pooled, 4) if self.task == "vg" else None
@@ -45,7 +41,7 @@ class TextOnlyBaseline(nn.Module):
     def forward(self, batch: MultimodalBatch) -> dict[str, Tensor]:
         if batch.text_ids is None:
             raise ValueError("the text-only baseline needs batch.text_ids (data.text_input='tokens')")
-        text = self.norm(self.pool(self.embed(batch.text_ids), batch.text_mask))
+        text = self.text(batch)
         logits = self.out(text)
         if self.task == "vqa":
             return {"logits": logits}

@@ -31,7 +31,7 @@ import torch
 
 from mmsearch.batch import MultimodalBatch
 from mmsearch.data.synthetic_kinds import SCENE_KINDS
-from mmsearch.data.task_data import Part, Task, TaskDataConfig, TaskInfo
+from mmsearch.data.task_data import Part, Task, TaskDataConfig, TaskInfo, row_batches
 
 COLORS = ("red", "green", "blue", "yellow")
 SHAPES = ("circle", "square", "triangle")
@@ -154,14 +154,10 @@ class SyntheticTaskData:
         shuffle: bool = True,
         drop_last: bool = False,
     ) -> Iterator[MultimodalBatch]:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         split, rows = self._part(part)
-        if shuffle:
-            rows = rows[np.random.default_rng([seed, epoch, PARTS.index(part)]).permutation(len(rows))]
-        stop = len(rows) - len(rows) % batch_size if drop_last else len(rows)
-        for start in range(0, stop, batch_size):
-            yield split.collate(rows[start : start + batch_size])
+        order = [seed, epoch, PARTS.index(part)] if shuffle else None
+        for chunk in row_batches(rows, batch_size, order, drop_last):
+            yield split.collate(chunk)
 
     # --- generation ------------------------------------------------------------------------
     def collate_rows(self, part: Part, positions: np.ndarray) -> MultimodalBatch:

@@ -65,6 +65,19 @@ class TaskData(Protocol):
         ``batches`` collates them (used by data-parallel workers that receive positions)."""
 
 
+
+def row_batches(rows: np.ndarray, batch_size: int, order_seed: object, drop_last: bool) -> Iterator[np.ndarray]:
+    """``rows`` cut into slices of ``batch_size`` in order (the last one shorter, or dropped with
+    ``drop_last``), after a permutation drawn from ``np.random.default_rng(order_seed)`` unless
+    ``order_seed`` is None: how an in-memory :class:`TaskData` orders and cuts a part's samples."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if order_seed is not None:
+        rows = rows[np.random.default_rng(order_seed).permutation(len(rows))]
+    stop = len(rows) - len(rows) % batch_size if drop_last else len(rows)
+    for start in range(0, stop, batch_size):
+        yield rows[start : start + batch_size]
+
 # --- where a recipe gets its TaskData from -------------------------------------------------
 from pydantic import Field  # noqa: E402
 

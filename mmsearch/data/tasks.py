@@ -29,7 +29,7 @@ from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot
 from mmsearch.data.store import Store, StoreError, epoch_seed, open_store
 from mmsearch.data.store.validate import check_expectations
 from mmsearch.data.store_tables import SCENE_TABLES, SplitArrays as _Split, StoreTables
-from mmsearch.data.task_data import Part, TaskDataConfig, TaskInfo
+from mmsearch.data.task_data import Part, TaskDataConfig, TaskInfo, row_batches
 
 TASK_TABLE = {task: tables.table for task, tables in SCENE_TABLES.items()}  # the sample table of each scene task
 PARTS: tuple[str, ...] = ("weights", "arch", "train", "val", "test")
@@ -97,16 +97,9 @@ class StoreTaskData:
         shuffle: bool = True,
         drop_last: bool = False,
     ) -> Iterator[MultimodalBatch]:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         rows = self._rows(part)
-        if shuffle:
-            rows = rows[np.random.default_rng(epoch_seed(seed, epoch)).permutation(len(rows))]
         data = self._split(_SPLIT_OF_PART[part])
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            if drop_last and len(chunk) < batch_size:
-                return
+        for chunk in row_batches(rows, batch_size, epoch_seed(seed, epoch) if shuffle else None, drop_last):
             yield self.collate(data, chunk)
 
     def collate_rows(self, part: Part, positions: np.ndarray) -> MultimodalBatch:

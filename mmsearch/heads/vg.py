@@ -46,9 +46,15 @@ class VGHead(nn.Module):
         check_stream("text", text, text_mask, self.hidden_size)
         check_stream("region", regions, region_mask, self.hidden_size)
         fused = self.norm(self.region_proj(regions) + self.text_flat(text, text_mask).unsqueeze(1))
-        padding = region_mask.unsqueeze(-1)
-        scores = self.score(fused).masked_fill(padding, padding_fill_value(fused.dtype)).squeeze(-1)
-        return {"scores": scores, "box_deltas": self.box(fused).masked_fill(padding, 0.0)}
+        return region_outputs(fused, region_mask, self.score, self.box)
+
+
+def region_outputs(fused: Tensor, region_mask: Tensor, score: nn.Module, box: nn.Module) -> dict[str, Tensor]:
+    """The VG outputs from per-region vectors ``fused`` ``[B, N, D]``: ``score`` and ``box`` give every
+    region its score and box deltas; padded regions get a very negative score and zero deltas."""
+    padding = region_mask.unsqueeze(-1)
+    scores = score(fused).masked_fill(padding, padding_fill_value(fused.dtype)).squeeze(-1)
+    return {"scores": scores, "box_deltas": box(fused).masked_fill(padding, 0.0)}
 
 
 @dataclass

@@ -58,16 +58,22 @@ def derive(
     """Argmax per block (ties go to the earlier pool op) -> :class:`ArchSpec` with the per-block
     probabilities and the pools; ``metadata`` fills ``seed``, ``config``, ``epoch``, ``task``, ``source``."""
     probs = block_probabilities(alpha_state, probabilities)
+    ops = argmax_ops(alpha_state, pools)
+    return ArchSpec(enc=ops["enc"], dec=ops["dec"], probs=probability_rows(probs),
+                    op_pools={chain: tuple(pools[chain]) for chain in CHAINS}, **metadata)
+
+
+def argmax_ops(alpha_state: AlphaState, pools: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    """Per chain the pool name of every block's argmax candidate (ties go to the earlier pool op)."""
     ops = {}
     for chain in CHAINS:
         pool = tuple(pools[chain])
-        if probs[chain].shape[1] != len(pool):
-            raise ValueError(f"alpha[{chain!r}] has {probs[chain].shape[1]} candidates, the {chain} pool has {len(pool)}: {list(pool)}")
+        if alpha_state[chain].shape[1] != len(pool):
+            raise ValueError(f"alpha[{chain!r}] has {alpha_state[chain].shape[1]} candidates, the {chain} pool has {len(pool)}: {list(pool)}")
         ops[chain] = tuple(pool[i] for i in alpha_state[chain].detach().cpu().argmax(-1).tolist())
-    return ArchSpec(
-        enc=ops["enc"],
-        dec=ops["dec"],
-        probs={chain: tuple(tuple(float(v) for v in row) for row in probs[chain]) for chain in CHAINS},
-        op_pools={chain: tuple(pools[chain]) for chain in CHAINS},
-        **metadata,
-    )
+    return ops
+
+
+def probability_rows(probs: Mapping[str, Tensor]) -> dict[str, tuple[tuple[float, ...], ...]]:
+    """:func:`block_probabilities` as the plain tuples a spec file keeps."""
+    return {chain: tuple(tuple(float(v) for v in row) for row in probs[chain]) for chain in CHAINS}

@@ -63,9 +63,7 @@ class DerivedNet(nn.Module):
         if supernet.config.net != self.net_config:
             raise ValueError("the supernet was built with a different NetConfig")
         supernet.fixed_plan(self.spec)  # validates depths and pools
-        own = self.front.state_dict()
-        own.update({k: v for k, v in supernet.front.state_dict().items() if k in own})
-        self.front.load_state_dict(own)
+        self.front.load_shared(supernet.front)
         chains = ((self.encoder, self.spec.enc, supernet.encoder), (self.decoder, self.spec.dec, supernet.decoder))
         for ops, names, mixed_ops in chains:
             for op, name, mixed in zip(ops, names, mixed_ops):

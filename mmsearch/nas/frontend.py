@@ -115,3 +115,10 @@ class FrontEnd(nn.Module):
             raise ValueError("rel_self_att needs the batch's region_boxes")
         return self.relation_embed(streams.boxes)
 
+    @torch.no_grad()
+    def load_shared(self, other: "FrontEnd") -> None:
+        """Copy ``other``'s weights into the ones this front end has too (a supernet's front end may
+        carry a relation embedding that a fixed network without relation ops lacks)."""
+        own = self.state_dict()
+        own.update({k: v for k, v in other.state_dict().items() if k in own})
+        self.load_state_dict(own)

@@ -30,11 +30,11 @@ import torch
 from torch import Tensor, nn
 
 from mmsearch.batch import MultimodalBatch
-from mmsearch.nas.arch_spec import mcan_prior_spec
+from mmsearch.nas.arch_weights import ArchWeights, prior_alphas
+from mmsearch.nas.derive import argmax_ops, block_probabilities, probability_rows
 from mmsearch.nas.frontend import FrontEnd
 from mmsearch.nas.mixed_op import ChainPlan, PathPlan
 from mmsearch.nas.net_config import SupernetConfig
-from mmsearch.nas.strategy_base import STRATEGIES
 from mmsearch.nas.stream_net import StreamBlock, StreamNet
 from mmsearch.nas.stream_spec import STAGES, FusionSpec, compile_candidates, fusion_pool, parse_block
 
@@ -79,23 +79,12 @@ class MixedStreamOp(nn.Module):
 def fusion_initial_alphas(config: SupernetConfig) -> tuple[Tensor, Tensor]:
     """``uniform``: zeros; ``mcan_prior``: MMnas's encoder-decoder (module docstring) at +s, the rest -s."""
     pool = fusion_pool(config.fusion_pool)
-    enc = torch.zeros(config.enc_depth, len(pool))
-    dec = torch.zeros(config.dec_depth, len(pool))
-    if config.alpha_init == "uniform":
-        return enc, dec
-    prior = mcan_prior_spec(config.enc_depth, config.dec_depth)
-    for alpha, stream, ops, stage in ((enc, "text", prior.enc, "first"), (dec, "image", prior.dec, "second")):
-        alpha.fill_(-config.prior_strength)
-        for block, name in enumerate(ops):
-            label = f"{stream}:{name}"
-            if label not in pool:
-                raise ValueError(f"alpha_init='mcan_prior' puts {label!r} in block {block} of the {stage} stage, but the "
-                                 f"fusion pool is {list(pool)}; add it or use alpha_init='uniform'")
-            alpha[block, pool.index(label)] = config.prior_strength
-    return enc, dec
+    streams = {"enc": "text", "dec": "image"}
+    where = {chain: f"block {{block}} of the {stage} stage, but the fusion pool" for chain, stage in (("enc", "first"), ("dec", "second"))}
+    return prior_alphas(config, {chain: pool for chain in STAGES}, lambda chain, op: f"{streams[chain]}:{op}", where)
 
 
-class FusionSupernet(nn.Module):
+class FusionSupernet(ArchWeights, nn.Module):
     def __init__(self, config: SupernetConfig, embedding_init: Tensor | None = None) -> None:
         super().__init__()
         if config.search_space != "fusion":
@@ -112,53 +101,28 @@ class FusionSupernet(nn.Module):
         pre_norm = net.norm == "pre"
         self.text_final_norm = nn.LayerNorm(net.hidden, eps=1e-6) if pre_norm else nn.Identity()
         self.region_final_norm = nn.LayerNorm(net.hidden, eps=1e-6) if pre_norm else nn.Identity()
-        enc_alpha, dec_alpha = fusion_initial_alphas(config)
-        self.enc_alpha = nn.Parameter(enc_alpha)
-        self.dec_alpha = nn.Parameter(dec_alpha)
-        self.strategy = STRATEGIES.get(config.strategy)(config)
+        self._init_arch_weights(config, fusion_initial_alphas(config))
 
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return [self.enc_alpha, self.dec_alpha]
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        alpha_ids = {id(p) for p in self.arch_parameters()}
-        return [p for p in self.parameters() if id(p) not in alpha_ids]
-
-    def alpha_state(self) -> dict[str, Tensor]:
-        return {"enc": self.enc_alpha.detach().cpu().clone(), "dec": self.dec_alpha.detach().cpu().clone()}
-
-    def argmax_plan(self) -> PathPlan:
-        return PathPlan.single(self.enc_alpha.detach().argmax(-1).tolist(), self.dec_alpha.detach().argmax(-1).tolist())
-
+    # parameter groups, alpha_state, argmax_plan: ArchWeights
     def fixed_plan(self, spec: FusionSpec) -> PathPlan:
         """The single path of a searched spec (its ``stages`` must fit this supernet's depths and pool)."""
         if spec.stages is None:
             raise ValueError("only a spec written by the fusion search (with 'stages') maps onto the supernet")
-        depths = (len(self.encoder), len(self.decoder))
-        if (len(spec.enc), len(spec.dec)) != depths:
-            raise ValueError(f"spec stage depths {(len(spec.enc), len(spec.dec))} do not match the supernet's {depths}")
         pool = self.pools["enc"]
-        missing = sorted(set(spec.enc + spec.dec) - set(pool))
-        if missing:
-            raise ValueError(f"spec uses {missing}; the fusion pool is {list(pool)}")
-        return PathPlan.single([pool.index(n) for n in spec.enc], [pool.index(n) for n in spec.dec])
+        return self._single_path(spec.enc, spec.dec, "spec stage",
+                                 lambda chain, _: f"spec uses {sorted(set(spec.enc + spec.dec) - set(pool))}; the fusion pool is {list(pool)}")
 
     def derive(self, **metadata: Any) -> FusionSpec:
         """The argmax architecture as a fusion spec, with per-block probabilities, pools, seed and config."""
-        from mmsearch.config import config_to_dict
-
-        pool = self.pools["enc"]
         alphas = self.alpha_state()
-        stages = {s: tuple(pool[i] for i in alphas[s].argmax(-1).tolist()) for s in STAGES}
-        probs = {s: tuple(tuple(float(p) for p in row) for row in torch.softmax(alphas[s].double(), -1)) for s in STAGES}
+        stages = argmax_ops(alphas, self.pools)
         return FusionSpec(
             blocks=compile_candidates(stages["enc"] + stages["dec"]),
             pattern="searched",
             stages=stages,
-            probs=probs,
+            probs=probability_rows(block_probabilities(alphas)),
             op_pools=self.pools,
-            seed=self.config.seed,
-            config=config_to_dict(self.config),
+            **self._spec_metadata(),
             **metadata,
         )
 
@@ -182,9 +146,7 @@ def load_stream_net_from_supernet(net: StreamNet, supernet: FusionSupernet) -> N
     if supernet.config.net != net.net_config:
         raise ValueError("the supernet was built with a different NetConfig")
     supernet.fixed_plan(net.spec)  # validates depths and pool
-    own = net.front.state_dict()
-    own.update({k: v for k, v in supernet.front.state_dict().items() if k in own})
-    net.front.load_state_dict(own)
+    net.front.load_shared(supernet.front)
     mixed = list(supernet.encoder) + list(supernet.decoder)
     for block, name, op in zip(net.blocks, net.spec.enc + net.spec.dec, mixed):
         block.load_state_dict(op.ops[name].state_dict())

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from mmsearch.batch import MultimodalBatch
-from mmsearch.nas.arch_spec import ArchSpec, mcan_prior_spec
+from mmsearch.nas.arch_spec import CHAINS, ArchSpec
+from mmsearch.nas.arch_weights import ArchWeights, prior_alphas
 from mmsearch.nas.derive import derive
 from mmsearch.nas.frontend import FrontEnd
 from mmsearch.nas.mixed_op import ChainPlan, MixedOp, PathPlan
 from mmsearch.nas.net_config import SupernetConfig
-from mmsearch.nas.strategy_base import STRATEGIES
 from mmsearch.ops import OPS, make_layer_norm
 
 
@@ -38,25 +37,11 @@ def relation_candidates(pool: tuple[str, ...]) -> tuple[int, ...]:
 def initial_alphas(config: SupernetConfig) -> tuple[Tensor, Tensor]:
     """``uniform``: all zeros. ``mcan_prior``: per block the prior op +s, the others -s, where the
     prior is SA, FFN alternating (encoder) and RSA, GA, FFN repeated (decoder), for any depth."""
-    pools = config.pools
-    enc = torch.zeros(config.enc_depth, len(pools["enc"]))
-    dec = torch.zeros(config.dec_depth, len(pools["dec"]))
-    if config.alpha_init == "uniform":
-        return enc, dec
-    prior = mcan_prior_spec(config.enc_depth, config.dec_depth)
-    for alpha, chain, ops in ((enc, "enc", prior.enc), (dec, "dec", prior.dec)):
-        alpha.fill_(-config.prior_strength)
-        for block, name in enumerate(ops):
-            if name not in pools[chain]:
-                raise ValueError(
-                    f"alpha_init='mcan_prior' puts {name!r} in {chain} block {block}, but the {chain} pool is "
-                    f"{list(pools[chain])}; add it or use alpha_init='uniform'"
-                )
-            alpha[block, pools[chain].index(name)] = config.prior_strength
-    return enc, dec
+    where = {chain: f"{chain} block {{block}}, but the {chain} pool" for chain in CHAINS}
+    return prior_alphas(config, config.pools, lambda chain, op: op, where)
 
 
-class Supernet(nn.Module):
+class Supernet(ArchWeights, nn.Module):
     def __init__(self, config: SupernetConfig, embedding_init: Tensor | None = None) -> None:
         super().__init__()
         if config.search_space != "mmnas":
@@ -72,52 +57,17 @@ class Supernet(nn.Module):
         pre_norm = net.norm == "pre"
         self.enc_final_norm = make_layer_norm(net.hidden, net.layer_norm) if pre_norm else nn.Identity()
         self.dec_final_norm = make_layer_norm(net.hidden, net.layer_norm) if pre_norm else nn.Identity()
-        enc_alpha, dec_alpha = initial_alphas(config)
-        self.enc_alpha = nn.Parameter(enc_alpha)
-        self.dec_alpha = nn.Parameter(dec_alpha)
-        self.strategy = STRATEGIES.get(config.strategy)(config)
+        self._init_arch_weights(config, initial_alphas(config))
 
-    # --- parameter groups ------------------------------------------------------------------
-    def arch_parameters(self) -> list[nn.Parameter]:
-        """The architecture weights ``[enc_alpha, dec_alpha]``."""
-        return [self.enc_alpha, self.dec_alpha]
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        """Every network weight (front end, all candidate ops, final norms); no alphas."""
-        alpha_ids = {id(p) for p in self.arch_parameters()}
-        return [p for p in self.parameters() if id(p) not in alpha_ids]
-
-    # --- plans -----------------------------------------------------------------------------
-    def alpha_state(self) -> dict[str, Tensor]:
-        """Detached CPU copies of the architecture weights, ``{"enc": [De, Ke], "dec": [Dd, Kd]}``."""
-        return {"enc": self.enc_alpha.detach().cpu().clone(), "dec": self.dec_alpha.detach().cpu().clone()}
-
-    def argmax_plan(self) -> PathPlan:
-        return PathPlan.single(self.enc_alpha.detach().argmax(-1).tolist(), self.dec_alpha.detach().argmax(-1).tolist())
-
+    # parameter groups, alpha_state, argmax_plan: ArchWeights
     def fixed_plan(self, spec: ArchSpec) -> PathPlan:
         """The single path that runs ``spec`` (its depths must match; its ops must be in the pools)."""
-        if spec.depths != (len(self.encoder), len(self.decoder)):
-            raise ValueError(f"spec depths {spec.depths} do not match the supernet's {(len(self.encoder), len(self.decoder))}")
-        index = {}
-        for chain, ops in (("enc", spec.enc), ("dec", spec.dec)):
-            missing = sorted(set(ops) - set(self.pools[chain]))
-            if missing:
-                raise ValueError(f"spec uses {missing} in the {chain} chain; the pool is {list(self.pools[chain])}")
-            index[chain] = [self.pools[chain].index(name) for name in ops]
-        return PathPlan.single(index["enc"], index["dec"])
+        return self._single_path(spec.enc, spec.dec, "spec",
+                                 lambda chain, missing: f"spec uses {missing} in the {chain} chain; the pool is {list(self.pools[chain])}")
 
     def derive(self, **metadata: Any) -> ArchSpec:
         """The current argmax architecture with probabilities, pools, seed and config (see :func:`derive`)."""
-        from mmsearch.config import config_to_dict
-
-        return derive(
-            self.alpha_state(),
-            self.pools,
-            seed=self.config.seed,
-            config=config_to_dict(self.config),
-            **metadata,
-        )
+        return derive(self.alpha_state(), self.pools, **self._spec_metadata(), **metadata)
 
     # --- forward ---------------------------------------------------------------------------
     def forward(self, batch: MultimodalBatch, head: nn.Module, plan: PathPlan | None = None) -> dict[str, Tensor]:

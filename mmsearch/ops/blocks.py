@@ -15,6 +15,8 @@ head width actually used is the ``head_dim`` setting (default 64).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -38,8 +40,10 @@ def _attn_dropout(dropout: float, attn_dropout: float | None) -> float:
     return rate
 
 
-@OPS.register("self_att", aliases=("self_att_64",))
-class SelfAttention(ResidualOp):
+class AttentionOp(ResidualOp):
+    """A residual op around multi-head attention over ``x`` (self-attention) or, for ops that
+    ``uses_memory``, from ``x`` to the other stream ``y``; subclasses define ``transform``."""
+
     def __init__(
         self,
         hidden: int,
@@ -54,32 +58,20 @@ class SelfAttention(ResidualOp):
         attn_dropout: float | None = None,
     ) -> None:
         super().__init__(hidden, dropout=dropout, norm=norm, layer_norm=layer_norm)
-        self.attn = MultiHeadAttention(hidden, head_dim, _attn_dropout(dropout, attn_dropout), attn_bias, self_attention=True)
+        rate = _attn_dropout(dropout, attn_dropout)
+        self.attn = MultiHeadAttention(hidden, head_dim, rate, attn_bias, self_attention=not self.uses_memory)
 
+
+@OPS.register("self_att", aliases=("self_att_64",))
+class SelfAttention(AttentionOp):
     def transform(self, x, x_mask, y, y_mask, rel_bias_embed):  # noqa: D102
         check_mask(x_mask, x.shape[0], x.shape[1], "x_mask")
         return self.attn(x, None, key_padding_bias(x_mask, x.dtype))
 
 
 @OPS.register("guided_att", aliases=("guided_att_64",))
-class GuidedAttention(ResidualOp):
+class GuidedAttention(AttentionOp):
     uses_memory = True
-
-    def __init__(
-        self,
-        hidden: int,
-        *,
-        head_dim: int = 64,
-        dropout: float = 0.1,
-        norm: str = "post",
-        layer_norm: str = "torch",
-        attn_bias: bool = False,
-        relation_dim: int = 64,
-        ffn_mult: int = 4,
-        attn_dropout: float | None = None,
-    ) -> None:
-        super().__init__(hidden, dropout=dropout, norm=norm, layer_norm=layer_norm)
-        self.attn = MultiHeadAttention(hidden, head_dim, _attn_dropout(dropout, attn_dropout), attn_bias, self_attention=False)
 
     def transform(self, x, x_mask, y, y_mask, rel_bias_embed):  # noqa: D102
         if y is None:
@@ -89,24 +81,11 @@ class GuidedAttention(ResidualOp):
 
 
 @OPS.register("rel_self_att", aliases=("rel_self_att_64",))
-class RelationSelfAttention(ResidualOp):
+class RelationSelfAttention(AttentionOp):
     uses_relation = True
 
-    def __init__(
-        self,
-        hidden: int,
-        *,
-        head_dim: int = 64,
-        dropout: float = 0.1,
-        norm: str = "post",
-        layer_norm: str = "torch",
-        attn_bias: bool = False,
-        relation_dim: int = 64,
-        ffn_mult: int = 4,
-        attn_dropout: float | None = None,
-    ) -> None:
-        super().__init__(hidden, dropout=dropout, norm=norm, layer_norm=layer_norm)
-        self.attn = MultiHeadAttention(hidden, head_dim, _attn_dropout(dropout, attn_dropout), attn_bias, self_attention=True)
+    def __init__(self, hidden: int, *, relation_dim: int = 64, **settings: Any) -> None:
+        super().__init__(hidden, relation_dim=relation_dim, **settings)
         # MMnas: Linear(REL_SIZE -> heads) with bias, then ReLU, clamp and log.
         self.relation_proj = nn.Linear(relation_dim, self.attn.heads)
 
@@ -119,18 +98,25 @@ class RelationSelfAttention(ResidualOp):
         weight = self.relation_proj(rel_bias_embed)
         return torch.log(torch.clamp(weight, min=RELATION_LOG_FLOOR)).permute(0, 3, 1, 2)
 
+    def attend_with_relation(self, x: Tensor, x_mask: Tensor | None, rel_bias_embed: Tensor, offset: int = 0) -> Tensor:
+        """Self-attention over ``x`` whose logits between its last ``N`` positions (from ``offset``
+        on) get the relation term of ``rel_bias_embed`` ``[B, N, N, D]``, plus ``x_mask``'s padding."""
+        check_mask(x_mask, x.shape[0], x.shape[1], "x_mask")
+        bias = self.relation_logits(rel_bias_embed)
+        if offset:
+            bias = F.pad(bias, (offset, 0, offset, 0))  # zeros outside the last N x N pairs
+        padding = key_padding_bias(x_mask, x.dtype)
+        if padding is not None:
+            bias = bias + padding
+        return self.attn(x, None, bias)
+
     def transform(self, x, x_mask, y, y_mask, rel_bias_embed):  # noqa: D102
         b, n, _ = x.shape
         if rel_bias_embed is None:
             raise ValueError("rel_self_att needs rel_bias_embed, the embedded box geometry [B, N, N, relation_dim]")
         if tuple(rel_bias_embed.shape[:3]) != (b, n, n):
             raise ValueError(f"rel_bias_embed must be [{b}, {n}, {n}, D] for x of shape {tuple(x.shape)}, got {tuple(rel_bias_embed.shape)}")
-        check_mask(x_mask, b, n, "x_mask")
-        bias = self.relation_logits(rel_bias_embed)
-        padding = key_padding_bias(x_mask, x.dtype)
-        if padding is not None:
-            bias = bias + padding
-        return self.attn(x, None, bias)
+        return self.attend_with_relation(x, x_mask, rel_bias_embed)
 
 
 @OPS.register("feed_forward")

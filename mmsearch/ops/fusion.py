@@ -76,13 +76,7 @@ class JointRelationSelfAttention(RelationSelfAttention):
         n = rel_bias_embed.shape[1]
         if rel_bias_embed.shape[0] != b or rel_bias_embed.shape[2] != n or not 0 < n <= length:
             raise ValueError(f"rel_bias_embed must be [{b}, N, N, D] with N <= {length} regions, got {tuple(rel_bias_embed.shape)}")
-        check_mask(x_mask, b, length, "x_mask")
-        text = length - n
-        bias = F.pad(self.relation_logits(rel_bias_embed), (text, 0, text, 0))  # zeros outside region-region pairs
-        padding = key_padding_bias(x_mask, x.dtype)
-        if padding is not None:
-            bias = bias + padding
-        return self.attn(x, None, bias)
+        return self.attend_with_relation(x, x_mask, rel_bias_embed, offset=length - n)  # no geometry for text pairs
 
 
 @PAIR_OPS.register("co_att", aliases=("co_attention",))
