@@ -39,23 +39,7 @@ from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
 settle_ray_auth_mode()  # before anything imports Ray (Ray reads RAY_AUTH_MODE once, at import)
 
 if TYPE_CHECKING:  # torch is imported after the arguments are parsed (--help stays instant)
-    from mmsearch.recipes.train_derived_config import TrainDerivedConfig
-
-# A run that checks the whole path in about a minute: generated data, a small network, 2 epochs
-# (with --deepspeed: no JIT build of DeepSpeed's CPU collective op).
-SMOKE_TEST = (
-    "data.root=synthetic",
-    "data.limit={}",
-    "model.hidden=32",
-    "model.head_dim=16",
-    "model.word_dim=16",
-    "head.flat_mlp_size=32",
-    "train.epochs=2",
-    "train.batch_size=16",
-    "train.max_steps_per_epoch=5",
-    "eval.batch_size=64",
-    "scaling.deepspeed_shm_op=false",
-)
+    from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -78,7 +62,9 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def job_overrides(args: argparse.Namespace) -> list[str]:
     """The config overrides the flags stand for (the smoke test's first, ``key=value`` ones last)."""
-    overrides = list(SMOKE_TEST) if args.smoke_test else []
+    from mmsearch.recipes.train_derived.entry import TRAIN_SMOKE  # a run of about a minute on generated data
+
+    overrides = list(TRAIN_SMOKE.recipe) if args.smoke_test else []
     flags = {"arch": args.arch, "scaling.num_workers": args.workers, "deepspeed": args.deepspeed, "run.name": args.name,
              "run.storage_path": args.storage}
     overrides += [f"{key}={value}" for key, value in flags.items() if value is not None]
@@ -110,7 +96,7 @@ def arch_defaults(arch: str | None, args: argparse.Namespace | None = None) -> t
     machine's cache, built here on first use; not with ``--smoke-test``, ``--check`` or a
     ``data.root=`` override). Returns (config, overrides)."""
     from mmsearch.config import ConfigError
-    from mmsearch.recipes.train_derived_arch import resolve_arch
+    from mmsearch.recipes.train_derived.arch import resolve_arch
 
     spec = None
     if arch is not None:
@@ -152,7 +138,7 @@ def load_job_config(args: argparse.Namespace) -> TrainDerivedConfig:
     :func:`arch_defaults`), the flags and the overrides; raises ConfigError naming the problem."""
     from mmsearch.config import load_config, read_yaml, replace
     from mmsearch.orchestration.jobs_config import resolve_path
-    from mmsearch.recipes.train_derived_config import TrainDerivedConfig, default_run_name
+    from mmsearch.recipes.train_derived.config import TrainDerivedConfig, default_run_name
 
     config, defaults = (args.config, []) if args.config else arch_defaults(args.arch, args)
     raw = read_yaml(resolve_path(config))
@@ -185,7 +171,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
     if args.check:
-        from mmsearch.recipes.train_derived_arch import resolve_arch
+        from mmsearch.recipes.train_derived.arch import resolve_arch
 
         try:
             spec = resolve_arch(cfg.arch)

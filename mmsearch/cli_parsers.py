@@ -25,6 +25,7 @@ class JobCard:
     default_tune: str | None = None  # for plain recipe configs (no tune: section)
     task: str | None = None  # search jobs: vqa / itm / vg (enables --then-train)
     example_override: str = "recipe.search.epochs=4"
+    recipe: str = "search"  # the recipe its trials run (mmsearch.recipes.registry.RECIPES)
 
 
 def search_card(task: str) -> JobCard:
@@ -43,6 +44,7 @@ JOB_CARDS: dict[str, JobCard] = {
         default_config="configs/fusemix/scenes.yaml",
         default_tune="configs/tune/fusemix_scenes.yaml",
         example_override="recipe.train.epochs=4",
+        recipe="fusemix",
     ),
 }
 

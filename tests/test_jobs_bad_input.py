@@ -22,7 +22,7 @@ from mmsearch.orchestration import cluster
 from mmsearch.orchestration.jobs import BAD_INPUT_EXIT, JOBS
 from mmsearch.orchestration.jobs import main as job_main
 from mmsearch.orchestration.train_resume import SNAPSHOT, checkpoint_to_restore, find_resume_point
-from mmsearch.recipes.train_derived_state import STATE_FORMAT, STATE_NAME
+from mmsearch.recipes.train_derived.state import STATE_FORMAT, STATE_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ("--config", "configs/train/vqa.yaml", "--smoke-test")
@@ -228,9 +228,10 @@ def test_search_data_check_scans_the_stores_for_nan(tmp_path, monkeypatch):
     from mmsearch.config import load_config
     from mmsearch.data.store import open_store
     from mmsearch.data.synthetic import SyntheticTaskData
-    from mmsearch.orchestration.jobs_data import SEARCH_DATA, DataCheckError
-    from mmsearch.recipes import search
-    from mmsearch.recipes.search_config import SearchConfig
+    from mmsearch.recipes.entry import DataCheckError
+    from mmsearch.recipes.search import recipe as search
+    from mmsearch.recipes.search.data_check import SEARCH_DATA
+    from mmsearch.recipes.search.config import SearchConfig
 
     data = SyntheticTaskData("vqa", train_images=20, val_images=5, test_images=5)
     data.stores = {"train": open_store(_pairs_store(tmp_path / "train", nan_at=3))}  # as StoreTaskData holds them

@@ -12,8 +12,8 @@ from mmsearch.data.synthetic import SyntheticTaskData
 from mmsearch.nas import ArchSpec, named_spec, save_arch_spec
 from mmsearch.orchestration.deepspeed_engine import complete_deepspeed_config
 from mmsearch.orchestration.train import TrainSetupError, check_resources, prepare_run
-from mmsearch.recipes.train_derived_arch import ArchNotFoundError, resolve_arch, search_outcome
-from mmsearch.recipes.train_derived_config import (
+from mmsearch.recipes.train_derived.arch import ArchNotFoundError, resolve_arch, search_outcome
+from mmsearch.recipes.train_derived.config import (
     ScalingSettings,
     TrainDerivedConfig,
     default_run_name,

@@ -122,8 +122,8 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from mmsearch.data.store import StoreError
     from mmsearch.orchestration.asha import SchedulerConfigError
     from mmsearch.orchestration.experiment import ExperimentError
-    from mmsearch.orchestration.jobs_data import DataCheckError
     from mmsearch.orchestration.search_space import SearchSpaceError
+    from mmsearch.recipes.entry import DataCheckError
     from mmsearch.storage import StorageError
 
     return (ConfigError, SearchSpaceError, SchedulerConfigError, StorageError, ExperimentError, DataCheckError,
@@ -180,7 +180,9 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
     connect()
     if not data_ready:
         build_dataset(dataset)
-        print(spec.data.check(cfg), flush=True)
+        data_line = spec.data.check(cfg)
+        if data_line is not None:
+            print(data_line, flush=True)
     return _run_and_finish(spec, job, recipe, train, shortlist)
 
 
