@@ -23,10 +23,8 @@ from typing import Any
 from mmsearch.io import atomic_write_json
 from mmsearch.orchestration.fusemix_streams import ray_stream_factory
 from mmsearch.recipes.context import RunContext
-from mmsearch.recipes.fusemix.recipe import train_fusemix
-from mmsearch.recipes.fusemix.config import FuseMixConfig
-from mmsearch.recipes.search.recipe import run_search
-from mmsearch.recipes.search.config import SearchConfig
+from mmsearch.recipes.entry import Recipe
+from mmsearch.recipes.registry import recipe_entry
 
 STARTS_DIR = "trial_starts"
 
