@@ -68,8 +68,14 @@ def _search(argv: list[str]) -> int:
     return run_tune_job(f"search_{known.task}", rest, prog=f"mmsearch search --task {known.task}")
 
 
-def _tune_fusemix(argv: list[str]) -> int:
-    return run_tune_job("tune_fusemix", argv, prog="mmsearch tune-fusemix")
+def _tune_command(name: str) -> Callable[[list[str]], int]:
+    """The subcommand of a Tune job that is not a search (``tune_fusemix`` -> ``mmsearch tune-fusemix``)."""
+    prog = "mmsearch " + name.replace("_", "-")
+
+    def run(argv: list[str]) -> int:
+        return run_tune_job(name, argv, prog=prog)
+
+    return run
 
 
 def _embed(argv: list[str]) -> int:
@@ -96,7 +102,9 @@ def _export_arch(argv: list[str]) -> int:
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "precompute": ("precompute frozen-encoder latents into latent stores (Ray Data batch inference)", _precompute),
     "search": ("one-shot supernet searches on Ray Tune with ASHA (--task vqa|itm|vg; default vqa)", _search),
-    "tune-fusemix": ("FuseMix adapter trainings on Ray Tune with ASHA", _tune_fusemix),
+    # One per job card without a task (a recipe's Tune job): its name with dashes, the first clause of its description.
+    **{card.name.replace("_", "-"): (card.description.split(";")[0], _tune_command(card.name))
+       for card in cli_parsers.JOB_CARDS.values() if card.task is None},
     "train": ("train a derived architecture with Ray Train (DDP or DeepSpeed)", _train),
     "embed": ("embed latents, images or texts with exported FuseMix adapters", _embed),
     "report": ("rebuild the plots and HTML report of an experiment", _report),

@@ -1,7 +1,7 @@
 """The recipe registry ``RECIPES``: name -> :class:`~mmsearch.recipes.entry.Recipe`.
 
-The package's recipes register when their package is imported; :func:`recipe_entry` imports them
-on first lookup (so importing a recipe's config does not import every other recipe). A recipe of
+The package's recipes register when their package is imported; :func:`recipe_entry` imports every
+package under ``mmsearch/recipes/`` on first lookup (so importing a recipe's config does not import every other recipe). A recipe of
 an experiment or a test registers itself by calling :func:`register_recipe` at import.
 """
 from __future__ import annotations
@@ -18,7 +18,15 @@ def register_recipe(entry: Recipe) -> Recipe:
 
 
 def _import_builtin() -> None:
-    from mmsearch.recipes import fusemix, search, train_derived  # noqa: F401  (registration at import)
+    """Import every recipe package of ``mmsearch/recipes/`` (each registers its entry at import)."""
+    import importlib
+    import pkgutil
+
+    import mmsearch.recipes
+
+    for module in sorted(pkgutil.iter_modules(mmsearch.recipes.__path__), key=lambda m: m.name):
+        if module.ispkg:
+            importlib.import_module(f"mmsearch.recipes.{module.name}")
 
 
 def recipe_entry(name: str) -> Recipe:
