@@ -1,7 +1,7 @@
 """The user-facing Ray jobs: many supernet searches (VQA, ITM, VG) or FuseMix trainings under ASHA.
 
-Each ``jobs/*.py`` script is ``sys.exit(main(JOBS[name]))``; ``mmsearch search --task vqa ...``
-runs the same :func:`main`. A job:
+Each Tune job script (``jobs/search_*.py``, ``jobs/tune_fusemix.py``) calls ``mmsearch.cli.run_tune_job(name)``,
+which parses its arguments and runs :func:`main` on ``JOBS[name]``, as ``mmsearch search --task vqa ...`` does. A job:
 
 1. reads its config (``configs/search/vqa.yaml``: ``recipe:``, ``tune:`` and ``dataset:``
    sections; see :mod:`.jobs_config`) and the command line, and validates all of it: a bad key
