@@ -23,7 +23,6 @@ from mmsearch.orchestration.jobs import main as job_main
 from mmsearch.orchestration.train_resume import SNAPSHOT, checkpoint_to_restore, find_resume_point
 from mmsearch.recipes.train_derived.state import STATE_FORMAT, STATE_NAME
 
-ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ("--config", "configs/train/vqa.yaml", "--smoke-test")
 
 
