@@ -99,7 +99,7 @@ def benchmark_settings(args: argparse.Namespace, data_root: str) -> dict[str, An
 def train_config(settings: Mapping[str, Any], task: str, arch: Mapping[str, Any], seed: int, out_dir: Path) -> Any:
     """The standalone training's config: ``configs/train/<task>.yaml`` with the benchmark's budget."""
     from mmsearch.config import load_config, read_yaml
-    from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+    from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
     raw = read_yaml(REPO / "configs" / "train" / f"{task}.yaml")
     raw = deep_merge(raw.get("recipe", raw), settings["train"][task])
@@ -126,8 +126,8 @@ def run_train_cell(cell: Any, settings: Mapping[str, Any], work_dir: str) -> dic
 
     from mmsearch.machine import git_state
     from mmsearch.recipes.context import LocalContext
-    from mmsearch.recipes.train_derived import train_derived
-    from mmsearch.recipes.train_derived_engine import build_model
+    from mmsearch.recipes.train_derived.recipe import train_derived
+    from mmsearch.recipes.train_derived.engine import build_model
 
     torch.set_num_threads(1)
     code = git_state(REPO)  # a run of hours may span commits: each cell says which code trained it

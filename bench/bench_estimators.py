@@ -60,7 +60,7 @@ def search_settings(task: str, quick: bool) -> dict[str, Any]:
 
 def search_config(oracle: Mapping[str, Any], task: str, strategy: str, seed: int, out: Path) -> Any:
     from mmsearch.config import load_config, read_yaml
-    from mmsearch.recipes.search_config import SearchConfig
+    from mmsearch.recipes.search.config import SearchConfig
 
     s = oracle["settings"]
     raw = read_yaml(REPO / "configs" / "search" / f"{task}.yaml")
@@ -86,7 +86,7 @@ def run_cell(cell: Any, settings: Mapping[str, Any], work_dir: str) -> dict[str,
     if p["kind"] == "search":
         from mmsearch.evaluation.oneshot import supernet_estimates
         from mmsearch.recipes.context import LocalContext
-        from mmsearch.recipes.search import run_search
+        from mmsearch.recipes.search.recipe import run_search
 
         cfg = search_config(oracle, p["task"], p["strategy"], p["seed"], out)
         data = oracle_bench.task_data(oracle["settings"], cfg.data)
@@ -96,7 +96,7 @@ def run_cell(cell: Any, settings: Mapping[str, Any], work_dir: str) -> dict[str,
         scores = supernet_estimates(cfg, out, data, {a["label"]: a["spec"] for a in oracle["archs"] if "blocks" not in a["spec"]})
         return {**p, "scores": scores, "cpu_s": search_cpu, "scoring_cpu_s": time.process_time() - cpu - search_cpu}
     from mmsearch.recipes.context import LocalContext
-    from mmsearch.recipes.train_derived import train_derived
+    from mmsearch.recipes.train_derived.recipe import train_derived
 
     arch = next(a for a in oracle["archs"] if a["label"] == p["label"])
     budget = oracle_bench.deep_merge(oracle["settings"]["train"], {"train": {"epochs": p["epochs"]}})  # the oracle's schedule, cut at k

@@ -69,7 +69,7 @@ REPORTED = ("rsum", "i2t_r1", "t2i_r1")
 @functools.lru_cache(maxsize=None)
 def _config(overrides: tuple[str, ...]):
     from mmsearch.config import load_config
-    from mmsearch.recipes.fusemix_config import FuseMixConfig
+    from mmsearch.recipes.fusemix.config import FuseMixConfig
 
     return load_config(FuseMixConfig, scenes.RECIPE_CONFIG, list(overrides))
 

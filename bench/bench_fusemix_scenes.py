@@ -157,9 +157,9 @@ def run_cell(root: str, cell: Cell, recipe_overrides: list[str], steps: int, min
 
     from mmsearch.config import load_config
     from mmsearch.data.dataset_root import DatasetRoot
-    from mmsearch.recipes.fusemix import train_fusemix
-    from mmsearch.recipes.fusemix_config import FuseMixConfig
-    from mmsearch.recipes.fusemix_data import tensor_stream_factory
+    from mmsearch.recipes.fusemix.recipe import train_fusemix
+    from mmsearch.recipes.fusemix.config import FuseMixConfig
+    from mmsearch.recipes.fusemix.data import tensor_stream_factory
 
     torch.set_num_threads(1)
     start = time.perf_counter()

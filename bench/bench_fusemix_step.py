@@ -72,9 +72,9 @@ def run_one(batch: int, mode: str, warmup: int, steps: int, threads: int, chunk_
 
     from mmsearch.adapters import FuseMixModel
     from mmsearch.config import load_config
-    from mmsearch.recipes.fusemix import fusemix_step
-    from mmsearch.recipes.fusemix_config import FuseMixLossConfig, FuseMixOptimConfig
-    from mmsearch.recipes.fusemix_optim import build_optimizer
+    from mmsearch.recipes.fusemix.recipe import fusemix_step
+    from mmsearch.recipes.fusemix.config import FuseMixLossConfig, FuseMixOptimConfig
+    from mmsearch.recipes.fusemix.optim import build_optimizer
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

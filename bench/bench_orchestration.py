@@ -97,7 +97,7 @@ def timed_search_recipe(train_images: int, val_images: int) -> Callable[..., Any
     def timed_search(cfg: Any, context: Any = None) -> None:
         entered = time.time()
         from mmsearch.data.synthetic import SyntheticTaskData
-        from mmsearch.recipes.search import run_search  # torch and the model library, in a fresh process
+        from mmsearch.recipes.search.recipe import run_search  # torch and the model library, in a fresh process
 
         imported = time.time()
         data = SyntheticTaskData(cfg.data.task, train_images=train_images, val_images=val_images, test_images=2,
@@ -140,7 +140,7 @@ def run_tune(recipe: Callable[..., Any], base: dict[str, Any], *, name: str, sto
 
     from mmsearch.orchestration.experiment import run_experiment
     from mmsearch.orchestration.settings import ResourceSettings, SchedulerSettings, TuneSettings
-    from mmsearch.recipes.search_config import SearchConfig
+    from mmsearch.recipes.search.config import SearchConfig
 
     if recipe.__module__ != "__main__":  # workers cannot import bench/: ship the code by value
         ray.cloudpickle.register_pickle_by_value(sys.modules[recipe.__module__])

@@ -100,8 +100,8 @@ def summarize(history: list[dict[str, Any]], wall_s: float, steps: int) -> dict[
 def run_local(epochs: int, steps: int, train_images: int, out: Path) -> dict[str, Any]:
     from mmsearch.config import load_config
     from mmsearch.recipes.context import LocalContext
-    from mmsearch.recipes.train_derived import train_derived
-    from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+    from mmsearch.recipes.train_derived.recipe import train_derived
+    from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
     threads = torch.get_num_threads()
     start = time.perf_counter()
@@ -201,8 +201,8 @@ def training_step_rate(device: torch.device, *, precision: str, hidden: int, hea
     from mmsearch.tasks import make_objective
     from mmsearch.nas import named_spec
     from mmsearch.data.task_data import TaskInfo
-    from mmsearch.recipes.train_derived_config import TrainDerivedConfig, resolve_config
-    from mmsearch.recipes.train_derived_engine import LocalEngine, build_model
+    from mmsearch.recipes.train_derived.config import TrainDerivedConfig, resolve_config
+    from mmsearch.recipes.train_derived.engine import LocalEngine, build_model
 
     info = TaskInfo(task="vqa", region_dim=region_dim, vocab_size=vocab, num_answers=answers,
                     answers=tuple(str(i) for i in range(answers)), max_regions=regions, max_tokens=tokens)

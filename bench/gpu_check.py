@@ -91,9 +91,9 @@ def fusemix_on_gpu(batches: tuple[int, ...] = FUSEMIX_BATCHES, steps: int = 10) 
 
     from mmsearch.adapters import FuseMixModel
     from mmsearch.config import load_config
-    from mmsearch.recipes.fusemix import fusemix_step
-    from mmsearch.recipes.fusemix_config import FuseMixLossConfig, FuseMixOptimConfig
-    from mmsearch.recipes.fusemix_optim import build_optimizer
+    from mmsearch.recipes.fusemix.recipe import fusemix_step
+    from mmsearch.recipes.fusemix.config import FuseMixLossConfig, FuseMixOptimConfig
+    from mmsearch.recipes.fusemix.optim import build_optimizer
 
     device = torch.device("cuda")
     peak = peak_matmul_tflops(device, torch.bfloat16, size=8192, seconds=3.0)

@@ -10,26 +10,14 @@ With ``--backend ray`` (the default) the encoders run as Ray Data batch inferenc
 the cluster in ``RAY_ADDRESS`` (or the one it was submitted to), else starts Ray on this
 machine. Without ``--output`` the data set goes to the cache root
 (``$MMSEARCH_CACHE`` or ``~/.cache/mmsearch``). Re-running on a complete root does nothing.
+Same as ``mmsearch precompute ...``; see mmsearch.orchestration.precompute.
 """
-from __future__ import annotations
-
 import sys
 
 from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
 
-settle_ray_auth_mode()  # before anything imports Ray (Ray reads RAY_AUTH_MODE once, at import)
-
-from mmsearch.cli_parsers import precompute_parser as build_parser  # noqa: E402  (standard library only)
-
-
-def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)  # -h and usage errors answered before torch and Ray are imported
-    from mmsearch.orchestration.precompute import main as run
-
-    return run(argv)
-
-
-__all__ = ["build_parser", "main"]
-
 if __name__ == "__main__":
-    sys.exit(main())
+    settle_ray_auth_mode()  # before Ray is imported: Ray reads RAY_AUTH_MODE once, at import
+    from mmsearch.cli import run_precompute_job  # parses the arguments before importing torch and Ray
+
+    sys.exit(run_precompute_job())

@@ -15,31 +15,14 @@ Every subcommand runs the same function as its job script, with the same argumen
 from __future__ import annotations
 
 import argparse
-import runpy
 import sys
-from pathlib import Path
 from typing import Callable, Sequence
 
 from mmsearch import cli_parsers
 
-JOBS_DIR = Path(__file__).resolve().parents[1] / "jobs"  # the job scripts of a source checkout
-
 # Every command answers --help and usage errors from mmsearch.cli_parsers (standard library only)
-# before it imports the module that runs it (torch, Ray, matplotlib: seconds to import).
-
-
-def _script_main(script: str, module: str | None = None) -> Callable[[list[str]], int]:
-    """The ``main(argv)`` of a job: the checkout's job script, else ``module``'s main."""
-    path = JOBS_DIR / script
-    if path.is_file():
-        return runpy.run_path(str(path))["main"]
-    if module is not None:
-        import importlib
-
-        found = getattr(importlib.import_module(module), "main", None)
-        if found is not None:
-            return found
-    raise SystemExit(f"mmsearch: {script} not found (looked in {JOBS_DIR}); run from a source checkout")
+# before it imports the module that runs it (torch, Ray, matplotlib: seconds to import). The job
+# scripts in jobs/ call the same run_*_job functions, so a subcommand needs no source checkout.
 
 
 def run_tune_job(name: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
@@ -51,13 +34,30 @@ def run_tune_job(name: str, argv: Sequence[str] | None = None, prog: str | None 
     return main(JOBS[name], argv, prog=prog)
 
 
+def run_precompute_job(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """The precompute job (``jobs/precompute_latents.py``): arguments first, then the heavy imports."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cli_parsers.precompute_parser(prog).parse_args(argv)  # -h and usage errors end here
+    from mmsearch.orchestration.precompute import main
+
+    return main(argv)
+
+
+def run_train_job(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """The derived-training job (``jobs/train_derived.py``): arguments first, then the heavy imports."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cli_parsers.train_parser(prog).parse_args(argv)  # -h and usage errors end here
+    from mmsearch.orchestration.train_job import main
+
+    return main(argv, prog=prog)
+
+
 def _precompute(argv: list[str]) -> int:
-    cli_parsers.precompute_parser("mmsearch precompute").parse_args(argv)
-    return _script_main("precompute_latents.py", "mmsearch.orchestration.precompute")(argv)
+    return run_precompute_job(argv, prog="mmsearch precompute")
 
 
 def _train(argv: list[str]) -> int:
-    return _script_main("train_derived.py")(argv, prog="mmsearch train")  # torch/Ray only after parsing
+    return run_train_job(argv, prog="mmsearch train")
 
 
 def _search(argv: list[str]) -> int:
@@ -68,8 +68,14 @@ def _search(argv: list[str]) -> int:
     return run_tune_job(f"search_{known.task}", rest, prog=f"mmsearch search --task {known.task}")
 
 
-def _tune_fusemix(argv: list[str]) -> int:
-    return run_tune_job("tune_fusemix", argv, prog="mmsearch tune-fusemix")
+def _tune_command(name: str) -> Callable[[list[str]], int]:
+    """The subcommand of a Tune job that is not a search (``tune_fusemix`` -> ``mmsearch tune-fusemix``)."""
+    prog = "mmsearch " + name.replace("_", "-")
+
+    def run(argv: list[str]) -> int:
+        return run_tune_job(name, argv, prog=prog)
+
+    return run
 
 
 def _embed(argv: list[str]) -> int:
@@ -96,7 +102,9 @@ def _export_arch(argv: list[str]) -> int:
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "precompute": ("precompute frozen-encoder latents into latent stores (Ray Data batch inference)", _precompute),
     "search": ("one-shot supernet searches on Ray Tune with ASHA (--task vqa|itm|vg; default vqa)", _search),
-    "tune-fusemix": ("FuseMix adapter trainings on Ray Tune with ASHA", _tune_fusemix),
+    # One per job card without a task (a recipe's Tune job): its name with dashes, the first clause of its description.
+    **{card.name.replace("_", "-"): (card.description.split(";")[0], _tune_command(card.name))
+       for card in cli_parsers.JOB_CARDS.values() if card.task is None},
     "train": ("train a derived architecture with Ray Train (DDP or DeepSpeed)", _train),
     "embed": ("embed latents, images or texts with exported FuseMix adapters", _embed),
     "report": ("rebuild the plots and HTML report of an experiment", _report),

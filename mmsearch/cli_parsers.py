@@ -25,6 +25,7 @@ class JobCard:
     default_tune: str | None = None  # for plain recipe configs (no tune: section)
     task: str | None = None  # search jobs: vqa / itm / vg (enables --then-train)
     example_override: str = "recipe.search.epochs=4"
+    recipe: str = "search"  # the recipe its trials run (mmsearch.recipes.registry.RECIPES)
 
 
 def search_card(task: str) -> JobCard:
@@ -43,6 +44,7 @@ JOB_CARDS: dict[str, JobCard] = {
         default_config="configs/fusemix/scenes.yaml",
         default_tune="configs/tune/fusemix_scenes.yaml",
         example_override="recipe.train.epochs=4",
+        recipe="fusemix",
     ),
 }
 
@@ -93,6 +95,25 @@ def precompute_parser(prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def train_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """``jobs/train_derived.py`` and ``mmsearch train``."""
+    parser = argparse.ArgumentParser(prog=prog, description="Train a derived architecture with Ray Train.")
+    parser.add_argument("--config", help="training config (default: configs/train/<task>.yaml for the task of --arch; vqa without one)")
+    parser.add_argument("--arch", help="named spec | spec JSON | search output or experiment directory (overrides the config's arch)")
+    parser.add_argument("--workers", type=int, help="Ray Train workers (default: the config's scaling.num_workers; one per local GPU)")
+    device = parser.add_mutually_exclusive_group()
+    device.add_argument("--gpu", dest="gpu", action="store_true", default=None, help="one GPU per worker")
+    device.add_argument("--cpu", dest="gpu", action="store_false", help="CPU workers even if GPUs are present")
+    parser.add_argument("--deepspeed", help="DeepSpeed JSON config (configs/deepspeed/*.json); default: DDP")
+    parser.add_argument("--name", help="run name in storage (same name + storage = resume)")
+    parser.add_argument("--storage", help="storage root: local dir, NFS mount or s3://bucket/prefix")
+    parser.add_argument("--smoke-test", action="store_true", help="tiny run on generated data (checks the whole path)")
+    parser.add_argument("--check", action="store_true", help="validate the config and the architecture, run nothing")
+    parser.add_argument("--verbose", action="store_true", help="also print Ray's own logs (checkpoint lines, Ray Data plans)")
+    parser.add_argument("overrides", nargs="*", help="config overrides key.path=value")
+    return parser
+
+
 def embed_parser(prog: str = "mmsearch embed") -> argparse.ArgumentParser:
     """``mmsearch embed``: exported FuseMix adapters over texts, images or latents."""
     parser = argparse.ArgumentParser(
@@ -139,4 +160,4 @@ def export_arch_parser(prog: str = "mmsearch export-arch") -> argparse.ArgumentP
     return p
 
 
-__all__ = ["JOB_CARDS", "JobCard", "embed_parser", "export_arch_parser", "job_parser", "precompute_parser", "report_parser"]
+__all__ = ["JOB_CARDS", "JobCard", "embed_parser", "export_arch_parser", "job_parser", "precompute_parser", "report_parser", "train_parser"]

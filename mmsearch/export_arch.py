@@ -21,7 +21,7 @@ from mmsearch.cli_parsers import export_arch_parser
 def main(argv: Sequence[str] | None = None) -> int:
     args = export_arch_parser().parse_args(argv)
     from mmsearch.nas.arch_spec import save_arch_spec
-    from mmsearch.recipes.train_derived_arch import resolve_arch
+    from mmsearch.recipes.train_derived.arch import resolve_arch
 
     try:
         spec = resolve_arch(args.arch).replace(epoch=args.epoch)

@@ -63,7 +63,7 @@ def test_seed_noise_groups_seeds_of_a_configuration():
 
 def test_benchmarks_run_the_shipped_search_config_validated():
     from mmsearch.config import load_config
-    from mmsearch.recipes.search_config import SearchConfig
+    from mmsearch.recipes.search.config import SearchConfig
 
     base = search_base_config(epochs=4, threads=1, overrides={"search.weight_lr": 0.002})
     cfg = load_config(SearchConfig, base)

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-import mmsearch.recipes.search as search_module
+import mmsearch.recipes.search.recipe as search_module
 from mmsearch.config import load_config
 from mmsearch.data.synthetic import SyntheticTaskData
 from mmsearch.recipes.context import LocalContext
-from mmsearch.recipes.search import run_search
-from mmsearch.recipes.search_config import SearchConfig
+from mmsearch.recipes.search.recipe import run_search
+from mmsearch.recipes.search.config import SearchConfig
 
 
 @pytest.fixture(autouse=True)
@@ -82,9 +82,9 @@ def _tensors(obj):
 
 def test_fusemix_step_and_embedding_under_bf16_autocast():
     from mmsearch.adapters import FuseMixModel
-    from mmsearch.recipes.fusemix import _embed, fusemix_step
-    from mmsearch.recipes.fusemix_config import FuseMixLossConfig, FuseMixOptimConfig
-    from mmsearch.recipes.fusemix_optim import build_optimizer
+    from mmsearch.recipes.fusemix.recipe import _embed, fusemix_step
+    from mmsearch.recipes.fusemix.config import FuseMixLossConfig, FuseMixOptimConfig
+    from mmsearch.recipes.fusemix.optim import build_optimizer
 
     torch.manual_seed(0)
     model = FuseMixModel(12, 10, out_dim=8)
@@ -105,7 +105,7 @@ def test_fusemix_step_and_embedding_under_bf16_autocast():
 
 
 def test_train_derived_bf16_precision_on_cpu_autocasts():
-    from mmsearch.recipes.train_derived_engine import autocast_context, autocast_dtype
+    from mmsearch.recipes.train_derived.engine import autocast_context, autocast_dtype
 
     dtype = autocast_dtype("bf16", torch.device("cpu"))
     assert dtype is torch.bfloat16 and autocast_dtype("auto", torch.device("cpu")) is None

@@ -15,9 +15,9 @@ from mmsearch.data.precompute_config import PrecomputeConfig
 from mmsearch.evaluation import ShortlistSettings
 from mmsearch.orchestration.jobs_config import split_job_file
 from mmsearch.orchestration.settings import TuneSettings
-from mmsearch.recipes.fusemix_config import FuseMixConfig
-from mmsearch.recipes.search_config import SearchConfig
-from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+from mmsearch.recipes.fusemix.config import FuseMixConfig
+from mmsearch.recipes.search.config import SearchConfig
+from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 from mmsearch.tasks import TASKS
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -12,7 +12,7 @@ from torch import nn
 
 from mmsearch.config import load_config
 from mmsearch.orchestration.deepspeed_engine import DeepSpeedEngine, complete_deepspeed_config
-from mmsearch.recipes.train_derived_config import TrainDerivedConfig, load_deepspeed_json
+from mmsearch.recipes.train_derived.config import TrainDerivedConfig, load_deepspeed_json
 
 ROOT = Path(__file__).resolve().parents[1]
 DS = ROOT / "configs" / "deepspeed"

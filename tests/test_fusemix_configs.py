@@ -7,7 +7,7 @@ import pytest
 
 from mmsearch.adapters import FuseMixModel
 from mmsearch.config import load_config
-from mmsearch.recipes.fusemix_config import FuseMixConfig
+from mmsearch.recipes.fusemix.config import FuseMixConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "fusemix"
 CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))

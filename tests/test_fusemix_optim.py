@@ -8,8 +8,8 @@ import torch
 
 from mmsearch.adapters import FuseMixModel
 from mmsearch.config import load_config
-from mmsearch.recipes.fusemix_config import FuseMixOptimConfig
-from mmsearch.recipes.fusemix_optim import build_optimizer, learning_rate
+from mmsearch.recipes.fusemix.config import FuseMixOptimConfig
+from mmsearch.recipes.fusemix.optim import build_optimizer, learning_rate
 
 
 def test_warmup_then_hold_within_epoch_zero():

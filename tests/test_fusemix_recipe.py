@@ -11,9 +11,9 @@ from mmsearch.config import ConfigError, load_config
 from mmsearch.embed import FuseMixEmbedder
 from mmsearch.metrics.retrieval import chance_recall, retrieval_recall_chunked
 from mmsearch.recipes.context import LocalContext
-from mmsearch.recipes.fusemix import train_fusemix
-from mmsearch.recipes.fusemix_config import FuseMixConfig
-from mmsearch.recipes.fusemix_data import FuseMixDataError, TensorStream, eval_set_from_stream, tensor_stream_factory
+from mmsearch.recipes.fusemix.recipe import train_fusemix
+from mmsearch.recipes.fusemix.config import FuseMixConfig
+from mmsearch.recipes.fusemix.data import FuseMixDataError, TensorStream, eval_set_from_stream, tensor_stream_factory
 
 X_DIM, Y_DIM, CAPTIONS = 24, 16, 2
 TIMING_KEYS = {"pairs_per_s", "mixed_pairs_per_s", "data_wait_s", "compute_s", "train_s", "eval_s", "export_dir"}

@@ -4,7 +4,6 @@ jobs' data checks, and failed checks leave nothing behind. bench/README.md ("Rel
 input") lists what was tried; these tests keep each case from coming back."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import logging
@@ -22,9 +21,8 @@ from mmsearch.orchestration import cluster
 from mmsearch.orchestration.jobs import BAD_INPUT_EXIT, JOBS
 from mmsearch.orchestration.jobs import main as job_main
 from mmsearch.orchestration.train_resume import SNAPSHOT, checkpoint_to_restore, find_resume_point
-from mmsearch.recipes.train_derived_state import STATE_FORMAT, STATE_NAME
+from mmsearch.recipes.train_derived.state import STATE_FORMAT, STATE_NAME
 
-ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ("--config", "configs/train/vqa.yaml", "--smoke-test")
 
 
@@ -41,10 +39,9 @@ def no_ray(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def train_job():
-    spec = importlib.util.spec_from_file_location("train_derived_job_bad_input", ROOT / "jobs" / "train_derived.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import mmsearch.orchestration.train_job as job  # what jobs/train_derived.py and mmsearch train run
+
+    return job
 
 
 def closed_port() -> int:
@@ -228,9 +225,10 @@ def test_search_data_check_scans_the_stores_for_nan(tmp_path, monkeypatch):
     from mmsearch.config import load_config
     from mmsearch.data.store import open_store
     from mmsearch.data.synthetic import SyntheticTaskData
-    from mmsearch.orchestration.jobs_data import SEARCH_DATA, DataCheckError
-    from mmsearch.recipes import search
-    from mmsearch.recipes.search_config import SearchConfig
+    from mmsearch.recipes.entry import DataCheckError
+    from mmsearch.recipes.search import recipe as search
+    from mmsearch.recipes.search.data_check import SEARCH_DATA
+    from mmsearch.recipes.search.config import SearchConfig
 
     data = SyntheticTaskData("vqa", train_images=20, val_images=5, test_images=5)
     data.stores = {"train": open_store(_pairs_store(tmp_path / "train", nan_at=3))}  # as StoreTaskData holds them

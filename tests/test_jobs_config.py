@@ -11,8 +11,8 @@ from mmsearch.orchestration.experiment import plan_experiment
 from mmsearch.orchestration.jobs import JOBS, SEARCH_TASKS, build_parser, options_from_args
 from mmsearch.orchestration.jobs_config import SMOKE_SUFFIX, JobOptions
 from mmsearch.orchestration.jobs_data import bind_data
-from mmsearch.recipes.fusemix_config import FuseMixConfig
-from mmsearch.recipes.search_config import SearchConfig
+from mmsearch.recipes.fusemix.config import FuseMixConfig
+from mmsearch.recipes.search.config import SearchConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SEARCH_JOBS = [f"search_{task}" for task in SEARCH_TASKS]

@@ -11,9 +11,9 @@ from mmsearch.config import load_config
 from mmsearch.data.store import StoreError, StoreWriter, scalar, vector
 from mmsearch.orchestration import jobs_trials
 from mmsearch.orchestration.fusemix_streams import ray_stream_factory
-from mmsearch.orchestration.jobs_trials import STARTS_DIR, fusemix_trial
+from mmsearch.orchestration.jobs_trials import STARTS_DIR, recipe_trial
 from mmsearch.recipes.context import LocalContext
-from mmsearch.recipes.fusemix_config import FuseMixConfig
+from mmsearch.recipes.fusemix.config import FuseMixConfig
 
 pytestmark = pytest.mark.ray
 
@@ -94,7 +94,7 @@ def test_a_fusemix_trial_reads_every_split_through_ray_data(ray_session, stores,
 
     monkeypatch.setattr(jobs_trials, "ray_stream_factory", recording_factory)
     context = LocalContext(tmp_path / "trial")
-    fusemix_trial(config(stores, epochs=1), context)
+    recipe_trial("fusemix")(config(stores, epochs=1), context)
 
     assert sorted(split for split, _ in opened) == ["test", "train", "val"]
     assert all(kind is RayDataStream for _, kind in opened)

@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 def test_shortlist_retrains_candidates_and_anchors_picks_on_val_tests_once_and_resumes_as_done(ray_session, tmp_path, monkeypatch):
     from mmsearch.config import load_config
-    from mmsearch.recipes.train_derived import train_derived
-    from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+    from mmsearch.recipes.train_derived.recipe import train_derived
+    from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
     settings = ShortlistSettings(enabled=True, k=1, budget=2, grace_period=1, cpus_per_trial=0.5)
     base = shortlist_train_config("vqa", settings, {"data": {"root": "synthetic"}}, smoke_test=True)

@@ -125,8 +125,8 @@ def test_fusion_search_configs_validate(task, tmp_path):
     from mmsearch.config import load_config, read_yaml
     from mmsearch.orchestration.experiment import plan_experiment
     from mmsearch.orchestration.settings import TuneSettings
-    from mmsearch.recipes.search import run_search
-    from mmsearch.recipes.search_config import SearchConfig
+    from mmsearch.recipes.search.recipe import run_search
+    from mmsearch.recipes.search.config import SearchConfig
 
     raw = read_yaml(Path(__file__).resolve().parents[1] / "configs" / "search" / "fusion" / f"{task}.yaml")
     cfg = load_config(SearchConfig, raw["recipe"])
@@ -142,8 +142,8 @@ def test_search_recipe_on_the_fusion_space_writes_fusion_specs(tmp_path):
     from mmsearch.config import load_config
     from mmsearch.data.synthetic import SyntheticTaskData
     from mmsearch.nas import build_derived
-    from mmsearch.recipes.search import run_search
-    from mmsearch.recipes.search_config import SearchConfig
+    from mmsearch.recipes.search.recipe import run_search
+    from mmsearch.recipes.search.config import SearchConfig
 
     cfg = load_config(SearchConfig, {
         "data": {"task": "vqa"},

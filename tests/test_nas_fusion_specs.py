@@ -142,8 +142,8 @@ def test_pattern_training_configs_validate_and_build(pattern):
     from pathlib import Path
 
     from mmsearch.config import load_config
-    from mmsearch.recipes.train_derived_arch import resolve_arch
-    from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+    from mmsearch.recipes.train_derived.arch import resolve_arch
+    from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
     path = Path(__file__).resolve().parents[1] / "configs" / "train" / "fusion" / f"{pattern}.yaml"
     cfg = load_config(TrainDerivedConfig, path)
@@ -155,7 +155,7 @@ def test_pattern_training_configs_validate_and_build(pattern):
 
 
 def test_training_resolves_fusion_specs_from_names_files_dicts_and_search_dirs(tmp_path):
-    from mmsearch.recipes.train_derived_arch import resolve_arch
+    from mmsearch.recipes.train_derived.arch import resolve_arch
 
     spec = pattern_spec("one_to_multi")
     save_spec(spec, tmp_path / "best_arch.json")

@@ -1,4 +1,8 @@
-"""A toy recipe for the orchestration tests, and its own contract tests (no Ray).
+"""A toy recipe for the orchestration tests, registered in ``RECIPES`` as ``toy``, and its own contract tests (no Ray).
+
+The module is all it takes to add a recipe: the recipe function, its config class and the
+:class:`~mmsearch.recipes.entry.Recipe` entry below (fidelity key, no data, smoke-test overrides);
+``tests/test_toy_recipe_job.py`` runs it under Tune through the generic job code.
 
 "Training" is gradient descent on f(w) = w^2 / 2 from w = 4: the per-epoch loss falls faster
 with a larger learning rate, plus optional noise drawn from a generator seeded by (seed,
@@ -21,6 +25,8 @@ import pytest
 
 from mmsearch.config import ConfigError, config_dataclass, validate_config
 from mmsearch.recipes.context import LocalContext
+from mmsearch.recipes.entry import Recipe, SmokeTest
+from mmsearch.recipes.registry import RECIPES, register_recipe
 
 
 @config_dataclass
@@ -91,6 +97,17 @@ def _wait_for_peers(sync_dir: Path, count: int, timeout_s: float = 120.0) -> Non
     deadline = time.monotonic() + timeout_s
     while len(list(sync_dir.iterdir())) < count and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+TOY = Recipe(
+    name="toy",
+    fn=toy_recipe,
+    config_cls=ToyConfig,
+    epochs_key="train.epochs",
+    smoke=lambda task: SmokeTest(recipe=("train.epochs=2",), tune=("num_samples=1",)),
+)
+if "toy" not in RECIPES:  # imported once per process; the guard only covers a re-import under another name
+    register_recipe(TOY)
 
 
 def register_for_ray() -> None:

@@ -1,26 +1,23 @@
 """The precompute job on Ray Data (session Ray instance): same stores as the local backend."""
 from __future__ import annotations
 
-import importlib.util
-import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from mmsearch.cli import run_precompute_job
 from mmsearch.data.dataset_root import DatasetRoot
 from mmsearch.data.store import open_store
 from mmsearch.data.precompute import precompute
 from test_precompute_common import scenes_config
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-JOB = os.path.join(os.path.dirname(__file__), "..", "jobs", "precompute_latents.py")
 
 
 def load_job():
-    spec = importlib.util.spec_from_file_location("precompute_latents_job", JOB)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """What ``jobs/precompute_latents.py`` and ``mmsearch precompute`` run."""
+    return SimpleNamespace(main=run_precompute_job)
 
 
 def read_split(root: str, split: str, tables) -> dict:

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.s3
 def test_precompute_to_s3_and_open_from_there(s3_server, monkeypatch):
     import boto3
 
-    from mmsearch.recipes.fusemix_config import FuseMixDataConfig
-    from mmsearch.recipes.fusemix_data import default_stream_factory, load_eval_set
+    from mmsearch.recipes.fusemix.config import FuseMixDataConfig
+    from mmsearch.recipes.fusemix.data import default_stream_factory, load_eval_set
 
     bucket = f"mms-{uuid.uuid4().hex[:10]}"
     boto3.client("s3", endpoint_url=s3_server["endpoint"], region_name="us-east-1").create_bucket(Bucket=bucket)

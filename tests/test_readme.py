@@ -107,8 +107,8 @@ def _run_readme_command(command: str, tmp_path: Path) -> int:
         command = command.replace(placeholder, value)
     tokens = shlex.split(command)
     if tokens[:2] == ["python", "-m"]:
-        from mmsearch.recipes.search_config import SearchConfig
-        from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+        from mmsearch.recipes.search.config import SearchConfig
+        from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
         config_cls = {"mmsearch.recipes.search": SearchConfig, "mmsearch.recipes.train_derived": TrainDerivedConfig}[tokens[2]]
         raw = read_yaml(ROOT / tokens[3])

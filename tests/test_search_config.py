@@ -10,7 +10,7 @@ import pytest
 
 from mmsearch.config import ConfigError, load_config, read_yaml
 from mmsearch.nas import STRATEGIES, NetConfig, SupernetConfig
-from mmsearch.recipes.search_config import SearchConfig, SearchModelConfig, resolve_config, supernet_config, weight_lr
+from mmsearch.recipes.search.config import SearchConfig, SearchModelConfig, resolve_config, supernet_config, weight_lr
 from mmsearch.data.task_data import TaskInfo
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "search"
@@ -108,7 +108,7 @@ def test_configs_are_shipped():
 def test_shipped_config_loads_and_its_tune_section_plans(path, tmp_path):
     from mmsearch.orchestration.experiment import plan_experiment
     from mmsearch.orchestration.settings import TuneSettings
-    from mmsearch.recipes.search import run_search
+    from mmsearch.recipes.search.recipe import run_search
 
     raw = read_yaml(path)
     cfg = load_config(SearchConfig, raw["recipe"])

@@ -9,8 +9,8 @@ import torch
 from mmsearch.config import load_config
 from mmsearch.data.synthetic import SyntheticTaskData
 from mmsearch.recipes.context import LocalContext
-from mmsearch.recipes.search import run_search
-from mmsearch.recipes.search_config import SearchConfig
+from mmsearch.recipes.search.recipe import run_search
+from mmsearch.recipes.search.config import SearchConfig
 
 
 @pytest.mark.slow

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import mmsearch.recipes.search as search_module
+import mmsearch.recipes.search.recipe as search_module
 from mmsearch.config import ConfigError, load_config
 from mmsearch.data.synthetic import SyntheticTaskData
 from mmsearch.tasks import primary_metric
 from mmsearch.nas import STRATEGIES, initial_alphas, load_arch_spec
 from mmsearch.recipes.context import LocalContext
-from mmsearch.recipes.search import run_search
-from mmsearch.recipes.search_config import SearchConfig, resolve_config, supernet_config
-from mmsearch.recipes.search_report import arch_string
+from mmsearch.recipes.search.recipe import run_search
+from mmsearch.recipes.search.config import SearchConfig, resolve_config, supernet_config
+from mmsearch.recipes.search.report import arch_string
 
 TASKS = ("vqa", "itm", "vg")
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "search"

@@ -176,8 +176,8 @@ def test_collation_is_cheap(built):
 
 
 def test_fusemix_reads_the_pairs_table(built):
-    from mmsearch.recipes.fusemix_config import FuseMixDataConfig
-    from mmsearch.recipes.fusemix_data import default_stream_factory, load_eval_set
+    from mmsearch.recipes.fusemix.config import FuseMixDataConfig
+    from mmsearch.recipes.fusemix.data import default_stream_factory, load_eval_set
 
     root = DatasetRoot(built.root)
     cfg = FuseMixDataConfig(store=root.split_uri("train"), val_store=root.split_uri("val"), test_store=root.split_uri("test"))

@@ -11,9 +11,9 @@ import torch
 
 from mmsearch.config import ConfigError, load_config
 from mmsearch.recipes.context import LocalContext
-from mmsearch.recipes.search import run_search
-from mmsearch.recipes.train_derived import train_derived
-from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+from mmsearch.recipes.search.recipe import run_search
+from mmsearch.recipes.train_derived.recipe import train_derived
+from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 from mmsearch.tasks import TASKS
 
 MODEL = {"hidden": 16, "head_dim": 8, "word_dim": 8}

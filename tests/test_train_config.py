@@ -12,8 +12,8 @@ from mmsearch.data.synthetic import SyntheticTaskData
 from mmsearch.nas import ArchSpec, named_spec, save_arch_spec
 from mmsearch.orchestration.deepspeed_engine import complete_deepspeed_config
 from mmsearch.orchestration.train import TrainSetupError, check_resources, prepare_run
-from mmsearch.recipes.train_derived_arch import ArchNotFoundError, resolve_arch, search_outcome
-from mmsearch.recipes.train_derived_config import (
+from mmsearch.recipes.train_derived.arch import ArchNotFoundError, resolve_arch, search_outcome
+from mmsearch.recipes.train_derived.config import (
     ScalingSettings,
     TrainDerivedConfig,
     default_run_name,
@@ -188,12 +188,9 @@ def test_deepspeed_config_must_agree_with_the_training_config():
 
 # --- jobs/train_derived.py ----------------------------------------------------------------------
 def load_job():
-    import importlib.util
+    import mmsearch.orchestration.train_job as job  # what jobs/train_derived.py and mmsearch train run
 
-    spec = importlib.util.spec_from_file_location("train_derived_job", ROOT / "jobs" / "train_derived.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return job
 
 
 def test_job_flags_become_config_overrides():

@@ -16,8 +16,8 @@ from ray import cloudpickle
 from mmsearch.data.synthetic import SyntheticTaskData
 from mmsearch.nas import ArchSpec, save_arch_spec
 from mmsearch.orchestration.train import HANDOFF_FILE, fit_derived, train_best_architecture
-from mmsearch.recipes.train_derived_outputs import evaluate_checkpoint
-from mmsearch.recipes.train_derived_data import part_collator
+from mmsearch.recipes.train_derived.outputs import evaluate_checkpoint
+from mmsearch.recipes.train_derived.data import part_collator
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray's cloudpickle: workers cannot import this module

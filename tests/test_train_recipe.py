@@ -14,12 +14,12 @@ from mmsearch.data.synthetic import SyntheticTaskData
 from mmsearch.tasks import make_objective
 from mmsearch.nas import ArchSpec, load_arch_spec
 from mmsearch.recipes.context import LocalContext
-from mmsearch.recipes.train_derived import train_derived
-from mmsearch.recipes.train_derived_outputs import evaluate_checkpoint
-from mmsearch.recipes.train_derived_config import TrainDerivedConfig, resolve_config
-from mmsearch.recipes.train_derived_data import StridedShard, part_collator
-from mmsearch.recipes.train_derived_engine import build_model, parameters_without_grad
-from mmsearch.recipes.train_derived_state import read_state
+from mmsearch.recipes.train_derived.recipe import train_derived
+from mmsearch.recipes.train_derived.outputs import evaluate_checkpoint
+from mmsearch.recipes.train_derived.config import TrainDerivedConfig, resolve_config
+from mmsearch.recipes.train_derived.data import StridedShard, part_collator
+from mmsearch.recipes.train_derived.engine import build_model, parameters_without_grad
+from mmsearch.recipes.train_derived.state import read_state
 
 ALL_OPS_ARCH = {"enc": [["self_att"], ["feed_forward"]], "dec": [["rel_self_att"], ["guided_att"], ["self_att"], ["feed_forward"]]}
 SIZES = {"train_images": 40, "val_images": 10, "test_images": 10}

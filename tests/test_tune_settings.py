@@ -8,8 +8,8 @@ import pytest
 from mmsearch.config import ConfigError, load_config, read_yaml
 from mmsearch.orchestration.experiment import plan_experiment
 from mmsearch.orchestration.settings import TuneSettings
-from mmsearch.recipes.fusemix import train_fusemix
-from mmsearch.recipes.fusemix_config import FuseMixConfig
+from mmsearch.recipes.fusemix.recipe import train_fusemix
+from mmsearch.recipes.fusemix.config import FuseMixConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -83,7 +83,7 @@ def _root(settings: Mapping[str, Any]) -> str:
 
 def search_config(settings: Mapping[str, Any], task: str, strategy: str, seed: int, out_dir: Path) -> Any:
     from mmsearch.config import load_config
-    from mmsearch.recipes.search_config import SearchConfig
+    from mmsearch.recipes.search.config import SearchConfig
 
     raw = deep_merge(_recipe("search", task), settings["search"][task])
     raw = deep_merge(raw, {"data": {"root": _root(settings)}, "search": {"strategy": strategy}, "seed": seed,
@@ -93,7 +93,7 @@ def search_config(settings: Mapping[str, Any], task: str, strategy: str, seed: i
 
 def train_config(settings: Mapping[str, Any], task: str, arch: Mapping[str, Any], seed: int, out_dir: Path) -> Any:
     from mmsearch.config import load_config
-    from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+    from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
     raw = deep_merge(_recipe("train", task), settings["train"][task])
     raw = deep_merge(raw, {"data": {"root": _root(settings)}, "seed": seed, "output_dir": str(out_dir)})
@@ -131,7 +131,7 @@ def cell_path(work: Path, name: str) -> Path:
 def _run_search(cell: Cell, settings: Mapping[str, Any], work: Path) -> dict[str, Any]:
     from mmsearch.nas import block_entropy
     from mmsearch.recipes.context import LocalContext
-    from mmsearch.recipes.search import run_search
+    from mmsearch.recipes.search.recipe import run_search
 
     out = work / "runs" / cell.name
     cfg = search_config(settings, cell.task, cell.params["strategy"], cell.params["seed"], out)
@@ -164,8 +164,8 @@ def _run_proxy(cell: Cell, settings: Mapping[str, Any], work: Path) -> dict[str,
 
     from mmsearch.tasks import build_head, evaluate
     from mmsearch.nas import ArchSpec, Supernet
-    from mmsearch.recipes.search_config import resolve_config, supernet_config
-    from mmsearch.recipes.search_state import STATE_NAME
+    from mmsearch.recipes.search.config import resolve_config, supernet_config
+    from mmsearch.recipes.search.state import STATE_NAME
 
     search = json.loads(cell_path(work, cell.params["search"]).read_text())
     out = Path(search["output_dir"])
@@ -203,7 +203,7 @@ def retrained_archs(task: str, settings: Mapping[str, Any], work: Path) -> list[
 
 def _run_train(cell: Cell, settings: Mapping[str, Any], work: Path) -> dict[str, Any]:
     from mmsearch.recipes.context import LocalContext
-    from mmsearch.recipes.train_derived import train_derived
+    from mmsearch.recipes.train_derived.recipe import train_derived
 
     arch = cell.params.get("arch")
     if arch is None:
@@ -230,7 +230,7 @@ def _run_train(cell: Cell, settings: Mapping[str, Any], work: Path) -> dict[str,
 
 def _parameters(cfg: Any, data: Any) -> int:
     """Parameters of the trained model (network + head), counted on a fresh build."""
-    from mmsearch.recipes.train_derived_engine import build_model
+    from mmsearch.recipes.train_derived.engine import build_model
 
     return sum(p.numel() for p in build_model(cfg, data.info).parameters())
 

@@ -14,8 +14,8 @@ import torch
 
 from mmsearch.tasks import build_head, evaluate
 from mmsearch.nas import ArchSpec, Supernet
-from mmsearch.recipes.search_config import SearchConfig, resolve_config, supernet_config
-from mmsearch.recipes.search_state import STATE_NAME
+from mmsearch.recipes.search.config import SearchConfig, resolve_config, supernet_config
+from mmsearch.recipes.search.state import STATE_NAME
 
 
 def load_supernet(cfg: SearchConfig, output_dir: str | Path, info: Any) -> tuple[Supernet, torch.nn.Module, SearchConfig]:

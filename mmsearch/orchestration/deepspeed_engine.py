@@ -28,10 +28,10 @@ from torch import Tensor
 
 from mmsearch.batch import MultimodalBatch
 from mmsearch.io import atomic_torch_save
-from mmsearch.recipes.train_derived_engine import MODEL_NAME, DerivedModel, autocast_context
+from mmsearch.recipes.train_derived.engine import MODEL_NAME, DerivedModel, autocast_context
 
 if TYPE_CHECKING:
-    from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+    from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "deepspeed"
@@ -90,7 +90,7 @@ def skip_cpu_shm_op_build() -> None:
 
 
 class DeepSpeedEngine:
-    """:class:`~mmsearch.recipes.train_derived_engine.TrainEngine` over a ``DeepSpeedEngine``."""
+    """:class:`~mmsearch.recipes.train_derived.engine.TrainEngine` over a ``DeepSpeedEngine``."""
 
     def __init__(self, model: DerivedModel, cfg: "TrainDerivedConfig", *, world_size: int, rank: int) -> None:
         import deepspeed

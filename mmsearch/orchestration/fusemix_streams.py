@@ -18,8 +18,8 @@ from typing import Any
 
 from mmsearch.data.store import open_store
 from mmsearch.orchestration.ray_data import RayDataStream
-from mmsearch.recipes.fusemix_data import BatchStream, FuseMixDataError, StreamFactory
-from mmsearch.recipes.fusemix_config import FuseMixDataConfig
+from mmsearch.recipes.fusemix.data import BatchStream, FuseMixDataError, StreamFactory
+from mmsearch.recipes.fusemix.config import FuseMixDataConfig
 
 _STORE_KEY = {"train": "store", "val": "val_store", "test": "test_store"}
 

@@ -1,7 +1,7 @@
 """The user-facing Ray jobs: many supernet searches (VQA, ITM, VG) or FuseMix trainings under ASHA.
 
-Each ``jobs/*.py`` script is ``sys.exit(main(JOBS[name]))``; ``mmsearch search --task vqa ...``
-runs the same :func:`main`. A job:
+Each Tune job script (``jobs/search_*.py``, ``jobs/tune_fusemix.py``) calls ``mmsearch.cli.run_tune_job(name)``,
+which parses its arguments and runs :func:`main` on ``JOBS[name]``, as ``mmsearch search --task vqa ...`` does. A job:
 
 1. reads its config (``configs/search/vqa.yaml``: ``recipe:``, ``tune:`` and ``dataset:``
    sections; see :mod:`.jobs_config`) and the command line, and validates all of it: a bad key
@@ -122,8 +122,8 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from mmsearch.data.store import StoreError
     from mmsearch.orchestration.asha import SchedulerConfigError
     from mmsearch.orchestration.experiment import ExperimentError
-    from mmsearch.orchestration.jobs_data import DataCheckError
     from mmsearch.orchestration.search_space import SearchSpaceError
+    from mmsearch.recipes.entry import DataCheckError
     from mmsearch.storage import StorageError
 
     return (ConfigError, SearchSpaceError, SchedulerConfigError, StorageError, ExperimentError, DataCheckError,
@@ -180,7 +180,9 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
     connect()
     if not data_ready:
         build_dataset(dataset)
-        print(spec.data.check(cfg), flush=True)
+        data_line = spec.data.check(cfg)
+        if data_line is not None:
+            print(data_line, flush=True)
     return _run_and_finish(spec, job, recipe, train, shortlist)
 
 

@@ -29,6 +29,7 @@ from mmsearch.config import ConfigError, apply_overrides, masked_override, parse
 from mmsearch.data.precompute_config import PrecomputeConfig
 from mmsearch.evaluation import ShortlistSettings
 from mmsearch.orchestration.settings import TuneSettings
+from mmsearch.recipes.entry import SmokeTest
 
 SECTIONS = ("recipe", "tune", "dataset", "shortlist")
 REPO_ROOT = Path(__file__).resolve().parents[2]  # configs/ lives here in a source checkout
@@ -50,19 +51,6 @@ class JobOptions:
     train_config: str | None = None  # --then-train: the derived-training config
     check_only: bool = False  # validate everything, run no trial
     cpu: bool = False  # --cpu: trials get no GPU even where the cluster has some
-
-
-@dataclasses.dataclass(frozen=True)
-class SmokeTest:
-    """Overrides that shrink a job to about a minute on 2 CPUs, per section (without the prefix)."""
-
-    recipe: tuple[str, ...] = ()
-    tune: tuple[str, ...] = ()
-    dataset: tuple[str, ...] = ()
-    shortlist: tuple[str, ...] = ()
-
-    def overrides(self) -> list[str]:
-        return [f"{section}.{text}" for section in SECTIONS for text in getattr(self, section)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,7 +180,6 @@ __all__ = [
     "SMOKE_SUFFIX",
     "JobConfig",
     "JobOptions",
-    "SmokeTest",
     "load_job_config",
     "overrides_touch",
     "resolve_path",

@@ -30,7 +30,7 @@ def then_train_settings(task: str | None, job: JobConfig, options: JobOptions, r
         raise ConfigError("--then-train is for search jobs")
     try:
         from mmsearch.orchestration.train import train_best_architecture  # noqa: F401  (the handoff)
-        from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+        from mmsearch.recipes.train_derived.config import TrainDerivedConfig
     except ImportError as exc:
         raise ConfigError(f"--then-train needs mmsearch.orchestration.train.train_best_architecture ({exc})") from None
     path = resolve_path(options.train_config or f"configs/train/{task}.yaml")

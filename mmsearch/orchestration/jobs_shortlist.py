@@ -60,7 +60,7 @@ SHORTLIST_SMOKE = ("k=2", "budget=2", "grace_period=1", "cpus_per_trial=0.5")
 def shortlist_train_config(task: str | None, settings: ShortlistSettings, recipe: Mapping[str, Any], *, smoke_test: bool) -> dict[str, Any]:
     """The shortlist trials' base training config (every trial sets ``arch``), validated now, before any trial."""
     from mmsearch.orchestration.jobs_handoff import THEN_TRAIN_SMOKE
-    from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+    from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
     if task is None:
         raise ConfigError("shortlist: is for search jobs")
@@ -104,7 +104,7 @@ def shortlist_tune_settings(job_tune: TuneSettings, experiment: StorageLocation,
 def shortlist_trial(config: Any, context: Any) -> None:
     """One standalone training of a shortlisted architecture as a Tune trial."""
     from mmsearch.orchestration.jobs_trials import record_trial_start
-    from mmsearch.recipes.train_derived import train_derived
+    from mmsearch.recipes.train_derived.recipe import train_derived
 
     record_trial_start(context)
     train_derived(config, context)
@@ -167,7 +167,7 @@ def run_shortlist(location: StorageLocation, job_tune: TuneSettings, settings: S
                   searched: list[dict[str, Any]], depths: tuple[int, int], *, verbose: int = 1) -> dict[str, Any]:
     """Run (or resume, or skip when finished) the shortlist; writes ``shortlist.json`` and ``best_arch.json``."""
     from mmsearch.orchestration.experiment import run_experiment
-    from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+    from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
     candidates = shortlist_candidates(searched, settings.k, settings.anchors, depths)
     done = _json(location.child(SHORTLIST_FILE))
@@ -242,7 +242,7 @@ def _evaluate_test(checkpoint: str | None) -> dict[str, float]:
     """The winner's last checkpoint on the test split: the one test evaluation of the shortlist."""
     import ray.train
 
-    from mmsearch.recipes.train_derived_outputs import evaluate_checkpoint
+    from mmsearch.recipes.train_derived.outputs import evaluate_checkpoint
 
     if checkpoint is None:
         raise RuntimeError("the shortlist winner has no checkpoint to evaluate")

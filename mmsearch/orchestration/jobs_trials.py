@@ -1,4 +1,9 @@
-"""The functions the jobs run as Tune trials: a recipe plus a record of where and how it started.
+"""The function a job runs as a Tune trial: a registered recipe plus a record of where and how it started.
+
+:class:`RecipeTrial` wraps any :class:`~mmsearch.recipes.entry.Recipe`; its name is
+``<recipe>_trial`` (``search_trial``, ``fusemix_trial``), which names the trials' directories and
+is part of the experiment's plan (a resubmission must run the same recipe). A recipe whose trial
+streams its data through Ray Data (``Recipe.ray_streams``) finds a stream factory on its context.
 
 Every start of a trial (the first, a retry after a failure, a resume after the job was killed)
 writes ``trial_starts/<utc time>-<random>.json`` into the trial's output directory, which the
@@ -18,10 +23,8 @@ from typing import Any
 from mmsearch.io import atomic_write_json
 from mmsearch.orchestration.fusemix_streams import ray_stream_factory
 from mmsearch.recipes.context import RunContext
-from mmsearch.recipes.fusemix import train_fusemix
-from mmsearch.recipes.fusemix_config import FuseMixConfig
-from mmsearch.recipes.search import run_search
-from mmsearch.recipes.search_config import SearchConfig
+from mmsearch.recipes.entry import Recipe
+from mmsearch.recipes.registry import recipe_entry
 
 STARTS_DIR = "trial_starts"
 
@@ -53,24 +56,31 @@ def _node() -> tuple[str | None, str | None]:
     return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
 
 
-def search_trial(config: SearchConfig, context: RunContext) -> None:
-    """One supernet search (``run_search``) as a Tune trial."""
-    record_trial_start(context)
-    run_search(config, context)
+class RecipeTrial:
+    """``<recipe>_trial(config, context)``: record the start, then run the recipe on the validated config."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+        self.__name__ = self.__qualname__ = f"{recipe.name}_trial"
+
+    def __call__(self, config: Any, context: RunContext) -> Any:
+        record_trial_start(context)
+        if self.recipe.ray_streams(config):
+            import ray.data
+
+            # This process runs this one trial (reuse_actors=False): keep its log free of the
+            # progress bars of every epoch's read (the driver's progress table shows the epochs).
+            ray.data.DataContext.get_current().enable_progress_bars = False
+            context.stream_factory = ray_stream_factory()  # type: ignore[attr-defined]
+        return self.recipe.fn(config, context)
+
+    def __repr__(self) -> str:
+        return self.__qualname__
 
 
-def fusemix_trial(config: FuseMixConfig, context: RunContext) -> None:
-    """One FuseMix training as a Tune trial; with ``data.backend: ray`` the store streams through Ray Data."""
-    record_trial_start(context)
-    factory = None
-    if config.data.backend == "ray":
-        import ray.data
-
-        # This process runs this one trial (reuse_actors=False): keep its log free of the
-        # progress bars of every epoch's read (the driver's progress table shows the epochs).
-        ray.data.DataContext.get_current().enable_progress_bars = False
-        factory = ray_stream_factory()
-    train_fusemix(config, context, stream_factory=factory)
+def recipe_trial(name: str) -> RecipeTrial:
+    """The Tune trial function of the recipe registered as ``name``."""
+    return RecipeTrial(recipe_entry(name))
 
 
-__all__ = ["STARTS_DIR", "fusemix_trial", "record_trial_start", "search_trial"]
+__all__ = ["STARTS_DIR", "RecipeTrial", "record_trial_start", "recipe_trial"]

@@ -42,14 +42,14 @@ from mmsearch.config import config_to_dict, load_config, replace, validate_confi
 from mmsearch.nas import ArchSpec
 from mmsearch import storage
 from mmsearch.orchestration.cluster import connect
-from mmsearch.orchestration.jobs_data import check_finite
 from mmsearch.orchestration.train_resume import ResumePoint, find_resume_point
 from mmsearch.orchestration.train_worker import POSITION_COLUMN, TRAIN_DATASET, train_loop_per_worker
 from mmsearch.data.task_data import TaskData
-from mmsearch.recipes.train_derived import check_data, open_train_data
-from mmsearch.recipes.train_derived_arch import search_outcome, spec_width_differences
-from mmsearch.recipes.train_derived_config import ScalingSettings, TrainDerivedConfig, default_run_name, resolve_config
-from mmsearch.recipes.train_derived_engine import build_model
+from mmsearch.recipes.entry import check_finite
+from mmsearch.recipes.train_derived.recipe import check_data, open_train_data
+from mmsearch.recipes.train_derived.arch import search_outcome, spec_width_differences
+from mmsearch.recipes.train_derived.config import ScalingSettings, TrainDerivedConfig, default_run_name, resolve_config
+from mmsearch.recipes.train_derived.engine import build_model
 
 log = logging.getLogger(__name__)
 OUTPUTS = "outputs"

@@ -25,7 +25,7 @@ import torch
 
 from mmsearch.config import config_to_dict
 from mmsearch import storage
-from mmsearch.recipes.train_derived_state import RESUMABLE_CHANGES, STATE_FORMAT, STATE_NAME, config_differences
+from mmsearch.recipes.train_derived.state import RESUMABLE_CHANGES, STATE_FORMAT, STATE_NAME, config_differences
 
 log = logging.getLogger(__name__)
 SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train V2's record of a run's checkpoints

@@ -43,10 +43,10 @@ from mmsearch.config import validate_config
 from mmsearch.storage import StorageLocation, upload_file
 from mmsearch.orchestration.train_resume import checkpoint_to_restore
 from mmsearch.data.task_data import TaskData
-from mmsearch.recipes.train_derived import open_train_data, train_derived
-from mmsearch.recipes.train_derived_config import TrainDerivedConfig
-from mmsearch.recipes.train_derived_data import Collate, part_collator
-from mmsearch.recipes.train_derived_engine import DerivedModel, LocalEngine
+from mmsearch.recipes.train_derived.recipe import open_train_data, train_derived
+from mmsearch.recipes.train_derived.config import TrainDerivedConfig
+from mmsearch.recipes.train_derived.data import Collate, part_collator
+from mmsearch.recipes.train_derived.engine import DerivedModel, LocalEngine
 
 TRAIN_DATASET = "train"
 POSITION_COLUMN = "position"

@@ -19,11 +19,11 @@ from mmsearch.tasks import HeadConfig, evaluate, predict, task_entry
 from mmsearch.io import atomic_write_json
 from mmsearch.data.task_data import TaskData, TaskInfo
 from mmsearch.config import load_config
-from mmsearch.recipes.search import open_search_data
-from mmsearch.recipes.train_derived_config import TrainDerivedConfig, resolve_config
-from mmsearch.recipes.train_derived_engine import (DerivedModel, autocast_context, autocast_dtype, build_model,
+from mmsearch.recipes.search.recipe import open_search_data
+from mmsearch.recipes.train_derived.config import TrainDerivedConfig, resolve_config
+from mmsearch.recipes.train_derived.engine import (DerivedModel, autocast_context, autocast_dtype, build_model,
                                                    load_model_weights, resolve_device)
-from mmsearch.recipes.train_derived_state import read_state
+from mmsearch.recipes.train_derived.state import read_state
 
 PREDICTIONS_DIR = "predictions"
 

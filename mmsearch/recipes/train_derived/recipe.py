@@ -3,9 +3,9 @@
 Reads top to bottom:
 
 1. data: a :class:`~mmsearch.data.task_data.TaskData` (the precomputed stores, or the given
-   one); the config is resolved against it (:func:`~.train_derived_config.resolve_config`: the
+   one); the config is resolved against it (:func:`~.config.resolve_config`: the
    architecture, the data-dependent sizes, the DeepSpeed config), and written next to the run;
-2. model: :class:`~.train_derived_engine.DerivedModel` (the derived network + task head), the
+2. model: :class:`~.engine.DerivedModel` (the derived network + task head), the
    same initial weights on every rank (seeded from ``seed``), and the task objective;
 3. engine: device, precision, optimiser, and DDP or DeepSpeed when an ``engine_factory`` is
    given (``mmsearch.orchestration.train_worker`` does under Ray Train); one process otherwise;
@@ -13,9 +13,9 @@ Reads top to bottom:
 5. epochs (1-based): the learning rate for the epoch (warm-up, then step decay), one pass over
    this worker's training samples, validation every ``eval.every_epochs`` (and after the last
    epoch, when the test split is evaluated and the prediction files are written too), then one
-   report with a checkpoint (:mod:`.train_derived_state`) per epoch;
+   report with a checkpoint (:mod:`.state`) per epoch;
 6. artifacts in ``context.output_dir`` (rank 0): ``config.yaml``, ``arch.json``,
-   ``predictions/`` (:mod:`.train_derived_outputs`) and ``train_result.json``.
+   ``predictions/`` (:mod:`.outputs`) and ``train_result.json``.
 
 Reported every epoch (floats unless noted): ``epoch`` (int), ``lr``, ``train_loss`` and
 ``train_<log>`` (means of the objective's step logs over all ranks), ``grad_norm``, ``steps`` /
@@ -53,12 +53,12 @@ from mmsearch.tasks import make_objective
 from mmsearch.io import atomic_write_json
 from mmsearch.nas import ArchSpec, save_arch_spec
 from mmsearch.recipes.context import LocalContext, RunContext
-from mmsearch.recipes.search import open_search_data
-from mmsearch.recipes.search_state import seed_everything
+from mmsearch.recipes.search.recipe import open_search_data
+from mmsearch.recipes.search.state import seed_everything
 from mmsearch.data.task_data import TaskData, TaskDataConfig
-from mmsearch.recipes.train_derived_config import TrainDerivedConfig, learning_rate, resolve_config
-from mmsearch.recipes.train_derived_data import StridedShard, TrainShard
-from mmsearch.recipes.train_derived_engine import (
+from mmsearch.recipes.train_derived.config import TrainDerivedConfig, learning_rate, resolve_config
+from mmsearch.recipes.train_derived.data import StridedShard, TrainShard
+from mmsearch.recipes.train_derived.engine import (
     DerivedModel,
     EngineFactory,
     TrainEngine,
@@ -66,8 +66,8 @@ from mmsearch.recipes.train_derived_engine import (
     local_engine,
     parameters_without_grad,
 )
-from mmsearch.recipes.train_derived_outputs import evaluate_split, write_predictions
-from mmsearch.recipes.train_derived_state import ARCH_NAME, TrainProgress, restore_checkpoint, write_checkpoint
+from mmsearch.recipes.train_derived.outputs import evaluate_split, write_predictions
+from mmsearch.recipes.train_derived.state import ARCH_NAME, TrainProgress, restore_checkpoint, write_checkpoint
 
 log = logging.getLogger(__name__)
 RESULT_NAME = "train_result.json"
@@ -363,6 +363,3 @@ def main(argv: list[str] | None = None) -> int:
           f"{result.metrics.get(f'test_{metric}', math.nan):.2f}; outputs in {result.output_dir}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,7 +28,7 @@ from mmsearch.nas import ArchSpec, FusionSpec, NetConfig, build_derived, make_we
 from mmsearch.data.task_data import TaskInfo
 
 if TYPE_CHECKING:
-    from mmsearch.recipes.train_derived_config import TrainDerivedConfig
+    from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "model.pt"  # DerivedModel state dict (fp32), in every checkpoint
@@ -49,7 +49,7 @@ class DerivedModel(nn.Module):
 
 def build_model(cfg: "TrainDerivedConfig", info: TaskInfo) -> DerivedModel:
     """The model of a resolved config (pretrained token rows from the data when it has them)."""
-    from mmsearch.recipes.train_derived_config import net_config
+    from mmsearch.recipes.train_derived.config import net_config
 
     embedding = info.embedding_init if cfg.data.text_input == "tokens" else None
     init = None if embedding is None else torch.as_tensor(embedding).float()

@@ -6,7 +6,7 @@ Reads top to bottom:
    one); the config's data-dependent sizes are resolved from it (:func:`resolve_config`);
 2. model: the supernet, the task head and its objective, seeded from ``seed``;
 3. optimisers: Adam on the network weights (+ head) and Adam on the architecture weights;
-4. restore: everything from ``context.restored_checkpoint()`` (:mod:`.search_state`);
+4. restore: everything from ``context.restored_checkpoint()`` (:mod:`.state`);
 5. epochs (1-based): weight steps on the ``"weights"`` part in an order fixed by ``(seed,
    epoch)``; after warm-up one architecture step on the next batch of the disjoint ``"arch"``
    part after every ``arch_every`` weight steps; then the derived (argmax) architecture is
@@ -63,9 +63,9 @@ from mmsearch.nas import (
 )
 from mmsearch.recipes.context import LocalContext, RunContext
 from mmsearch.recipes.precision import autocast, autocast_here, device_here
-from mmsearch.recipes.search_config import SearchConfig, resolve_config, supernet_config, weight_lr
-from mmsearch.recipes.search_report import StepLogMeans, arch_metrics, epoch_line
-from mmsearch.recipes.search_state import (
+from mmsearch.recipes.search.config import SearchConfig, resolve_config, supernet_config, weight_lr
+from mmsearch.recipes.search.report import StepLogMeans, arch_metrics, epoch_line
+from mmsearch.recipes.search.state import (
     ArchBatches,
     SearchProgress,
     argmax_of,
@@ -329,6 +329,3 @@ def main(argv: list[str] | None = None) -> int:
           f"architectures in {result.output_dir} (best_arch.json, final_arch.json, arch_history.json)")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

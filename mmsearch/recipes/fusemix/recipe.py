@@ -2,7 +2,7 @@
 
 ``train_fusemix(config, context=None, *, stream_factory=None)`` reads top to bottom:
 
-1. open the train / val streams (``fusemix_data``) and load the validation split whole;
+1. open the train / val streams (``fusemix.data``) and load the validation split whole;
 2. build the adapters, AdamW (decay on matrices only) and seed every RNG from ``train.seed``;
 3. restore model, optimiser, step, RNG states and best-so-far from ``context.restored_checkpoint()``;
 4. per epoch: stream shuffled batches -> mixup in latent space (one shared lambda) -> adapters ->
@@ -46,9 +46,9 @@ from mmsearch.embed import SideSpec, export_adapters
 from mmsearch.io import atomic_write_json
 from mmsearch.metrics.retrieval import retrieval_recall_chunked
 from mmsearch.recipes.context import LocalContext, RunContext
-from mmsearch.recipes.fusemix_checkpoint import TrainProgress, restore_checkpoint, write_checkpoint
-from mmsearch.recipes.fusemix_config import FuseMixConfig, FuseMixLossConfig
-from mmsearch.recipes.fusemix_data import (
+from mmsearch.recipes.fusemix.checkpoint import TrainProgress, restore_checkpoint, write_checkpoint
+from mmsearch.recipes.fusemix.config import FuseMixConfig, FuseMixLossConfig
+from mmsearch.recipes.fusemix.data import (
     BatchStream,
     EvalSet,
     FuseMixDataError,
@@ -59,7 +59,7 @@ from mmsearch.recipes.fusemix_data import (
     latent_column,
     load_eval_set,
 )
-from mmsearch.recipes.fusemix_optim import build_optimizer, learning_rate, set_learning_rate
+from mmsearch.recipes.fusemix.optim import build_optimizer, learning_rate, set_learning_rate
 from mmsearch.recipes.precision import autocast_here, device_here
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from mmsearch.adapters.model import param_groups
-from mmsearch.recipes.fusemix_config import FuseMixOptimConfig
+from mmsearch.recipes.fusemix.config import FuseMixOptimConfig
 
 
 def learning_rate(cfg: FuseMixOptimConfig, epochs: int, epoch: int, global_step: int) -> float:

@@ -5,7 +5,7 @@ run, not the config file it was started from). Layout, one directory per reporte
 
 * ``arch.json``: the architecture (:class:`~mmsearch.nas.ArchSpec`, with its search provenance);
 * ``config.yaml``: the resolved training config (data sizes, head, optimiser, ...);
-* ``model.pt``: the :class:`~mmsearch.recipes.train_derived_engine.DerivedModel` state dict (fp32);
+* ``model.pt``: the :class:`~mmsearch.recipes.train_derived.engine.DerivedModel` state dict (fp32);
 * ``train_state.pt``: ``format``, the config as a dict, the spec, and the loop's progress (epoch,
   step and sample counters, best validation epoch, per-epoch metrics);
 * the engine's own state: ``optimizer.pt`` (plain torch / DDP) or ``deepspeed/`` (DeepSpeed's
@@ -27,8 +27,8 @@ import torch
 from mmsearch.config import config_to_dict, dump_config
 from mmsearch.io import atomic_torch_save
 from mmsearch.nas import ArchSpec, save_arch_spec
-from mmsearch.recipes.search_state import rng_state, set_rng_state
-from mmsearch.recipes.train_derived_engine import TrainEngine
+from mmsearch.recipes.search.state import rng_state, set_rng_state
+from mmsearch.recipes.train_derived.engine import TrainEngine
 from mmsearch.recipes.resolve import config_differences as _differences
 
 STATE_NAME = "train_state.pt"

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from mmsearch.data.store import BatchStream  # the one protocol of the latent store's streams
-from mmsearch.recipes.fusemix_config import FuseMixDataConfig
+from mmsearch.recipes.fusemix.config import FuseMixDataConfig
 
 
 class FuseMixDataError(ValueError):

@@ -34,7 +34,7 @@ from mmsearch.tasks import HeadConfig, head_config, primary_metric
 from mmsearch.nas import ArchSpec, FusionSpec, NetConfig, spec_from_dict
 from mmsearch.recipes.resolve import check_task_agreement, data_sizes
 from mmsearch.data.task_data import TaskDataConfig, TaskInfo
-from mmsearch.recipes.train_derived_arch import resolve_arch
+from mmsearch.recipes.train_derived.arch import resolve_arch
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # as Tune experiment names (jobs' --name)
 _NET_FIELDS = tuple(f.name for f in dataclasses.fields(NetConfig))

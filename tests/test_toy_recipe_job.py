@@ -1,0 +1,60 @@
+"""A recipe added by one test module (the toy recipe, ``RECIPES["toy"]``) runs as a Tune job through
+the generic job code: config, smoke-test overrides, data (none), trials named after the recipe,
+best trial, report."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from test_orchestration_toy_recipe import ToyConfig, register_for_ray
+
+from mmsearch.cli_parsers import JobCard
+from mmsearch.orchestration.jobs import run_job
+from mmsearch.orchestration.jobs_config import JobOptions
+from mmsearch.orchestration.jobs_results import BEST_TRIAL_FILE
+from mmsearch.orchestration.jobs_specs import recipe_job
+from mmsearch.orchestration.jobs_trials import STARTS_DIR
+
+
+def toy_job(tmp_path, epochs: int = 3, lrs: tuple = (0.1, 0.5)) -> tuple:
+    config = tmp_path / "toy.yaml"
+    config.write_text(yaml.safe_dump({
+        "recipe": {"train": {"epochs": epochs}},
+        "tune": {"experiment_name": "toy_job", "metric": "loss", "mode": "min", "storage_path": str(tmp_path / "runs"),
+                 "search_space": {"train.lr": {"grid": list(lrs)}},
+                 "scheduler": {"grace_period": 1, "reduction_factor": 2},
+                 "resources": {"cpus_per_trial": 0.5, "reserve_cpus_for_data": 0}, "max_failures": 0},
+    }))
+    card = JobCard(name="tune_toy", description="toy trainings under ASHA", default_config=str(config), recipe="toy")
+    return recipe_job(card), config
+
+
+def test_the_job_takes_everything_from_the_recipe_entry(tmp_path):
+    spec, config = toy_job(tmp_path)
+    assert (spec.config_cls, spec.epochs_key, spec.trial.__qualname__) == (ToyConfig, "train.epochs", "toy_trial")
+    smoke = spec.load(JobOptions(smoke_test=True))
+    assert smoke.recipe["train"]["epochs"] == 2 and smoke.tune.num_samples == 1 and smoke.dataset is None
+    assert smoke.tune.experiment_name == "toy_job-smoke"
+    outcome = run_job(spec, JobOptions(check_only=True))
+    assert outcome.exit_code == 0 and outcome.experiment == str(tmp_path / "runs" / "toy_job")
+    assert not (tmp_path / "runs" / "toy_job" / "experiment_summary.json").exists()  # nothing ran
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_toy_recipe_runs_under_tune_through_the_job_code(ray_session, tmp_path):
+    register_for_ray()
+    spec, _ = toy_job(tmp_path, epochs=2, lrs=(0.5,))  # one trial: the job path, not Tune's selection, is under test
+    outcome = run_job(spec, JobOptions())
+    experiment = tmp_path / "runs" / "toy_job"
+    assert outcome.exit_code == 0 and outcome.experiment == str(experiment)
+    assert len(outcome.summary.trials) == 1
+    best = json.loads((experiment / BEST_TRIAL_FILE).read_text())
+    assert best["config"] == {"train.lr": 0.5} and best["epoch"] == 2
+    assert best["value"] == pytest.approx(0.5 * (4 * 0.5**2) ** 2)  # f(w) = w^2 / 2 after 2 steps from w = 4
+    trial_dirs = sorted(p for p in experiment.iterdir() if p.name.startswith("toy_trial_"))
+    assert len(trial_dirs) == 1
+    starts = [json.loads(p.read_text()) for p in experiment.glob(f"toy_trial_*/{STARTS_DIR}/*.json")]
+    assert len(starts) == 1 and all(s["restored_from"] is None for s in starts)
+    assert outcome.best_arch is None and outcome.report is not None
