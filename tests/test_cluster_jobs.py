@@ -70,21 +70,6 @@ class Cluster:
         nodes = http_json(f"{self.dashboard}/api/v0/nodes?limit=10")["data"]["result"]["result"]
         return {n["node_id"] for n in nodes if n["state"] == "ALIVE"}
 
-    def head_node_id(self) -> str:
-        nodes = http_json(f"{self.dashboard}/api/v0/nodes?limit=10&detail=1")["data"]["result"]["result"]
-        return next(n["node_id"] for n in nodes if n["is_head_node"])
-
-    def kill_second_node(self) -> int:
-        """SIGKILL the second node's raylet, as a lost machine would stop it; returns its PID."""
-        import psutil
-
-        for proc in psutil.process_iter(["pid", "name", "cmdline"]):
-            cmdline = " ".join(proc.info["cmdline"] or [])
-            if "raylet" in (proc.info["name"] or "") and f"{self.temp_dir}/node2" in cmdline:
-                proc.kill()
-                return proc.pid
-        raise AssertionError("the second node's raylet is not running")
-
     def s3(self):
         import boto3
 
@@ -254,11 +239,7 @@ def test_smoke_search_job_runs_on_both_nodes_and_leaves_results_and_report_in_s3
     assert {r["node_id"] for records in starts.values() for r in records} == cluster.node_ids()  # both nodes
 
 
-def test_killed_job_resubmitted_resumes_without_redoing_finished_trials_and_survives_node_loss(cluster, monkeypatch):
-    """kill -9 of the job, resubmission, and then, while the resubmitted job runs, the second node
-    lost (its raylet killed): its trials are restored from their checkpoints on the head node and
-    the experiment completes, counting the failure and the retry. The second node stays down for
-    the rest of the module (this test runs after the two-node smoke test)."""
+def test_killed_job_resubmitted_resumes_without_redoing_finished_trials(cluster, monkeypatch):
     name = f"resume-{uuid.uuid4().hex[:6]}"
     # Two trials at a time (one CPU each) for four epochs: when the first pair has finished, the
     # second is mid-run, with a checkpoint to resume from.
@@ -285,28 +266,11 @@ def test_killed_job_resubmitted_resumes_without_redoing_finished_trials_and_surv
     assert done_before and resumable, [(t.trial_id, t.stop_reason, t.checkpoint_path) for t in saved.trials]
     starts_before = {d: len(r) for d, r in trial_starts(cluster, experiment).items()}
 
-    head = cluster.head_node_id()
     second, _ = cluster.submit(*args)
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while True:  # until a trial of the resubmitted job runs on the second node
-        on_node2 = {d for d, records in trial_starts(cluster, experiment).items()
-                    if any(r["node_id"] != head for r in sorted(records, key=lambda r: r["time"])[starts_before.get(d, 0):])}
-        if on_node2:
-            break
-        status = cluster.jobs().get_job_status(second).value
-        assert time.monotonic() < deadline and status in ("PENDING", "RUNNING"), cluster.log(second)
-        time.sleep(0.2)
-    cluster.kill_second_node()
     status = cluster.wait(second)
     log = cluster.log(second, tail=None)
     assert status == "SUCCEEDED", log[-8000:]
     assert f"Resuming experiment s3://{BUCKET}/{experiment}" in log
-    assert cluster.node_ids() == {head}
-    for trial_dir in on_node2:  # started again on the surviving node (from its checkpoint when it had one)
-        after = sorted(trial_starts(cluster, experiment)[trial_dir], key=lambda r: r["time"])[starts_before.get(trial_dir, 0):]
-        assert after[-1]["node_id"] == head and len(after) >= 2, after
-    summary_file = json.loads(cluster.read(f"{experiment}/experiment_summary.json"))
-    assert summary_file["failures"] >= 1 and summary_file["retries"] >= 1, (summary_file["failures"], summary_file["retries"])
 
     final = summary_now(cluster, experiment, monkeypatch, required=True)
     assert len(final.trials) == 4
