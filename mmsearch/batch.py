@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -67,3 +67,15 @@ class MultimodalBatch:
             targets={k: take(v) for k, v in self.targets.items()},
             meta={k: take(v) for k, v in self.meta.items()},
         )
+
+
+def first_samples(batches: Iterable[MultimodalBatch], limit: int | None) -> Iterator[MultimodalBatch]:
+    """The batches up to ``limit`` samples in all (the last one cut), or all of them."""
+    seen = 0
+    for batch in batches:
+        if limit is not None and seen + batch.batch_size > limit:
+            if limit > seen:
+                yield batch.select(torch.arange(limit - seen))
+            return
+        seen += batch.batch_size
+        yield batch

@@ -41,11 +41,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Mapping
 
 import torch
 
-from mmsearch.batch import MultimodalBatch
+from mmsearch.batch import first_samples
 from mmsearch.config import ConfigError, config_to_dict, dump_config, load_config, read_yaml
 from mmsearch.tasks import build_head, evaluate, make_objective, task_entry
 from mmsearch.io import atomic_write_json
@@ -250,23 +250,11 @@ def evaluate_architecture(cfg: SearchConfig, data: TaskData, supernet: Supernet,
     try:
         batches = data.batches("val", batch_size=cfg.eval.batch_size, shuffle=False)
         with torch.inference_mode():
-            on_device = (batch.to(device) for batch in _first_samples(batches, cfg.eval.max_samples))
+            on_device = (batch.to(device) for batch in first_samples(batches, cfg.eval.max_samples))
             return evaluate(cfg.head, lambda batch: supernet(batch, head), on_device)
     finally:
         supernet.train(modes[0])
         head.train(modes[1])
-
-
-def _first_samples(batches: Iterable[MultimodalBatch], limit: int | None) -> Iterator[MultimodalBatch]:
-    """The batches up to ``limit`` samples in all (the last one cut), or all of them."""
-    seen = 0
-    for batch in batches:
-        if limit is not None and seen + batch.batch_size > limit:
-            if limit > seen:
-                yield batch.select(torch.arange(limit - seen))
-            return
-        seen += batch.batch_size
-        yield batch
 
 
 def _check_parts(data: TaskData, cfg: SearchConfig) -> None:

@@ -10,11 +10,11 @@ for every task, ``<split>_metrics.json`` with the split's metrics.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import torch
 
-from mmsearch.batch import MultimodalBatch
+from mmsearch.batch import MultimodalBatch, first_samples
 from mmsearch.tasks import HeadConfig, evaluate, predict, task_entry
 from mmsearch.io import atomic_write_json
 from mmsearch.data.task_data import TaskData, TaskInfo
@@ -26,18 +26,6 @@ from mmsearch.recipes.train_derived.engine import (DerivedModel, autocast_contex
 from mmsearch.recipes.train_derived.state import read_state
 
 PREDICTIONS_DIR = "predictions"
-
-
-def first_samples(batches: Iterable[MultimodalBatch], limit: int | None) -> Iterator[MultimodalBatch]:
-    """The batches up to ``limit`` samples in all (the last one cut), or all of them."""
-    seen = 0
-    for batch in batches:
-        if limit is not None and seen + batch.batch_size > limit:
-            if limit > seen:
-                yield batch.select(torch.arange(limit - seen))
-            return
-        seen += batch.batch_size
-        yield batch
 
 
 def _plain(value: Any) -> Any:
@@ -101,7 +89,7 @@ def write_predictions(output_dir: Path, task: str, split: str, metrics: dict[str
     return {f"{split}_results": str(results), f"{split}_metrics": str(metrics_file)}
 
 
-__all__ = ["PREDICTIONS_DIR", "evaluate_split", "first_samples", "write_predictions"]
+__all__ = ["PREDICTIONS_DIR", "evaluate_split", "write_predictions"]
 
 
 def evaluate_checkpoint(checkpoint_dir: str | Path, *, splits: tuple[str, ...] = ("test",), task_data: TaskData | None = None,
