@@ -17,31 +17,20 @@ set in the config must agree with the data. The resolved config is what every ru
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Literal, Optional
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from mmsearch.config import config_dataclass, config_to_dict, replace
 from mmsearch.tasks import HeadConfig, head_config, primary_metric
-from mmsearch.nas import STRATEGIES, NetConfig, SupernetConfig, initial_alphas
+from mmsearch.nas import STRATEGIES, SupernetConfig, initial_alphas
 from mmsearch.nas.arch_spec import DEFAULT_POOLS, canonical_pool
 from mmsearch.nas.fusion_supernet import fusion_initial_alphas
 from mmsearch.nas.stream_spec import DEFAULT_FUSION_POOL, fusion_pool
-from mmsearch.recipes.resolve import check_task_agreement, data_sizes
+from mmsearch.recipes.resolve import check_task_agreement, checked, data_sizes, net_config
 from mmsearch.data.task_data import TaskDataConfig, TaskInfo
 
-_NET_FIELDS = tuple(f.name for f in dataclasses.fields(NetConfig))
 _SEARCH_SPACE_FIELDS = ("search_space", "fusion_pool", "enc_depth", "dec_depth", "enc_pool", "dec_pool", "alpha_init", "prior_strength")
-
-
-def _checked(cls: type, kwargs: dict) -> object:
-    """``cls(**kwargs)`` with pydantic's errors flattened to one readable line."""
-    try:
-        return cls(**kwargs)
-    except ValidationError as err:
-        parts = [(".".join(map(str, e["loc"])) + ": " if e["loc"] else "") + e["msg"].removeprefix("Value error, ") for e in err.errors()]
-        raise ValueError("; ".join(parts)) from None
 
 
 @config_dataclass
@@ -98,15 +87,8 @@ class SearchModelConfig:
         """Build the nas configs; ``search`` holds SupernetConfig's strategy fields (and ``seed``).
         ``probe``: stand-in values for the sizes the data decides (validation only)."""
         fields = config_to_dict(self)
-        net = {name: fields[name] for name in _NET_FIELDS if fields.get(name) is not None}
-        net["text_input"] = text_input
-        if probe:
-            net = {"vocab_size": 2, "text_state_dim": 1, "region_dim": 1, **net}
-        needed = ("region_dim", "vocab_size" if text_input == "tokens" else "text_state_dim")
-        missing = [f"model.{k}" for k in needed if k not in net]
-        if missing:
-            raise ValueError(f"{', '.join(missing)} not resolved; call resolve_config(config, task_data.info) first")
-        return _checked(SupernetConfig, {"net": _checked(NetConfig, net), **{k: fields[k] for k in _SEARCH_SPACE_FIELDS}, **search})
+        net = net_config(self, text_input=text_input, probe=probe)
+        return checked(SupernetConfig, {"net": net, **{k: fields[k] for k in _SEARCH_SPACE_FIELDS}, **search})
 
 
 @config_dataclass

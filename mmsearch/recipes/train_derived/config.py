@@ -21,42 +21,21 @@ checkpoint describes the run completely: no file it names is needed again.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from mmsearch.config import config_dataclass, config_to_dict, replace
+from mmsearch.config import config_dataclass, replace
 from mmsearch.tasks import HeadConfig, head_config, primary_metric
-from mmsearch.nas import ArchSpec, FusionSpec, NetConfig, spec_from_dict
-from mmsearch.recipes.resolve import check_task_agreement, data_sizes
+from mmsearch.nas import ArchSpec, FusionSpec, spec_from_dict
+from mmsearch.recipes.resolve import check_task_agreement, data_sizes, net_config
 from mmsearch.data.task_data import TaskDataConfig, TaskInfo
 from mmsearch.recipes.train_derived.arch import resolve_arch
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # as Tune experiment names (jobs' --name)
-_NET_FIELDS = tuple(f.name for f in dataclasses.fields(NetConfig))
-
-
-def net_config(model: TrainModelConfig, *, text_input: str, probe: bool = False) -> NetConfig:
-    """The :class:`~mmsearch.nas.NetConfig` of ``model``; ``probe`` puts stand-ins for the sizes the
-    data decides (validation only)."""
-    fields = config_to_dict(model)
-    net = {name: fields[name] for name in _NET_FIELDS if fields.get(name) is not None}
-    net["text_input"] = text_input
-    if probe:
-        net = {"vocab_size": 2, "text_state_dim": 1, "region_dim": 1, **net}
-    needed = ("region_dim", "vocab_size" if text_input == "tokens" else "text_state_dim")
-    missing = [f"model.{k}" for k in needed if k not in net]
-    if missing:
-        raise ValueError(f"{', '.join(missing)} not resolved; call resolve_config(config, task_data.info) first")
-    try:
-        return NetConfig(**net)
-    except ValidationError as err:
-        parts = [(".".join(map(str, e["loc"])) + ": " if e["loc"] else "") + e["msg"].removeprefix("Value error, ") for e in err.errors()]
-        raise ValueError("model: " + "; ".join(parts)) from None
 
 
 @config_dataclass
@@ -81,7 +60,7 @@ class TrainModelConfig:
     region_dim: Optional[int] = Field(default=None, gt=0)
 
     def __post_init__(self) -> None:
-        net_config(self, text_input=self.text_input or "tokens", probe=True)  # every NetConfig check, now
+        net_config(self, text_input=self.text_input or "tokens", probe=True, prefix="model: ")  # every NetConfig check, now
 
 
 @config_dataclass
@@ -217,7 +196,7 @@ def resolve_config(cfg: TrainDerivedConfig, info: TaskInfo) -> TrainDerivedConfi
         deepspeed=load_deepspeed_json(cfg.deepspeed),
         output_dir=cfg.run_dir,
     )
-    net_config(resolved.model, text_input=cfg.data.text_input)  # every size now known and checked
+    net_config(resolved.model, text_input=cfg.data.text_input, prefix="model: ")  # every size now known and checked
     return resolved
 
 
@@ -278,6 +257,5 @@ __all__ = [
     "default_run_name",
     "learning_rate",
     "load_deepspeed_json",
-    "net_config",
     "resolve_config",
 ]

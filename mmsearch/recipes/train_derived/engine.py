@@ -49,7 +49,7 @@ class DerivedModel(nn.Module):
 
 def build_model(cfg: "TrainDerivedConfig", info: TaskInfo) -> DerivedModel:
     """The model of a resolved config (pretrained token rows from the data when it has them)."""
-    from mmsearch.recipes.train_derived.config import net_config
+    from mmsearch.recipes.resolve import net_config
 
     embedding = info.embedding_init if cfg.data.text_input == "tokens" else None
     init = None if embedding is None else torch.as_tensor(embedding).float()
