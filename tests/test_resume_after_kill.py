@@ -108,23 +108,37 @@ def whole_epochs(exp: Path) -> dict[str, int]:
     return found
 
 
+def state_named_checkpoints(exp: Path) -> dict[str, list[str]]:
+    """Trial id -> the checkpoint directories the newest saved experiment state names (Tune keeps
+    each trial's checkpoint manager in it, pickled and hex-encoded), oldest first."""
+    import re
+
+    newest = max(exp.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    named = {}
+    for trial_state, runtime in json.loads(newest.read_text())["trial_data"]:
+        manager = bytes.fromhex(json.loads(runtime)["checkpoint_manager"]["value"])
+        named[json.loads(trial_state)["trial_id"]] = sorted({m.decode() for m in re.findall(rb"checkpoint_\d{6}", manager)})
+    return named
+
+
 def make_state_name_a_deleted_checkpoint(exp: Path, finished: set[str]) -> str:
-    """Delete the checkpoint of an unfinished trial's last recorded epoch: the one the saved state names.
+    """Delete the checkpoint the saved experiment state names as an unfinished trial's latest.
 
     That is what Ray's retention does when it deletes a checkpoint a moment before the driver
-    dies, after the experiment state naming it was saved; here it happens at every run. Returns
-    the trial's directory name.
+    dies, after the experiment state naming it was saved; here it happens at every run. (The
+    state is read, not guessed from the results: Ray saves it every few seconds, so it can name
+    the checkpoint before the newest.) Returns the trial's directory name.
     """
     import shutil
 
     recorded = recorded_epochs(exp)
+    named = state_named_checkpoints(exp)
     for trial in sorted(t for t in recorded if t not in finished and recorded[t]):
-        for checkpoint in (exp / trial).glob("checkpoint_*"):
-            manifest = json.loads((checkpoint / "mmsearch_checkpoint.json").read_text())
-            if manifest["epoch"] == recorded[trial][-1]:
-                shutil.rmtree(checkpoint)
-                return trial
-    raise AssertionError(f"no unfinished trial with a recorded checkpoint at the kill: {recorded}")
+        names = next((n for trial_id, n in named.items() if f"_{trial_id}_" in trial), [])
+        if names and (exp / trial / names[-1]).is_dir():
+            shutil.rmtree(exp / trial / names[-1])
+            return trial
+    raise AssertionError(f"no unfinished trial whose saved state names a checkpoint at the kill: {recorded}, {named}")
 
 
 def starts(exp: Path) -> dict[str, set[str]]:
