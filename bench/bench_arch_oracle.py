@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -120,6 +121,13 @@ def task_data(settings: Mapping[str, Any], data_cfg: Any) -> Any:
     return open_task_data(data_cfg)
 
 
+@functools.cache
+def _code_of_this_process(git_state: Any) -> dict[str, Any]:
+    """The checkout's commit when this process first trained a cell: a pool worker imports the
+    code then and keeps it, whatever is committed later during the run."""
+    return git_state(REPO)
+
+
 def run_train_cell(cell: Any, settings: Mapping[str, Any], work_dir: str) -> dict[str, Any]:
     """Train one (task, architecture, seed) from scratch; its val history, final val and test metrics."""
     import torch
@@ -130,7 +138,7 @@ def run_train_cell(cell: Any, settings: Mapping[str, Any], work_dir: str) -> dic
     from mmsearch.recipes.train_derived.engine import build_model
 
     torch.set_num_threads(1)
-    code = git_state(REPO)  # a run of hours may span commits: each cell says which code trained it
+    code = _code_of_this_process(git_state)  # a run of hours may span commits: each cell says which code trained it
     task, label, seed = cell.params["task"], cell.params["label"], cell.params["seed"]
     out = Path(work_dir) / "runs" / cell.name
     cfg = train_config(settings, task, dict(settings["archs"])[label], seed, out)
