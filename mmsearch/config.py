@@ -11,7 +11,7 @@ import dataclasses
 import re
 import typing
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import Any, Iterable, Mapping, TypeVar
 
 import yaml
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -241,7 +241,27 @@ def field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 
 
+def set_dotted(data: Mapping[str, Any], key: str, value: Any, *, where: str = "config",
+               error: type[ValueError] = ConfigError) -> dict[str, Any]:
+    """A copy of nested ``data`` with the dotted ``key`` (``a.b.c``) set to ``value``, sections
+    created as needed; a non-section on the way raises ``error`` naming ``key`` and ``where``."""
+    out = dict(data)
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = {}
+        elif not isinstance(child, Mapping):
+            raise error(f"{key}: {part!r} is not a section in the {where}")
+        node[part] = dict(child)
+        node = node[part]
+    node[parts[-1]] = value
+    return out
+
+
 __all__ = [
+    "set_dotted",
     "ConfigError",
     "apply_overrides",
     "bools_where_numbers",

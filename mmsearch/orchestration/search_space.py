@@ -24,6 +24,7 @@ from ray import tune
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm
 
 from mmsearch.config import ConfigError, validate_config
+from mmsearch.config import set_dotted as config_set_dotted
 
 
 class SearchSpaceError(ValueError):
@@ -160,19 +161,7 @@ def _check_value_valid(config_cls: type, base: dict[str, Any], key: str, value: 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     """A copy of nested ``data`` with ``a.b.c`` set to ``value`` (sections created as needed)."""
-    out = dict(data)
-    node = out
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = {}
-        elif not isinstance(child, dict):
-            raise SearchSpaceError(f"{key}: {part!r} is not a section in the base config")
-        node[part] = dict(child)
-        node = node[part]
-    node[parts[-1]] = value
-    return out
+    return config_set_dotted(data, key, value, where="base config", error=SearchSpaceError)
 
 
 def build_searcher(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
-from mmsearch.config import ConfigError
+from mmsearch.config import ConfigError, set_dotted
 
 
 class DataCheckError(ValueError):
@@ -72,19 +72,7 @@ class Recipe:
 
 def set_key(data: Mapping[str, Any], key: str, value: Any) -> dict[str, Any]:
     """A copy of nested ``data`` with the dotted ``key`` set to ``value`` (sections created as needed)."""
-    out = dict(data)
-    node = out
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if child is None:
-            child = {}
-        elif not isinstance(child, Mapping):
-            raise ConfigError(f"{key}: {part!r} is not a section in the recipe config")
-        node[part] = dict(child)
-        node = node[part]
-    node[parts[-1]] = value
-    return out
+    return set_dotted(data, key, value, where="recipe config")
 
 
 def check_finite(store: Any) -> None:
