@@ -113,12 +113,26 @@ def state_named_checkpoints(exp: Path) -> dict[str, list[str]]:
     each trial's checkpoint manager in it, pickled and hex-encoded), oldest first."""
     import re
 
-    newest = max(exp.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    # Tune resumes from the newest state by file name (its timestamp), as here; not by mtime: a
+    # resumed run uploads the older state files again.
+    newest = max(exp.glob("experiment_state-*.json"), key=lambda p: p.name)
     named = {}
     for trial_state, runtime in json.loads(newest.read_text())["trial_data"]:
         manager = bytes.fromhex(json.loads(runtime)["checkpoint_manager"]["value"])
         named[json.loads(trial_state)["trial_id"]] = sorted({m.decode() for m in re.findall(rb"checkpoint_\d{6}", manager)})
     return named
+
+
+def state_names_a_live_checkpoint(exp: Path) -> bool:
+    """Whether the newest saved experiment state names a checkpoint still in storage of a trial
+    that has not recorded its last epoch (False while no state is saved or one is half written)."""
+    try:
+        named = state_named_checkpoints(exp)
+        recorded = recorded_epochs(exp)
+    except (ValueError, KeyError, OSError):
+        return False
+    return any(names and (exp / trial / names[-1]).is_dir() and EPOCHS not in recorded[trial]
+               for trial in recorded for trial_id, names in named.items() if f"_{trial_id}_" in trial)
 
 
 def make_state_name_a_deleted_checkpoint(exp: Path, finished: set[str]) -> str:
@@ -151,7 +165,8 @@ def test_driver_killed_at_several_points_resumes_without_losing_or_redoing_an_ep
     address = ray_session.get_runtime_context().gcs_address
     command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(TESTS)!r}); import {__name__} as t; "
                f"t.drive({str(tmp_path)!r}, {address!r})"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
+           "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # the state is saved every second (Tune's default: 10 s at least)
     exp = tmp_path / "killed"
     kills, survived, logs, dangling = 0, 0, [], ""
     finished: set[str] = set()  # trials whose last epoch was recorded in storage at a kill
@@ -161,7 +176,8 @@ def test_driver_killed_at_several_points_resumes_without_losing_or_redoing_an_ep
         deadline = time.monotonic() + 120
         while kill_after is not None and driver.poll() is None:
             assert time.monotonic() < deadline, "the driver made no progress"
-            if exp.exists() and sum(whole_epochs(exp).values()) >= kill_after:
+            ready = exp.exists() and sum(whole_epochs(exp).values()) >= kill_after
+            if ready and (kill_after != RACE_AT or state_names_a_live_checkpoint(exp)):
                 driver.send_signal(signal.SIGKILL)
                 break
             time.sleep(0.05)
