@@ -47,11 +47,10 @@ def test_the_net_config_chooses_the_layer_norm_of_every_op():
     with pytest.raises(ValueError, match="layer_norm must be one of"):
         make_layer_norm(8, "apex")
     from mmsearch.config import load_config
-    from mmsearch.recipes.resolve import net_config
     from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
     cfg = load_config(TrainDerivedConfig, ROOT / "configs" / "train" / "vqa.yaml", ["model.layer_norm=mmnas"])
-    assert net_config(cfg.model, text_input="tokens", probe=True).layer_norm == "mmnas"  # model.layer_norm reaches the net
+    assert cfg.model.net_config(text_input="tokens", probe=True).layer_norm == "mmnas"  # model.layer_norm reaches the net
 
 
 def _official_loop(pred: str, human: list[str]) -> float:

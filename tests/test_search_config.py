@@ -1,5 +1,5 @@
 """The search config: validation that names the key, resolution from the task data, the weight
-learning-rate schedule, agreement with the nas configs, and the shipped configs."""
+learning-rate schedule and the shipped configs (agreement with the nas configs: test_model_config.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mmsearch.config import ConfigError, load_config, read_yaml
-from mmsearch.nas import STRATEGIES, NetConfig, SupernetConfig
-from mmsearch.recipes.search.config import SearchConfig, SearchModelConfig, resolve_config, supernet_config, weight_lr
+from mmsearch.nas import STRATEGIES, SupernetConfig
+from mmsearch.recipes.search.config import SearchConfig, resolve_config, supernet_config, weight_lr
 from mmsearch.data.task_data import TaskInfo
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "search"
@@ -48,23 +48,6 @@ def test_defaults_are_mmnas_search_settings():
     assert (s.arch_lr, s.arch_betas) == (0.1, (0.0, 0.999))
     assert (cfg.model.hidden, cfg.model.enc_depth, cfg.model.dec_depth, cfg.model.alpha_init) == (256, 12, 18, "mcan_prior")
     assert cfg.primary_metric == "vqa_acc" and cfg.run_dir == "runs/search_vqa_proxyless_seed0"
-
-
-def test_model_section_mirrors_the_nas_configs():
-    """Every NetConfig / SupernetConfig field is settable here (strategy fields live in `search`),
-    with the same defaults, so the two cannot drift apart silently."""
-    ours = dataclasses.asdict(SearchModelConfig())
-    net = {f.name: f.default for f in dataclasses.fields(NetConfig)}
-    space = {f.name: f.default for f in dataclasses.fields(SupernetConfig)}
-    assert set(ours) == set(net) | set(space) - {"net", "strategy", "warmup_sampling", "spos_momentum", "seed"}
-    data_decided = {"text_input", "vocab_size", "word_dim", "text_state_dim", "region_dim"}
-    for name, default in ours.items():
-        if name in data_decided:
-            assert default is None, name
-        else:
-            assert default == net.get(name, space.get(name)), name
-    search_fields = {f.name for f in dataclasses.fields(type(load_config(SearchConfig, {}).search))}
-    assert {"strategy", "warmup_sampling", "spos_momentum"} <= search_fields
 
 
 def test_resolve_fills_data_sizes_and_checks_stated_ones():

@@ -2,25 +2,23 @@
 
 * :func:`data_sizes`: fill the model and head sizes the data decides (vocabulary, feature widths,
   answers; the task entry's ``fit_head``) from a ``TaskInfo``; a size the config states must agree with the data.
-* :func:`net_config`: the network both recipes build (``NetConfig``) from their model section;
-  :func:`checked`: a config class built with pydantic's errors flattened to one line.
+* :func:`checked`: a config class built with pydantic's errors flattened to one line.
 * :func:`config_differences`: what changed between a checkpoint's config and the current one, so
   a resumed run refuses a different experiment.
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from mmsearch.config import config_to_dict
-from mmsearch.nas import NetConfig
 from mmsearch.tasks import HeadConfig, check_task, head_config, task_entry
 from mmsearch.data.task_data import TaskDataConfig, TaskInfo
 
+if TYPE_CHECKING:
+    from mmsearch.recipes.model_config import ModelConfig
+
 DEFAULT_WORD_DIM = 300  # learned token embedding width without pretrained rows (GloVe: 300)
-_NET_FIELDS = tuple(f.name for f in dataclasses.fields(NetConfig))
 
 
 def checked(cls: type, kwargs: dict, prefix: str = "") -> Any:
@@ -32,26 +30,11 @@ def checked(cls: type, kwargs: dict, prefix: str = "") -> Any:
         raise ValueError(prefix + "; ".join(parts)) from None
 
 
-def net_config(model: Any, *, text_input: str, probe: bool = False, prefix: str = "") -> NetConfig:
-    """The :class:`~mmsearch.nas.NetConfig` of a recipe's model section (the fields they share);
-    ``probe`` puts stand-ins for the sizes the data decides (validation only)."""
-    fields = config_to_dict(model)
-    net = {name: fields[name] for name in _NET_FIELDS if fields.get(name) is not None}
-    net["text_input"] = text_input
-    if probe:
-        net = {"vocab_size": 2, "text_state_dim": 1, "region_dim": 1, **net}
-    needed = ("region_dim", "vocab_size" if text_input == "tokens" else "text_state_dim")
-    missing = [f"model.{k}" for k in needed if k not in net]
-    if missing:
-        raise ValueError(f"{', '.join(missing)} not resolved; call resolve_config(config, task_data.info) first")
-    return checked(NetConfig, net, prefix)
-
-
-def data_sizes(model: Any, head: HeadConfig | None, data: TaskDataConfig, info: TaskInfo) -> tuple[dict[str, Any], HeadConfig]:
+def data_sizes(model: ModelConfig, head: HeadConfig | None, data: TaskDataConfig, info: TaskInfo) -> tuple[dict[str, Any], HeadConfig]:
     """The model-section changes and the head config that match the data.
 
-    ``model`` is a recipe's model section (fields ``text_input``, ``region_dim``, ``vocab_size``,
-    ``word_dim``, ``text_state_dim``; ``None`` = take it from the data).
+    ``model`` is a recipe's model section (its ``text_input``, ``region_dim``, ``vocab_size``,
+    ``word_dim``, ``text_state_dim``: ``None`` = take it from the data).
     """
     if info.task != data.task:
         raise ValueError(f"the data is for task {info.task!r} but data.task is {data.task!r}")

@@ -21,38 +21,25 @@ from typing import Literal, Optional
 
 from pydantic import Field
 
-from mmsearch.config import config_dataclass, config_to_dict, replace
-from mmsearch.tasks import HeadConfig, head_config, primary_metric
+from mmsearch.config import config_dataclass, field_names, replace
+from mmsearch.tasks import HeadConfig, primary_metric
 from mmsearch.nas import STRATEGIES, SupernetConfig, initial_alphas
 from mmsearch.nas.arch_spec import DEFAULT_POOLS, canonical_pool
 from mmsearch.nas.fusion_supernet import fusion_initial_alphas
 from mmsearch.nas.stream_spec import DEFAULT_FUSION_POOL, fusion_pool
-from mmsearch.recipes.resolve import check_task_agreement, checked, data_sizes, net_config
+from mmsearch.recipes.model_config import ModelConfig
+from mmsearch.recipes.resolve import check_task_agreement, checked, data_sizes
 from mmsearch.data.task_data import TaskDataConfig, TaskInfo
 
-_SEARCH_SPACE_FIELDS = ("search_space", "fusion_pool", "enc_depth", "dec_depth", "enc_pool", "dec_pool", "alpha_init", "prior_strength")
+_NET_SECTION = frozenset(field_names(ModelConfig))
 
 
 @config_dataclass
-class SearchModelConfig:
-    """The supernet: :class:`~mmsearch.nas.NetConfig`'s fields plus the search space (flat)."""
+class SearchModelConfig(ModelConfig):
+    """The supernet: the network (:class:`~mmsearch.recipes.model_config.ModelConfig`, at MMnas's
+    search width) plus the search space, flat (:class:`~mmsearch.nas.SupernetConfig`'s fields)."""
 
     hidden: int = Field(default=256, gt=0)  # width H (MMnas search: 256)
-    head_dim: int = Field(default=64, gt=0)  # attention head width; heads = hidden / head_dim
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    attn_dropout: Optional[float] = Field(default=None, ge=0.0, lt=1.0)  # None = dropout
-    norm: Literal["post", "pre"] = "post"
-    layer_norm: Literal["torch", "mmnas"] = "torch"  # nn.LayerNorm, or MMnas's own (unbiased std, eps on the std)
-    attn_bias: bool = False
-    ffn_mult: int = Field(default=4, gt=0)
-    relation_dim: int = Field(default=64, gt=0)
-    box_feature: bool = False
-    # Filled from the data (None = take the data's value; a set value must match it).
-    text_input: Optional[Literal["tokens", "states"]] = None
-    vocab_size: Optional[int] = Field(default=None, gt=0)
-    word_dim: Optional[int] = Field(default=None, gt=0)
-    text_state_dim: Optional[int] = Field(default=None, gt=0)
-    region_dim: Optional[int] = Field(default=None, gt=0)
     # The search space. "mmnas": MMnas's encoder-decoder (enc_pool / dec_pool); "fusion": every
     # block of both stages (enc_depth, then dec_depth blocks) picks a stream:op from fusion_pool --
     # where the modalities interact and how (mmsearch.nas.fusion_supernet).
@@ -66,6 +53,7 @@ class SearchModelConfig:
     prior_strength: float = Field(default=1.0, ge=0.0)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for chain in ("enc", "dec"):
             try:
                 canonical_pool(chain, getattr(self, f"{chain}_pool"))
@@ -75,8 +63,8 @@ class SearchModelConfig:
             fusion_pool(self.fusion_pool)
         except (KeyError, ValueError) as err:
             raise ValueError(f"fusion_pool: {err}") from None
-        # Stand-in data sizes: every check of NetConfig / SupernetConfig and of the MCAN prior
-        # against the pools runs now, before any data is read.
+        # Stand-in data sizes: every check of SupernetConfig and of the MCAN prior against the
+        # pools runs now, before any data is read.
         probe = self.supernet_config(text_input=self.text_input or "tokens", probe=True)
         try:
             (fusion_initial_alphas if self.search_space == "fusion" else initial_alphas)(probe)
@@ -86,9 +74,9 @@ class SearchModelConfig:
     def supernet_config(self, *, text_input: str, probe: bool = False, **search: object) -> SupernetConfig:
         """Build the nas configs; ``search`` holds SupernetConfig's strategy fields (and ``seed``).
         ``probe``: stand-in values for the sizes the data decides (validation only)."""
-        fields = config_to_dict(self)
-        net = net_config(self, text_input=text_input, probe=probe)
-        return checked(SupernetConfig, {"net": net, **{k: fields[k] for k in _SEARCH_SPACE_FIELDS}, **search})
+        space = {name: getattr(self, name) for name in field_names(SearchModelConfig) if name not in _NET_SECTION}
+        net = self.net_config(text_input=text_input, probe=probe)
+        return checked(SupernetConfig, {"net": net, **space, **search})
 
 
 @config_dataclass

@@ -1,7 +1,7 @@
 """Config of derived-architecture training (``mmsearch.recipes.train_derived.train_derived``).
 
 Sections: ``arch`` (which architecture), ``data`` (which precomputed task data), ``model`` (the
-network's widths; :class:`~mmsearch.nas.NetConfig`'s fields), ``head``, ``optim``, ``train``
+network's widths: :class:`~mmsearch.recipes.model_config.ModelConfig`, shared with the search), ``head``, ``optim``, ``train``
 (epochs, per-worker batch size, precision, device), ``eval`` (validation every epoch, test at the
 end, prediction files), ``scaling`` and ``run`` (Ray Train: workers, resources, fault tolerance,
 storage; ignored by a direct, one-process run), ``deepspeed`` (optional DeepSpeed JSON config),
@@ -29,38 +29,14 @@ from typing import Any, Literal, Optional, Union
 from pydantic import Field
 
 from mmsearch.config import config_dataclass, replace
-from mmsearch.tasks import HeadConfig, head_config, primary_metric
+from mmsearch.tasks import HeadConfig, primary_metric
 from mmsearch.nas import ArchSpec, FusionSpec, spec_from_dict
-from mmsearch.recipes.resolve import check_task_agreement, data_sizes, net_config
+from mmsearch.recipes.model_config import ModelConfig
+from mmsearch.recipes.resolve import check_task_agreement, data_sizes
 from mmsearch.data.task_data import TaskDataConfig, TaskInfo
 from mmsearch.recipes.train_derived.arch import resolve_arch
 
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # as Tune experiment names (jobs' --name)
-
-
-@config_dataclass
-class TrainModelConfig:
-    """The derived network's settings (:class:`~mmsearch.nas.NetConfig`), flat."""
-
-    hidden: int = Field(default=512, gt=0)  # width H (MMnas training: 512; search: 256)
-    head_dim: int = Field(default=64, gt=0)  # attention head width; heads = hidden / head_dim (MMnas: 8 x 64)
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    attn_dropout: Optional[float] = Field(default=None, ge=0.0, lt=1.0)  # None = dropout
-    norm: Literal["post", "pre"] = "post"  # MMnas: post-LN
-    layer_norm: Literal["torch", "mmnas"] = "torch"  # nn.LayerNorm, or MMnas's own (unbiased std, eps on the std)
-    attn_bias: bool = False
-    ffn_mult: int = Field(default=4, gt=0)
-    relation_dim: int = Field(default=64, gt=0)  # MMnas REL_SIZE
-    box_feature: bool = False
-    # Filled from the data (None = take the data's value; a set value must match it).
-    text_input: Optional[Literal["tokens", "states"]] = None
-    vocab_size: Optional[int] = Field(default=None, gt=0)
-    word_dim: Optional[int] = Field(default=None, gt=0)
-    text_state_dim: Optional[int] = Field(default=None, gt=0)
-    region_dim: Optional[int] = Field(default=None, gt=0)
-
-    def __post_init__(self) -> None:
-        net_config(self, text_input=self.text_input or "tokens", probe=True, prefix="model: ")  # every NetConfig check, now
 
 
 @config_dataclass
@@ -143,7 +119,7 @@ class RunSettings:
 class TrainDerivedConfig:
     arch: Union[str, dict[str, Any]] = "mcan"  # named spec | spec JSON | search output / experiment dir | spec dict
     data: TaskDataConfig = TaskDataConfig()
-    model: TrainModelConfig = TrainModelConfig()
+    model: ModelConfig = ModelConfig()
     head: Optional[HeadConfig] = None  # None = the defaults of the data's task head
     optim: TrainOptimConfig = TrainOptimConfig()
     train: TrainSettings = TrainSettings()
@@ -187,16 +163,15 @@ def resolve_config(cfg: TrainDerivedConfig, info: TaskInfo) -> TrainDerivedConfi
     the data decides filled from ``info`` (a set value must agree), the output directory fixed."""
     spec = resolve_arch(cfg.arch)
     changes, head = data_sizes(cfg.model, cfg.head, cfg.data, info)
-    model = cfg.model
     resolved = replace(
         cfg,
         arch=spec.to_dict(),
-        model=replace(model, **changes),
+        model=replace(cfg.model, **changes),
         head=head,
         deepspeed=load_deepspeed_json(cfg.deepspeed),
         output_dir=cfg.run_dir,
     )
-    net_config(resolved.model, text_input=cfg.data.text_input, prefix="model: ")  # every size now known and checked
+    resolved.model.net_config(text_input=cfg.data.text_input, prefix="model: ")  # every size now known and checked
     return resolved
 
 
@@ -251,7 +226,6 @@ __all__ = [
     "ScalingSettings",
     "TrainDerivedConfig",
     "TrainEvalSettings",
-    "TrainModelConfig",
     "TrainOptimConfig",
     "TrainSettings",
     "default_run_name",

@@ -49,12 +49,10 @@ class DerivedModel(nn.Module):
 
 def build_model(cfg: "TrainDerivedConfig", info: TaskInfo) -> DerivedModel:
     """The model of a resolved config (pretrained token rows from the data when it has them)."""
-    from mmsearch.recipes.resolve import net_config
-
     embedding = info.embedding_init if cfg.data.text_input == "tokens" else None
     init = None if embedding is None else torch.as_tensor(embedding).float()
     assert cfg.head is not None  # resolve_config sets it
-    return DerivedModel(cfg.spec, net_config(cfg.model, text_input=cfg.data.text_input), cfg.head, init)
+    return DerivedModel(cfg.spec, cfg.model.net_config(text_input=cfg.data.text_input), cfg.head, init)
 
 
 class TrainEngine(Protocol):
