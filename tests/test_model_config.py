@@ -9,9 +9,9 @@ import pytest
 
 from mmsearch.config import ConfigError, load_config
 from mmsearch.data.task_data import TaskInfo
-from mmsearch.nas import NetConfig, SupernetConfig
+from mmsearch.nas import NetConfig, StrategySettings, SupernetConfig
 from mmsearch.recipes.model_config import ModelConfig
-from mmsearch.recipes.search.config import SearchConfig, SearchModelConfig
+from mmsearch.recipes.search.config import SearchConfig, SearchModelConfig, SearchSettings, resolve_config, supernet_config
 from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
 DATA_DECIDED = {"text_input", "vocab_size", "word_dim", "text_state_dim", "region_dim"}
@@ -36,10 +36,20 @@ def test_model_section_is_the_net_config_field_for_field():
 def test_search_model_section_adds_only_the_search_space():
     ours, base = _defaults(SearchModelConfig), _defaults(ModelConfig)
     supernet = _defaults(SupernetConfig)
-    space = set(supernet) - {"net", "seed", "strategy", "warmup_sampling", "spos_momentum"}
+    space = set(supernet) - {"net", "seed"} - set(_defaults(StrategySettings))
     assert issubclass(SearchModelConfig, ModelConfig) and set(ours) == set(base) | space
     assert {name for name in base if ours[name] != base[name]} == {"hidden"} and ours["hidden"] == _defaults(NetConfig)["hidden"]
     assert all(ours[name] == supernet[name] for name in space)
+
+
+def test_the_supernet_takes_the_strategy_settings_from_the_search_section():
+    assert issubclass(SearchSettings, StrategySettings) and issubclass(SupernetConfig, StrategySettings)
+    changes = {"strategy": "spos", "warmup_sampling": "uniform", "spos_momentum": 0.3}
+    assert all(_defaults(StrategySettings)[k] != v for k, v in changes.items())  # every field set away from its default
+    cfg = resolve_config(load_config(SearchConfig, {"model": {"hidden": 64}, "search": changes, "seed": 5}), INFO)
+    supernet = supernet_config(cfg)
+    assert {k: getattr(supernet, k) for k in changes} == changes and supernet.seed == 5
+    assert supernet.net == cfg.model.net_config(text_input="tokens") and supernet.net.hidden == 64
 
 
 @pytest.mark.parametrize("cls", [SearchConfig, TrainDerivedConfig])
@@ -53,3 +63,12 @@ def test_both_model_sections_name_the_key(cls, override, named):
     with pytest.raises(ConfigError) as err:
         load_config(cls, {}, [override])
     assert named in str(err.value)
+
+
+def test_strategy_errors_name_the_key_in_the_search_section_and_the_supernet_config():
+    with pytest.raises(ConfigError, match=r"search\.strategy: Value error, unknown strategy 'enas'; known strategies: proxyless"):
+        load_config(SearchConfig, {}, ["search.strategy=enas"])
+    with pytest.raises(ConfigError, match=r"search\.spos_momentum: Input should be less than or equal to 1"):
+        load_config(SearchConfig, {}, ["search.spos_momentum=2"])
+    with pytest.raises(ConfigError, match=r"\n  strategy: Value error, unknown strategy 'enas'"):
+        load_config(SupernetConfig, {"net": {"vocab_size": 10}, "strategy": "enas"})

@@ -37,7 +37,7 @@ from mmsearch.nas.arch_spec import (
 from mmsearch.nas.derive import arch_entropy, block_probabilities, derive
 from mmsearch.nas.derived import DerivedNet
 from mmsearch.nas.mixed_op import ChainPlan, MixedOp, PathPlan
-from mmsearch.nas.net_config import NetConfig, SupernetConfig
+from mmsearch.nas.net_config import NetConfig, StrategySettings, SupernetConfig
 from mmsearch.nas.strategy_base import STRATEGIES, SearchStrategy
 from mmsearch.nas import proxyless, darts, spos, fair  # noqa: F401,I001  (registers the strategies, MMnas first)
 from mmsearch.nas.steps import (
@@ -88,6 +88,7 @@ __all__ = [
     "PathPlan",
     "SearchStrategy",
     "Supernet",
+    "StrategySettings",
     "SupernetConfig",
     "arch_entropy",
     "block_entropy",

@@ -2,15 +2,19 @@
 
 :class:`NetConfig` describes everything a derived (fixed) network and the supernet share: widths,
 dropout, norm placement, and the text / region front ends. :class:`SupernetConfig` adds the
-search space (depths, candidate pools) and the search strategy. A derived network is built
-from an :class:`~mmsearch.nas.arch_spec.ArchSpec` and the same ``NetConfig``.
+search space (depths, candidate pools), the path-sampling seed and the strategy settings
+(:class:`StrategySettings`, declared once: the search recipe's ``search`` section is one too).
+A derived network is built from an :class:`~mmsearch.nas.arch_spec.ArchSpec` and the same ``NetConfig``.
 
 Defaults follow MMnas's search setting (H=256, 64-wide heads, dropout 0.1, post-LN, no
 attention bias, FFN 4H, relation embedding 64, 12 + 18 blocks, MCAN-like alpha prior).
 """
 from __future__ import annotations
 
-from typing import Literal
+import dataclasses
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
 
 from mmsearch.config import config_dataclass
 from mmsearch.nas.arch_spec import DEFAULT_POOLS, canonical_pool
@@ -65,8 +69,33 @@ class NetConfig:
 
 
 @config_dataclass
-class SupernetConfig:
-    net: NetConfig
+class StrategySettings:
+    """How a search picks paths and updates the architecture weights; a
+    :class:`SupernetConfig` and the search recipe's ``search`` section both are these settings."""
+
+    strategy: str = "proxyless"  # a name in mmsearch.nas.STRATEGIES: proxyless (MMnas) | darts | spos | fair
+    warmup_sampling: Literal["alpha", "uniform"] = "alpha"  # proxyless weight-step paths during warm-up: prior or uniform
+    spos_momentum: float = Field(default=0.05, gt=0.0, le=1.0)  # spos, fair: EMA rate of the per-op validation record
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, name: str) -> str:
+        from mmsearch.nas.strategy_base import STRATEGIES  # filled when mmsearch.nas is imported
+
+        if name not in STRATEGIES:
+            raise ValueError(f"unknown strategy {name!r}; known strategies: {', '.join(STRATEGIES.names())}")
+        return name
+
+    def strategy_settings(self) -> dict[str, Any]:
+        """These settings alone (of a subclass too), as keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(StrategySettings)}
+
+
+@config_dataclass
+class SupernetConfig(StrategySettings):
+    """The supernet: the strategy settings (inherited, first), the network, the search space, the seed."""
+
+    net: NetConfig = Field(kw_only=True)
     enc_depth: int = 12
     dec_depth: int = 18
     enc_pool: tuple[str, ...] = DEFAULT_POOLS["enc"]
@@ -76,25 +105,16 @@ class SupernetConfig:
     # where the modalities interact and how (mmsearch.nas.fusion_supernet).
     search_space: Literal["mmnas", "fusion"] = "mmnas"
     fusion_pool: tuple[str, ...] = DEFAULT_FUSION_POOL
-    strategy: str = "proxyless"  # a name in mmsearch.nas.STRATEGIES: proxyless | darts | spos | fair
     alpha_init: Literal["uniform", "mcan_prior"] = "mcan_prior"  # MMnas overrides its normal init with the prior
     prior_strength: float = 1.0  # mcan_prior: logit +s for the prior op, -s for the others (MMnas: 1)
-    warmup_sampling: Literal["alpha", "uniform"] = "alpha"  # proxyless weight-step paths during warm-up
-    spos_momentum: float = 0.05  # spos, fair: EMA rate of the per-op validation record
     seed: int = 0  # seed of the strategy's path-sampling generator
 
     def __post_init__(self) -> None:
         if self.enc_depth < 1 or self.dec_depth < 1:
             raise ValueError(f"depths must be at least 1, got enc_depth={self.enc_depth}, dec_depth={self.dec_depth}")
-        from mmsearch.nas.strategy_base import STRATEGIES  # filled when mmsearch.nas is imported
-
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown search strategy {self.strategy!r}; known strategies: {', '.join(STRATEGIES.names())}")
         canonical_pool("enc", self.enc_pool)
         canonical_pool("dec", self.dec_pool)
         fusion_pool(self.fusion_pool)
-        if not 0.0 < self.spos_momentum <= 1.0:
-            raise ValueError(f"spos_momentum must be in (0, 1], got {self.spos_momentum}")
         if self.prior_strength < 0:
             raise ValueError(f"prior_strength must be >= 0, got {self.prior_strength}")
 

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from mmsearch.config import config_dataclass, field_names, replace
 from mmsearch.tasks import HeadConfig, primary_metric
-from mmsearch.nas import STRATEGIES, SupernetConfig, initial_alphas
+from mmsearch.nas import StrategySettings, SupernetConfig, initial_alphas
 from mmsearch.nas.arch_spec import DEFAULT_POOLS, canonical_pool
 from mmsearch.nas.fusion_supernet import fusion_initial_alphas
 from mmsearch.nas.stream_spec import DEFAULT_FUSION_POOL, fusion_pool
@@ -71,23 +71,22 @@ class SearchModelConfig(ModelConfig):
         except ValueError as err:
             raise ValueError(f"alpha_init: {err}") from None
 
-    def supernet_config(self, *, text_input: str, probe: bool = False, **search: object) -> SupernetConfig:
-        """Build the nas configs; ``search`` holds SupernetConfig's strategy fields (and ``seed``).
-        ``probe``: stand-in values for the sizes the data decides (validation only)."""
+    def supernet_config(self, *, text_input: str, strategy: StrategySettings = StrategySettings(), seed: int = 0,
+                        probe: bool = False) -> SupernetConfig:
+        """The nas config: this network and search space, ``strategy``'s settings (the search
+        section), ``seed``. ``probe``: stand-in values for the sizes the data decides (validation only)."""
         space = {name: getattr(self, name) for name in field_names(SearchModelConfig) if name not in _NET_SECTION}
         net = self.net_config(text_input=text_input, probe=probe)
-        return checked(SupernetConfig, {"net": net, **space, **search})
+        return checked(SupernetConfig, {"net": net, **space, **strategy.strategy_settings(), "seed": seed})
 
 
 @config_dataclass
-class SearchSettings:
-    """The alternating optimisation (MMnas: ``search_vqa.py``)."""
+class SearchSettings(StrategySettings):
+    """The strategy (:class:`~mmsearch.nas.StrategySettings`: ``strategy``, ``warmup_sampling``,
+    ``spos_momentum``) and the alternating optimisation (MMnas: ``search_vqa.py``)."""
 
-    strategy: str = "proxyless"  # mmsearch.nas.STRATEGIES: proxyless (MMnas) | darts | spos | fair
     epochs: int = Field(default=100, ge=1)  # MMnas VQA / VG: 100, ITM: 200
     warmup_epochs: int = Field(default=20, ge=0)  # first epochs with the architecture weights frozen
-    warmup_sampling: Literal["alpha", "uniform"] = "alpha"  # proxyless: warm-up paths from the prior or uniform
-    spos_momentum: float = Field(default=0.05, gt=0.0, le=1.0)  # spos: rate of the per-op validation record
     arch_every: int = Field(default=5, ge=1)  # one architecture step after every k weight steps of an epoch
     batch_size: int = Field(default=64, ge=1)  # weight-step batch ("weights" part)
     arch_batch_size: int = Field(default=64, ge=1)  # architecture-step batch ("arch" part)
@@ -110,8 +109,6 @@ class SearchSettings:
     num_threads: Optional[int] = Field(default=None, ge=1)  # torch intra-op threads (None = torch's default)
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"search.strategy: unknown strategy {self.strategy!r}; known: {', '.join(STRATEGIES.names())}")
         if self.warmup_epochs >= self.epochs:
             raise ValueError(
                 f"search.warmup_epochs ({self.warmup_epochs}) must be smaller than search.epochs ({self.epochs}): "
@@ -159,13 +156,7 @@ class SearchConfig:
 
 def supernet_config(cfg: SearchConfig) -> SupernetConfig:
     """The :class:`~mmsearch.nas.SupernetConfig` of a resolved search config (see :func:`resolve_config`)."""
-    return cfg.model.supernet_config(
-        text_input=cfg.data.text_input,
-        strategy=cfg.search.strategy,
-        warmup_sampling=cfg.search.warmup_sampling,
-        spos_momentum=cfg.search.spos_momentum,
-        seed=cfg.seed,
-    )
+    return cfg.model.supernet_config(text_input=cfg.data.text_input, strategy=cfg.search, seed=cfg.seed)
 
 
 def resolve_config(cfg: SearchConfig, info: TaskInfo) -> SearchConfig:
