@@ -31,6 +31,34 @@ def test_candidates_are_the_top_k_distinct_plus_anchors_in_a_fixed_order():
     assert [r["label"] for r in shortlist_candidates(searched, 5, (), (2, 2))] == ["searched1", "searched2", "searched3"]
 
 
+POOLS = {"enc": ["self_att", "feed_forward"], "dec": ["self_att", "rel_self_att", "guided_att", "feed_forward"]}
+
+
+def test_pool_draws_follow_the_searches_probabilities_and_are_distinct_and_reproducible():
+    from collections import Counter
+
+    # a search sure of SA in the encoder and of GA in the first decoder block, unsure of the second
+    peaked = {**OTHER, "op_pools": POOLS, "probs": {"enc": [[1.0, 0.0], [1.0, 0.0]],
+                                                    "dec": [[0.0, 0.0, 1.0, 0.0], [0.25, 0.25, 0.25, 0.25]]}}
+    searched = [{"trial_id": "t1", "spec": peaked, "estimate": 50.0}]
+    rows = shortlist_candidates(searched, 1, ("mcan",), (2, 2), pool=3, pool_from="search", pool_seed=7)
+    assert [r["label"] for r in rows] == ["searched1", "pool1", "pool2", "pool3", "mcan"]
+    pool = rows[1:4]
+    assert all(r["origin"] == "drawn from search trial t1's op probabilities" and r["estimate"] is None for r in pool)
+    # only the unsure block varies; every draw differs from the others, the searched one and the anchor
+    assert all(r["spec"]["enc"] == [["self_att"], ["self_att"]] and r["spec"]["dec"][0] == ["guided_att"] for r in pool)
+    assert len({r["arch"] for r in rows}) == len(rows)
+    assert rows == shortlist_candidates(searched, 1, ("mcan",), (2, 2), pool=3, pool_from="search", pool_seed=7)
+    # the probabilities give 4 architectures (the searched FFN FFN | GA GA is not one of them): 4 draws at most
+    assert len(shortlist_candidates(searched, 1, (), (2, 2), pool=9, pool_seed=1)) == 1 + 4
+    # uniform draws cover the pools: over many seeds every op of every pool turns up
+    ops = Counter(op for seed in range(20) for r in shortlist_candidates([], 0, (), (2, 2), pool=3, pool_from="uniform", pool_seed=seed)
+                  for chain in ("enc", "dec") for [op] in r["spec"][chain])
+    assert set(ops) == set(POOLS["dec"])
+    uniform = shortlist_candidates(searched, 0, (), (2, 2), pool=2, pool_from="uniform", pool_seed=3)
+    assert [r["origin"] for r in uniform] == ["drawn uniformly from the search space"] * 2
+
+
 def test_winner_is_chosen_on_val_among_full_budget_trials_only():
     rows = [
         {"label": "a", "val": 50.0, "test": 10.0, "epoch": 4},
@@ -55,6 +83,8 @@ def test_shortlist_section_is_validated_naming_the_key():
         validate_config(ShortlistSettings, {"k": 0})
     with pytest.raises(ConfigError, match="unknown key"):
         validate_config(ShortlistSettings, {"top_k": 3})
+    with pytest.raises(ConfigError, match="pool_from"):
+        validate_config(ShortlistSettings, {"pool": 4, "pool_from": "probs"})
 
 
 def test_agreement_and_entropy():

@@ -22,7 +22,7 @@ def test_shortlist_retrains_candidates_and_anchors_picks_on_val_tests_once_and_r
     from mmsearch.recipes.train_derived.recipe import train_derived
     from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
-    settings = ShortlistSettings(enabled=True, k=1, budget=2, grace_period=1, cpus_per_trial=0.5)
+    settings = ShortlistSettings(enabled=True, k=1, budget=2, grace_period=1, cpus_per_trial=0.5, pool=1)
     base = shortlist_train_config("vqa", settings, {"data": {"root": "synthetic"}}, smoke_test=True)
     tune = TuneSettings(experiment_name="exp", metric="val_metric", mode="max", storage_path=str(tmp_path), max_failures=0,
                         resources={"cpus_per_trial": 0.5, "reserve_cpus_for_data": 0})
@@ -35,8 +35,9 @@ def test_shortlist_retrains_candidates_and_anchors_picks_on_val_tests_once_and_r
 
     record = run_shortlist(location, tune, settings, base, searched, (2, 2), verbose=0)
     rows = record["rows"]
-    assert [r["label"] for r in rows] == ["searched1", "mcan", "mmnas_prior"]  # the top 1 and both anchors
-    assert rows[0]["origin"] == "search trial t1" and rows[1]["estimate"] is None
+    assert [r["label"] for r in rows] == ["searched1", "pool1", "mcan", "mmnas_prior"]  # the top 1, a draw, both anchors
+    assert rows[0]["origin"] == "search trial t1" and rows[1]["estimate"] is None and rows[2]["estimate"] is None
+    assert rows[1]["origin"] == "drawn uniformly from the search space"  # t1's spec carries no op probabilities
     assert all(r["val_per_epoch"] and r["val_per_epoch"][0][0] == 1 for r in rows)
     full = [r for r in rows if r["epoch"] == 2]
     assert full and record["winner"]["label"] == max(full, key=lambda r: (r["val"], -rows.index(r)))["label"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import statistics
 from typing import Any, Literal, Mapping, Sequence
 
@@ -37,6 +38,15 @@ class ShortlistSettings:
     reduction_factor: int = Field(default=2, ge=2)
     cpus_per_trial: float = Field(default=1.0, gt=0)
     train_config: str | None = None  # the standalone training's config; default configs/train/<task>.yaml
+    # Architectures drawn from the search space next to the searched ones; ASHA's first rung
+    # (grace_period epochs of standalone training) ranks them all. That short training is the
+    # estimator the oracle benchmark chose: Kendall tau 0.55 on VG at 2 epochs, against -0.04 for
+    # MMnas's one-shot estimate (bench/README.md, "Estimators on VG").
+    pool: int = Field(default=0, ge=0)
+    # "search": each block's op drawn from a search's final op probabilities (the searches by
+    # estimate, in turn); "uniform": from the pools, uniformly (random search under ASHA).
+    pool_from: Literal["search", "uniform"] = "search"
+    pool_seed: int = Field(default=0, ge=0)
 
     def __post_init__(self) -> None:
         if self.grace_period > self.budget:
@@ -54,9 +64,11 @@ def _clean_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def shortlist_candidates(searched: Sequence[Mapping[str, Any]], k: int, anchors: Sequence[str],
-                         depths: tuple[int, int]) -> list[dict[str, Any]]:
+                         depths: tuple[int, int], *, pool: int = 0, pool_from: str = "search",
+                         pool_seed: int = 0) -> list[dict[str, Any]]:
     """The architectures to retrain, in order: the top ``k`` distinct ``searched`` ones by
-    ``estimate`` (ties: ``trial_id``), then the anchors not already among them.
+    ``estimate`` (ties: ``trial_id``), ``pool`` distinct draws (:func:`pool_draws`), then the
+    anchors not already among them.
 
     ``searched``: one entry per search trial, ``{"trial_id", "spec" (dict), "estimate"}`` (entries
     without a finite estimate are left out). Returns ``{"label", "spec", "estimate", "origin",
@@ -77,6 +89,11 @@ def shortlist_candidates(searched: Sequence[Mapping[str, Any]], k: int, anchors:
                "origin": f"search trial {entry['trial_id']}", "anchor": None, "also_found_by": []}
         seen[key] = row
         out.append(row)
+    for label, spec, origin in pool_draws(usable, pool, pool_from, depths, set(seen) | {arch_key(anchor(a, *depths)) for a in anchors},
+                                          seed=pool_seed):
+        seen[arch_key(spec)] = {}
+        out.append({"label": label, "spec": _clean_spec(spec), "estimate": None, "origin": origin, "anchor": None,
+                    "also_found_by": []})
     for name in anchors:
         spec = anchor(name, *depths)
         key = arch_key(spec)
@@ -89,6 +106,42 @@ def shortlist_candidates(searched: Sequence[Mapping[str, Any]], k: int, anchors:
         out.append(row)
     for row in out:
         row["arch"] = arch_line(row["spec"])
+    return out
+
+
+def pool_draws(searched: Sequence[Mapping[str, Any]], n: int, source: str, depths: tuple[int, int],
+               taken: set, *, seed: int = 0) -> list[tuple[str, dict[str, Any], str]]:
+    """``n`` distinct architectures not in ``taken``, as ``(label, spec, origin)``, reproducible from ``seed``.
+
+    ``source="search"``: draw ``i`` samples each block's op from the final op probabilities of
+    search ``i mod len(searched)`` (``searched`` in estimate order; a search without probabilities
+    is drawn uniformly); ``"uniform"``: every op uniformly from the pools. Fewer than ``n`` when
+    the space (or the probabilities' support) has no more distinct architectures to give.
+    """
+    from mmsearch.nas import DEFAULT_POOLS
+
+    if n == 0:
+        return []
+    sources = list(searched) if source == "search" and searched else [None]
+    fallback = (searched[0]["spec"].get("op_pools") if searched else None) or DEFAULT_POOLS
+    rng, out, taken = random.Random(seed), [], set(taken)
+    for attempt in range(200 * n):  # distinct draws; a peaked distribution may have few to give
+        if len(out) == n:
+            break
+        entry = sources[attempt % len(sources)]
+        probs = (entry["spec"].get("probs") if entry is not None else None) or {}
+        pools = (entry["spec"].get("op_pools") if entry is not None else None) or fallback  # probs are over these
+        spec = {"op_pools": {c: list(pools[c]) for c in ("enc", "dec")}}
+        for chain, depth in zip(("enc", "dec"), depths):
+            weights = probs.get(chain) or [[1.0] * len(pools[chain])] * depth
+            spec[chain] = [[rng.choices(pools[chain], weights=w)[0]] for w in weights[:depth]]
+        key = arch_key(spec)
+        if key in taken:
+            continue
+        taken.add(key)
+        origin = (f"drawn from search trial {entry['trial_id']}'s op probabilities" if entry is not None and probs
+                  else "drawn uniformly from the search space")
+        out.append((f"pool{len(out) + 1}", spec, origin))
     return out
 
 
@@ -130,5 +183,5 @@ def search_agreement(specs: Sequence[Mapping[str, Any]], pools: Mapping[str, Seq
             "chance": chance_agreement(pools, depths) if specs else math.nan}
 
 
-__all__ = ["ShortlistSettings", "agreement", "chance_agreement", "estimate_vs_retrained", "pick_winner",
+__all__ = ["ShortlistSettings", "agreement", "chance_agreement", "estimate_vs_retrained", "pick_winner", "pool_draws",
            "search_agreement", "shortlist_candidates"]

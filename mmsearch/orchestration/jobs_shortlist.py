@@ -169,7 +169,8 @@ def run_shortlist(location: StorageLocation, job_tune: TuneSettings, settings: S
     from mmsearch.orchestration.experiment import run_experiment
     from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
-    candidates = shortlist_candidates(searched, settings.k, settings.anchors, depths)
+    candidates = shortlist_candidates(searched, settings.k, settings.anchors, depths, pool=settings.pool,
+                                      pool_from=settings.pool_from, pool_seed=settings.pool_seed)
     done = _json(location.child(SHORTLIST_FILE))
     if isinstance(done, dict) and done.get("candidates") == _plain(candidates) and done.get("winner", {}).get("test"):
         print(f"Shortlist already finished: winner {done['winner']['label']} ({location.child(SHORTLIST_FILE).uri})", flush=True)
