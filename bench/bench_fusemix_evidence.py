@@ -159,7 +159,7 @@ def probe_encoders(root: str, data_overrides: list[str]) -> dict[str, Any]:
     """Linear-probe accuracy (scene colours and shapes present) of a data set's image and text latents."""
     from mmsearch.config import load_config
     from mmsearch.data.dataset_root import DatasetRoot
-    from mmsearch.data.precompute_config import PrecomputeConfig
+    from mmsearch.data.precompute.config import PrecomputeConfig
     from mmsearch.data.store import open_store
     from mmsearch.evaluation.paired import linear_probe_accuracy, scene_attribute_labels
 

@@ -14,7 +14,7 @@ Same as ``mmsearch precompute ...``; see mmsearch.orchestration.precompute.
 """
 import sys
 
-from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
+from mmsearch.orchestration.jobs.env import settle_ray_auth_mode
 
 if __name__ == "__main__":
     settle_ray_auth_mode()  # before Ray is imported: Ray reads RAY_AUTH_MODE once, at import

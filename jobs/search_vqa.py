@@ -9,11 +9,11 @@
 
 Config: configs/search/vqa.yaml (recipe:, tune:, dataset: sections). Resubmitting with the same
 experiment name resumes it. Same as ``mmsearch search --task vqa ...``; see
-mmsearch.orchestration.jobs for what the job does and its exit status.
+mmsearch.orchestration.jobs.run for what the job does and its exit status.
 """
 import sys
 
-from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
+from mmsearch.orchestration.jobs.env import settle_ray_auth_mode
 
 if __name__ == "__main__":
     settle_ray_auth_mode()  # before Ray is imported: Ray reads RAY_AUTH_MODE once, at import

@@ -30,7 +30,7 @@ Same as ``mmsearch train ...``; see mmsearch.orchestration.train_job.
 """
 import sys
 
-from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
+from mmsearch.orchestration.jobs.env import settle_ray_auth_mode
 
 if __name__ == "__main__":
     settle_ray_auth_mode()  # before Ray is imported: Ray reads RAY_AUTH_MODE once, at import

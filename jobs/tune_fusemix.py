@@ -8,11 +8,11 @@
 
 The recipe config (configs/fusemix/scenes.yaml) and the tune settings
 (configs/tune/fusemix_scenes.yaml) are separate files; overrides start with recipe., tune. or
-dataset.. Same as ``mmsearch tune-fusemix ...``; see mmsearch.orchestration.jobs.
+dataset.. Same as ``mmsearch tune-fusemix ...``; see mmsearch.orchestration.jobs.run.
 """
 import sys
 
-from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
+from mmsearch.orchestration.jobs.env import settle_ray_auth_mode
 
 if __name__ == "__main__":
     settle_ray_auth_mode()  # before Ray is imported: Ray reads RAY_AUTH_MODE once, at import

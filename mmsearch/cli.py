@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
+    from mmsearch.orchestration.jobs.env import settle_ray_auth_mode
 
     settle_ray_auth_mode()  # before any command imports Ray: Ray reads RAY_AUTH_MODE once, at import
     args = list(sys.argv[1:] if argv is None else argv)

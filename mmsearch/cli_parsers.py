@@ -17,7 +17,7 @@ from pathlib import Path
 
 @dataclasses.dataclass(frozen=True)
 class JobCard:
-    """What a Ray Tune job's command line shows (the rest of the job: orchestration.jobs_specs)."""
+    """What a Ray Tune job's command line shows (the rest of the job: orchestration.jobs.specs)."""
 
     name: str  # "search_vqa"
     description: str

@@ -16,7 +16,7 @@ sys.path.insert(0, str(BENCH))
 import bench_fusemix_evidence as bench  # noqa: E402  (bench/ is not a package)
 
 from mmsearch.config import load_config  # noqa: E402
-from mmsearch.data.precompute_config import PrecomputeConfig, fingerprint  # noqa: E402
+from mmsearch.data.precompute.config import PrecomputeConfig, fingerprint  # noqa: E402
 from mmsearch.data.scenes import SceneConfig, sample_scene  # noqa: E402
 from mmsearch.encoders import ENCODERS, EfficientNetLite0Encoder, build_encoder, random_weights_name  # noqa: E402
 from mmsearch.evaluation.paired import linear_probe_accuracy, paired_difference, scene_attribute_labels  # noqa: E402

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mmsearch import cli
-from mmsearch.orchestration import jobs
+from mmsearch.orchestration.jobs import run as jobs  # run_job is replaced where main looks it up
 
 REPO = Path(__file__).resolve().parents[1]
 

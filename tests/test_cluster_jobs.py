@@ -179,7 +179,7 @@ def _s3_up(cluster: Cluster) -> bool:
 
 
 def trial_starts(cluster: Cluster, experiment: str) -> dict[str, list[dict]]:
-    """Trial directory -> the start records its trials wrote (mmsearch.orchestration.jobs_trials)."""
+    """Trial directory -> the start records its trials wrote (mmsearch.orchestration.jobs.trials)."""
     starts: dict[str, list[dict]] = {}
     for key in cluster.keys(f"{experiment}/"):
         parts = key[len(experiment) + 1 :].split("/")

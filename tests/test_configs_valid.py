@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from mmsearch.config import read_yaml, validate_config
-from mmsearch.data.precompute_config import PrecomputeConfig
+from mmsearch.data.precompute.config import PrecomputeConfig
 from mmsearch.evaluation import ShortlistSettings
-from mmsearch.orchestration.jobs_config import split_job_file
+from mmsearch.orchestration.jobs.config import split_job_file
 from mmsearch.orchestration.settings import TuneSettings
 from mmsearch.recipes.fusemix.config import FuseMixConfig
 from mmsearch.recipes.search.config import SearchConfig

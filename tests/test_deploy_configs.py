@@ -68,7 +68,7 @@ def test_kuberay_manifests_parse_and_name_ray_resources():
 
 
 def test_rayjob_entrypoint_runs_an_existing_job_with_an_existing_config():
-    from mmsearch.orchestration.jobs_config import load_job_config
+    from mmsearch.orchestration.jobs.config import load_job_config
 
     (job,) = [d for d in _manifests() if d["kind"] == "RayJob"]
     argv = shlex.split(job["spec"]["entrypoint"])

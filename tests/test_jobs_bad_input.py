@@ -185,7 +185,7 @@ def test_precompute_unreachable_s3_exits_2(capsys, monkeypatch):
 def test_precompute_over_another_data_set_names_the_overwrite_flag(capsys, tmp_path):
     from mmsearch.config import load_config
     from mmsearch.data.dataset_root import DatasetCard, DatasetRoot
-    from mmsearch.data.precompute_config import PrecomputeConfig
+    from mmsearch.data.precompute.config import PrecomputeConfig
 
     card = DatasetCard(name="scenes", fingerprint="0123456789ab", source={}, encoders={}, dtype="float16", tables=("pairs",),
                        splits={}, vocab_size=0, num_answers=0, max_regions=0, max_tokens=0)
@@ -289,7 +289,7 @@ def test_no_trial_fits_leaves_no_experiment_directory(capsys, tmp_path, monkeypa
 
 def test_search_resume_with_other_settings_names_them_before_ray(capsys, tmp_path):
     from mmsearch.orchestration.experiment import SPEC_FILE, plan_experiment
-    from mmsearch.orchestration.jobs_config import JobOptions
+    from mmsearch.orchestration.jobs.config import JobOptions
 
     argv = ["recipe.data.root=synthetic", "recipe.seed=1", "--storage", str(tmp_path / "results")]
     spec = JOBS["search_vqa"]

@@ -9,8 +9,8 @@ import yaml
 from mmsearch.config import ConfigError, read_yaml, validate_config
 from mmsearch.orchestration.experiment import plan_experiment
 from mmsearch.orchestration.jobs import JOBS, SEARCH_TASKS, build_parser, options_from_args
-from mmsearch.orchestration.jobs_config import SMOKE_SUFFIX, JobOptions
-from mmsearch.orchestration.jobs_data import bind_data
+from mmsearch.orchestration.jobs.config import SMOKE_SUFFIX, JobOptions
+from mmsearch.orchestration.jobs.data import bind_data
 from mmsearch.recipes.fusemix.config import FuseMixConfig
 from mmsearch.recipes.search.config import SearchConfig
 
@@ -146,8 +146,8 @@ def test_a_job_file_with_unknown_sections_or_no_tune_settings_is_refused(tmp_pat
 
 
 def test_the_data_set_goes_next_to_s3_experiments_and_to_the_cache_otherwise(tmp_path, monkeypatch):
-    from mmsearch.data.precompute_config import fingerprint
-    from mmsearch.orchestration.jobs_data import dataset_uri, place_dataset
+    from mmsearch.data.precompute.config import fingerprint
+    from mmsearch.orchestration.jobs.data import dataset_uri, place_dataset
     from mmsearch.storage import resolve_storage
 
     monkeypatch.setenv("MMSEARCH_CACHE", str(tmp_path / "cache"))

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
+from mmsearch.orchestration.jobs.env import settle_ray_auth_mode
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def test_after_ray_was_imported_only_disabled_is_consistent():
 def test_a_fresh_shell_starts_ray_with_token_auth(tmp_path):
     """No RAY_AUTH_MODE, no token yet: the job's entry sequence starts Ray and runs a task (Ray creates the token)."""
     code = (
-        "from mmsearch.orchestration.jobs_env import settle_ray_auth_mode\n"
+        "from mmsearch.orchestration.jobs.env import settle_ray_auth_mode\n"
         "settle_ray_auth_mode()\n"
         "from mmsearch.orchestration.cluster import connect\n"
         "import ray\n"

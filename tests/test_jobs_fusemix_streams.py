@@ -9,9 +9,9 @@ import torch
 
 from mmsearch.config import load_config
 from mmsearch.data.store import StoreError, StoreWriter, scalar, vector
-from mmsearch.orchestration import jobs_trials
+from mmsearch.orchestration.jobs import trials as jobs_trials
 from mmsearch.orchestration.fusemix_streams import ray_stream_factory
-from mmsearch.orchestration.jobs_trials import STARTS_DIR, recipe_trial
+from mmsearch.orchestration.jobs.trials import STARTS_DIR, recipe_trial
 from mmsearch.recipes.context import LocalContext
 from mmsearch.recipes.fusemix.config import FuseMixConfig
 
@@ -111,8 +111,8 @@ def test_tune_fusemix_job_end_to_end_on_existing_latents(ray_session, stores, tm
     """jobs/tune_fusemix.py's main path at smoke size: the latent stores named (nothing built), two
     trials under ASHA streaming them through Ray Data, best trial, summary and report written."""
     from mmsearch.orchestration.jobs import JOBS, run_job
-    from mmsearch.orchestration.jobs_config import JobOptions
-    from mmsearch.orchestration.jobs_results import BEST_TRIAL_FILE
+    from mmsearch.orchestration.jobs.config import JobOptions
+    from mmsearch.orchestration.jobs.results import BEST_TRIAL_FILE
 
     options = JobOptions(smoke_test=True, storage=str(tmp_path), name="fusemix_e2e", overrides=(
         f"recipe.data.store={stores['train']}", f"recipe.data.val_store={stores['val']}",

@@ -8,9 +8,9 @@ import pytest
 
 from mmsearch.nas import load_arch_spec
 from mmsearch.orchestration.jobs import JOBS, run_job
-from mmsearch.orchestration.jobs_config import JobOptions
-from mmsearch.orchestration.jobs_results import BEST_ARCH_FILE, BEST_TRIAL_FILE, COMPARISON_FILE, RETRAIN_RUN
-from mmsearch.orchestration.jobs_trials import STARTS_DIR
+from mmsearch.orchestration.jobs.config import JobOptions
+from mmsearch.orchestration.jobs.results import BEST_ARCH_FILE, BEST_TRIAL_FILE, COMPARISON_FILE, RETRAIN_RUN
+from mmsearch.orchestration.jobs.trials import STARTS_DIR
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 

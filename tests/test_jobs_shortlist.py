@@ -10,8 +10,8 @@ import pytest
 from mmsearch.evaluation import ShortlistSettings
 from mmsearch.nas import load_arch_spec, mcan_prior_spec, random_spec
 from mmsearch import storage
-from mmsearch.orchestration.jobs_shortlist import SEARCH_BEST_ARCH_FILE, SHORTLIST_FILE, run_shortlist, shortlist_train_config
-from mmsearch.orchestration.jobs_trials import STARTS_DIR
+from mmsearch.orchestration.jobs.shortlist import SEARCH_BEST_ARCH_FILE, SHORTLIST_FILE, run_shortlist, shortlist_train_config
+from mmsearch.orchestration.jobs.trials import STARTS_DIR
 from mmsearch.orchestration.settings import TuneSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]

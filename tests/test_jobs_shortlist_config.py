@@ -7,8 +7,8 @@ import pytest
 from mmsearch.config import ConfigError
 from mmsearch.evaluation import ShortlistSettings
 from mmsearch.orchestration.jobs import JOBS
-from mmsearch.orchestration.jobs_config import JobOptions
-from mmsearch.orchestration.jobs_shortlist import shortlist_train_config
+from mmsearch.orchestration.jobs.config import JobOptions
+from mmsearch.orchestration.jobs.shortlist import shortlist_train_config
 
 
 @pytest.mark.parametrize("job", ["search_vqa", "search_itm", "search_vg"])
@@ -40,7 +40,7 @@ def test_bad_shortlist_settings_fail_naming_the_key():
 def test_shortlist_run_is_named_after_its_candidates():
     from mmsearch.evaluation import shortlist_candidates
     from mmsearch.nas import random_spec
-    from mmsearch.orchestration.jobs_shortlist import shortlist_run_name
+    from mmsearch.orchestration.jobs.shortlist import shortlist_run_name
 
     probs = {"enc": [[0.7, 0.3], [0.4, 0.6]], "dec": [[0.1, 0.2, 0.3, 0.4]] * 2}
     one = [{"trial_id": "a", "spec": {**random_spec(2, 2, seed=1).to_dict(), "probs": probs}, "estimate": 3.0}]

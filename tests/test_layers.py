@@ -52,13 +52,15 @@ def test_every_module_belongs_to_a_layer_of_the_table():
     assert not missing, f"mmsearch/README.md's layer table does not list {missing}"
 
 
+def higher_layer_imports(unit: str, modules: set[str], rank: dict[str, int]) -> list[str]:
+    """The modules of ``modules`` in a layer above ``unit``'s (``mmsearch.orchestration.jobs.run``: ``orchestration``)."""
+    return sorted(m for m in modules if m.startswith("mmsearch.") and rank.get(m.split(".")[1], -1) > rank[unit])
+
+
 def test_no_module_imports_a_higher_layer():
     rank = {unit: i for i, layer in enumerate(table_layers()) for unit in layer}
     upward = {
-        f"{path.relative_to(ROOT)} ({unit_of(path)})": sorted(
-            module for module in imported_modules(path)
-            if module.startswith("mmsearch.") and rank.get(module.split(".")[1], -1) > rank[unit_of(path)]
-        )
+        f"{path.relative_to(ROOT)} ({unit_of(path)})": higher_layer_imports(unit_of(path), imported_modules(path), rank)
         for path in SOURCES
     }
     assert not {k: v for k, v in upward.items() if v}, "imports of higher layers (mmsearch/README.md's table)"
@@ -76,7 +78,11 @@ def test_the_check_catches_an_upward_import(tmp_path):
     """The checker itself: a module of a low layer importing a high one is reported."""
     rank = {unit: i for i, layer in enumerate(table_layers()) for unit in layer}
     bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    from mmsearch.orchestration.jobs import run_job\n    from mmsearch import storage\n")
+    bad.write_text("def f():\n    from mmsearch.orchestration.jobs.run import run_job\n    from mmsearch import storage\n")
     imported = imported_modules(bad)
-    assert imported == {"mmsearch.orchestration.jobs", "mmsearch.storage"}
+    assert imported == {"mmsearch.orchestration.jobs.run", "mmsearch.storage"}
     assert rank["orchestration"] > rank["ops"] and rank["storage"] < rank["ops"]
+    # A module of a subpackage belongs to its top package's layer: data/precompute/ is data.
+    assert unit_of(PACKAGE / "data" / "precompute" / "bad.py") == "data"
+    assert higher_layer_imports("data", imported, rank) == ["mmsearch.orchestration.jobs.run"]
+    assert higher_layer_imports("orchestration", imported, rank) == []

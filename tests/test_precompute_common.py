@@ -10,7 +10,7 @@ from typing import Any
 
 from mmsearch.config import load_config
 from mmsearch.data.precompute import PrecomputeResult, precompute
-from mmsearch.data.precompute_config import PrecomputeConfig
+from mmsearch.data.precompute.config import PrecomputeConfig
 from mmsearch.data.scenes import SceneConfig, build_scene_dataset
 
 SMALL_SCENES = 24  # train 17, val 2, test 5 images

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 from mmsearch.config import load_config
-from mmsearch.data.precompute_config import PrecomputeConfig, fingerprint
+from mmsearch.data.precompute.config import PrecomputeConfig, fingerprint
 
 
 def test_ensure_dataset_builds_once_into_the_cache(tmp_path, monkeypatch, capsys):

@@ -12,11 +12,11 @@ import torch
 from mmsearch.config import ConfigError, load_config
 from mmsearch.data.dataset_root import DatasetError, DatasetRoot
 from mmsearch.data.precompute import precompute
-from mmsearch.data.precompute_config import PrecomputeConfig, fingerprint
-from mmsearch.data.precompute_encode import ImageStage
-from mmsearch.data.precompute_records import all_texts, build_answers, top_answer
-from mmsearch.data.precompute_runner import LocalRunner
-from mmsearch.data.precompute_benchmark import nearest_neighbour_accuracy, object_crops_inputs
+from mmsearch.data.precompute.config import PrecomputeConfig, fingerprint
+from mmsearch.data.precompute.encode import ImageStage
+from mmsearch.data.precompute.records import all_texts, build_answers, top_answer
+from mmsearch.data.precompute.runner import LocalRunner
+from mmsearch.data.precompute.benchmark import nearest_neighbour_accuracy, object_crops_inputs
 from mmsearch.data.store import open_store
 from mmsearch.data.text import Vocabulary, encode_ids
 from test_precompute_common import scene_records, scenes_config, shared_scenes

@@ -12,7 +12,7 @@ from mmsearch.config import load_config
 from mmsearch.data.dataset_root import DatasetRoot
 from mmsearch.data.loaders import soft_scores
 from mmsearch.data.precompute import BUA_ENCODER, precompute
-from mmsearch.data.precompute_config import PrecomputeConfig
+from mmsearch.data.precompute.config import PrecomputeConfig
 from mmsearch.data.store import open_store
 from mmsearch.data.tasks import open_task_data
 from mmsearch.data.task_data import TaskDataConfig

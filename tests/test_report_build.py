@@ -113,7 +113,7 @@ def test_a_running_experiment_is_reported_as_it_is_now_and_odd_data_does_not_sto
 
 def test_searched_vs_retrained_from_the_recorded_file(tmp_path):
     root = write_experiment(tmp_path / "exp", [FakeTrial("77777_00000", "TERMINATED", [50.0, 60.0], {}, arch=False)], max_t=2, rungs=())
-    (root / "searched_vs_retrained.json").write_text(json.dumps(  # as mmsearch.orchestration.jobs_results writes it
+    (root / "searched_vs_retrained.json").write_text(json.dumps(  # as mmsearch.orchestration.jobs.results writes it
         {"task": "vqa", "metric": "vqa_acc", "searched": {"val_vqa_acc_number": 31.5, "val_metric": 60.0, "val_vqa_count": 400.0},
          "retrained": {"val_metric": 64.25, "best_val_metric": 65.0, "test_vqa_acc": 63.0}}))
     page = build_report(str(root))

@@ -237,7 +237,7 @@ def _check_best_agrees_with_ray(exp: Path) -> str:
     from ray.tune import ExperimentAnalysis, ResultGrid
 
     from mmsearch.orchestration.experiment import summarize_experiment
-    from mmsearch.orchestration.jobs_results import write_best_trial
+    from mmsearch.orchestration.jobs.results import write_best_trial
     from mmsearch.storage import StorageLocation
 
     location = StorageLocation(uri=str(exp))

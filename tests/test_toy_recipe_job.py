@@ -11,10 +11,10 @@ from test_orchestration_toy_recipe import ToyConfig, register_for_ray
 
 from mmsearch.cli_parsers import JobCard
 from mmsearch.orchestration.jobs import run_job
-from mmsearch.orchestration.jobs_config import JobOptions
-from mmsearch.orchestration.jobs_results import BEST_TRIAL_FILE
-from mmsearch.orchestration.jobs_specs import recipe_job
-from mmsearch.orchestration.jobs_trials import STARTS_DIR
+from mmsearch.orchestration.jobs.config import JobOptions
+from mmsearch.orchestration.jobs.results import BEST_TRIAL_FILE
+from mmsearch.orchestration.jobs.specs import recipe_job
+from mmsearch.orchestration.jobs.trials import STARTS_DIR
 
 
 def toy_job(tmp_path, epochs: int = 3, lrs: tuple = (0.1, 0.5)) -> tuple:

@@ -7,7 +7,7 @@ A precomputed data set is a root (local directory or ``s3://bucket/prefix``) hol
     <root>/vocab.json       compact WordPiece vocabulary (train texts; ``mmsearch.data.text``)
     <root>/answers.json     VQA answer vocabulary (train answers; index = class id)
     <root>/<split>/         one latent store per split (``mmsearch.data.store``), tables as
-                            documented in ``mmsearch.data.precompute_tables``
+                            documented in ``mmsearch.data.precompute.tables``
 
 The card is the commit point of the whole data set: a root without one is incomplete (an
 interrupted precompute) and is rebuilt; a root with one is complete and is reused as a cache
@@ -43,7 +43,7 @@ class DatasetCard:
     """What ``dataset.json`` records (all JSON-serialisable)."""
 
     name: str  # data set name ("scenes", "vqa_v2", ...)
-    fingerprint: str  # hash of the data-determining config (see precompute_config.fingerprint)
+    fingerprint: str  # hash of the data-determining config (see precompute.config.fingerprint)
     source: dict[str, Any]  # the source config section
     encoders: dict[str, Any]  # {"image": {name, dim, crop_size, ...}, "text": {name, dim, states, max_tokens}}
     dtype: str  # latent dtype in the stores ("float16" / "float32")

@@ -3,7 +3,7 @@
 After a job's searches, the top ``k`` *distinct* architectures by the search's estimate (each
 trial's validation metric of its best architecture with the supernet's shared weights) and the
 anchors (MCAN and MMnas's prior at the search's depth) are retrained standalone under ASHA
-(``mmsearch.orchestration.jobs_shortlist``); :func:`pick_winner` takes the best *validation*
+(``mmsearch.orchestration.jobs.shortlist``); :func:`pick_winner` takes the best *validation*
 metric among the trials that ran the full budget. The test split plays no part in it.
 
 :func:`search_agreement` and :func:`block_entropy` describe how sure and how consistent the

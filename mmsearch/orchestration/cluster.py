@@ -24,7 +24,7 @@ import ray
 
 from mmsearch.orchestration import quiet
 from mmsearch.orchestration.credentials import credential_names, keep_credentials_out_of_runtime_envs
-from mmsearch.orchestration.jobs_env import settle_ray_auth_mode
+from mmsearch.orchestration.jobs.env import settle_ray_auth_mode
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def connect(
     """
     if auth_mode is not None:
         os.environ["RAY_AUTH_MODE"] = auth_mode
-    # Entry points settle the mode before Ray is imported (jobs_env); when a caller did not,
+    # Entry points settle the mode before Ray is imported (jobs.env); when a caller did not,
     # settle_ray_auth_mode records what this already-imported Ray runs with instead of setting a
     # mode the process cannot honour (that splits driver and GCS).
     settle_ray_auth_mode()

@@ -1,6 +1,6 @@
 """The precompute job on Ray Data: encoder stages as batch inference over actor pools.
 
-:class:`RayDataRunner` implements ``mmsearch.data.precompute_runner.StageRunner``: the stage's
+:class:`RayDataRunner` implements ``mmsearch.data.precompute.runner.StageRunner``: the stage's
 inputs (image descriptors -- pickled ``ImageRecord``s, a few hundred bytes each, never pixels --
 or texts) become a Ray Dataset of small Arrow blocks; ``map_batches`` runs the stage in a pool
 of actors (the frozen encoder is loaded once per actor, in ``__init__``; one GPU per actor when
@@ -31,9 +31,9 @@ import ray
 from mmsearch.config import load_config, replace
 from mmsearch import storage
 from mmsearch.data.precompute import PrecomputeResult, dataset_root_of, other_dataset_error, precompute
-from mmsearch.data.precompute_arrow import from_arrow, to_arrow
-from mmsearch.data.precompute_config import PrecomputeConfig, RayPrecomputeConfig, fingerprint
-from mmsearch.data.precompute_runner import StageSpec
+from mmsearch.data.precompute.arrow import from_arrow, to_arrow
+from mmsearch.data.precompute.config import PrecomputeConfig, RayPrecomputeConfig, fingerprint
+from mmsearch.data.precompute.runner import StageSpec
 from mmsearch.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     from mmsearch.config import ConfigError
     from mmsearch.data.dataset_root import DatasetError
     from mmsearch.data.store import StoreError
-    from mmsearch.orchestration.jobs_config import resolve_path
+    from mmsearch.orchestration.jobs.config import resolve_path
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)

@@ -31,7 +31,7 @@ WORKER_HOOK = "mmsearch.orchestration.quiet.quiet_loggers"
 # Loggers of routine records, and the level they are raised to: one INFO line per checkpoint (Ray
 # Train v1 storage, used by Tune; and v2); Ray Data's progress display (its progress as 8-line log
 # blocks when stdout is not a terminal, and the one-off warning "Progress bars disabled" in every
-# trial that turns its per-epoch bars off, as jobs_trials.fusemix_trial does).
+# trial that turns its per-epoch bars off, as jobs.trials.fusemix_trial does).
 QUIET_LOGGERS = {
     "ray.train._internal.storage": logging.WARNING,
     "ray.train.v2._internal.execution.storage": logging.WARNING,

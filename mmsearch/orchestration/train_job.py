@@ -75,9 +75,9 @@ def arch_defaults(arch: str | None, args: argparse.Namespace | None = None) -> t
 
 def search_data_set(task: str, *, build: bool) -> str:
     """The data set ``python jobs/search_<task>.py`` reads, built now if it is not there yet."""
-    from mmsearch.orchestration.jobs_config import JobOptions
-    from mmsearch.orchestration.jobs_data import build_dataset, dataset_complete, dataset_uri
-    from mmsearch.orchestration.jobs_specs import job_spec
+    from mmsearch.orchestration.jobs.config import JobOptions
+    from mmsearch.orchestration.jobs.data import build_dataset, dataset_complete, dataset_uri
+    from mmsearch.orchestration.jobs.specs import job_spec
 
     dataset = job_spec(f"search_{task}").load(JobOptions()).dataset
     if not dataset_complete(dataset):
@@ -93,7 +93,7 @@ def load_job_config(args: argparse.Namespace) -> TrainDerivedConfig:
     """The validated config: ``--config`` (else the one for the architecture's task, see
     :func:`arch_defaults`), the flags and the overrides; raises ConfigError naming the problem."""
     from mmsearch.config import load_config, read_yaml, replace
-    from mmsearch.orchestration.jobs_config import resolve_path
+    from mmsearch.orchestration.jobs.config import resolve_path
     from mmsearch.recipes.train_derived.config import TrainDerivedConfig, default_run_name
 
     config, defaults = (args.config, []) if args.config else arch_defaults(args.arch, args)

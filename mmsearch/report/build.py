@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 REPORT_DIR = "report"
 REPORT_FILE = "report.html"
 COMPARISON_FILE = "searched_vs_retrained.json"
-SHORTLIST_FILE = "shortlist.json"  # written by mmsearch.orchestration.jobs_shortlist
+SHORTLIST_FILE = "shortlist.json"  # written by mmsearch.orchestration.jobs.shortlist
 DIAGNOSTICS_FILE = "search_diagnostics.json"  # likewise
 _NOT_TRIAL_DIRS = {"mmsearch_state", REPORT_DIR}
 

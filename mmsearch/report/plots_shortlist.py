@@ -1,6 +1,6 @@
 """The shortlist stage in the report: its ASHA ladder and search estimate vs retrained result.
 
-Input: the job's ``shortlist.json`` (``mmsearch.orchestration.jobs_shortlist``).
+Input: the job's ``shortlist.json`` (``mmsearch.orchestration.jobs.shortlist``).
 """
 from __future__ import annotations
 

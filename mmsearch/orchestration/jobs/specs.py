@@ -12,9 +12,9 @@ import dataclasses
 from typing import Any, Callable, Mapping
 
 from mmsearch.cli_parsers import JOB_CARDS, JobCard, search_card
-from mmsearch.orchestration.jobs_config import JobConfig, JobOptions, load_job_config
-from mmsearch.orchestration.jobs_shortlist import SHORTLIST_SMOKE
-from mmsearch.orchestration.jobs_trials import RecipeTrial
+from mmsearch.orchestration.jobs.config import JobConfig, JobOptions, load_job_config
+from mmsearch.orchestration.jobs.shortlist import SHORTLIST_SMOKE
+from mmsearch.orchestration.jobs.trials import RecipeTrial
 from mmsearch.recipes.entry import DataBinding, Recipe, SmokeTest
 from mmsearch.recipes.registry import recipe_entry
 from mmsearch.tasks import TASKS, task_entry

@@ -42,7 +42,7 @@ from mmsearch.evaluation import ShortlistSettings, pick_winner, shortlist_candid
 from mmsearch.evaluation.shortlist import estimate_vs_retrained, search_agreement
 from mmsearch.nas import block_entropy
 from mmsearch.orchestration.asha import validate_scheduler
-from mmsearch.orchestration.jobs_config import resolve_path
+from mmsearch.orchestration.jobs.config import resolve_path
 from mmsearch.orchestration.settings import SchedulerSettings, TuneSettings
 from mmsearch.storage import StorageLocation, read_bytes, write_bytes
 
@@ -59,7 +59,7 @@ SHORTLIST_SMOKE = ("k=2", "budget=2", "grace_period=1", "cpus_per_trial=0.5")
 
 def shortlist_train_config(task: str | None, settings: ShortlistSettings, recipe: Mapping[str, Any], *, smoke_test: bool) -> dict[str, Any]:
     """The shortlist trials' base training config (every trial sets ``arch``), validated now, before any trial."""
-    from mmsearch.orchestration.jobs_handoff import THEN_TRAIN_SMOKE
+    from mmsearch.orchestration.jobs.handoff import THEN_TRAIN_SMOKE
     from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
     if task is None:
@@ -103,7 +103,7 @@ def shortlist_tune_settings(job_tune: TuneSettings, experiment: StorageLocation,
 
 def shortlist_trial(config: Any, context: Any) -> None:
     """One standalone training of a shortlisted architecture as a Tune trial."""
-    from mmsearch.orchestration.jobs_trials import record_trial_start
+    from mmsearch.orchestration.jobs.trials import record_trial_start
     from mmsearch.recipes.train_derived.recipe import train_derived
 
     record_trial_start(context)

@@ -59,7 +59,7 @@ class ImageEncoderConfig:
     """Region features and whole-image latents from a frozen image encoder (``ENCODERS``)."""
 
     name: str = "efficientnet_lite0"
-    crop_size: int = 48  # region crops are resized to this many pixels (measured best features/s: precompute_benchmark)
+    crop_size: int = 48  # region crops are resized to this many pixels (measured best features/s: precompute.benchmark)
     crop_context: float = 0.0  # margin added around each box, as a fraction of its size
     image_size: Optional[int] = None  # whole-image latent input (pixels); None: 224, or the scenes' own size
     grid: int = 3  # raw images without proposals: the whole image plus grid x grid cells are the regions

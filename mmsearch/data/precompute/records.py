@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from mmsearch.data.precompute_config import PrecomputeConfig, SourceConfig
-from mmsearch.data.precompute_tables import ID_COLUMN
+from mmsearch.data.precompute.config import PrecomputeConfig, SourceConfig
+from mmsearch.data.precompute.tables import ID_COLUMN
 from mmsearch.data.records import DatasetSplit
 
 

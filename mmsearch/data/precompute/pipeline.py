@@ -2,14 +2,14 @@
 
     from mmsearch.config import load_config
     from mmsearch.data.precompute import precompute
-    from mmsearch.data.precompute_config import PrecomputeConfig
+    from mmsearch.data.precompute.config import PrecomputeConfig
 
     result = precompute(load_config(PrecomputeConfig, "configs/data/scenes.yaml", ["output=stores/scenes"]))
 
 Order of work: read the records of every split; build the token vocabulary and the VQA answer
 list on the train split and write them; open one store writer per split; run the image stage
 over the images of all splits and the text stage over the texts of all splits (through a
-:class:`~mmsearch.data.precompute_runner.StageRunner`: this process, or Ray Data actor pools),
+:class:`~mmsearch.data.precompute.runner.StageRunner`: this process, or Ray Data actor pools),
 writing rows as batches come back (memory: one row group per table and split, plus the
 whole-image latents needed for the ``pairs`` table); commit the stores; write the card last.
 
@@ -17,7 +17,7 @@ Idempotent: a root whose card carries the same fingerprint is reused as is (noth
 a root without a card (an interrupted run) is rebuilt; a root with a card of another
 fingerprint is an error unless ``overwrite=True``. Two processes asking for the same local
 root take turns (a file lock beside it), so the second one reuses what the first built.
-Table layouts: ``precompute_tables``.
+Table layouts: ``precompute.tables``.
 """
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ import numpy as np
 import mmsearch
 from mmsearch.config import config_to_dict
 from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot, cache_root
-from mmsearch.data.precompute_config import PrecomputeConfig, fingerprint
-from mmsearch.data.precompute_records import build_answers, build_vocabulary, image_inputs, load_splits, text_rows
-from mmsearch.data.precompute_runner import LocalRunner, StageRunner, StageSpec, concat_inputs
-from mmsearch.data.precompute_tables import IMAGE_TABLES, TEXT_TABLES, available_tables, table_columns
+from mmsearch.data.precompute.config import PrecomputeConfig, fingerprint
+from mmsearch.data.precompute.records import build_answers, build_vocabulary, image_inputs, load_splits, text_rows
+from mmsearch.data.precompute.runner import LocalRunner, StageRunner, StageSpec, concat_inputs
+from mmsearch.data.precompute.tables import IMAGE_TABLES, TEXT_TABLES, available_tables, table_columns
 from mmsearch.data.records import DatasetSplit
 from mmsearch.data.store import StoreWriter
 

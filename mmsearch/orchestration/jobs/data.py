@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from mmsearch.config import ConfigError
-from mmsearch.data.precompute_config import PrecomputeConfig
+from mmsearch.data.precompute.config import PrecomputeConfig
 from mmsearch.recipes.entry import DataBinding
 
 
@@ -31,7 +31,7 @@ def place_dataset(dataset: PrecomputeConfig, storage_root: Any) -> PrecomputeCon
     if dataset.output or not storage_root.is_s3:
         return dataset
     from mmsearch.config import replace
-    from mmsearch.data.precompute_config import fingerprint
+    from mmsearch.data.precompute.config import fingerprint
 
     return replace(dataset, output=f"{storage_root.uri}/datasets/{dataset.name}-{fingerprint(dataset)}")
 
@@ -39,7 +39,7 @@ def place_dataset(dataset: PrecomputeConfig, storage_root: Any) -> PrecomputeCon
 def dataset_uri(dataset: PrecomputeConfig) -> str:
     """The data set's root URI, computed without touching storage."""
     from mmsearch.data.dataset_root import cache_root
-    from mmsearch.data.precompute_config import fingerprint
+    from mmsearch.data.precompute.config import fingerprint
 
     uri = dataset.output or cache_root(dataset.name, fingerprint(dataset))
     return uri.rstrip("/") if uri.startswith("s3://") else str(Path(uri).expanduser().resolve())
@@ -48,7 +48,7 @@ def dataset_uri(dataset: PrecomputeConfig) -> str:
 def dataset_complete(dataset: PrecomputeConfig) -> bool:
     """Whether the data set is built (its card is there, with this config's fingerprint)."""
     from mmsearch.data.precompute import dataset_root_of
-    from mmsearch.data.precompute_config import fingerprint
+    from mmsearch.data.precompute.config import fingerprint
 
     root = dataset_root_of(dataset)
     return root.has_card() and root.read_card().fingerprint == fingerprint(dataset)

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from mmsearch.config import ConfigError, apply_overrides, masked_override, parse_override, read_yaml, validate_config
-from mmsearch.data.precompute_config import PrecomputeConfig
+from mmsearch.data.precompute.config import PrecomputeConfig
 from mmsearch.evaluation import ShortlistSettings
 from mmsearch.orchestration.settings import TuneSettings
 from mmsearch.recipes.entry import SmokeTest
 
 SECTIONS = ("recipe", "tune", "dataset", "shortlist")
-REPO_ROOT = Path(__file__).resolve().parents[2]  # configs/ lives here in a source checkout
+REPO_ROOT = Path(__file__).resolve().parents[3]  # configs/ lives here in a source checkout
 SMOKE_SUFFIX = "-smoke"
 
 

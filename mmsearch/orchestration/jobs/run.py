@@ -4,14 +4,14 @@ Each Tune job script (``jobs/search_*.py``, ``jobs/tune_fusemix.py``) calls ``mm
 which parses its arguments and runs :func:`main` on ``JOBS[name]``, as ``mmsearch search --task vqa ...`` does. A job:
 
 1. reads its config (``configs/search/vqa.yaml``: ``recipe:``, ``tune:`` and ``dataset:``
-   sections; see :mod:`.jobs_config`) and the command line, and validates all of it: a bad key
+   sections; see :mod:`.config`) and the command line, and validates all of it: a bad key
    or value, an unknown op in a search pool, an impossible search space or ASHA ladder, a storage
    it cannot write, or missing data each fail here, naming the problem, before any trial starts;
 2. joins the Ray cluster it was submitted to (``ray job submit``) or the one in ``RAY_ADDRESS``,
    else starts Ray on this machine, and prints the dashboard address (``RAY_AUTH_MODE`` is
-   settled by the entry point before Ray is imported: :mod:`.jobs_env`);
+   settled by the entry point before Ray is imported: :mod:`.env`);
 3. builds the data set on first use (``dataset:``; reused by every later job) and checks that
-   the trials can read it (:mod:`.jobs_data`);
+   the trials can read it (:mod:`.data`);
 4. runs the experiment (:func:`~mmsearch.orchestration.experiment.run_experiment`): trials share
    the one data set in storage (FuseMix streams its latent store through Ray Data), ASHA stops
    the poor ones at the epochs of its rung ladder, results go to ``tune.storage_path``. The same
@@ -20,16 +20,17 @@ which parses its arguments and runs :func:`main` on ``JOBS[name]``, as ``mmsearc
 5. writes the best trial and, for searches, the best architecture spec into the experiment
    directory; with ``shortlist.enabled`` retrains the top-k distinct searched architectures and
    the anchors under ASHA and makes the winner on val the experiment's ``best_arch.json``
-   (:mod:`.jobs_shortlist`); optionally retrains that architecture (``--then-train``), and builds
-   the report (:mod:`.jobs_results`).
+   (:mod:`.shortlist`); optionally retrains that architecture (``--then-train``), and builds
+   the report (:mod:`.results`).
 
 Exit status: 0 when every trial completed or was stopped by ASHA; 1 when a trial errored (after
 its retries) or did not finish (resubmit to resume it); 2 for bad input (nothing was run).
 
 Resources: ``tune.resources`` gives CPUs per trial; how many run at once follows from the
 cluster. A cluster with GPUs (one local GPU included) is shared by default: each trial gets the
-fraction that lets the planned concurrent trials run together (:mod:`.resource_plan`), and the
-recipes run on the GPU Ray gives them in bf16 autocast where it is supported (precision ``auto``);
+fraction that lets the planned concurrent trials run together
+(:mod:`mmsearch.orchestration.resource_plan`), and the recipes run on the GPU Ray gives them in
+bf16 autocast where it is supported (precision ``auto``);
 the plan printed at the start says so. ``tune.resources.gpus_per_trial=0.25`` sets the fraction
 by hand; ``--cpu`` keeps the trials on CPUs.
 """
@@ -44,10 +45,10 @@ from typing import Any, Sequence
 
 from mmsearch.cli_parsers import JOB_CARDS, JobCard, job_parser
 from mmsearch.config import ConfigError, validate_config
-from mmsearch.orchestration.jobs_config import JobConfig, JobOptions
-from mmsearch.orchestration.jobs_data import bind_data, build_dataset, dataset_complete, dataset_uri, place_dataset
-from mmsearch.orchestration.jobs_handoff import then_train, then_train_settings
-from mmsearch.orchestration.jobs_specs import JOBS, SEARCH_TASKS, JobSpec, job_spec
+from mmsearch.orchestration.jobs.config import JobConfig, JobOptions
+from mmsearch.orchestration.jobs.data import bind_data, build_dataset, dataset_complete, dataset_uri, place_dataset
+from mmsearch.orchestration.jobs.handoff import then_train, then_train_settings
+from mmsearch.orchestration.jobs.specs import JOBS, SEARCH_TASKS, JobSpec, job_spec
 from mmsearch.orchestration.quiet import set_verbose
 from mmsearch.tasks import TASKS
 
@@ -153,7 +154,7 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
     train = then_train_settings(spec.task, job, options, recipe, plan.location) if options.then_train else None
     shortlist = None
     if job.shortlist.enabled:
-        from mmsearch.orchestration.jobs_shortlist import shortlist_train_config
+        from mmsearch.orchestration.jobs.shortlist import shortlist_train_config
 
         shortlist = shortlist_train_config(spec.task, job.shortlist, recipe, smoke_test=options.smoke_test)
     cfg = validate_config(spec.config_cls, recipe, origin=job.origin)
@@ -189,7 +190,7 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
 def _run_and_finish(spec: JobSpec, job: JobConfig, recipe: dict[str, Any], train: dict[str, Any] | None,
                     shortlist: dict[str, Any] | None = None) -> JobOutcome:
     """Run (or resume) the experiment, then write the best trial / architecture, --then-train, the report."""
-    from mmsearch.orchestration import jobs_results as results
+    from mmsearch.orchestration.jobs import results
     from mmsearch.orchestration.experiment import run_experiment
 
     outcome = run_experiment(spec.trial, spec.config_cls, recipe, job.tune, epochs_key=spec.epochs_key)
@@ -199,7 +200,7 @@ def _run_and_finish(spec: JobSpec, job: JobConfig, recipe: dict[str, Any], train
     best_trial = results.write_best_trial(location, summary, searched)
     best_arch = results.write_best_arch(location, best) if (best is not None and spec.task is not None) else None
     if best_arch is not None:
-        from mmsearch.orchestration.jobs_shortlist import write_search_diagnostics
+        from mmsearch.orchestration.jobs.shortlist import write_search_diagnostics
 
         agreement = write_search_diagnostics(location, summary)["agreement"]
         print(f"Searches agree on {agreement['mean']:.2f} of the blocks (chance {agreement['chance']:.2f}, "
@@ -224,7 +225,7 @@ def _run_and_finish(spec: JobSpec, job: JobConfig, recipe: dict[str, Any], train
 
 
 def _shortlist(location: Any, job: JobConfig, summary: Any, recipe: dict[str, Any], train_base: dict[str, Any]) -> dict[str, Any]:
-    from mmsearch.orchestration.jobs_shortlist import run_shortlist, searched_architectures
+    from mmsearch.orchestration.jobs.shortlist import run_shortlist, searched_architectures
 
     model = recipe.get("model", {})
     depths = (int(model.get("enc_depth", 0)), int(model.get("dec_depth", 0)))
@@ -263,7 +264,7 @@ def force_cpu(job: JobConfig) -> JobConfig:
 
 def _closing_lines(summary: Any, best_trial: dict | None, best_arch: dict | None, comparison: dict | None,
                    report: str | None, experiment: str, exit_code: int, task: str | None = None) -> str:
-    from mmsearch.orchestration.jobs_results import BEST_ARCH_FILE, describe_counts
+    from mmsearch.orchestration.jobs.results import BEST_ARCH_FILE, describe_counts
 
     lines = [f"Experiment {experiment}: {len(summary.trials)} trials ({describe_counts(summary)})"]
     if best_trial is not None:

@@ -1,6 +1,6 @@
 """How the encoder stages are executed: the seam between the pure pipeline and Ray Data.
 
-The pipeline (``mmsearch.data.precompute``) hands a :class:`StageSpec` (which stage, its
+The pipeline (``mmsearch.data.precompute.pipeline``) hands a :class:`StageSpec` (which stage, its
 constructor arguments) and the stage's input columns to a :class:`StageRunner` and writes
 whatever comes back. :class:`LocalRunner` runs the stage in this process, batch after batch;
 ``mmsearch.orchestration.precompute.RayDataRunner`` runs it as Ray Data batch inference with an
@@ -15,7 +15,7 @@ from typing import Any, Iterator, Literal, Protocol
 
 import numpy as np
 
-from mmsearch.data.precompute_encode import ImageStage, TextStage
+from mmsearch.data.precompute.encode import ImageStage, TextStage
 from mmsearch.progress import Progress
 
 log = logging.getLogger(__name__)

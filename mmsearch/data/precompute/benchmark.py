@@ -1,6 +1,6 @@
 """Which region crop size gives the best region features per second: speed and quality per size.
 
-    python -m mmsearch.data.precompute_benchmark --scenes 100 --sizes 32 48 64 96 128
+    python -m mmsearch.data.precompute.benchmark --scenes 100 --sizes 32 48 64 96 128
 
 For each crop size (and crop context) it crops every object of ``--scenes`` embedded scenes at
 its true box, encodes the crops with the frozen image encoder and reports
@@ -55,7 +55,7 @@ def nearest_neighbour_accuracy(features: np.ndarray, attributes: list[tuple[str,
 
 
 def measure(size: int, context: float, records: list[bytes], attributes, repeats: int) -> dict:
-    from mmsearch.data.precompute_encode import ImageStage
+    from mmsearch.data.precompute.encode import ImageStage
 
     stage = ImageStage(crop_size=size, crop_context=context, image_size=32, dtype="float32")
     stage.whole = _NoWhole()  # time the regions only

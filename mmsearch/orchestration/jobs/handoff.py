@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from mmsearch.config import ConfigError, apply_overrides, config_to_dict, read_yaml, validate_config
-from mmsearch.orchestration.jobs_config import JobConfig, JobOptions, resolve_path
-from mmsearch.orchestration.jobs_results import RETRAIN_RUN
+from mmsearch.orchestration.jobs.config import JobConfig, JobOptions, resolve_path
+from mmsearch.orchestration.jobs.results import RETRAIN_RUN
 
 # --then-train --smoke-test: the derived network trained for 2 short epochs.
 THEN_TRAIN_SMOKE = (
@@ -48,7 +48,7 @@ def then_train_settings(task: str | None, job: JobConfig, options: JobOptions, r
 
 def then_train(location: Any, searched: dict[str, float], train_config: dict[str, Any]) -> dict[str, Any]:
     """Train the experiment's best architecture (``best_arch.json``) and record searched vs retrained."""
-    from mmsearch.orchestration import jobs_results as results
+    from mmsearch.orchestration.jobs import results
     from mmsearch.orchestration.train import train_best_architecture
 
     print(f"Training the best architecture from scratch (--then-train): {location.uri}/{RETRAIN_RUN}", flush=True)
