@@ -30,7 +30,7 @@ from torch import Tensor
 
 from mmsearch.cli_parsers import import_mmnas_parser
 from mmsearch.nas.arch_spec import ArchSpec
-from mmsearch.nas.mmnas_keys import MMnasKeyError, mmnas_to_ours, plain_state_dict, uses_relation
+from mmsearch.nas.mmnas_keys import MMnasKeyError, mmnas_to_ours, plain_state_dict, unsupported, uses_relation
 from mmsearch.nas.net_config import NetConfig
 
 MMNAS_HEAD_DIM = 64  # MMnas's "_64" ops: 64-wide heads at any width
@@ -96,6 +96,9 @@ def import_mmnas(checkpoint: Mapping[str, Any], spec: ArchSpec, task: str) -> Im
     task = TASK_NAMES.get(task, task)
     if task not in ("vqa", "itm", "vg"):
         raise MMnasKeyError(f"task must be vqa, vg (MMnas: vgd) or itm, got {task!r}")
+    notes = unsupported(plain_state_dict(checkpoint))
+    if notes:
+        raise MMnasKeyError("the MMnas checkpoint does not map onto the derived network: " + " | ".join(notes))
     check_task(checkpoint, task)
     net, head = mmnas_configs(checkpoint, spec, task)
     model = DerivedModel(spec, net, head)
@@ -146,12 +149,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = resolve_arch(args.arch)
         if not isinstance(spec, ArchSpec):
             raise ValueError(f"{args.arch} is a fusion spec; MMnas's networks are encoder-decoder genotypes")
-        checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        try:
+            checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+            raise ValueError(f"{args.checkpoint} is not a torch checkpoint of tensors ({type(exc).__name__}: "
+                             f"{str(exc).split('.')[0]})") from None
         if not isinstance(checkpoint, Mapping):
             raise MMnasKeyError(f"{args.checkpoint} holds a {type(checkpoint).__name__}, not a state dict")
         result = import_mmnas(checkpoint, spec, task)
         write_checkpoint_dir(result, spec, config, Path(args.out), str(args.checkpoint))
-    except (ValueError, FileNotFoundError, KeyError, OSError, RuntimeError, pickle.UnpicklingError) as exc:  # MMnasKeyError is a ValueError
+    except (ValueError, FileNotFoundError, KeyError, OSError, RuntimeError) as exc:  # MMnasKeyError is a ValueError
         print(f"mmsearch import-mmnas: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     note = f"; ignored (no effect on outputs): {len(result.ignored)} parameters" if result.ignored else ""

@@ -137,8 +137,13 @@ def _block_kind(keys: Sequence[str]) -> str:
     return "self_att or guided_att" if any(".mhatt." in k for k in keys) else "feed_forward"
 
 
+def unsupported(theirs: Mapping[str, Tensor]) -> list[str]:
+    """``"key: why"`` for every MMnas parameter of a structure this network does not have."""
+    return [f"{key}: {why}" for key in theirs for pattern, why in _UNSUPPORTED if pattern.search(key)]
+
+
 def _structure_notes(spec: ArchSpec, theirs: Mapping[str, Tensor], missing: Sequence[str]) -> list[str]:
-    notes = [f"{key}: {why}" for key in theirs for pattern, why in _UNSUPPORTED if pattern.search(key)]
+    notes = unsupported(theirs)
     for chain, names in (("enc", spec.enc), ("dec", spec.dec)):
         blocks: dict[int, list[str]] = {}
         for key in theirs:
@@ -210,4 +215,4 @@ def ours_to_mmnas(ours: Mapping[str, Tensor], spec: ArchSpec, task: str, relatio
     return out
 
 
-__all__ = ["IGNORED", "TASKS", "KeyMap", "MMnasKeyError", "key_maps", "mmnas_to_ours", "ours_to_mmnas", "plain_state_dict"]
+__all__ = ["IGNORED", "TASKS", "KeyMap", "MMnasKeyError", "key_maps", "mmnas_to_ours", "ours_to_mmnas", "plain_state_dict", "unsupported"]
