@@ -14,6 +14,7 @@ later, e.g. by a test, is accepted too).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Annotated, Any, Iterable
 
 from pydantic import BeforeValidator, TypeAdapter
@@ -92,7 +93,12 @@ def build_head(task_or_cfg: Any, hidden_size: int, *, layer_norm: str = "torch",
     if hidden_size <= 0:
         raise ValueError(f"hidden_size must be positive, got {hidden_size}")
     cfg = head_config(task_or_cfg, **overrides)
-    return TASKS.get(cfg.task).head.head(cfg, hidden_size, layer_norm=layer_norm)
+    make = TASKS.get(cfg.task).head.head
+    if layer_norm == "torch":  # a registered head need not know the option (its default)
+        return make(cfg, hidden_size)
+    if "layer_norm" not in inspect.signature(make).parameters:
+        raise ValueError(f"model.layer_norm={layer_norm!r}: the {cfg.task} head does not take a layer_norm setting")
+    return make(cfg, hidden_size, layer_norm=layer_norm)
 
 
 def make_objective(task_or_cfg: Any, **overrides: Any) -> Objective:
