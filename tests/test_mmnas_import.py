@@ -150,3 +150,29 @@ def test_the_command_writes_a_derived_training_checkpoint_and_exits_2_on_bad_inp
         err = capsys.readouterr().err.strip()
         assert err.startswith("mmsearch import-mmnas: ") and "\n" not in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_evaluate_checkpoint_loads_the_imported_network_and_scores_it_as_the_original(tmp_path):
+    from mmsearch.data.synthetic import SyntheticTaskData
+    from mmsearch.recipes.train_derived.outputs import evaluate_checkpoint, evaluate_split
+
+    data = SyntheticTaskData("vqa", train_images=4, val_images=4, test_images=12)
+    torch.manual_seed(0)
+    net = NetConfig(hidden=64, head_dim=64, layer_norm="mmnas", vocab_size=data.info.vocab_size, word_dim=8, region_dim=16)
+    model = DerivedModel(SPEC, net, head_config("vqa", flat_mlp_size=32, num_answers=data.info.num_answers)).eval()
+    torch.save(mmnas_checkpoint(model, "vqa"), tmp_path / "ckpt.pkl")
+    (tmp_path / "train.yaml").write_text("arch: mcan\ndata: {root: synthetic, task: vqa}\nhead: {task: vqa}\ntrain: {device: cpu}\n")
+    assert main([str(tmp_path / "ckpt.pkl"), "--arch", "mmnas_vqa", "--task", "vqa", "--out", str(tmp_path / "out"),
+                 "--config", str(tmp_path / "train.yaml")]) == 2  # another genotype: its keys do not match
+    assert main([str(tmp_path / "ckpt.pkl"), "--arch", str(_arch_file(tmp_path)), "--task", "vqa", "--out", str(tmp_path / "out"),
+                 "--config", str(tmp_path / "train.yaml")]) == 0
+    evaluated = evaluate_checkpoint(tmp_path / "out", splits=("test",), task_data=data, device="cpu")
+    direct, _ = evaluate_split(model, head_config("vqa", num_answers=data.info.num_answers), data, "test", batch_size=64,
+                               device=torch.device("cpu"), autocast=__import__("contextlib").nullcontext())
+    assert evaluated["test"] == direct and direct["vqa_acc"] > 0, (evaluated, direct)  # the same answers, some right
+
+
+def _arch_file(tmp_path: Path) -> Path:
+    path = tmp_path / "mmnas_arch.json"
+    path.write_text('{"epoch0": ' + __import__("json").dumps(SPEC.to_dict(mmnas_names=True)) + "}")
+    return path
