@@ -176,3 +176,18 @@ def _arch_file(tmp_path: Path) -> Path:
     path = tmp_path / "mmnas_arch.json"
     path.write_text('{"epoch0": ' + __import__("json").dumps(SPEC.to_dict(mmnas_names=True)) + "}")
     return path
+
+
+def test_the_reference_check_exits_2_without_the_reference_code(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_mmnas_import", ROOT / "bench" / "check_mmnas_import.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    assert check.main(["--src", str(tmp_path), "--out", str(tmp_path / "r.json")]) == 2
+    assert "is not an extracted MILVLG/mmnas" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
+    (tmp_path / "mmnas" / "model").mkdir(parents=True)
+    (tmp_path / "mmnas" / "model" / "full_vqa.py").write_text("# not the pinned file\n")
+    with pytest.raises(SystemExit) as stop:
+        check.main(["--src", str(tmp_path), "--out", str(tmp_path / "r.json")])
+    assert stop.value.code == 2 and "is not the file of the pinned commit 552e29e" in capsys.readouterr().err
