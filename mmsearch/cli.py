@@ -7,6 +7,7 @@
     mmsearch embed EXPORT [args ...]                                     # use trained FuseMix adapters
     mmsearch report EXPERIMENT_DIR_OR_URI [--out DIR]                    # rebuild an experiment's report
     mmsearch export-arch EXPERIMENT [--format mmnas] [--out FILE]        # the best architecture for MMnas
+    mmsearch import-mmnas CKPT --arch ARCH --task vqa --out DIR          # MMnas's own trained network
 
 Every subcommand runs the same function as its job script, with the same arguments
 (``mmsearch search --task vqa --smoke-test`` is ``python jobs/search_vqa.py --smoke-test``);
@@ -99,6 +100,13 @@ def _export_arch(argv: list[str]) -> int:
     return main(argv)
 
 
+def _import_mmnas(argv: list[str]) -> int:
+    cli_parsers.import_mmnas_parser().parse_args(argv)
+    from mmsearch.mmnas_import import main
+
+    return main(argv)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "precompute": ("precompute frozen-encoder latents into latent stores (Ray Data batch inference)", _precompute),
     "search": ("one-shot supernet searches on Ray Tune with ASHA (--task vqa|itm|vg; default vqa)", _search),
@@ -109,6 +117,7 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "embed": ("embed latents, images or texts with exported FuseMix adapters", _embed),
     "report": ("rebuild the plots and HTML report of an experiment", _report),
     "export-arch": ("write a search's best architecture in MMnas's arch/*.json layout (--format mmnas)", _export_arch),
+    "import-mmnas": ("load a checkpoint of MMnas's own VQA / VG / ITM network into the derived network", _import_mmnas),
 }
 
 

@@ -160,4 +160,19 @@ def export_arch_parser(prog: str = "mmsearch export-arch") -> argparse.ArgumentP
     return p
 
 
-__all__ = ["JOB_CARDS", "JobCard", "embed_parser", "export_arch_parser", "job_parser", "precompute_parser", "report_parser", "train_parser"]
+def import_mmnas_parser(prog: str = "mmsearch import-mmnas") -> argparse.ArgumentParser:
+    """``mmsearch import-mmnas``: a checkpoint of MMnas's own network as a derived-training checkpoint."""
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Load a checkpoint of MMnas's own VQA / VG / ITM network (its train_*.py .pkl) into the derived "
+                    "network and write a derived-training checkpoint directory that evaluate_checkpoint loads.",
+    )
+    p.add_argument("checkpoint", help="MMnas checkpoint (.pkl with 'state_dict', or a bare state dict)")
+    p.add_argument("--arch", required=True, help="the genotype it was trained with: MMnas's arch JSON (latest epochN), a spec JSON or a named spec")
+    p.add_argument("--task", required=True, choices=("vqa", "vg", "vgd", "itm"), help="the network's task (vgd = vg)")
+    p.add_argument("--out", required=True, help="output checkpoint directory")
+    p.add_argument("--config", default=None, help="training config for the data / training sections (default configs/train/<task>.yaml)")
+    return p
+
+
+__all__ = ["JOB_CARDS", "JobCard", "embed_parser", "export_arch_parser", "import_mmnas_parser", "job_parser", "precompute_parser", "report_parser", "train_parser"]

@@ -52,6 +52,7 @@ def test_search_defaults_to_vqa_and_tune_fusemix_is_its_own_command(captured_run
         ("report", "--out"),  # mmsearch.report.cli
         ("search", "--then-train"),
         ("tune-fusemix", "--tune"),
+        ("import-mmnas", "--arch"),  # mmsearch.mmnas_import
     ],
 )
 def test_every_subcommand_reaches_its_parser(capsys, command, expected):

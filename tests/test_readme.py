@@ -64,7 +64,8 @@ def test_every_job_parses_its_arguments(job):
 #       the run: test_train_ray
 #   python jobs/precompute_latents.py -> --check; the run: test_precompute_ray
 #   mmsearch export-arch -> the real command, on a search output directory
-#   mmsearch report / embed -> their argument parsing; the runs: test_report_build, test_fusemix_embed
+#   mmsearch report / embed / import-mmnas -> their argument parsing; the runs: test_report_build,
+#       test_fusemix_embed, test_mmnas_import
 #   python -m mmsearch.recipes.* -> their config, validated as their main does; the runs: test_search_recipe,
 #       test_train_recipe
 COMMAND = re.compile(r"(python (?:jobs/|-m mmsearch)\S*.*|mmsearch [a-z].*)")
@@ -129,7 +130,7 @@ def _run_readme_command(command: str, tmp_path: Path) -> int:
         return cli.main([command, *args, "--check"])
     if command == "export-arch":
         return cli.main([command, *args])
-    parsers = {"report": cli_parsers.report_parser, "embed": cli_parsers.embed_parser}
+    parsers = {"report": cli_parsers.report_parser, "embed": cli_parsers.embed_parser, "import-mmnas": cli_parsers.import_mmnas_parser}
     parsers[command]().parse_args(args)  # a KeyError here: a new README command without a check above
     return 0
 

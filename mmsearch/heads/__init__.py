@@ -44,7 +44,7 @@ class HeadEntry:
     """Everything about one head: its config class, head module, objective, evaluation and prediction."""
 
     config: type  # the task's config dataclass
-    head: Callable[[Any, int], nn.Module]  # (cfg, hidden_size) -> head module
+    head: Callable[..., nn.Module]  # (cfg, hidden_size[, layer_norm="torch" | "mmnas"]) -> head module
     objective: Callable[[Any], Objective]  # cfg -> objective
     evaluate: Callable[[Any, RunFn, Iterable[MultimodalBatch]], dict[str, float]]  # (cfg, run, batches)
     predict: Callable[[Any, dict[str, Tensor], MultimodalBatch], dict[str, Tensor]]  # (cfg, outputs, batch)

@@ -5,11 +5,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mmsearch.ops import MMnasLayerNorm
+
 
 def padding_fill_value(dtype: torch.dtype) -> float:
     """A large negative logit for padded positions: softmax gives them weight exactly 0, yet it
     stays finite (no NaN from ``0 * -inf`` in KL terms, none from a fully padded row)."""
     return torch.finfo(dtype).min / 4
+
+
+def head_layer_norm(size: int, kind: str = "torch") -> nn.Module:
+    """The heads' LayerNorm: ``"torch"`` is ``nn.LayerNorm(size)`` (eps 1e-5, as the heads always had);
+    ``"mmnas"`` is MMnas's own (unbiased std, eps 1e-6 added to the std), which MMnas's heads use too.
+    The network passes its ``layer_norm`` setting, so ``model.layer_norm=mmnas`` covers the heads."""
+    if kind == "torch":
+        return nn.LayerNorm(size)
+    if kind == "mmnas":
+        return MMnasLayerNorm(size)
+    raise ValueError(f"layer_norm must be 'torch' or 'mmnas', got {kind!r}")
 
 
 def check_stream(name: str, x: Tensor, mask: Tensor, hidden_size: int) -> None:
@@ -53,12 +66,13 @@ class AttFlat(nn.Module):
 class FusedReduction(nn.Module):
     """MMnas's fusion: AttFlat(text) + AttFlat(regions), then LayerNorm -> ``[B, out_size]``."""
 
-    def __init__(self, hidden_size: int, out_size: int, mlp_size: int = 512, glimpses: int = 1, dropout: float = 0.1) -> None:
+    def __init__(self, hidden_size: int, out_size: int, mlp_size: int = 512, glimpses: int = 1, dropout: float = 0.1,
+                 layer_norm: str = "torch") -> None:
         super().__init__()
         self.hidden_size = hidden_size
         self.text_flat = AttFlat(hidden_size, out_size, mlp_size, glimpses, dropout)
         self.region_flat = AttFlat(hidden_size, out_size, mlp_size, glimpses, dropout)
-        self.norm = nn.LayerNorm(out_size)
+        self.norm = head_layer_norm(out_size, layer_norm)
 
     def pooled(self, text: Tensor, text_mask: Tensor, regions: Tensor, region_mask: Tensor) -> tuple[Tensor, Tensor]:
         """The two reduced streams before fusion: ``([B, out_size], [B, out_size])``."""
@@ -73,4 +87,4 @@ class FusedReduction(nn.Module):
         return self.norm(text_vector + region_vector)
 
 
-__all__ = ["AttFlat", "FusedReduction", "check_stream", "padding_fill_value"]
+__all__ = ["AttFlat", "FusedReduction", "check_stream", "head_layer_norm", "padding_fill_value"]

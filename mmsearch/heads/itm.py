@@ -57,10 +57,10 @@ class ITMHead(nn.Module):
     identity after 150-200 steps in 3 of 3 (bench/README.md).
     """
 
-    def __init__(self, cfg: ITMHeadConfig, hidden_size: int) -> None:
+    def __init__(self, cfg: ITMHeadConfig, hidden_size: int, layer_norm: str = "torch") -> None:
         super().__init__()
         out_size = cfg.out_size(hidden_size)
-        self.fusion = FusedReduction(hidden_size, out_size, cfg.flat_mlp_size, cfg.flat_glimpses, cfg.dropout)
+        self.fusion = FusedReduction(hidden_size, out_size, cfg.flat_mlp_size, cfg.flat_glimpses, cfg.dropout, layer_norm)
         self.classifier = nn.Linear(out_size, 1)
         self.bilinear = nn.Linear(out_size, out_size, bias=False) if cfg.fusion == "sum_bilinear" else None
         if self.bilinear is not None:

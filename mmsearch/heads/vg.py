@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from mmsearch.batch import MultimodalBatch
 from mmsearch.heads.config import VGHeadConfig
-from mmsearch.heads.fusion import AttFlat, check_stream, padding_fill_value
+from mmsearch.heads.fusion import AttFlat, check_stream, head_layer_norm, padding_fill_value
 from mmsearch.heads.objective import RunFn, check_finite, require_field, require_output, require_target, to_floats
 from mmsearch.metrics.boxes import aligned_box_iou, box_iou, clip_boxes, decode_box_deltas, encode_box_deltas
 from mmsearch.metrics.grounding import GroundingAccuracy
@@ -32,13 +32,13 @@ class VGHead(nn.Module):
     """Outputs ``{"scores": [B, N], "box_deltas": [B, N, 4]}``; padded regions get a very negative
     score and zero deltas."""
 
-    def __init__(self, cfg: VGHeadConfig, hidden_size: int) -> None:
+    def __init__(self, cfg: VGHeadConfig, hidden_size: int, layer_norm: str = "torch") -> None:
         super().__init__()
         out_size = cfg.out_size(hidden_size)
         self.hidden_size = hidden_size
         self.text_flat = AttFlat(hidden_size, out_size, cfg.flat_mlp_size, cfg.flat_glimpses, cfg.dropout)
         self.region_proj = nn.Linear(hidden_size, out_size)
-        self.norm = nn.LayerNorm(out_size)
+        self.norm = head_layer_norm(out_size, layer_norm)
         self.score = nn.Linear(out_size, 1)
         self.box = nn.Linear(out_size, 4)
 

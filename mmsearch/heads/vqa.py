@@ -23,13 +23,13 @@ TARGET_KEY = "answer_scores"
 class VQAHead(nn.Module):
     """Outputs ``{"logits": [B, num_answers]}``."""
 
-    def __init__(self, cfg: VQAHeadConfig, hidden_size: int) -> None:
+    def __init__(self, cfg: VQAHeadConfig, hidden_size: int, layer_norm: str = "torch") -> None:
         super().__init__()
         if cfg.num_answers is None:
             raise ValueError("VQAHeadConfig.num_answers is not set; set it to the size of the answer vocabulary")
         out_size = cfg.out_size(hidden_size)
         self.num_answers = cfg.num_answers
-        self.fusion = FusedReduction(hidden_size, out_size, cfg.flat_mlp_size, cfg.flat_glimpses, cfg.dropout)
+        self.fusion = FusedReduction(hidden_size, out_size, cfg.flat_mlp_size, cfg.flat_glimpses, cfg.dropout, layer_norm)
         self.classifier = nn.Linear(out_size, cfg.num_answers)
 
     def forward(self, text: Tensor, text_mask: Tensor, regions: Tensor, region_mask: Tensor) -> dict[str, Tensor]:

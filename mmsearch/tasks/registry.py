@@ -14,6 +14,7 @@ later, e.g. by a test, is accepted too).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Annotated, Any, Iterable
 
 from pydantic import BeforeValidator, TypeAdapter
@@ -86,12 +87,18 @@ def head_config(task_or_cfg: Any, **overrides: Any) -> Any:
     return replace(task_or_cfg, **overrides) if overrides else task_or_cfg
 
 
-def build_head(task_or_cfg: Any, hidden_size: int, **overrides: Any) -> nn.Module:
-    """The head module for a network of width ``hidden_size``, e.g. ``build_head("vqa", 512, num_answers=3129)``."""
+def build_head(task_or_cfg: Any, hidden_size: int, *, layer_norm: str = "torch", **overrides: Any) -> nn.Module:
+    """The head module for a network of width ``hidden_size``, e.g. ``build_head("vqa", 512, num_answers=3129)``;
+    ``layer_norm`` is the network's setting (``"mmnas"``: MMnas's LayerNorm in the head too)."""
     if hidden_size <= 0:
         raise ValueError(f"hidden_size must be positive, got {hidden_size}")
     cfg = head_config(task_or_cfg, **overrides)
-    return TASKS.get(cfg.task).head.head(cfg, hidden_size)
+    make = TASKS.get(cfg.task).head.head
+    if layer_norm == "torch":  # a registered head need not know the option (its default)
+        return make(cfg, hidden_size)
+    if "layer_norm" not in inspect.signature(make).parameters:
+        raise ValueError(f"model.layer_norm={layer_norm!r}: the {cfg.task} head does not take a layer_norm setting")
+    return make(cfg, hidden_size, layer_norm=layer_norm)
 
 
 def make_objective(task_or_cfg: Any, **overrides: Any) -> Objective:

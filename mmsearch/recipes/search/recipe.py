@@ -113,7 +113,7 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
     seed_everything(cfg.seed)
     embedding_init = data.info.embedding_init if cfg.data.text_input == "tokens" else None
     supernet = build_supernet(supernet_config(cfg), None if embedding_init is None else torch.as_tensor(embedding_init).float()).to(device)
-    head = build_head(cfg.head, cfg.model.hidden).to(device)
+    head = build_head(cfg.head, cfg.model.hidden, layer_norm=cfg.model.layer_norm).to(device)
     objective = make_objective(cfg.head)
 
     # 3. optimisers

@@ -41,7 +41,7 @@ class DerivedModel(nn.Module):
     def __init__(self, spec: ArchSpec | FusionSpec, net: NetConfig, head: HeadConfig, embedding_init: Tensor | None = None) -> None:
         super().__init__()
         self.net = build_derived(spec, net, embedding_init)
-        self.head = build_head(head, net.hidden)
+        self.head = build_head(head, net.hidden, layer_norm=net.layer_norm)
 
     def forward(self, batch: MultimodalBatch) -> dict[str, Tensor]:
         return self.net(batch, self.head)
