@@ -176,7 +176,7 @@ def _run_proxy(cell: Cell, settings: Mapping[str, Any], work: Path) -> dict[str,
     state = torch.load(out / "checkpoints" / latest / STATE_NAME, map_location="cpu", weights_only=True)
     embedding = data.info.embedding_init if cfg.data.text_input == "tokens" else None
     supernet = Supernet(supernet_config(cfg), None if embedding is None else torch.as_tensor(embedding).float())
-    head = build_head(cfg.head, cfg.model.hidden)
+    head = build_head(cfg.head, cfg.model.hidden, layer_norm=cfg.model.layer_norm)
     supernet.load_state_dict(state["supernet"])
     head.load_state_dict(state["head"])
     supernet.eval()
