@@ -21,6 +21,7 @@ skips finished cells. Cells run in a pool of ``--workers`` processes with one to
     python bench/bench_arch_oracle.py --workers 16            # full run (hours of CPU; see bench/README.md)
     python bench/bench_arch_oracle.py --quick                 # tiny synthetic data, seconds (the test)
     python bench/bench_arch_oracle.py --tasks vqa --archs 34 --seeds 3
+    python bench/bench_arch_oracle.py --tasks itm --partial   # the oracle of the seeds finished so far (>= 2)
 """
 from __future__ import annotations
 
@@ -270,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=None, help="precomputed data set (default: ensure_dataset())")
     parser.add_argument("--work-dir", default=None, help="cells and runs (default runs/bench_arch_oracle[_quick])")
     parser.add_argument("--status", action="store_true", help="print the finished cells' figures of a run in progress, run nothing")
+    parser.add_argument("--partial", action="store_true",
+                        help="run nothing; write each task's oracle from the seeds every architecture has finished "
+                             "(at least 2), marked partial (a run that could not finish all its seeds)")
     parser.add_argument("--out-dir", default=None, help="where arch_oracle_<task>.json go (default bench/results; --quick: the work dir)")
     args = parser.parse_args(argv)
     if args.seeds < 2 or args.archs < 3:
@@ -294,14 +298,29 @@ def main(argv: list[str] | None = None) -> int:
         print_status(settings, work)
         return 0
     start = time.perf_counter()
-    results = run_cells(plan_cells(settings), run_train_cell, settings, work, args.workers, log=lambda line: print(line, flush=True),
-                        scope=cell_scope)
+    if args.partial:
+        from mmsearch.evaluation.cells import finished_cells
+
+        results = finished_cells(plan_cells(settings), settings, work, scope=cell_scope)
+    else:
+        results = run_cells(plan_cells(settings), run_train_cell, settings, work, args.workers, log=lambda line: print(line, flush=True),
+                            scope=cell_scope)
     run = {"command": provenance.command,
            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {__import__('torch').__version__}",
            "wall_s": time.perf_counter() - start, "workers": args.workers}
     out_dir = Path(args.out_dir) if args.out_dir else (work if args.quick else RESULTS)
     for task in settings["tasks"]:
-        oracle = {**oracle_file(settings, task, results, run), "provenance": provenance.block()}
+        task_settings = settings
+        if args.partial:
+            complete = [seed for seed in settings["seeds"]
+                        if all(f"{task}_{label}_seed{seed}" in results for label, _ in settings["archs"])]
+            if len(complete) < 2:
+                print(f"{task}: {len(complete)} seed(s) finished for every architecture; an oracle needs 2", flush=True)
+                continue
+            # The cells keep the digest of the whole run's settings; the file says which seeds it holds.
+            task_settings = {**settings, "seeds": complete}
+            run = {**run, "partial": {"seeds": complete, "planned_seeds": list(settings["seeds"])}}
+        oracle = {**oracle_file(task_settings, task, results, run), "provenance": provenance.block()}
         path = out_dir / f"arch_oracle_{task}.json"
         atomic_write_json(path, oracle)
         s = oracle["separation"]

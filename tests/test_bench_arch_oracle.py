@@ -80,3 +80,16 @@ def test_quick_oracle_and_estimators_are_complete_scored_and_resume_without_trai
     assert [float(r[2]) for r in rows] == sorted((float(r[2]) for r in rows), reverse=True)
     with pytest.raises(SystemExit, match="other settings"):
         oracle_bench.main([*oracle_args, "--sample-seed", "1"])
+
+    # --partial: the oracle from the seeds every architecture finished, trains nothing
+    partial_dir = tmp_path / "partial"
+    assert oracle_bench.main([*oracle_args, "--partial", "--out-dir", str(partial_dir)]) == 0
+    partial = json.loads((partial_dir / "arch_oracle_vqa.json").read_text())
+    assert partial["archs"] == raw["archs"] and partial["run"]["partial"] == {"seeds": [0, 1], "planned_seeds": [0, 1]}
+    (tmp_path / "oracle" / "cells" / "vqa_random0_seed1.json").unlink()  # seed 1 unfinished for one architecture
+    (partial_dir / "arch_oracle_vqa.json").unlink()
+    capsys.readouterr()
+    assert oracle_bench.main([*oracle_args, "--partial", "--out-dir", str(partial_dir)]) == 0
+    assert "vqa: 1 seed(s) finished for every architecture; an oracle needs 2" in capsys.readouterr().out
+    assert not (partial_dir / "arch_oracle_vqa.json").exists()
+    assert len(list((tmp_path / "oracle" / "cells").glob("*.json"))) == 17  # nothing trained
