@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="build a tiny synthetic oracle in the work dir and score against it")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--oracle-dir", default=None, help="where arch_oracle_<task>.json are (default bench/results)")
-    parser.add_argument("--strategies", nargs="+", default=["proxyless", "darts", "spos", "fair"])
+    parser.add_argument("--strategies", nargs="*", default=["proxyless", "darts", "spos", "fair"],
+                        help="one-shot strategies scored (none: the short trainings only)")
     parser.add_argument("--search-seeds", type=int, default=3)
     parser.add_argument("--short-epochs", type=int, nargs="+", default=[1, 2], help="k of the short-training proxy")
     parser.add_argument("--k", type=int, default=5, help="shortlist size of the top-k regret")
