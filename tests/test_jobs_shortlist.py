@@ -23,7 +23,7 @@ def test_shortlist_retrains_candidates_and_anchors_picks_on_val_tests_once_and_r
     from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
     settings = ShortlistSettings(enabled=True, k=1, budget=2, grace_period=1, cpus_per_trial=0.5, pool=1)
-    base = shortlist_train_config("vqa", settings, {"data": {"root": "synthetic"}}, smoke_test=True)
+    base = shortlist_train_config("vqa", settings, "synthetic", smoke_test=True)
     tune = TuneSettings(experiment_name="exp", metric="val_metric", mode="max", storage_path=str(tmp_path), max_failures=0,
                         resources={"cpus_per_trial": 0.5, "reserve_cpus_for_data": 0})
     location = storage.resolve_storage(str(tmp_path)).child("exp")

@@ -34,7 +34,7 @@ def test_the_job_takes_everything_from_the_recipe_entry(tmp_path):
     spec, config = toy_job(tmp_path)
     assert (spec.config_cls, spec.epochs_key, spec.trial.__qualname__) == (ToyConfig, "train.epochs", "toy_trial")
     smoke = spec.load(JobOptions(smoke_test=True))
-    assert smoke.recipe["train"]["epochs"] == 2 and smoke.tune.num_samples == 1 and smoke.dataset is None
+    assert smoke.recipe.train.epochs == 2 and smoke.tune.num_samples == 1 and smoke.dataset is None
     assert smoke.tune.experiment_name == "toy_job-smoke"
     outcome = run_job(spec, JobOptions(check_only=True))
     assert outcome.exit_code == 0 and outcome.experiment == str(tmp_path / "runs" / "toy_job")

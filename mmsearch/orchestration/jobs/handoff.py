@@ -8,7 +8,7 @@ search's data set; ``mmsearch.orchestration.train.train_best_architecture`` trai
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 from mmsearch.config import ConfigError, apply_overrides, config_to_dict, read_yaml, validate_config
 from mmsearch.orchestration.jobs.config import JobConfig, JobOptions, resolve_path
@@ -23,9 +23,9 @@ THEN_TRAIN_SMOKE = (
 
 
 
-def then_train_settings(task: str | None, job: JobConfig, options: JobOptions, recipe: Mapping[str, Any],
-                        experiment: Any) -> dict[str, Any]:
-    """The resolved training config for ``--then-train``, validated now (before any trial)."""
+def then_train_settings(task: str | None, job: JobConfig, options: JobOptions, experiment: Any) -> dict[str, Any]:
+    """The resolved training config for ``--then-train``, validated now (before any trial), on the
+    data of the search's validated config (``job.recipe``)."""
     if task is None:
         raise ConfigError("--then-train is for search jobs")
     try:
@@ -36,7 +36,7 @@ def then_train_settings(task: str | None, job: JobConfig, options: JobOptions, r
     path = resolve_path(options.train_config or f"configs/train/{task}.yaml")
     raw = read_yaml(path)
     raw = raw["recipe"] if "recipe" in raw else raw
-    overrides = [*(THEN_TRAIN_SMOKE if options.smoke_test else ()), f"data.root={recipe['data']['root']}",
+    overrides = [*(THEN_TRAIN_SMOKE if options.smoke_test else ()), f"data.root={job.recipe.data.root}",
                  f"run.storage_path={experiment.uri}", f"run.name={RETRAIN_RUN}"]
     if job.tune.s3_endpoint_url:
         overrides.append(f"run.s3_endpoint_url={job.tune.s3_endpoint_url}")

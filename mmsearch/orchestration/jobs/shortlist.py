@@ -57,8 +57,9 @@ DIAGNOSTICS_FILE = "search_diagnostics.json"
 SHORTLIST_SMOKE = ("k=2", "budget=2", "grace_period=1", "cpus_per_trial=0.5")
 
 
-def shortlist_train_config(task: str | None, settings: ShortlistSettings, recipe: Mapping[str, Any], *, smoke_test: bool) -> dict[str, Any]:
-    """The shortlist trials' base training config (every trial sets ``arch``), validated now, before any trial."""
+def shortlist_train_config(task: str | None, settings: ShortlistSettings, data_root: str, *, smoke_test: bool) -> dict[str, Any]:
+    """The shortlist trials' base training config (every trial sets ``arch``) on the search's data
+    (``data_root``), validated now, before any trial."""
     from mmsearch.orchestration.jobs.handoff import THEN_TRAIN_SMOKE
     from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
@@ -67,7 +68,7 @@ def shortlist_train_config(task: str | None, settings: ShortlistSettings, recipe
     path = resolve_path(settings.train_config or f"configs/train/{task}.yaml")
     raw = read_yaml(path)
     raw = raw["recipe"] if "recipe" in raw else raw
-    overrides = [*(THEN_TRAIN_SMOKE if smoke_test else ()), f"data.root={recipe['data']['root']}",
+    overrides = [*(THEN_TRAIN_SMOKE if smoke_test else ()), f"data.root={data_root}",
                  f"train.epochs={settings.budget}", "eval.test=false", "eval.predictions=false", "eval.every_epochs=1", "arch=mcan"]
     if (raw.get("train") or {}).get("num_threads") is None:  # one trial's share of the CPUs, not all of them
         overrides.append(f"train.num_threads={max(1, int(settings.cpus_per_trial))}")
