@@ -19,8 +19,8 @@ def test_shortlist_section_is_read_overridden_shrunk_by_the_smoke_test_and_valid
     smoke = spec.load(JobOptions(smoke_test=True, overrides=("shortlist.enabled=true",))).shortlist
     assert (smoke.enabled, smoke.k, smoke.budget, smoke.grace_period) == (True, 2, 2, 1)
     base = shortlist_train_config(spec.task, smoke, "synthetic", smoke_test=True)
-    assert base["train"]["epochs"] == 2 and base["eval"]["test"] is False and base["data"]["root"] == "synthetic"
-    assert base["data"]["task"] == spec.task and base["train"]["num_threads"] == 1
+    assert base.train.epochs == 2 and base.eval.test is False and base.data.root == "synthetic"
+    assert base.data.task == spec.task and base.train.num_threads == 1
 
 
 def test_bad_shortlist_settings_fail_naming_the_key():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmsearch.config import ConfigError, apply_overrides, config_to_dict, read_yaml, validate_config
+from mmsearch.config import ConfigError, apply_overrides, read_yaml, validate_config
 from mmsearch.orchestration.jobs.config import JobConfig, JobOptions, resolve_path
 from mmsearch.orchestration.jobs.results import RETRAIN_RUN
 
@@ -23,7 +23,7 @@ THEN_TRAIN_SMOKE = (
 
 
 
-def then_train_settings(task: str | None, job: JobConfig, options: JobOptions, experiment: Any) -> dict[str, Any]:
+def then_train_settings(task: str | None, job: JobConfig, options: JobOptions, experiment: Any) -> Any:
     """The resolved training config for ``--then-train``, validated now (before any trial), on the
     data of the search's validated config (``job.recipe``)."""
     if task is None:
@@ -43,10 +43,10 @@ def then_train_settings(task: str | None, job: JobConfig, options: JobOptions, e
     cfg = validate_config(TrainDerivedConfig, apply_overrides(dict(raw), overrides), origin=f"{path} (--then-train)")
     if cfg.data.task != task:
         raise ConfigError(f"--train-config {path} trains task {cfg.data.task!r}, the search is for {task!r}")
-    return config_to_dict(cfg)
+    return cfg  # a TrainDerivedConfig, trained as it is
 
 
-def then_train(location: Any, searched: dict[str, float], train_config: dict[str, Any]) -> dict[str, Any]:
+def then_train(location: Any, searched: dict[str, float], train_config: Any) -> dict[str, Any]:
     """Train the experiment's best architecture (``best_arch.json``) and record searched vs retrained."""
     from mmsearch.orchestration.jobs import results
     from mmsearch.orchestration.train import train_best_architecture

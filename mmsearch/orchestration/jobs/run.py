@@ -186,8 +186,7 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
     return _run_and_finish(spec, job, plan, train, shortlist)
 
 
-def _run_and_finish(spec: JobSpec, job: JobConfig, plan: Any, train: dict[str, Any] | None,
-                    shortlist: dict[str, Any] | None = None) -> JobOutcome:
+def _run_and_finish(spec: JobSpec, job: JobConfig, plan: Any, train: Any | None, shortlist: Any | None = None) -> JobOutcome:
     """Run (or resume) the planned experiment, then write the best trial / architecture, --then-train, the report."""
     from mmsearch.orchestration.jobs import results
     from mmsearch.orchestration.experiment import run_plan
@@ -223,7 +222,7 @@ def _run_and_finish(spec: JobSpec, job: JobConfig, plan: Any, train: dict[str, A
     return JobOutcome(location.uri, exit_code, summary, best_trial, best_arch, comparison, report)
 
 
-def _shortlist(location: Any, job: JobConfig, summary: Any, train_base: dict[str, Any]) -> dict[str, Any]:
+def _shortlist(location: Any, job: JobConfig, summary: Any, train_base: Any) -> dict[str, Any]:
     from mmsearch.orchestration.jobs.shortlist import run_shortlist, searched_architectures
 
     depths = (job.recipe.model.enc_depth, job.recipe.model.dec_depth)  # the search's, when no search left an architecture

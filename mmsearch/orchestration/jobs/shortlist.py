@@ -57,9 +57,9 @@ DIAGNOSTICS_FILE = "search_diagnostics.json"
 SHORTLIST_SMOKE = ("k=2", "budget=2", "grace_period=1", "cpus_per_trial=0.5")
 
 
-def shortlist_train_config(task: str | None, settings: ShortlistSettings, data_root: str, *, smoke_test: bool) -> dict[str, Any]:
-    """The shortlist trials' base training config (every trial sets ``arch``) on the search's data
-    (``data_root``), validated now, before any trial."""
+def shortlist_train_config(task: str | None, settings: ShortlistSettings, data_root: str, *, smoke_test: bool) -> Any:
+    """The shortlist trials' base training config (a ``TrainDerivedConfig``; every trial sets
+    ``arch``) on the search's data (``data_root``), validated now, before any trial, and once."""
     from mmsearch.orchestration.jobs.handoff import THEN_TRAIN_SMOKE
     from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
@@ -76,7 +76,7 @@ def shortlist_train_config(task: str | None, settings: ShortlistSettings, data_r
     if cfg.data.task != task:
         raise ConfigError(f"shortlist.train_config {path} trains task {cfg.data.task!r}, the search is for {task!r}")
     validate_scheduler(_scheduler(settings), recipe_epochs=settings.budget, metric="val_metric", mode="max")
-    return config_to_dict(cfg)
+    return cfg
 
 
 def _scheduler(settings: ShortlistSettings) -> SchedulerSettings:
@@ -164,7 +164,7 @@ def write_search_diagnostics(location: StorageLocation, summary: Any) -> dict[st
     return record
 
 
-def run_shortlist(location: StorageLocation, job_tune: TuneSettings, settings: ShortlistSettings, train_base: dict[str, Any],
+def run_shortlist(location: StorageLocation, job_tune: TuneSettings, settings: ShortlistSettings, train_base: Any,
                   searched: list[dict[str, Any]], depths: tuple[int, int], *, verbose: int = 1) -> dict[str, Any]:
     """Run (or resume, or skip when finished) the shortlist; writes ``shortlist.json`` and ``best_arch.json``."""
     from mmsearch.orchestration.experiment import run_experiment
@@ -188,7 +188,7 @@ def run_shortlist(location: StorageLocation, job_tune: TuneSettings, settings: S
                              verbose=verbose)
     rows = _retrained_rows(outcome, candidates, uris)
     record = {"settings": dataclasses.asdict(settings), "candidates": _plain(candidates), "rows": rows,
-              "experiment": outcome.location.uri, "metric": primary_metric(train_base["data"]["task"]),
+              "experiment": outcome.location.uri, "metric": primary_metric(train_base.data.task),
               "estimate_vs_retrained": estimate_vs_retrained(rows), "search": search_diagnostics(searched),
               "test_evaluations": 0, "winner": None}
     try:
