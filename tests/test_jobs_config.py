@@ -116,6 +116,12 @@ def test_naming_the_data_turns_building_off():
         spec.load(JobOptions(data_root=""))
 
 
+def test_experiments_on_s3_get_their_data_set_beside_them_bound_into_the_recipe_at_load():
+    cfg = JOBS["search_vqa"].load(JobOptions(storage="s3://bucket/runs", smoke_test=True))
+    assert cfg.dataset.output.startswith("s3://bucket/runs/datasets/scenes-")  # every node reads it
+    assert cfg.recipe.data.root == dataset_uri(cfg.dataset) == cfg.dataset.output
+
+
 def test_fusemix_job_reads_a_plain_recipe_config_with_the_default_tune_file(tmp_path):
     spec = JOBS["tune_fusemix"]
     cfg = spec.load(JobOptions())
