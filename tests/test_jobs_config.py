@@ -10,7 +10,7 @@ from mmsearch.config import ConfigError, read_yaml, validate_config
 from mmsearch.orchestration.experiment import plan_experiment
 from mmsearch.orchestration.jobs import JOBS, SEARCH_TASKS, build_parser, options_from_args
 from mmsearch.orchestration.jobs.config import SMOKE_SUFFIX, JobOptions
-from mmsearch.orchestration.jobs.data import bind_data
+from mmsearch.orchestration.jobs.data import bind_data, dataset_uri
 from mmsearch.recipes.fusemix.config import FuseMixConfig
 from mmsearch.recipes.search.config import SearchConfig
 
@@ -42,9 +42,10 @@ def test_then_train_is_a_search_flag_only():
 def test_shipped_search_configs_plan_against_the_recipe(job):
     spec = JOBS[job]
     cfg = spec.load(JobOptions())
-    validated = validate_config(SearchConfig, cfg.recipe)
-    assert validated.data.task == spec.task
+    validated = cfg.recipe  # validated at load, into the recipe's frozen config
+    assert isinstance(validated, SearchConfig) and validated.data.task == spec.task
     assert cfg.dataset is not None  # the default run builds (or reuses) its data set
+    assert validated.data.root == dataset_uri(cfg.dataset)  # ... and its trials read it
     plan = plan_experiment(spec.trial, SearchConfig, cfg.recipe, cfg.tune, epochs_key="search.epochs")
     assert plan.max_t == validated.search.epochs
     assert plan.num_trials >= 4 and plan.ladder is not None and plan.ladder.rungs  # ASHA has trials to compare
@@ -55,8 +56,7 @@ def test_shipped_search_configs_plan_against_the_recipe(job):
 def test_smoke_test_shrinks_data_model_epochs_and_ladder(job):
     spec = JOBS[job]
     full, smoke = spec.load(JobOptions()), spec.load(JobOptions(smoke_test=True))
-    small = validate_config(SearchConfig, smoke.recipe)
-    big = validate_config(SearchConfig, full.recipe)
+    small, big = smoke.recipe, full.recipe
     assert small.search.epochs == 2 < big.search.epochs
     assert small.model.hidden < big.model.hidden and small.model.enc_depth <= big.model.enc_depth
     assert small.data.limit["weights"] <= 256
@@ -71,7 +71,7 @@ def test_smoke_test_shrinks_data_model_epochs_and_ladder(job):
 def test_user_overrides_win_over_the_smoke_test_and_name_flags_win_last():
     options = JobOptions(smoke_test=True, overrides=("recipe.search.epochs=3", "tune.experiment_name=mine"))
     cfg = JOBS["search_vqa"].load(options)
-    assert cfg.recipe["search"]["epochs"] == 3 and cfg.tune.experiment_name == "mine"
+    assert cfg.recipe.search.epochs == 3 and cfg.tune.experiment_name == "mine"
     named = JOBS["search_vqa"].load(JobOptions(smoke_test=True, name="exact", storage="/tmp/x"))
     assert (named.tune.experiment_name, named.tune.storage_path) == ("exact", "/tmp/x")
 
@@ -79,7 +79,7 @@ def test_user_overrides_win_over_the_smoke_test_and_name_flags_win_last():
 def test_overrides_reach_every_section():
     cfg = JOBS["search_vqa"].load(JobOptions(overrides=(
         "recipe.model.hidden=96", "tune.scheduler.grace_period=1", "dataset.source.scenes.num_scenes=123")))
-    assert cfg.recipe["model"]["hidden"] == 96
+    assert cfg.recipe.model.hidden == 96
     assert cfg.tune.scheduler.grace_period == 1
     assert cfg.dataset.source.scenes.num_scenes == 123
 
@@ -109,19 +109,31 @@ def test_naming_the_data_turns_building_off():
     assert spec.load(JobOptions(overrides=("recipe.data.root=/data/scenes",))).dataset is None
     assert spec.load(JobOptions(data_root="/data/scenes")).dataset is None
     assert spec.load(JobOptions(overrides=("dataset=null",))).dataset is None
-    bound = bind_data(spec.data, spec.load(JobOptions()).recipe, "/data/scenes")
+    assert spec.load(JobOptions(data_root="/data/scenes")).recipe.data.root == "/data/scenes"
+    bound = bind_data(spec.data, {"data": {"root": "synthetic"}}, "/data/scenes")
     assert bound["data"]["root"] == "/data/scenes"
+    with pytest.raises(ConfigError, match="--data-root is empty"):
+        spec.load(JobOptions(data_root=""))
+
+
+def test_experiments_on_s3_get_their_data_set_beside_them_bound_into_the_recipe_at_load():
+    cfg = JOBS["search_vqa"].load(JobOptions(storage="s3://bucket/runs", smoke_test=True))
+    assert cfg.dataset.output.startswith("s3://bucket/runs/datasets/scenes-")  # every node reads it
+    assert cfg.recipe.data.root == dataset_uri(cfg.dataset) == cfg.dataset.output
 
 
 def test_fusemix_job_reads_a_plain_recipe_config_with_the_default_tune_file(tmp_path):
     spec = JOBS["tune_fusemix"]
     cfg = spec.load(JobOptions())
-    recipe = validate_config(FuseMixConfig, cfg.recipe)
-    assert recipe.data.backend == "ray"  # trials stream through Ray Data
+    recipe = cfg.recipe
+    assert isinstance(recipe, FuseMixConfig) and recipe.data.backend == "ray"  # trials stream through Ray Data
     assert cfg.tune == validate_config(type(cfg.tune), read_yaml(CONFIGS / "tune" / "fusemix_scenes.yaml"))
     assert cfg.dataset.tables == ("pairs",)  # image and caption latents only
-    bound = bind_data(spec.data, cfg.recipe, "/data/scenes")
-    assert [bound["data"][k] for k in ("store", "val_store", "test_store")] == [
+    root = dataset_uri(cfg.dataset)  # the data set the job builds (or reuses), bound at load
+    assert [getattr(recipe.data, k) for k in ("store", "val_store", "test_store")] == [
+        f"{root}/train", f"{root}/val", f"{root}/test"]
+    bound = spec.load(JobOptions(data_root="/data/scenes")).recipe
+    assert [getattr(bound.data, k) for k in ("store", "val_store", "test_store")] == [
         "/data/scenes/train", "/data/scenes/val", "/data/scenes/test"]
     assert spec.load(JobOptions(data_root="/data/x")).dataset is None
     assert spec.load(JobOptions(overrides=("recipe.data.store=/s/train",))).dataset is None

@@ -18,12 +18,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def test_shortlist_retrains_candidates_and_anchors_picks_on_val_tests_once_and_resumes_as_done(ray_session, tmp_path, monkeypatch):
-    from mmsearch.config import load_config
+    from mmsearch.config import config_to_dict, load_config
     from mmsearch.recipes.train_derived.recipe import train_derived
     from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
     settings = ShortlistSettings(enabled=True, k=1, budget=2, grace_period=1, cpus_per_trial=0.5, pool=1)
-    base = shortlist_train_config("vqa", settings, {"data": {"root": "synthetic"}}, smoke_test=True)
+    base = shortlist_train_config("vqa", settings, "synthetic", smoke_test=True)
     tune = TuneSettings(experiment_name="exp", metric="val_metric", mode="max", storage_path=str(tmp_path), max_failures=0,
                         resources={"cpus_per_trial": 0.5, "reserve_cpus_for_data": 0})
     location = storage.resolve_storage(str(tmp_path)).child("exp")
@@ -63,7 +63,7 @@ def test_shortlist_retrains_candidates_and_anchors_picks_on_val_tests_once_and_r
     # Determinism per seed: the MCAN anchor's first epoch equals a standalone training with its config and seed.
     mcan = next(r for r in rows if r["label"] == "mcan")
     spec = json.loads(next(experiment.glob("shortlist_candidates/shortlist-*/mcan.json")).read_text())
-    direct = train_derived(load_config(TrainDerivedConfig, {**base, "arch": spec, "output_dir": str(tmp_path / "direct")}))
+    direct = train_derived(load_config(TrainDerivedConfig, {**config_to_dict(base), "arch": spec, "output_dir": str(tmp_path / "direct")}))
     assert direct.history[0]["val_metric"] == pytest.approx(mcan["val_per_epoch"][0][1], abs=1e-6)
 
     # Resumed: nothing is trained or evaluated again.

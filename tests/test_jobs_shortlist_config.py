@@ -18,9 +18,9 @@ def test_shortlist_section_is_read_overridden_shrunk_by_the_smoke_test_and_valid
     assert shipped.enabled is False and shipped.k == 3 and shipped.anchors == ("mcan", "mmnas_prior")
     smoke = spec.load(JobOptions(smoke_test=True, overrides=("shortlist.enabled=true",))).shortlist
     assert (smoke.enabled, smoke.k, smoke.budget, smoke.grace_period) == (True, 2, 2, 1)
-    base = shortlist_train_config(spec.task, smoke, {"data": {"root": "synthetic"}}, smoke_test=True)
-    assert base["train"]["epochs"] == 2 and base["eval"]["test"] is False and base["data"]["root"] == "synthetic"
-    assert base["data"]["task"] == spec.task and base["train"]["num_threads"] == 1
+    base = shortlist_train_config(spec.task, smoke, "synthetic", smoke_test=True)
+    assert base.train.epochs == 2 and base.eval.test is False and base.data.root == "synthetic"
+    assert base.data.task == spec.task and base.train.num_threads == 1
 
 
 def test_bad_shortlist_settings_fail_naming_the_key():
@@ -32,9 +32,9 @@ def test_bad_shortlist_settings_fail_naming_the_key():
     with pytest.raises(ConfigError, match="unknown key"):
         spec.load(JobOptions(overrides=("shortlist.top_k=2",)))
     with pytest.raises(ConfigError, match="trains task 'itm'"):
-        shortlist_train_config("vqa", ShortlistSettings(train_config="configs/train/itm.yaml"), {"data": {"root": "x"}}, smoke_test=False)
+        shortlist_train_config("vqa", ShortlistSettings(train_config="configs/train/itm.yaml"), "x", smoke_test=False)
     with pytest.raises(ConfigError, match="search jobs"):
-        shortlist_train_config(None, ShortlistSettings(), {"data": {"root": "x"}}, smoke_test=False)
+        shortlist_train_config(None, ShortlistSettings(), "x", smoke_test=False)
 
 
 def test_shortlist_run_is_named_after_its_candidates():

@@ -8,7 +8,7 @@ Modules (import them directly; this package imports nothing eagerly):
 - ``asha``: scheduler validation and the rung ladder; ``asha_state``: ASHA whose rung records
   survive ``Tuner.restore``.
 - ``tune_context``: the recipe ``RunContext`` over ``ray.tune`` and ``as_tune_trainable``.
-- ``experiment``: ``run_experiment`` (idempotent: resumes an existing experiment) and summaries.
+- ``experiment``: ``plan_experiment`` (everything checked before Ray), ``run_plan`` / ``run_experiment`` (idempotent: resumes an existing experiment) and summaries.
 - ``summary``: ``experiment_summary.json``; ``metrics``: live gauges for the Ray dashboard.
 - ``cluster``: join a running cluster or start Ray locally (``RAY_AUTH_MODE`` made explicit).
 - ``credentials``: AWS credentials never go into a Ray runtime env (Tune copies them by default).

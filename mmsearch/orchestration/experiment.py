@@ -7,6 +7,11 @@ over. Everything that can be checked is checked before Ray runs a trial: the bas
 search space against the recipe's config class, the ASHA ladder against the recipe's epochs,
 the storage (write/read/delete of a marker), and that the cluster can run at least one trial.
 
+A job does these steps once each: it validates its recipe config at its edge and passes the
+frozen config to :func:`plan_experiment` (a dict is validated there, once), runs the storage
+preflight and :func:`check_resume`, and then :func:`run_plan`, which runs the plan as it is.
+:func:`run_experiment` is all of it in one call.
+
 Trials get ``cpus_per_trial``/``gpus_per_trial`` (fractional GPUs run several trials per GPU);
 the number running at once is derived from the cluster, minus ``reserve_cpus_for_data`` CPUs
 kept free so Ray Data's streaming tasks are never starved. Each trial runs in a fresh actor
@@ -67,6 +72,9 @@ class ExperimentOutcome:
 class ExperimentPlan:
     """What :func:`run_experiment` will run, computed (and validated) before Ray is involved."""
 
+    recipe: Callable[..., Any]  # the trial function
+    config_cls: type
+    base: Any  # the validated base config (an instance of config_cls); trials add their sampled values
     settings: TuneSettings
     space: SearchSpace
     ladder: RungLadder | None  # None for FIFO
@@ -87,20 +95,23 @@ def experiment_location(settings: TuneSettings) -> storage.StorageLocation:
 def plan_experiment(
     recipe: Callable[..., Any],
     config_cls: type,
-    base_config: dict[str, Any],
+    base_config: Any,
     settings: TuneSettings,
     *,
     epochs_key: str,
 ) -> ExperimentPlan:
-    """Validate everything that can be checked without Ray; raises ConfigError/ValueError subclasses."""
-    base_cfg = validate_config(config_cls, base_config, origin="base config")
+    """Validate everything that can be checked without Ray; raises ConfigError/ValueError subclasses.
+
+    ``base_config`` is the recipe's validated config (an instance of ``config_cls``, used as it
+    is) or its data (a mapping, validated here)."""
+    base_cfg = base_config if isinstance(base_config, config_cls) else validate_config(config_cls, base_config, origin="base config")
     if epochs_key in settings.search_space:
         raise ConfigError(f"search space: {epochs_key} is the fidelity budget (ASHA's max_t); it cannot be tuned")
     recipe_epochs = _get_dotted(base_cfg, epochs_key)
     if isinstance(recipe_epochs, bool) or not isinstance(recipe_epochs, int):
         raise ConfigError(f"epochs_key {epochs_key!r} must name an integer field of {config_cls.__name__}")
     ladder = validate_scheduler(settings.scheduler, recipe_epochs=recipe_epochs, metric=settings.metric, mode=settings.mode)
-    space = parse_search_space(settings.search_space, config_cls, base_config)
+    space = parse_search_space(settings.search_space, config_cls, config_to_dict(base_cfg))
     if settings.searcher == "optuna":
         build_searcher("optuna", space, metric=settings.metric, mode=settings.mode, max_concurrent=1, seed=None)
     spec = {
@@ -118,6 +129,9 @@ def plan_experiment(
         "rungs": list(ladder.rungs) if ladder else [],
     }
     return ExperimentPlan(
+        recipe=recipe,
+        config_cls=config_cls,
+        base=base_cfg,
         settings=settings,
         space=space,
         ladder=ladder,
@@ -155,7 +169,7 @@ def derive_max_concurrent_trials(resources: ResourceSettings, cluster: dict[str,
 def run_experiment(
     recipe: Callable[..., Any],
     config_cls: type,
-    base_config: dict[str, Any],
+    base_config: Any,
     settings: TuneSettings,
     *,
     epochs_key: str,
@@ -169,8 +183,14 @@ def run_experiment(
     (Ray pickles the run config into the experiment directory).
     """
     plan = plan_experiment(recipe, config_cls, base_config, settings, epochs_key=epochs_key)
-    location = plan.location
-    storage.preflight(location)
+    storage.preflight(plan.location)
+    return run_plan(plan, callbacks=callbacks, verbose=verbose)
+
+
+def run_plan(plan: ExperimentPlan, *, callbacks: Iterable[tune.Callback] = (), verbose: int = 1) -> ExperimentOutcome:
+    """Run (or resume) a planned experiment whose storage passed :func:`storage.preflight`; nothing
+    is validated or checked again (see :func:`run_experiment`)."""
+    location, settings = plan.location, plan.settings
     if not ray.is_initialized():
         connect()
     keep_credentials_out_of_runtime_envs()  # also when the caller started Ray itself
@@ -180,7 +200,7 @@ def run_experiment(
         dataclasses.replace(settings.resources, gpus_per_trial=placement.gpus_per_trial), cluster)
     _warn_about_layout(plan, concurrency, location)
 
-    trainable = tune.with_resources(as_tune_trainable(recipe, base_config, config_cls, experiment=location),
+    trainable = tune.with_resources(as_tune_trainable(plan.recipe, plan.base, plan.config_cls, experiment=location),
                                     placement.tune_resources())
     fs = location.filesystem() if location.is_s3 else None
     exp_path = location.fs_path if location.is_s3 else location.uri
@@ -365,5 +385,6 @@ __all__ = [
     "experiment_location",
     "plan_experiment",
     "run_experiment",
+    "run_plan",
     "summarize_experiment",
 ]

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from ray import tune
 
-from mmsearch.config import dump_config, validate_config
+from mmsearch.config import config_to_dict, dump_config, validate_config
 from mmsearch.orchestration.asha import TIME_ATTR
 from mmsearch.orchestration.checkpoints import write_manifest
 from mmsearch.orchestration.search_space import set_dotted
@@ -142,19 +142,21 @@ def merge_trial_params(base_config: dict[str, Any], params: dict[str, Any]) -> d
 
 def as_tune_trainable(
     recipe_fn: Callable[..., Any],
-    base_config: dict[str, Any],
+    base_config: Any,
     config_cls: type,
     *,
     experiment: StorageLocation | None = None,
 ) -> Callable[[dict[str, Any]], None]:
     """A Tune function trainable that validates each trial's config and runs ``recipe_fn`` on it.
 
+    ``base_config`` is the validated base config (an instance of ``config_cls``) or its data.
     The trial's sampled parameters (``{"search.arch_lr": 0.003, "seed": 1}``) are merged into
-    ``base_config`` and validated into ``config_cls``; the resolved config is written to the
-    trial's ``config.yaml`` before the recipe starts. With ``experiment`` (the experiment
-    directory in storage), the trial's output files are mirrored to its directory there.
+    the base's data and validated into ``config_cls`` (the sampled values are what is new); the
+    resolved config is written to the trial's ``config.yaml`` before the recipe starts. With
+    ``experiment`` (the experiment directory in storage), the trial's output files are mirrored
+    to its directory there.
     """
-    base = dict(base_config)
+    base = config_to_dict(base_config) if isinstance(base_config, config_cls) else dict(base_config)
 
     def trainable(params: dict[str, Any]) -> None:
         cfg = validate_config(config_cls, merge_trial_params(base, params), origin=f"trial params {params}")

@@ -37,7 +37,8 @@ class SmokeTest:
 class DataBinding:
     """Where a recipe's data is named in its config, and the check that opens it the way a trial will.
 
-    ``bind`` writes a precomputed data set's root into the recipe section (a plain mapping);
+    ``bind`` writes a precomputed data set's root into the recipe section (a plain mapping: the job
+    binds before its one validation of the section);
     ``check`` opens the data of a validated config on the driver and returns a one-line
     description, or raises :class:`DataCheckError` naming the path; ``dataset`` is the job's
     ``dataset:`` section for configs without one (None: the recipe's data location is used as is).

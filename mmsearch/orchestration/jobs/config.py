@@ -18,6 +18,11 @@ file, the job's smoke-test overrides (``--smoke-test``), the user's overrides, t
 ``--storage`` and ``--data-root``. Naming the recipe's data location (``--data-root`` or an
 override of a data key such as ``recipe.data.root``) means "use that data as it is": nothing is
 built and a missing data set is an error before any trial starts.
+
+This is the job's edge: the recipe section, with its data bound (the data set's place, or
+``--data-root``), is validated here once into the recipe's frozen config, and everything
+downstream (the plan, the experiment, the trials, ``--then-train``, the shortlist) receives that
+object, not the dict.
 """
 from __future__ import annotations
 
@@ -29,7 +34,8 @@ from mmsearch.config import ConfigError, apply_overrides, masked_override, parse
 from mmsearch.data.precompute.config import PrecomputeConfig
 from mmsearch.evaluation import ShortlistSettings
 from mmsearch.orchestration.settings import TuneSettings
-from mmsearch.recipes.entry import SmokeTest
+from mmsearch.orchestration.jobs.data import bind_data, dataset_uri, place_dataset
+from mmsearch.recipes.entry import NO_DATA, DataBinding, SmokeTest
 
 SECTIONS = ("recipe", "tune", "dataset", "shortlist")
 REPO_ROOT = Path(__file__).resolve().parents[3]  # configs/ lives here in a source checkout
@@ -55,11 +61,11 @@ class JobOptions:
 
 @dataclasses.dataclass(frozen=True)
 class JobConfig:
-    """A job's validated settings. ``recipe`` is the raw section (the data root is bound later)."""
+    """A job's validated settings. ``recipe`` is the recipe's frozen config, its data bound."""
 
-    recipe: dict[str, Any]
+    recipe: Any  # an instance of the recipe's config class
     tune: TuneSettings
-    dataset: PrecomputeConfig | None  # None: the recipe's own data location is used as it is
+    dataset: PrecomputeConfig | None  # placed (its output settled); None: the recipe's own data location is used as it is
     origin: str  # where it came from, for messages
     shortlist: ShortlistSettings = ShortlistSettings()  # off unless the file or an override turns it on
 
@@ -127,12 +133,14 @@ def load_job_config(
     default_tune: str | None = None,
     default_dataset: Mapping[str, Any] | None = None,
     smoke_test: SmokeTest = SmokeTest(),
-    data_keys: tuple[str, ...] = (),
+    data: DataBinding = NO_DATA,
 ) -> JobConfig:
     """Read, override and validate a job's config; raises ConfigError naming the bad key or value.
 
-    ``data_keys`` are the recipe keys that name its data (``data.root``); overriding one (or
-    ``--data-root``) turns data building off.
+    ``data`` is the recipe's data binding: overriding one of its keys (``recipe.data.root``) or
+    ``--data-root`` turns data building off; otherwise the data set is placed
+    (:func:`~mmsearch.orchestration.jobs.data.place_dataset`) and its root bound into the recipe
+    section before the one validation of it.
     """
     path = resolve_path(options.config or default_config)
     origin = str(path)
@@ -159,7 +167,7 @@ def load_job_config(
     if options.storage is not None:
         overrides.append(f"tune.storage_path={options.storage}")
     routed = route_overrides(overrides)
-    explicit_data = options.data_root is not None or overrides_touch(routed["recipe"], [f"recipe.{k}" for k in data_keys])
+    explicit_data = options.data_root is not None or overrides_touch(routed["recipe"], [f"recipe.{k}" for k in data.keys])
     if overrides:
         origin += " + overrides " + " ".join(masked_override(o) for o in user)
 
@@ -170,8 +178,15 @@ def load_job_config(
     dataset = None if dataset_data is None else validate_config(PrecomputeConfig, dataset_data, origin=f"{origin} [dataset]")
     shortlist = validate_config(ShortlistSettings, _apply("shortlist", sections.get("shortlist") or {}, routed["shortlist"]) or {},
                                 origin=f"{origin} [shortlist]")
-    validate_config(config_cls, recipe, origin=f"{origin} [recipe]")  # names a bad key or an unknown op now
-    return JobConfig(recipe=recipe, tune=tune, dataset=dataset, origin=origin, shortlist=shortlist)
+    if dataset is not None:
+        from mmsearch.storage import resolve_storage
+
+        dataset = place_dataset(dataset, resolve_storage(tune.storage_path, tune.s3_endpoint_url))
+        recipe = data.bind(recipe, dataset_uri(dataset))
+    else:
+        recipe = bind_data(data, recipe, options.data_root)
+    cfg = validate_config(config_cls, recipe, origin=f"{origin} [recipe]")  # the one validation: names a bad key or an unknown op
+    return JobConfig(recipe=cfg, tune=tune, dataset=dataset, origin=origin, shortlist=shortlist)
 
 
 __all__ = [

@@ -8,9 +8,9 @@ search's data set; ``mmsearch.orchestration.train.train_best_architecture`` trai
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
-from mmsearch.config import ConfigError, apply_overrides, config_to_dict, read_yaml, validate_config
+from mmsearch.config import ConfigError, apply_overrides, read_yaml, validate_config
 from mmsearch.orchestration.jobs.config import JobConfig, JobOptions, resolve_path
 from mmsearch.orchestration.jobs.results import RETRAIN_RUN
 
@@ -23,9 +23,9 @@ THEN_TRAIN_SMOKE = (
 
 
 
-def then_train_settings(task: str | None, job: JobConfig, options: JobOptions, recipe: Mapping[str, Any],
-                        experiment: Any) -> dict[str, Any]:
-    """The resolved training config for ``--then-train``, validated now (before any trial)."""
+def then_train_settings(task: str | None, job: JobConfig, options: JobOptions, experiment: Any) -> Any:
+    """The resolved training config for ``--then-train``, validated now (before any trial), on the
+    data of the search's validated config (``job.recipe``)."""
     if task is None:
         raise ConfigError("--then-train is for search jobs")
     try:
@@ -36,17 +36,17 @@ def then_train_settings(task: str | None, job: JobConfig, options: JobOptions, r
     path = resolve_path(options.train_config or f"configs/train/{task}.yaml")
     raw = read_yaml(path)
     raw = raw["recipe"] if "recipe" in raw else raw
-    overrides = [*(THEN_TRAIN_SMOKE if options.smoke_test else ()), f"data.root={recipe['data']['root']}",
+    overrides = [*(THEN_TRAIN_SMOKE if options.smoke_test else ()), f"data.root={job.recipe.data.root}",
                  f"run.storage_path={experiment.uri}", f"run.name={RETRAIN_RUN}"]
     if job.tune.s3_endpoint_url:
         overrides.append(f"run.s3_endpoint_url={job.tune.s3_endpoint_url}")
     cfg = validate_config(TrainDerivedConfig, apply_overrides(dict(raw), overrides), origin=f"{path} (--then-train)")
     if cfg.data.task != task:
         raise ConfigError(f"--train-config {path} trains task {cfg.data.task!r}, the search is for {task!r}")
-    return config_to_dict(cfg)
+    return cfg  # a TrainDerivedConfig, trained as it is
 
 
-def then_train(location: Any, searched: dict[str, float], train_config: dict[str, Any]) -> dict[str, Any]:
+def then_train(location: Any, searched: dict[str, float], train_config: Any) -> dict[str, Any]:
     """Train the experiment's best architecture (``best_arch.json``) and record searched vs retrained."""
     from mmsearch.orchestration.jobs import results
     from mmsearch.orchestration.train import train_best_architecture

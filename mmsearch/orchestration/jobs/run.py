@@ -44,9 +44,9 @@ import sys
 from typing import Any, Sequence
 
 from mmsearch.cli_parsers import JOB_CARDS, JobCard, job_parser
-from mmsearch.config import ConfigError, validate_config
+from mmsearch.config import ConfigError
 from mmsearch.orchestration.jobs.config import JobConfig, JobOptions
-from mmsearch.orchestration.jobs.data import bind_data, build_dataset, dataset_complete, dataset_uri, place_dataset
+from mmsearch.orchestration.jobs.data import build_dataset, dataset_complete, dataset_uri
 from mmsearch.orchestration.jobs.handoff import then_train, then_train_settings
 from mmsearch.orchestration.jobs.specs import JOBS, SEARCH_TASKS, JobSpec, job_spec
 from mmsearch.orchestration.quiet import set_verbose
@@ -135,29 +135,28 @@ def _bad_input_errors() -> tuple[type[BaseException], ...]:
 
 
 def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
-    """Validate, connect, prepare the data, run (or resume) the experiment, write results and report."""
+    """Validate, connect, prepare the data, run (or resume) the experiment, write results and report.
+
+    The recipe config is validated once, by ``spec.load`` (the job's edge, with its data bound);
+    the plan, the storage preflight and the resume check run once each, here, before Ray starts,
+    and the experiment runs that plan as it is."""
     from mmsearch import storage
     from mmsearch.orchestration.experiment import check_resume, plan_experiment
 
     for key, value in JOB_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
     job = force_cpu(spec.load(options)) if options.cpu else spec.load(options)
-    recipe = bind_data(spec.data, job.recipe, options.data_root)
-    dataset = None
-    if job.dataset is not None:
-        dataset = place_dataset(job.dataset, storage.resolve_storage(job.tune.storage_path, job.tune.s3_endpoint_url))
-        if dataset.output.startswith("s3://") and job.tune.s3_endpoint_url:
-            # The data layer and the trials find S3 endpoints through AWS_ENDPOINT_URL (forwarded to workers).
-            os.environ.setdefault("AWS_ENDPOINT_URL", job.tune.s3_endpoint_url)
-        recipe = spec.data.bind(recipe, dataset_uri(dataset))
-    plan = plan_experiment(spec.trial, spec.config_cls, recipe, job.tune, epochs_key=spec.epochs_key)
-    train = then_train_settings(spec.task, job, options, recipe, plan.location) if options.then_train else None
+    cfg, dataset = job.recipe, job.dataset
+    if dataset is not None and dataset.output.startswith("s3://") and job.tune.s3_endpoint_url:
+        # The data layer and the trials find S3 endpoints through AWS_ENDPOINT_URL (forwarded to workers).
+        os.environ.setdefault("AWS_ENDPOINT_URL", job.tune.s3_endpoint_url)
+    plan = plan_experiment(spec.trial, spec.config_cls, cfg, job.tune, epochs_key=spec.epochs_key)
+    train = then_train_settings(spec.task, job, options, plan.location) if options.then_train else None
     shortlist = None
     if job.shortlist.enabled:
         from mmsearch.orchestration.jobs.shortlist import shortlist_train_config
 
-        shortlist = shortlist_train_config(spec.task, job.shortlist, recipe, smoke_test=options.smoke_test)
-    cfg = validate_config(spec.config_cls, recipe, origin=job.origin)
+        shortlist = shortlist_train_config(spec.task, job.shortlist, cfg.data.root, smoke_test=options.smoke_test)
     data_line = spec.data.check(cfg) if dataset is None else None  # data named by the user: checked first
     storage.preflight(plan.location)
     check_resume(plan)  # a resubmission with other settings fails here, naming them, before Ray starts
@@ -184,16 +183,15 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
         data_line = spec.data.check(cfg)
         if data_line is not None:
             print(data_line, flush=True)
-    return _run_and_finish(spec, job, recipe, train, shortlist)
+    return _run_and_finish(spec, job, plan, train, shortlist)
 
 
-def _run_and_finish(spec: JobSpec, job: JobConfig, recipe: dict[str, Any], train: dict[str, Any] | None,
-                    shortlist: dict[str, Any] | None = None) -> JobOutcome:
-    """Run (or resume) the experiment, then write the best trial / architecture, --then-train, the report."""
+def _run_and_finish(spec: JobSpec, job: JobConfig, plan: Any, train: Any | None, shortlist: Any | None = None) -> JobOutcome:
+    """Run (or resume) the planned experiment, then write the best trial / architecture, --then-train, the report."""
     from mmsearch.orchestration.jobs import results
-    from mmsearch.orchestration.experiment import run_experiment
+    from mmsearch.orchestration.experiment import run_plan
 
-    outcome = run_experiment(spec.trial, spec.config_cls, recipe, job.tune, epochs_key=spec.epochs_key)
+    outcome = run_plan(plan)
     location, summary = outcome.location, outcome.summary
     best = summary.best_trial
     searched = results.epoch_metrics(outcome.results, best.trial_id, best.best_epoch) if best else {}
@@ -207,7 +205,7 @@ def _run_and_finish(spec: JobSpec, job: JobConfig, recipe: dict[str, Any], train
               f"{agreement['searches']} searches): {location.uri}/search_diagnostics.json", flush=True)
     shortlisted = None
     if shortlist is not None and best_arch is not None:
-        shortlisted = _shortlist(location, job, summary, recipe, shortlist)
+        shortlisted = _shortlist(location, job, summary, shortlist)
         if shortlisted.get("winner") is not None:
             best_arch = shortlisted["best_arch"]
             searched = _searched_for(shortlisted["winner"], best.trial_id, searched)
@@ -224,11 +222,10 @@ def _run_and_finish(spec: JobSpec, job: JobConfig, recipe: dict[str, Any], train
     return JobOutcome(location.uri, exit_code, summary, best_trial, best_arch, comparison, report)
 
 
-def _shortlist(location: Any, job: JobConfig, summary: Any, recipe: dict[str, Any], train_base: dict[str, Any]) -> dict[str, Any]:
+def _shortlist(location: Any, job: JobConfig, summary: Any, train_base: Any) -> dict[str, Any]:
     from mmsearch.orchestration.jobs.shortlist import run_shortlist, searched_architectures
 
-    model = recipe.get("model", {})
-    depths = (int(model.get("enc_depth", 0)), int(model.get("dec_depth", 0)))
+    depths = (job.recipe.model.enc_depth, job.recipe.model.dec_depth)  # the search's, when no search left an architecture
     searched = searched_architectures(location, summary)
     if searched:
         depths = (len(searched[0]["spec"]["enc"]), len(searched[0]["spec"]["dec"]))

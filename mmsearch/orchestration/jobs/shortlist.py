@@ -57,8 +57,9 @@ DIAGNOSTICS_FILE = "search_diagnostics.json"
 SHORTLIST_SMOKE = ("k=2", "budget=2", "grace_period=1", "cpus_per_trial=0.5")
 
 
-def shortlist_train_config(task: str | None, settings: ShortlistSettings, recipe: Mapping[str, Any], *, smoke_test: bool) -> dict[str, Any]:
-    """The shortlist trials' base training config (every trial sets ``arch``), validated now, before any trial."""
+def shortlist_train_config(task: str | None, settings: ShortlistSettings, data_root: str, *, smoke_test: bool) -> Any:
+    """The shortlist trials' base training config (a ``TrainDerivedConfig``; every trial sets
+    ``arch``) on the search's data (``data_root``), validated now, before any trial, and once."""
     from mmsearch.orchestration.jobs.handoff import THEN_TRAIN_SMOKE
     from mmsearch.recipes.train_derived.config import TrainDerivedConfig
 
@@ -67,7 +68,7 @@ def shortlist_train_config(task: str | None, settings: ShortlistSettings, recipe
     path = resolve_path(settings.train_config or f"configs/train/{task}.yaml")
     raw = read_yaml(path)
     raw = raw["recipe"] if "recipe" in raw else raw
-    overrides = [*(THEN_TRAIN_SMOKE if smoke_test else ()), f"data.root={recipe['data']['root']}",
+    overrides = [*(THEN_TRAIN_SMOKE if smoke_test else ()), f"data.root={data_root}",
                  f"train.epochs={settings.budget}", "eval.test=false", "eval.predictions=false", "eval.every_epochs=1", "arch=mcan"]
     if (raw.get("train") or {}).get("num_threads") is None:  # one trial's share of the CPUs, not all of them
         overrides.append(f"train.num_threads={max(1, int(settings.cpus_per_trial))}")
@@ -75,7 +76,7 @@ def shortlist_train_config(task: str | None, settings: ShortlistSettings, recipe
     if cfg.data.task != task:
         raise ConfigError(f"shortlist.train_config {path} trains task {cfg.data.task!r}, the search is for {task!r}")
     validate_scheduler(_scheduler(settings), recipe_epochs=settings.budget, metric="val_metric", mode="max")
-    return config_to_dict(cfg)
+    return cfg
 
 
 def _scheduler(settings: ShortlistSettings) -> SchedulerSettings:
@@ -163,7 +164,7 @@ def write_search_diagnostics(location: StorageLocation, summary: Any) -> dict[st
     return record
 
 
-def run_shortlist(location: StorageLocation, job_tune: TuneSettings, settings: ShortlistSettings, train_base: dict[str, Any],
+def run_shortlist(location: StorageLocation, job_tune: TuneSettings, settings: ShortlistSettings, train_base: Any,
                   searched: list[dict[str, Any]], depths: tuple[int, int], *, verbose: int = 1) -> dict[str, Any]:
     """Run (or resume, or skip when finished) the shortlist; writes ``shortlist.json`` and ``best_arch.json``."""
     from mmsearch.orchestration.experiment import run_experiment
@@ -187,7 +188,7 @@ def run_shortlist(location: StorageLocation, job_tune: TuneSettings, settings: S
                              verbose=verbose)
     rows = _retrained_rows(outcome, candidates, uris)
     record = {"settings": dataclasses.asdict(settings), "candidates": _plain(candidates), "rows": rows,
-              "experiment": outcome.location.uri, "metric": primary_metric(train_base["data"]["task"]),
+              "experiment": outcome.location.uri, "metric": primary_metric(train_base.data.task),
               "estimate_vs_retrained": estimate_vs_retrained(rows), "search": search_diagnostics(searched),
               "test_evaluations": 0, "winner": None}
     try:

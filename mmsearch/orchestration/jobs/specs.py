@@ -69,7 +69,7 @@ class JobSpec:
             default_tune=self.default_tune,
             default_dataset=self.default_dataset,
             smoke_test=self.smoke_test,
-            data_keys=self.data.keys,
+            data=self.data,
         )
 
 
