@@ -111,6 +111,19 @@ def test_progress_logs_every_few_seconds_with_rate_and_eta(caplog):
     assert len(lines) == 4 and lines[-1] == "image stage: 1000/1000 images (100%), 50.0 images/s, done in 20 s"
 
 
+def test_progress_rate_and_eta_count_from_the_first_batch_not_the_workers_start(caplog):
+    now = [0.0]
+    progress = Progress("text stage", 300, "rows", log=logging.getLogger("t"), every_s=5.0, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="t"):
+        for at, n in ((20.0, 32), (21.0, 32), (26.0, 32), (40.0, 204)):  # 20 s of actor start-up, then ~10 rows/s
+            now[0] = at
+            progress.advance(n)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["text stage: 32/300 rows (11%), first rows after 20 s",  # no ETA made of the start-up
+                     "text stage: 96/300 rows (32%), 10.7 rows/s, ETA 19 s",  # 64 rows in the 6 s since the first
+                     "text stage: 300/300 rows (100%), 7.5 rows/s, done in 40 s"]
+
+
 def test_quiet_by_default_and_verbose_on_request(monkeypatch):
     from mmsearch.orchestration import quiet
 
