@@ -43,10 +43,13 @@ def test_the_job_takes_everything_from_the_recipe_entry(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_a_toy_recipe_runs_under_tune_through_the_job_code(ray_session, tmp_path):
+def test_a_toy_recipe_runs_under_tune_through_the_job_code(ray_session, tmp_path, capsys):
     register_for_ray()
     spec, _ = toy_job(tmp_path, epochs=2, lrs=(0.5,))  # one trial: the job path, not Tune's selection, is under test
     outcome = run_job(spec, JobOptions())
+    printed = capsys.readouterr().out
+    assert "Trial status:" in printed  # Tune's own table is printed, but not its last-epoch "Current best trial"
+    assert "Current best trial" not in printed and "best trial " in printed  # only the summary's notion of best
     experiment = tmp_path / "runs" / "toy_job"
     assert outcome.exit_code == 0 and outcome.experiment == str(experiment)
     assert len(outcome.summary.trials) == 1

@@ -234,8 +234,8 @@ def _new_tuner(
         trainable,
         param_space=plan.space.param_space,
         tune_config=tune.TuneConfig(
-            metric=s.metric,  # the ResultGrid's default (get_best_result)
-            mode=s.mode,
+            # No metric/mode here (the scheduler and searcher carry them): with them Ray's console prints
+            # a "Current best trial" by the last epoch, one line above the summary's best over all epochs.
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=s.num_samples,
