@@ -9,6 +9,11 @@ What is silenced, with Ray's own knobs, in the driver and (through the job's
   display (``QUIET_LOGGERS``);
 * the Hugging Face loading bars (``Loading weights: 100%|...``, once per encoder actor):
   ``HF_HUB_DISABLE_PROGRESS_BARS``, and transformers' own switch where it is already imported;
+* Ray Train's own INFO lines in a derived training (``Requesting resources``, ``Started training
+  worker group``, ``Checkpoint successfully created``, ``Reporting training result`` per epoch):
+  Ray Train configures its loggers itself when its controller and workers start, which resets
+  levels set earlier, so the job passes ``RunConfig(logging_config=LoggingConfig(log_level=...))``,
+  its own knob (:func:`train_log_level`);
 * Ray Data's ``Starting execution`` / ``Execution plan`` lines (``DataContext.print_on_execution_start``,
   set in the driver and on the contexts mmsearch's Ray Data readers create in the trials),
   and its progress when written as log blocks (stdout not a terminal; its bars in a terminal stay,
@@ -79,6 +84,12 @@ def quiet_progress_bars(environ: MutableMapping[str, str] = os.environ) -> None:
         sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
+def train_log_level(environ: MutableMapping[str, str] = os.environ) -> str:
+    """Ray Train's console level for its own ``ray.train`` records: WARNING in a quiet job (its
+    warnings and errors stay), Ray's default INFO otherwise."""
+    return "WARNING" if is_quiet(environ) else "INFO"
+
+
 def quiet_data_context(context: Any) -> Any:
     """``context`` (a Ray Data ``DataContext``) without the execution-plan lines, in a quiet job."""
     if is_quiet():
@@ -96,4 +107,4 @@ def quiet_process() -> None:
 
 __all__ = ["QUIET_LOGGERS", "VERBOSE_ENV", "is_quiet", "is_verbose", "quiet_data_context", "quiet_loggers", "quiet_process",
            "quiet_progress_bars",
-           "runtime_env_hook", "set_verbose"]
+           "runtime_env_hook", "set_verbose", "train_log_level"]
