@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,25 @@ def test_quiet_by_default_and_verbose_on_request(monkeypatch):
     finally:
         for name, level in before.items():
             logging.getLogger(name).setLevel(level)
+
+
+def test_quiet_workers_drop_ray_trains_per_epoch_report_line_and_rays_own_deprecations(monkeypatch):
+    from mmsearch.orchestration import quiet
+
+    context = pytest.importorskip("ray.train.v2._internal.execution.context")  # logs through getLogger(__file__)
+    before = {name: logging.getLogger(name).level for name in quiet.QUIET_LOGGERS} | {context.logger.name: context.logger.level}
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)  # quiet_loggers sets it; restored afterwards
+    bars = sys.modules.get("transformers") and sys.modules["transformers"].utils.logging.is_progress_bar_enabled()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            quiet.quiet_loggers()  # the workers' setup hook
+            warnings.warn("`ExecutionOptions.exclude_resources` is deprecated and will be removed", DeprecationWarning)
+            warnings.warn("a warning of the job's own", UserWarning)
+        assert context.logger.getEffectiveLevel() == logging.WARNING  # no "Reporting training result N" per epoch
+        assert [str(w.message) for w in caught] == ["a warning of the job's own"]  # other warnings stay
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
+        if bars:
+            sys.modules["transformers"].utils.logging.enable_progress_bar()
