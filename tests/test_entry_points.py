@@ -176,6 +176,7 @@ def test_quiet_workers_drop_ray_trains_per_epoch_report_line_and_rays_own_deprec
             warnings.warn("`ExecutionOptions.exclude_resources` is deprecated and will be removed", DeprecationWarning)
             warnings.warn("a warning of the job's own", UserWarning)
         assert context.logger.getEffectiveLevel() == logging.WARNING  # no "Reporting training result N" per epoch
+        assert logging.getLogger("ray.tune.tune").getEffectiveLevel() == logging.WARNING  # no "Wrote the latest version..."
         assert [str(w.message) for w in caught] == ["a warning of the job's own"]  # other warnings stay
     finally:
         for name, level in before.items():

@@ -47,6 +47,9 @@ QUIET_LOGGERS = {
     # "Dataset ... execution finished in N seconds" after every read (and the start lines of
     # datasets whose context mmsearch did not create); its warnings stay.
     "ray.data._internal.execution.streaming_executor": logging.WARNING,
+    # Tune's "Wrote the latest version of all result files and experiment state to ..." after the
+    # final table, between it and the job's summary (the driver's; its warnings stay).
+    "ray.tune.tune": logging.WARNING,
 }
 # Ray modules whose logger is named after the file (``logging.getLogger(__file__)``), so neither
 # ray.train's level nor its LoggingConfig reaches it: "Reporting training result N:
