@@ -31,10 +31,14 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def _count(value: float) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
 class Progress:
     """Counts work done and logs a line at most every ``every_s`` seconds, and one when done."""
 
-    def __init__(self, label: str, total: int, unit: str = "rows", *, log: logging.Logger, every_s: float = 5.0,
+    def __init__(self, label: str, total: float, unit: str = "rows", *, log: logging.Logger, every_s: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.label, self.total, self.unit, self.log, self.every_s, self.clock = label, total, unit, log, every_s, clock
         self.done = 0
@@ -44,7 +48,7 @@ class Progress:
     def line(self) -> str:
         now = self.clock()
         elapsed = max(now - self.started, 1e-9)
-        text = f"{self.label}: {self.done}/{self.total} {self.unit}"
+        text = f"{self.label}: {_count(self.done)}/{_count(self.total)} {self.unit}"  # floats (MB) to one decimal
         if self.total:
             text += f" ({100 * self.done / self.total:.0f}%)"
         if self.done >= self.total:
@@ -54,7 +58,7 @@ class Progress:
         rate = (self.done - self.first[1]) / max(now - self.first[0], 1e-9)
         return text + f", {rate:.1f} {self.unit}/s, ETA {_duration((self.total - self.done) / rate)}"
 
-    def advance(self, n: int) -> None:
+    def advance(self, n: float) -> None:
         self.done += n
         now = self.clock()
         if self.first is None:
