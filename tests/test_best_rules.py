@@ -44,3 +44,16 @@ def test_a_searchs_warm_up_epochs_do_not_count_for_best():
     assert metric_history(None, rows[0], "val_metric") == []  # only a warm-up result: no best yet
     plain = [{"epoch": 1, "loss": 3.0}, {"epoch": 2, "loss": 2.0}]  # no warm-up column
     assert metric_history(pandas.DataFrame(plain), plain[-1], "loss") == [(1, 3.0), (2, 2.0)]
+
+
+def test_the_outcomes_best_result_is_the_summarys_best_trial():
+    from types import SimpleNamespace
+
+    from mmsearch.orchestration.experiment import ExperimentOutcome
+
+    trials = [trial("abc_00000", 20.8), trial("abc_00001", 22.917)]  # 00000 scored 22.917 in warm-up only
+    results = [SimpleNamespace(metrics={"trial_id": "abc_00000", "val_metric": 20.8}),
+               SimpleNamespace(metrics={"trial_id": "abc_00001", "val_metric": 22.917}), SimpleNamespace(metrics=None)]
+    outcome = ExperimentOutcome(results, ExperimentSummary("e", "/e", "val_metric", "max", 8, [], trials), None, False)
+    assert outcome.best_result() is results[1]
+    assert ExperimentOutcome(results, ExperimentSummary("e", "/e", "val_metric", "max", 8, [], []), None, False).best_result() is None

@@ -56,11 +56,13 @@ class ExperimentOutcome:
     resumed: bool
 
     def best_result(self) -> Any:
-        """Ray's ``Result`` of the best trial as this project defines best (:mod:`.summary`): the
-        experiment's metric and mode over all epochs (``scope="all"``, not Ray's default ``"last"``)."""
-        if self.summary.best_trial is None:
+        """Ray's ``Result`` of the summary's best trial (:mod:`.summary`). Ray's own
+        ``get_best_result(metric, mode, scope="all")`` names the same trial, except in a search whose
+        warm-up epoch scored best: Ray cannot leave those epochs out."""
+        best = self.summary.best_trial
+        if best is None:
             return None
-        return self.results.get_best_result(self.summary.metric, self.summary.mode, scope="all")
+        return next((r for r in self.results if (r.metrics or {}).get("trial_id") == best.trial_id), None)
 
 
 @dataclasses.dataclass(frozen=True)
