@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import math
 
-from mmsearch.orchestration.summary import ExperimentSummary, TrialSummary, _rung_reached, best_of
+import pytest
+
+from mmsearch.orchestration.summary import ExperimentSummary, TrialSummary, _rung_reached, best_of, metric_history
 from mmsearch.report.collect import best_of as report_best_of
 from mmsearch.report.collect import rung_reached as report_rung_reached
 
@@ -29,3 +31,29 @@ def test_best_trial_on_ties_is_the_first_by_trial_id_and_rungs_are_ints():
     for reached in (_rung_reached(3, [2.0, 4.0], 8), _rung_reached(8, [2.0, 4.0], 8), report_rung_reached(5, [2.0, 4.0], 8)):
         assert type(reached) is int
     assert (_rung_reached(3, [2.0, 4.0], 8), _rung_reached(8, [2.0, 4.0], 8)) == (2, 8)
+
+
+def test_a_searchs_warm_up_epochs_do_not_count_for_best():
+    """The smoke search: trial 0 scored 22.9 in its warm-up epoch (architecture weights untrained)
+    and 20.8 after it; its best_arch.json is epoch 2's, so its best is 20.8 at epoch 2, not 22.9."""
+    pandas = pytest.importorskip("pandas")
+    rows = [{"epoch": 1, "warmup": 1, "val_metric": 22.9}, {"epoch": 2, "warmup": 0, "val_metric": 20.8}]
+    history = metric_history(pandas.DataFrame(rows), rows[-1], "val_metric")
+    assert history == [(2, 20.8)] and best_of(history, "max") == (20.8, 2)
+    assert report_best_of(rows, "val_metric", "max") == (20.8, 2)  # the report agrees
+    assert metric_history(None, rows[0], "val_metric") == []  # only a warm-up result: no best yet
+    plain = [{"epoch": 1, "loss": 3.0}, {"epoch": 2, "loss": 2.0}]  # no warm-up column
+    assert metric_history(pandas.DataFrame(plain), plain[-1], "loss") == [(1, 3.0), (2, 2.0)]
+
+
+def test_the_outcomes_best_result_is_the_summarys_best_trial():
+    from types import SimpleNamespace
+
+    from mmsearch.orchestration.experiment import ExperimentOutcome
+
+    trials = [trial("abc_00000", 20.8), trial("abc_00001", 22.917)]  # 00000 scored 22.917 in warm-up only
+    results = [SimpleNamespace(metrics={"trial_id": "abc_00000", "val_metric": 20.8}),
+               SimpleNamespace(metrics={"trial_id": "abc_00001", "val_metric": 22.917}), SimpleNamespace(metrics=None)]
+    outcome = ExperimentOutcome(results, ExperimentSummary("e", "/e", "val_metric", "max", 8, [], trials), None, False)
+    assert outcome.best_result() is results[1]
+    assert ExperimentOutcome(results, ExperimentSummary("e", "/e", "val_metric", "max", 8, [], []), None, False).best_result() is None

@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,19 @@ def test_progress_logs_every_few_seconds_with_rate_and_eta(caplog):
     assert len(lines) == 4 and lines[-1] == "image stage: 1000/1000 images (100%), 50.0 images/s, done in 20 s"
 
 
+def test_progress_rate_and_eta_count_from_the_first_batch_not_the_workers_start(caplog):
+    now = [0.0]
+    progress = Progress("text stage", 300, "rows", log=logging.getLogger("t"), every_s=5.0, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="t"):
+        for at, n in ((20.0, 32), (21.0, 32), (26.0, 32), (40.0, 204)):  # 20 s of actor start-up, then ~10 rows/s
+            now[0] = at
+            progress.advance(n)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["text stage: 32/300 rows (11%), first rows after 20 s",  # no ETA made of the start-up
+                     "text stage: 96/300 rows (32%), 10.7 rows/s, ETA 19 s",  # 64 rows in the 6 s since the first
+                     "text stage: 300/300 rows (100%), 7.5 rows/s, done in 40 s"]
+
+
 def test_quiet_by_default_and_verbose_on_request(monkeypatch):
     from mmsearch.orchestration import quiet
 
@@ -146,3 +160,26 @@ def test_quiet_by_default_and_verbose_on_request(monkeypatch):
     finally:
         for name, level in before.items():
             logging.getLogger(name).setLevel(level)
+
+
+def test_quiet_workers_drop_ray_trains_per_epoch_report_line_and_rays_own_deprecations(monkeypatch):
+    from mmsearch.orchestration import quiet
+
+    context = pytest.importorskip("ray.train.v2._internal.execution.context")  # logs through getLogger(__file__)
+    before = {name: logging.getLogger(name).level for name in quiet.QUIET_LOGGERS} | {context.logger.name: context.logger.level}
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)  # quiet_loggers sets it; restored afterwards
+    bars = sys.modules.get("transformers") and sys.modules["transformers"].utils.logging.is_progress_bar_enabled()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            quiet.quiet_loggers()  # the workers' setup hook
+            warnings.warn("`ExecutionOptions.exclude_resources` is deprecated and will be removed", DeprecationWarning)
+            warnings.warn("a warning of the job's own", UserWarning)
+        assert context.logger.getEffectiveLevel() == logging.WARNING  # no "Reporting training result N" per epoch
+        assert logging.getLogger("ray.tune.tune").getEffectiveLevel() == logging.WARNING  # no "Wrote the latest version..."
+        assert [str(w.message) for w in caught] == ["a warning of the job's own"]  # other warnings stay
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
+        if bars:
+            sys.modules["transformers"].utils.logging.enable_progress_bar()

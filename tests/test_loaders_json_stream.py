@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -63,3 +64,12 @@ def test_missing_key_wrong_type_and_broken_json(tmp_path):
         list(iter_json_array(truncated, "questions"))
     with pytest.raises(FileNotFoundError, match="absent.json"):
         list(iter_json_array(tmp_path / "absent.json", "questions"))
+
+
+def test_a_big_file_is_read_with_a_progress_line(tmp_path, caplog):
+    path = tmp_path / "v2_questions.json"  # 1.4 MB: more than one read, like the real files (330 MB)
+    path.write_text(json.dumps({"info": {}, "questions": [{"question_id": i, "question": "x" * 100} for i in range(10_000)]}))
+    with caplog.at_level(logging.INFO, logger="mmsearch.data.loaders.json_stream"):
+        assert sum(1 for _ in iter_json_array(path, "questions")) == 10_000
+    lines = [r.getMessage() for r in caplog.records if r.name == "mmsearch.data.loaders.json_stream"]
+    assert lines and lines[-1].startswith("reading v2_questions.json: 1.4/1.4 MB (100%), ") and " done in " in lines[-1]

@@ -34,6 +34,30 @@ def test_inside_a_submitted_job_the_jobs_own_env_vars_are_not_set_twice(monkeypa
     assert "HF_HUB_OFFLINE" not in env and env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9000"
 
 
+def test_a_ray_started_here_runs_without_ray_trains_preemption_watcher(monkeypatch):
+    """One machine: no node to be warned about, and the watcher's actor logs an error-level line."""
+    from mmsearch.orchestration import cluster
+
+    class Started(Exception):
+        pass
+
+    def fake_init(**kwargs):
+        raise Started(kwargs)
+
+    monkeypatch.setattr(cluster.ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(cluster.ray, "init", fake_init)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    monkeypatch.delenv("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", raising=False)
+    with pytest.raises(Started) as started:
+        connect()
+    assert started.value.args[0]["runtime_env"]["env_vars"]["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"
+    with pytest.raises(Started) as joined:
+        connect("127.0.0.1:6379")  # a cluster: its nodes can be preempted, the watcher stays
+    assert "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER" not in joined.value.args[0]["runtime_env"]["env_vars"]
+    assert cluster.local_env_vars({"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "1"}) == {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "1"}
+
+
 @pytest.mark.ray
 def test_connect_reuses_the_running_instance(ray_session, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)

@@ -2,6 +2,7 @@
 interrupted runs, real region features, configs."""
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 
@@ -217,6 +218,16 @@ def test_requested_tables_must_exist_in_the_source():
     assert "pairs" not in resolve_tables(scenes_config("/x", num_scenes=10), splits)
     with pytest.raises(DatasetError, match="no records for table"):
         resolve_tables(scenes_config("/x", num_scenes=10, tables=["regions", "pairs"]), splits)
+
+
+def test_building_the_scene_records_logs_progress(caplog):
+    from mmsearch.data.precompute.records import load_splits
+
+    with caplog.at_level(logging.INFO, logger="mmsearch.data.precompute.records"):
+        splits = load_splits(scenes_config("/x", num_scenes=10).source)  # what precompute runs first
+    lines = [r.getMessage() for r in caplog.records if r.name == "mmsearch.data.precompute.records"]
+    assert lines and lines[-1].startswith("scene records: 10/10 scenes (100%), ") and " done in " in lines[-1]
+    assert sum(len(split.images) for split in splits.values()) == 10
 
 
 def test_image_records_pickle_small():

@@ -93,10 +93,13 @@ def test_a_checked_job_validates_its_recipe_config_once_and_preflights_once(tmp_
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_a_toy_recipe_runs_under_tune_through_the_job_code(ray_session, tmp_path, counted):
+def test_a_toy_recipe_runs_under_tune_through_the_job_code(ray_session, tmp_path, counted, capsys):
     register_for_ray()
     spec, _ = toy_job(tmp_path, epochs=2, lrs=(0.5,))  # one trial: the job path, not Tune's selection, is under test
     outcome = run_job(spec, JobOptions())
+    printed = capsys.readouterr().out
+    assert "Trial status:" in printed  # Tune's own table is printed, but not its last-epoch "Current best trial"
+    assert "Current best trial" not in printed and "best trial " in printed  # only the summary's notion of best
     experiment = tmp_path / "runs" / "toy_job"
     assert outcome.exit_code == 0 and outcome.experiment == str(experiment)
     # On the driver, the recipe config is validated once (at load) plus the one search-space value,

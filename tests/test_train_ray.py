@@ -140,3 +140,21 @@ def test_deepspeed_zero2_checkpoints_every_rank_and_recovers_from_a_worker_failu
     data = RecordingData(str(log_dir)).inner
     evaluated = evaluate_checkpoint(checkpoint, splits=("test",), task_data=data, output_dir=tmp_path / "eval", device="cpu")
     assert evaluated["test"]["vqa_acc"] == pytest.approx(result.metrics["test_vqa_acc"])
+
+
+
+def test_a_quiet_job_asks_ray_train_for_warnings_only(tmp_path, monkeypatch):
+    """Ray Train sets its loggers up itself in its controller and workers (levels set earlier do not
+    hold there), so a quiet job passes its own knob: no 'Checkpoint successfully created' or
+    'Reporting training result' line per epoch; --verbose keeps Ray's INFO."""
+    from types import SimpleNamespace
+
+    from mmsearch.config import load_config
+    from mmsearch.orchestration import quiet
+    from mmsearch.orchestration.train import run_config
+    from mmsearch.recipes.train_derived.config import TrainDerivedConfig
+
+    prepared = SimpleNamespace(config=load_config(TrainDerivedConfig, ray_config(tmp_path, "quiet")), name="quiet")
+    for verbose, level in ((False, "WARNING"), (True, "INFO")):
+        monkeypatch.setenv(quiet.VERBOSE_ENV, "1" if verbose else "0")  # what the job's --verbose sets
+        assert run_config(prepared).logging_config.log_level == level

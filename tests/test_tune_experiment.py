@@ -345,5 +345,5 @@ def test_optuna_searcher_samples_the_space_under_asha(toy_on_ray, tmp_path):
     assert all(0.05 <= c["train.lr"] <= 0.6 and c["train.width"] in (8, 16) for c in configs)
     assert max(c.running for c in recorder.published) <= 2  # the concurrency limit held
     assert outcome.summary.count("completed") + outcome.summary.count("stopped_by_asha") == 4
-    best = outcome.results.get_best_result(scope="all")  # metric and mode are the experiment's defaults
+    best = outcome.results.get_best_result("loss", "min", scope="all")  # Ray's own API, the job's notion of best
     assert best.config == outcome.summary.best_trial.config

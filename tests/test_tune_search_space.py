@@ -87,6 +87,25 @@ def test_searchers():
         build_searcher("hyperopt", space, metric="loss", mode="min", max_concurrent=2, seed=0)
 
 
+def test_a_quiet_job_hears_nothing_from_optuna_below_warning(monkeypatch):
+    import logging
+
+    from mmsearch.orchestration.quiet import VERBOSE_ENV
+
+    space = parse_search_space({"train.lr": {"uniform": [0.1, 0.9]}}, ToyConfig)
+    optuna_logger = logging.getLogger("optuna")
+    before = optuna_logger.level
+    try:
+        monkeypatch.setenv(VERBOSE_ENV, "1")  # --verbose: Optuna's own INFO lines stay
+        build_searcher("optuna", space, metric="loss", mode="min", max_concurrent=2, seed=0)
+        assert optuna_logger.getEffectiveLevel() == logging.INFO
+        monkeypatch.setenv(VERBOSE_ENV, "0")
+        build_searcher("optuna", space, metric="loss", mode="min", max_concurrent=2, seed=0)
+        assert optuna_logger.getEffectiveLevel() == logging.WARNING
+    finally:
+        optuna_logger.setLevel(before)
+
+
 def test_trial_params_merge_into_nested_config_without_touching_the_base():
     base = {"train": {"lr": 0.1, "epochs": 2}}
     merged = merge_trial_params(base, {"train.lr": 0.5, "seed": 7, "faults.fail_at_epoch": 1})

@@ -41,6 +41,11 @@ FORWARDED_ENV = (
     "HF_DATASETS_OFFLINE",
 )
 _JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor for submitted jobs
+# Settings of a Ray instance started here (one machine; a value in the environment wins). Ray
+# Train's preemption watcher waits for notices that a node is going away: on the only node there is
+# no one to tell, and creating its actor logs an error-level core_worker line ("constructor
+# arguments in the object store and max_restarts > 0") in every derived training.
+LOCAL_RAY_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +80,12 @@ def worker_env_vars() -> dict[str, str]:
     """The forwarded settings present in this process's environment."""
     taken = _job_env_keys()
     return {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ and k not in taken}
+
+
+def local_env_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``LOCAL_RAY_ENV``, where this process's environment does not set them otherwise."""
+    environ = os.environ if environ is None else environ
+    return {k: environ.get(k, v) for k, v in LOCAL_RAY_ENV.items()}
 
 
 def connect(
@@ -117,6 +128,7 @@ def connect(
     if joining:
         ray_context = ray.init(address=address or "auto", **kwargs)
     else:
+        kwargs["runtime_env"]["env_vars"] = {**local_env_vars(), **kwargs["runtime_env"]["env_vars"]}
         ray_context = ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=include_dashboard, **kwargs)
     info = ClusterInfo(
         mode="cluster" if joining else "local",

@@ -61,11 +61,13 @@ class ExperimentOutcome:
     resumed: bool
 
     def best_result(self) -> Any:
-        """Ray's ``Result`` of the best trial as this project defines best (:mod:`.summary`): the
-        experiment's metric and mode over all epochs (``scope="all"``, not Ray's default ``"last"``)."""
-        if self.summary.best_trial is None:
+        """Ray's ``Result`` of the summary's best trial (:mod:`.summary`). Ray's own
+        ``get_best_result(metric, mode, scope="all")`` names the same trial, except in a search whose
+        warm-up epoch scored best: Ray cannot leave those epochs out."""
+        best = self.summary.best_trial
+        if best is None:
             return None
-        return self.results.get_best_result(self.summary.metric, self.summary.mode, scope="all")
+        return next((r for r in self.results if (r.metrics or {}).get("trial_id") == best.trial_id), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,8 +256,8 @@ def _new_tuner(
         trainable,
         param_space=plan.space.param_space,
         tune_config=tune.TuneConfig(
-            metric=s.metric,  # the ResultGrid's default (get_best_result)
-            mode=s.mode,
+            # No metric/mode here (the scheduler and searcher carry them): with them Ray's console prints
+            # a "Current best trial" by the last epoch, one line above the summary's best over all epochs.
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=s.num_samples,

@@ -9,13 +9,20 @@ What is silenced, with Ray's own knobs, in the driver and (through the job's
   display (``QUIET_LOGGERS``);
 * the Hugging Face loading bars (``Loading weights: 100%|...``, once per encoder actor):
   ``HF_HUB_DISABLE_PROGRESS_BARS``, and transformers' own switch where it is already imported;
+* Ray Train's own INFO lines in a derived training (``Requesting resources``, ``Started training
+  worker group``, ``Checkpoint successfully created`` per epoch): Ray Train configures its loggers
+  itself when its controller and workers start, which resets levels set earlier, so the job passes
+  ``RunConfig(logging_config=LoggingConfig(log_level=...))``, its own knob (:func:`train_log_level`);
+  its ``Reporting training result`` per epoch comes from a logger named after its file
+  (``FILE_NAMED_LOGGERS``);
 * Ray Data's ``Starting execution`` / ``Execution plan`` lines (``DataContext.print_on_execution_start``,
   set in the driver and on the contexts mmsearch's Ray Data readers create in the trials),
   and its progress when written as log blocks (stdout not a terminal; its bars in a terminal stay,
   since turning them off makes Ray Data log a warning instead). The precompute stages log their
   own progress lines with rate and ETA every few seconds (:mod:`mmsearch.progress`).
 
-Warnings and errors are never silenced, except Ray Data's warning that its progress bars are off.
+Warnings and errors are never silenced, except Ray Data's warning that its progress bars are off
+and Ray's deprecation warnings about its own internal calls (``RAY_INTERNAL_WARNINGS``).
 :func:`set_verbose` runs before Ray starts (the choice travels in ``MMSEARCH_VERBOSE``, forwarded
 to the workers); this module imports Ray only inside :func:`quiet_process`.
 """
@@ -24,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from typing import Any, MutableMapping
 
 VERBOSE_ENV = "MMSEARCH_VERBOSE"
@@ -39,7 +47,17 @@ QUIET_LOGGERS = {
     # "Dataset ... execution finished in N seconds" after every read (and the start lines of
     # datasets whose context mmsearch did not create); its warnings stay.
     "ray.data._internal.execution.streaming_executor": logging.WARNING,
+    # Tune's "Wrote the latest version of all result files and experiment state to ..." after the
+    # final table, between it and the job's summary (the driver's; its warnings stay).
+    "ray.tune.tune": logging.WARNING,
 }
+# Ray modules whose logger is named after the file (``logging.getLogger(__file__)``), so neither
+# ray.train's level nor its LoggingConfig reaches it: "Reporting training result N:
+# TrainingReport(...)" once per epoch from every Ray Train worker. Paths inside the ray package.
+FILE_NAMED_LOGGERS = {"train/v2/_internal/execution/context.py": logging.WARNING}
+# Ray's deprecation warnings about what Ray's own code calls (nothing the job passes or can change):
+# Ray Train's dataset manager sets ExecutionOptions.exclude_resources, once per derived training.
+RAY_INTERNAL_WARNINGS = (r"`ExecutionOptions\.exclude_resources` is deprecated",)
 
 
 def set_verbose(verbose: bool, environ: MutableMapping[str, str] = os.environ) -> None:
@@ -68,6 +86,12 @@ def quiet_loggers() -> None:
     standard library only, nothing is imported)."""
     for name, level in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(level)
+    ray = sys.modules.get("ray")  # imported in every Ray worker; a driver that has not imported it has no such records
+    if ray is not None and getattr(ray, "__file__", None):
+        for path, level in FILE_NAMED_LOGGERS.items():
+            logging.getLogger(os.path.join(os.path.dirname(ray.__file__), *path.split("/"))).setLevel(level)
+    for message in RAY_INTERNAL_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
     quiet_progress_bars()
 
 
@@ -77,6 +101,12 @@ def quiet_progress_bars(environ: MutableMapping[str, str] = os.environ) -> None:
     environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     if "transformers" in sys.modules:
         sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
+def train_log_level(environ: MutableMapping[str, str] = os.environ) -> str:
+    """Ray Train's console level for its own ``ray.train`` records: WARNING in a quiet job (its
+    warnings and errors stay), Ray's default INFO otherwise."""
+    return "WARNING" if is_quiet(environ) else "INFO"
 
 
 def quiet_data_context(context: Any) -> Any:
@@ -96,4 +126,4 @@ def quiet_process() -> None:
 
 __all__ = ["QUIET_LOGGERS", "VERBOSE_ENV", "is_quiet", "is_verbose", "quiet_data_context", "quiet_loggers", "quiet_process",
            "quiet_progress_bars",
-           "runtime_env_hook", "set_verbose"]
+           "runtime_env_hook", "set_verbose", "train_log_level"]

@@ -16,6 +16,7 @@ model-based; it cannot expand grids, so grids are rejected for it).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import typing
 from typing import Any, Callable
@@ -25,6 +26,7 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlg
 
 from mmsearch.config import ConfigError, validate_config
 from mmsearch.config import set_dotted as config_set_dotted
+from mmsearch.orchestration.quiet import is_quiet
 
 
 class SearchSpaceError(ValueError):
@@ -179,6 +181,8 @@ def build_searcher(
             )
         from ray.tune.search.optuna import OptunaSearch
 
+        if is_quiet():  # Optuna sets its logger to INFO when imported: no "A new study created in memory" line
+            logging.getLogger("optuna").setLevel(logging.WARNING)
         return ConcurrencyLimiter(OptunaSearch(metric=metric, mode=mode, seed=seed), max_concurrent=max_concurrent)
     raise SearchSpaceError(f"unknown searcher {name!r}; known: {', '.join(SEARCHERS)}")
 

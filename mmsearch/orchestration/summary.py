@@ -16,6 +16,9 @@ One notion of best everywhere (this summary, ``best_trial.json``, the report):
   with the same value the **later** one, whose checkpoint Ray's score-ordered retention keeps
   (``CheckpointConfig(checkpoint_score_attribute=metric)``: the best ``checkpoints_to_keep``
   plus the latest);
+* epochs a trial marks as warm-up (``warmup: 1``: a search's epochs before its architecture
+  weights train, whose architecture is not the one it outputs) do not count, so the best epoch
+  is one whose architecture the trial's ``best_arch.json`` can be;
 * the experiment's best trial is the trial with the best such value; among trials with the same
   value the **first by trial id** (the order Ray creates trials in, so ``get_best_result`` with
   ``scope="all"`` names the same trial).
@@ -35,6 +38,7 @@ from mmsearch.orchestration.metrics import failures_and_retries
 from mmsearch.storage import StorageLocation, write_bytes
 
 SUMMARY_FILE = "experiment_summary.json"
+WARMUP_KEY = "warmup"  # 1 in the results of a search's warm-up epochs (mmsearch.recipes.search)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +108,17 @@ class ExperimentSummary:
         return "\n".join(lines)
 
 
+def metric_history(frame: Any, last: dict[str, Any], metric: str) -> list[tuple[int, float]]:
+    """``(epoch, value)`` of ``metric`` from a trial's results (``frame``: Ray's metrics dataframe, or
+    only its ``last`` result), without the epochs it marks as warm-up (``WARMUP_KEY`` = 1)."""
+    if frame is not None and metric in frame and TIME_ATTR in frame:
+        warmup = frame[WARMUP_KEY] if WARMUP_KEY in frame else [0] * len(frame)
+        return [(int(e), float(v)) for e, v, w in zip(frame[TIME_ATTR], frame[metric], warmup) if e == e and w != 1]
+    if metric in last and TIME_ATTR in last and last.get(WARMUP_KEY) != 1:
+        return [(int(last[TIME_ATTR]), float(last[metric]))]
+    return []
+
+
 def best_of(history: list[tuple[int, float]], mode: str) -> tuple[float | None, int | None]:
     """``(value, epoch)`` of the best finite value in ``(epoch, value)`` pairs; of equal values the later epoch."""
     best: tuple[float, int] | None = None
@@ -155,12 +170,7 @@ def summarize_analysis(
     trials = []
     for trial, result in zip(analysis.trials, results, strict=True):
         last = trial.last_result or {}
-        frame = result.metrics_dataframe
-        history: list[tuple[int, float]] = []
-        if frame is not None and metric in frame and TIME_ATTR in frame:
-            history = [(int(e), float(v)) for e, v in zip(frame[TIME_ATTR], frame[metric]) if e == e]
-        elif metric in last and TIME_ATTR in last:
-            history = [(int(last[TIME_ATTR]), float(last[metric]))]
+        history = metric_history(result.metrics_dataframe, last, metric)
         last_epoch = int(last[TIME_ATTR]) if TIME_ATTR in last else None
         best, best_epoch = best_of(history, mode)
         failures, retries = failures_and_retries(trial.status, trial.num_failures)

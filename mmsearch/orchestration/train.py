@@ -41,6 +41,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from mmsearch.config import config_to_dict, load_config, replace, validate_config
 from mmsearch.nas import ArchSpec
 from mmsearch import storage
+from mmsearch.orchestration import quiet
 from mmsearch.orchestration.cluster import connect
 from mmsearch.orchestration.train_resume import ResumePoint, find_resume_point
 from mmsearch.orchestration.train_worker import POSITION_COLUMN, TRAIN_DATASET, train_loop_per_worker
@@ -163,21 +164,26 @@ def positions_dataset(num_samples: int, num_blocks: int) -> ray.data.Dataset:
         return ray.data.from_arrow([pa.table({POSITION_COLUMN: c}) for c in chunks])
 
 
-def build_trainer(prepared: PreparedRun, *, task_data_factory: TaskDataFactory | None = None,
-                  callbacks: Iterable[Any] = ()) -> TorchTrainer:
-    cfg, s = prepared.config, prepared.config.scaling
-    resources: dict[str, float] = {"CPU": s.cpus_per_worker}
-    if s.use_gpu:
-        resources["GPU"] = s.gpus_per_worker
+def run_config(prepared: PreparedRun, callbacks: Iterable[Any] = ()) -> ray.train.RunConfig:
+    cfg = prepared.config
     base = storage.resolve_storage(cfg.run.storage_path, cfg.run.s3_endpoint_url)  # the run name is RunConfig's
-    run_config = ray.train.RunConfig(
+    return ray.train.RunConfig(
         name=prepared.name,
         storage_path=base.fs_path if base.is_s3 else base.uri,
         storage_filesystem=base.filesystem() if base.is_s3 else None,
         failure_config=ray.train.FailureConfig(max_failures=cfg.run.max_failures),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.run.checkpoints_to_keep),
         callbacks=list(callbacks),
+        logging_config=ray.train.LoggingConfig(log_level=quiet.train_log_level()),  # a quiet job: no per-epoch INFO lines
     )
+
+
+def build_trainer(prepared: PreparedRun, *, task_data_factory: TaskDataFactory | None = None,
+                  callbacks: Iterable[Any] = ()) -> TorchTrainer:
+    cfg, s = prepared.config, prepared.config.scaling
+    resources: dict[str, float] = {"CPU": s.cpus_per_worker}
+    if s.use_gpu:
+        resources["GPU"] = s.gpus_per_worker
     loop_config = {"config": config_to_dict(cfg), "outputs": prepared.outputs, "task_data_factory": task_data_factory,
                    "resume": prepared.resume.loop_config(prepared.location)}
     return TorchTrainer(
@@ -185,7 +191,7 @@ def build_trainer(prepared: PreparedRun, *, task_data_factory: TaskDataFactory |
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
-        run_config=run_config,
+        run_config=run_config(prepared, callbacks),
         datasets={TRAIN_DATASET: positions_dataset(prepared.train_samples, 8 * s.num_workers)},
     )
 

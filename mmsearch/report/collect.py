@@ -186,9 +186,12 @@ def _trial(
 
 
 def best_of(history: list[dict[str, Any]], metric: str, mode: str) -> tuple[float | None, int | None]:
-    """Best finite value of ``metric`` and its epoch (the later epoch on ties, as the summary and Ray's retention)."""
+    """Best finite value of ``metric`` and its epoch (the later epoch on ties, as the summary and Ray's retention;
+    a search's warm-up epochs do not count, as in the summary)."""
     best: tuple[float, int] | None = None
     for row in sorted(history, key=lambda r: int(r[TIME_ATTR])):
+        if row.get("warmup") == 1:
+            continue
         value = row.get(metric)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             continue

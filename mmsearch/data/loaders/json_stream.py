@@ -4,7 +4,8 @@ The real annotation files are large (VQA-v2 train annotations ~330 MB, Karpathy 
 ``json.load`` would hold the full text plus every Python object at once. :func:`iter_json_array`
 reads the file in chunks and decodes one array element at a time with the C decoder
 (``JSONDecoder.raw_decode``), so memory stays at one chunk plus one element, and the file is
-read exactly once.
+read exactly once. A progress line (MB read, rate, ETA) every few seconds: the big files take
+tens of seconds.
 
 The array is either the whole document (``key=None``, e.g. RefCOCO's converted files) or the
 value of a top-level key (``"questions"``, ``"annotations"``, ``"images"``). Other top-level
@@ -13,9 +14,14 @@ values are skipped (they are small in these formats).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any, Iterator
+
+from mmsearch.progress import Progress
+
+log = logging.getLogger(__name__)
 
 CHUNK_CHARS = 1 << 20  # characters read per refill
 _WS = " \t\n\r"
@@ -29,8 +35,8 @@ class JSONFormatError(ValueError):
 class _Reader:
     """A growing text buffer over a file with just enough parsing primitives for the scan."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, progress: Progress | None = None) -> None:
+        self.path, self.progress = path, progress
         self.fh = path.open("r", encoding="utf-8")
         self.buf = ""
         self.pos = 0
@@ -47,6 +53,8 @@ class _Reader:
         if not data:
             self.eof = True
             return False
+        if self.progress is not None:  # characters, about bytes: the total is the file's size
+            self.progress.advance(min(len(data) / 1e6, self.progress.total - self.progress.done))
         self.buf = self.buf[self.pos :] + data
         self.pos = 0
         return True
@@ -103,26 +111,35 @@ def iter_json_array(path: str | Path, key: str | None = None) -> Iterator[Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file not found: {path}")
-    reader = _Reader(path)
+    size = path.stat().st_size
+    progress = Progress(f"reading {path.name}", size / 1e6, "MB", log=log) if size > CHUNK_CHARS else None  # one read: no line
+    reader = _Reader(path, progress)
     try:
-        if key is None:
-            yield from _iter_array(reader)
-            return
-        reader.expect("{")
-        if reader.peek() == "}":
-            raise JSONFormatError(f"{path}: top-level key {key!r} missing (empty object)")
-        while True:
-            name = reader.value()
-            if not isinstance(name, str):
-                raise JSONFormatError(f"{path}: object keys must be strings")
-            reader.expect(":")
-            if name == key:
-                if reader.peek() != "[":
-                    raise JSONFormatError(f"{path}: top-level {key!r} must be a list")
-                yield from _iter_array(reader)
-                return
-            reader.value()  # skip another top-level entry
-            if reader.expect(",}") == "}":
-                raise JSONFormatError(f"{path}: top-level key {key!r} missing")
+        yield from _elements(reader, key)
+        if progress is not None and progress.done < progress.total:  # the array ended before the file, or non-ASCII text
+            progress.advance(progress.total - progress.done)
     finally:
         reader.close()
+
+
+def _elements(reader: _Reader, key: str | None) -> Iterator[Any]:
+    path = reader.path
+    if key is None:
+        yield from _iter_array(reader)
+        return
+    reader.expect("{")
+    if reader.peek() == "}":
+        raise JSONFormatError(f"{path}: top-level key {key!r} missing (empty object)")
+    while True:
+        name = reader.value()
+        if not isinstance(name, str):
+            raise JSONFormatError(f"{path}: object keys must be strings")
+        reader.expect(":")
+        if name == key:
+            if reader.peek() != "[":
+                raise JSONFormatError(f"{path}: top-level {key!r} must be a list")
+            yield from _iter_array(reader)
+            return
+        reader.value()  # skip another top-level entry
+        if reader.expect(",}") == "}":
+            raise JSONFormatError(f"{path}: top-level key {key!r} missing")

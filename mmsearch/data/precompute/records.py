@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import logging
 import pickle
 from collections import Counter
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from mmsearch.data.precompute.config import PrecomputeConfig, SourceConfig
 from mmsearch.data.precompute.tables import ID_COLUMN
 from mmsearch.data.records import DatasetSplit
 
+log = logging.getLogger(__name__)
+
 
 def load_splits(source: SourceConfig) -> dict[str, DatasetSplit]:
     """The records of every configured split, in ``source.splits`` order."""
@@ -28,7 +31,7 @@ def load_splits(source: SourceConfig) -> dict[str, DatasetSplit]:
         return {split: load_real_split(source.real, split) for split in source.splits}
     from mmsearch.data.scenes import build_scene_dataset
 
-    everything = build_scene_dataset(source.scenes)
+    everything = build_scene_dataset(source.scenes, log=log)  # progress lines: the records take a while too
     return {split: everything[split] for split in source.splits}
 
 
