@@ -26,6 +26,7 @@ import numpy as np
 from mmsearch.batch import MultimodalBatch
 from mmsearch.data.collate import Ragged, region_fields, text_fields
 from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot
+from mmsearch.data.region_rows import StreamedRegions
 from mmsearch.data.store import Store, StoreError, epoch_seed, open_store
 from mmsearch.data.store.validate import check_expectations
 from mmsearch.data.store_tables import SCENE_TABLES, SplitArrays as _Split, StoreTables
@@ -33,6 +34,7 @@ from mmsearch.data.task_data import Part, TaskDataConfig, TaskInfo, row_batches
 
 TASK_TABLE = {task: tables.table for task, tables in SCENE_TABLES.items()}  # the sample table of each scene task
 PARTS: tuple[str, ...] = ("weights", "arch", "train", "val", "test")
+MiB = 2**20
 _SPLIT_OF_PART = {"weights": "train", "arch": "train", "train": "train", "val": "val", "test": "test"}
 
 
@@ -112,7 +114,12 @@ class StoreTaskData:
     def collate(self, data: _Split, rows: np.ndarray) -> MultimodalBatch:
         """The batch of samples ``rows`` of ``data`` (vectorised gathers, dynamic padding)."""
         fields = text_fields(rows, data.token_ids, data.states)
-        fields.update(region_fields(data.sample_image[rows], data.features, data.boxes, data.sizes))
+        images = data.sample_image[rows]
+        if data.regions is not None:  # data.regions: stream -- this batch's rows, read from the store
+            features, boxes, local, sizes = data.regions.batch(images)
+            fields.update(region_fields(local, features, boxes, sizes))
+        else:
+            fields.update(region_fields(images, data.features, data.boxes, data.sizes))
         targets = self.tables.collate_targets(data, rows, len(self.answers))
         meta = {name: values[rows].tolist() for name, values in data.meta.items()}
         return MultimodalBatch(**fields, targets=targets, meta=meta)
@@ -183,8 +190,16 @@ class StoreTaskData:
     def _load(self, split: str) -> _Split:
         store = self.stores[split]
         samples_table = store.table(self.table)
-        regions = store.table("regions").read_arrow(["image_id", "image_h", "image_w", "features", "boxes"])
-        image_ids = np.asarray(regions.column("image_id").to_pylist(), dtype=object)
+        streamed = features = boxes = None
+        if self.cfg.regions == "stream":
+            streamed = StreamedRegions(store.table("regions"), self.cfg.region_cache_mib * MiB)
+            image_ids, sizes = streamed.image_ids, streamed.sizes
+        else:
+            regions = store.table("regions").read_arrow(["image_id", "image_h", "image_w", "features", "boxes"])
+            image_ids = np.asarray(regions.column("image_id").to_pylist(), dtype=object)
+            sizes = np.stack([regions.column("image_h").to_numpy(), regions.column("image_w").to_numpy()], axis=1)
+            features, boxes = Ragged.from_arrow(regions.column("features")), Ragged.from_arrow(regions.column("boxes"))
+            del regions
         index = {image_id: row for row, image_id in enumerate(image_ids)}
         states_wanted = self.cfg.text_input == "states"
         columns = [c for c in samples_table.columns if c not in ("states",) or states_wanted]
@@ -194,14 +209,15 @@ class StoreTaskData:
         if unknown:
             raise DatasetError(f"{store.uri}: {self.table} rows refer to images missing from 'regions': {unknown[:5]}")
         data = _Split(
-            features=Ragged.from_arrow(regions.column("features")),
-            boxes=Ragged.from_arrow(regions.column("boxes")),
-            sizes=np.stack([regions.column("image_h").to_numpy(), regions.column("image_w").to_numpy()], axis=1),
+            features=features,
+            boxes=boxes,
+            sizes=sizes,
             image_ids=image_ids,
             sample_image=np.asarray([index[i] for i in sample_images], dtype=np.int64),
             token_ids=None if states_wanted else Ragged.from_arrow(samples.column("token_ids")),
             states=Ragged.from_arrow(samples.column("states")) if states_wanted else None,
             meta={name: np.asarray(samples.column(name).to_pylist(), dtype=object) for name in self.tables.meta},
+            regions=streamed,
         )
         self.tables.load_targets(store, samples, data, self.cfg.text_input)
         return data
