@@ -135,9 +135,10 @@ def test_a_shard_damaged_during_an_epoch_fails_naming_the_file(root, tmp_path, d
     raw = shard.read_bytes()
     if damage == "truncated":
         shard.write_bytes(raw[: len(raw) // 2])
-    else:
-        middle = len(raw) // 2
-        shard.write_bytes(raw[: middle - 2048] + bytes(range(256)) * 16 + raw[middle + 2048:])
+    else:  # one byte flipped: the page's CRC (written since this change) no longer matches
+        flipped = bytearray(raw)
+        flipped[len(raw) // 2] ^= 0xFF
+        shard.write_bytes(bytes(flipped))
     with pytest.raises(StoreError, match=rf"shard {shard.parent.name}/{shard.name}"):
         list(batches)
 

@@ -117,7 +117,7 @@ class StreamedRegions:
             self._files.move_to_end(shard_index)
             return handle
         path = self.table.location.child(self.table.manifest.shards[shard_index].file).fs_path
-        handle = pq.ParquetFile(self.table.filesystem.open_input_file(path), pre_buffer=True)
+        handle = pq.ParquetFile(self.table.filesystem.open_input_file(path), pre_buffer=True, page_checksum_verification=True)
         self._files[shard_index] = handle
         while len(self._files) > _OPEN_FILES:
             _, old = self._files.popitem(last=False)
