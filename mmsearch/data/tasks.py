@@ -2,20 +2,31 @@
 
 ``open_task_data`` reads the card, the vocabularies and every split store's manifest (so a
 missing, incomplete or mismatched data set fails before any training), then loads a split's
-``regions`` table and the task's sample table into memory on first use. Which tables a task
-reads, and how its targets are loaded and collated, is its :class:`~mmsearch.data.store_tables.StoreTables`
-(the scene tasks': ``SCENE_TABLES``; vqa -> ``vqa``, itm -> ``captions`` + ``negatives``, vg -> ``refs``).
+task sample table into memory on first use, and its ``regions`` table as ``data.regions`` says
+(below). Which tables a task reads, and how its targets are loaded and collated, is its
+:class:`~mmsearch.data.store_tables.StoreTables` (the scene tasks': ``SCENE_TABLES``; vqa ->
+``vqa``, itm -> ``captions`` + ``negatives``, vg -> ``refs``).
 
 Parts: ``weights`` / ``arch`` divide the train split *by image* (``arch_fraction`` of the train
 images, drawn with ``split_seed``), ``train`` is all of it, ``val`` / ``test`` are the other
 splits. ``limit`` keeps a ``split_seed``-random subset of a part. Shuffled order is a pure
-function of ``(seed, epoch)``.
+function of ``(seed, epoch)`` (a run restarted at epoch ``e`` serves epoch ``e``'s order).
 
-Memory: everything is held as float16 / int32 arrays (the embedded scenes: tens of MB). For
-large real data (VQA-v2: ~100 regions x 2048 floats x 123k images, ~50 GB in float16) the
-region features would not fit; ``Ragged`` accepts a ``np.memmap`` as its values, so the
-features can be exported once to a flat file per split and memory-mapped, or read lazily from
-the store's row groups per batch -- the collation code is unchanged either way.
+Memory (``TaskDataConfig.regions``):
+
+* ``memory`` (default): the split's region bank (features and boxes) is held as float16 /
+  float32 arrays -- right for the embedded scenes (tens of MB), not for large real data
+  (VQA-v2 with bottom-up attention: ~100 regions x 2048 floats x 123k images, ~50 GB float16).
+* ``stream``: only each image's location in the store (shard, row group, row) and its size are
+  held; each batch reads the row groups holding its images' rows, features and boxes columns
+  only (``mmsearch.data.region_rows``), keeping at most ``region_cache_mib`` MiB of decoded row
+  groups. The batches are exactly the in-memory ones (same order, rows, padding, dtypes), the
+  weights/arch division and ``val`` / ``test`` are unchanged, and a shard that breaks mid-epoch
+  (truncated, corrupted: pages carry CRCs) fails naming the file. The sample tables (questions /
+  captions / refs: token ids, states, targets) stay in memory in both modes. A row group is read
+  whole for any of its rows, so in random order a batch reads about one row group per distinct
+  image it holds: stores meant for streaming want small row groups (about 1 MiB; see
+  ``bench/bench_task_streaming.py`` for peak RSS and rows/s of both modes).
 """
 from __future__ import annotations
 
