@@ -1,11 +1,11 @@
 """Benchmark: a search trial's data in memory vs streamed from the store (``data.regions``).
 
 Writes a VQA-shaped precomputed data set -- ``--regions`` regions x ``--dim``-d float16 features
-per image, ``--questions-per-image`` question rows per image (token ids, frozen per-token states
-[T, 384] float16, answers) -- at each of ``--sizes`` (multiples of ``--images`` images), then
-iterates one shuffled epoch of the ``train`` part through ``open_task_data`` with
-``data.regions: memory`` and with ``data.regions: stream``, each case in a fresh process so
-its peak RSS (``resource.getrusage`` maxrss) is its own. It records peak RSS, the RSS before the
+per image, ``--questions-per-image`` question rows per image (token ids and answers, as the
+search configs read them: ``text_input: tokens``) -- at each of ``--sizes`` (multiples of
+``--images`` images), then iterates one shuffled epoch of the ``train`` part through
+``open_task_data`` with ``data.regions: memory`` and with ``data.regions: stream``, each case
+in a fresh process so its peak RSS (``resource.getrusage`` maxrss) is its own. It records peak RSS, the RSS before the
 data set was opened (interpreter, torch, pyarrow), rows/s, the row groups read, and the load
 average around each case.
 
@@ -55,7 +55,7 @@ def write_dataset(root: Path, images: int, args: argparse.Namespace) -> dict:
     vocab = Vocabulary(["[PAD]", "[UNK]", *WORDS])
     dataset = DatasetRoot(str(root))
     questions = images * args.questions_per_image
-    specs = {t: table_columns(t, region_dim=args.dim, text_dim=TEXT_DIM, dtype="float16", states=True,
+    specs = {t: table_columns(t, region_dim=args.dim, text_dim=TEXT_DIM, dtype="float16", states=False,
                               image_encoder="synthetic", text_encoder="synthetic") for t in ("regions", "vqa")}
     start = time.perf_counter()
     with StoreWriter(dataset.split_location("train"), dataset="bench_vqa", split="train", overwrite=True,
@@ -78,7 +78,6 @@ def write_dataset(root: Path, images: int, args: argparse.Namespace) -> dict:
                 "image_id": [ids[j // args.questions_per_image] for j in range(k)],
                 "question": ["what color is the cube"] * k,
                 "token_ids": list(rng.integers(2, len(vocab), (k, TOKENS), dtype=np.int32)),
-                "states": rng.standard_normal((k, TOKENS, TEXT_DIM), dtype=np.float32).astype(np.float16),
                 "answer_ids": list(rng.integers(0, len(ANSWERS), (k, 1), dtype=np.int32)),
                 "answer_scores": list(np.ones((k, 1), np.float32)),
                 "answer_type": ["other"] * k, "family": ["color"] * k,
@@ -88,7 +87,7 @@ def write_dataset(root: Path, images: int, args: argparse.Namespace) -> dict:
     dataset.write_answers(ANSWERS)
     dataset.write_card(DatasetCard(
         name="bench_vqa", fingerprint="bench", source={}, dtype="float16", tables=("regions", "vqa"),
-        encoders={"image": {"name": "synthetic", "dim": args.dim}, "text": {"name": "synthetic", "dim": TEXT_DIM, "states": True}},
+        encoders={"image": {"name": "synthetic", "dim": args.dim}, "text": {"name": "synthetic", "dim": TEXT_DIM, "states": False}},
         splits={"train": {"regions": images, "vqa": questions}}, vocab_size=len(vocab), num_answers=len(ANSWERS),
         max_regions=args.regions, max_tokens=TOKENS,
     ))
@@ -110,7 +109,7 @@ def measure(root: str, mode: str, args: argparse.Namespace) -> dict:
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     rss_before = _rss_mb()
-    cfg = TaskDataConfig(root=root, task="vqa", text_input="states", regions=mode, region_cache_mib=args.cache_mib)
+    cfg = TaskDataConfig(root=root, task="vqa", text_input="tokens", regions=mode, region_cache_mib=args.cache_mib)
     start = time.perf_counter()
     data = open_task_data(cfg)
     rows = 0
@@ -124,6 +123,7 @@ def measure(root: str, mode: str, args: argparse.Namespace) -> dict:
     return {
         "rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds, 1), "first_batch_s": round(first or 0.0, 3),
         "rss_before_open_mb": round(rss_before, 1), "peak_rss_mb": round(_rss_mb(), 1),
+        "peak_above_start_mb": round(_rss_mb() - rss_before, 1),
         "row_groups_read": regions.reads if regions is not None else None,
         "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
     }

@@ -144,8 +144,10 @@ def test_a_shard_damaged_during_an_epoch_fails_naming_the_file(root, tmp_path, d
 
 
 @pytest.mark.s3
-def test_streaming_from_s3(root, s3_server, monkeypatch):
+def test_streaming_from_s3(root, s3_server, monkeypatch, tmp_path):
     import boto3
+
+    root = reshard(Path(root), tmp_path / "few_files", groups_per_shard=100)  # one shard a table: fewer requests
 
     bucket = f"mms-{uuid.uuid4().hex[:10]}"
     client = boto3.client("s3", endpoint_url=s3_server["endpoint"], region_name="us-east-1")
@@ -160,7 +162,7 @@ def test_streaming_from_s3(root, s3_server, monkeypatch):
                         stream.batches("weights", batch_size=6, seed=2, epoch=1))
     batches = stream.batches("train", batch_size=4, seed=1, shuffle=False)
     next(batches)
-    shard = _shard(root)
+    shard = _shard(root, index=0)
     key = f"scenes/train/{shard.parent.name}/{shard.name}"
     client.put_object(Bucket=bucket, Key=key, Body=shard.read_bytes()[:1000])
     with pytest.raises(StoreError, match=rf"s3://{bucket}/scenes/train: table 'regions', shard {shard.parent.name}/{shard.name}"):

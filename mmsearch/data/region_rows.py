@@ -19,8 +19,10 @@ naming the store, the table and the shard file.
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Any
+import threading
+from collections import OrderedDict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +31,8 @@ import pyarrow.parquet as pq
 from mmsearch.data.collate import Ragged
 from mmsearch.data.store import StoreError, StoreTable
 
+T = TypeVar("T")
+R = TypeVar("R")
 COLUMNS = ("features", "boxes")
 _OPEN_FILES = 32  # Parquet files kept open (footers parsed) at a time; least recently used closed
 
@@ -56,6 +60,7 @@ class StreamedRegions:
         self._cache: OrderedDict[int, pa.Table] = OrderedDict()
         self._cached_bytes = 0
         self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
+        self._lock = threading.Lock()  # batches are assembled in a prefetch thread (see ahead())
         self.reads = 0  # row groups read from storage (cache misses), for tests and the benchmark
 
     def __len__(self) -> int:
@@ -64,7 +69,10 @@ class StreamedRegions:
     def batch(self, image_rows: np.ndarray) -> tuple[Ragged, Ragged, np.ndarray, np.ndarray]:
         """``(features, boxes, local_rows, sizes)`` of the images at ``image_rows``: record
         ``local_rows[i]`` of the returned ``Ragged``s is image ``image_rows[i]``'s."""
-        image_rows = np.asarray(image_rows, dtype=np.int64)
+        with self._lock:
+            return self._batch(np.asarray(image_rows, dtype=np.int64))
+
+    def _batch(self, image_rows: np.ndarray) -> tuple[Ragged, Ragged, np.ndarray, np.ndarray]:
         unique, local = np.unique(image_rows, return_inverse=True)
         group_of = self.image_group[unique]
         parts: list[pa.Table] = []
@@ -136,4 +144,23 @@ class StreamedRegions:
         self._cached_bytes = 0
 
 
-__all__ = ["StreamedRegions"]
+def ahead(make: Callable[[T], R], items: Iterable[T], depth: int = 1) -> Iterator[R]:
+    """``make(item)`` for each item, in order, computed ``depth`` items ahead in one background
+    thread (reading and decoding row groups release the GIL): the next batch is read while the
+    caller trains on this one. Errors surface where their item is yielded."""
+    pool = ThreadPoolExecutor(1)
+    queue: deque[Future] = deque()
+    try:
+        for item in items:
+            queue.append(pool.submit(make, item))
+            if len(queue) > depth:
+                yield queue.popleft().result()
+        while queue:
+            yield queue.popleft().result()
+    finally:
+        for future in queue:
+            future.cancel()
+        pool.shutdown(wait=True)
+
+
+__all__ = ["StreamedRegions", "ahead"]

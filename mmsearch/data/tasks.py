@@ -20,7 +20,8 @@ Memory (``TaskDataConfig.regions``):
 * ``stream``: only each image's location in the store (shard, row group, row) and its size are
   held; each batch reads the row groups holding its images' rows, features and boxes columns
   only (``mmsearch.data.region_rows``), keeping at most ``region_cache_mib`` MiB of decoded row
-  groups. The batches are exactly the in-memory ones (same order, rows, padding, dtypes), the
+  groups, and the next batch is read in a background thread while the caller uses this one.
+  The batches are exactly the in-memory ones (same order, rows, padding, dtypes), the
   weights/arch division and ``val`` / ``test`` are unchanged, and a shard that breaks mid-epoch
   (truncated, corrupted: pages carry CRCs) fails naming the file. The sample tables (questions /
   captions / refs: token ids, states, targets) stay in memory in both modes. A row group is read
@@ -37,7 +38,7 @@ import numpy as np
 from mmsearch.batch import MultimodalBatch
 from mmsearch.data.collate import Ragged, region_fields, text_fields
 from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot
-from mmsearch.data.region_rows import StreamedRegions
+from mmsearch.data.region_rows import StreamedRegions, ahead
 from mmsearch.data.store import Store, StoreError, epoch_seed, open_store
 from mmsearch.data.store.validate import check_expectations
 from mmsearch.data.store_tables import SCENE_TABLES, SplitArrays as _Split, StoreTables
@@ -112,7 +113,11 @@ class StoreTaskData:
     ) -> Iterator[MultimodalBatch]:
         rows = self._rows(part)
         data = self._split(_SPLIT_OF_PART[part])
-        for chunk in row_batches(rows, batch_size, epoch_seed(seed, epoch) if shuffle else None, drop_last):
+        chunks = row_batches(rows, batch_size, epoch_seed(seed, epoch) if shuffle else None, drop_last)
+        if data.regions is not None:  # streamed: the next batch is read while this one is used
+            yield from ahead(lambda chunk: self.collate(data, chunk), chunks)
+            return
+        for chunk in chunks:
             yield self.collate(data, chunk)
 
     def collate_rows(self, part: Part, positions: np.ndarray) -> MultimodalBatch:
