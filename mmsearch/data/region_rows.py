@@ -73,21 +73,15 @@ class StreamedRegions:
             return self._batch(np.asarray(image_rows, dtype=np.int64))
 
     def _batch(self, image_rows: np.ndarray) -> tuple[Ragged, Ragged, np.ndarray, np.ndarray]:
+        # Image rows are in storage order, so the sorted distinct images fall into ascending row
+        # groups in runs: taking each run from its group keeps the sorted order.
         unique, local = np.unique(image_rows, return_inverse=True)
-        group_of = self.image_group[unique]
-        parts: list[pa.Table] = []
-        order: list[np.ndarray] = []
-        for group in np.unique(group_of):
-            members = np.nonzero(group_of == group)[0]
-            parts.append(self._group(int(group)).take(pa.array(self.image_offset[unique[members]])))
-            order.append(members)
+        groups, starts = np.unique(self.image_group[unique], return_index=True)
+        runs = np.split(self.image_offset[unique], starts[1:])
+        parts = [self._group(int(g)).take(pa.array(run)) for g, run in zip(groups, runs)]
         rows = pa.concat_tables(parts) if parts else self.table.empty_arrow(list(COLUMNS))
-        position = np.empty(len(unique), dtype=np.int64)  # unique image -> its row in ``rows``
-        position[np.concatenate(order) if order else np.zeros(0, np.int64)] = np.arange(len(unique))
         features, boxes = (Ragged.from_arrow(rows.column(name)) for name in COLUMNS)
-        sizes = np.empty((len(unique), *self.sizes.shape[1:]), dtype=self.sizes.dtype)
-        sizes[position] = self.sizes[unique]
-        return features, boxes, position[local], sizes
+        return features, boxes, local.reshape(-1), self.sizes[unique]
 
     def stats(self) -> dict[str, Any]:
         return {"row_groups_read": self.reads, "cached_row_groups": len(self._cache), "cached_bytes": self._cached_bytes}
