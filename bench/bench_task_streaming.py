@@ -59,7 +59,7 @@ def write_dataset(root: Path, images: int, args: argparse.Namespace) -> dict:
                               image_encoder="synthetic", text_encoder="synthetic") for t in ("regions", "vqa")}
     start = time.perf_counter()
     with StoreWriter(dataset.split_location("train"), dataset="bench_vqa", split="train", overwrite=True,
-                     row_group_bytes=args.row_group_kib * 1024) as writer:
+                     row_group_bytes=args.row_group_kib * 1024, row_groups_per_shard=args.row_groups_per_shard) as writer:
         for table, columns in specs.items():
             writer.add_table(table, columns)
         chunk = 256
@@ -125,6 +125,10 @@ def measure(root: str, mode: str, args: argparse.Namespace) -> dict:
         "rss_before_open_mb": round(rss_before, 1), "peak_rss_mb": round(_rss_mb(), 1),
         "peak_above_start_mb": round(_rss_mb() - rss_before, 1),
         "row_groups_read": regions.reads if regions is not None else None,
+        # decoded MiB of the row groups read, and of the rows the batches used from them (deterministic)
+        "read_mb": round(regions.bytes_read / MiB, 1) if regions is not None else None,
+        "served_mb": round(regions.bytes_served / MiB, 1) if regions is not None else None,
+        "read_amplification": round(regions.bytes_read / regions.bytes_served, 2) if regions is not None else None,
         "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
     }
 
@@ -147,6 +151,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dim", type=int, default=1280, help="region feature width (float16)")
     parser.add_argument("--batch-size", type=int, default=64, help="the search step's batch size")
     parser.add_argument("--row-group-kib", type=int, default=1024, help="KiB of Arrow data per Parquet row group")
+    parser.add_argument("--row-groups-per-shard", type=int, default=8, help="row groups per Parquet file (the writer's default: 8)")
     parser.add_argument("--cache-mib", type=int, default=64, help="data.region_cache_mib of the streamed cases (MiB)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, cases in this process: checks the script")
     parser.add_argument("--store-dir", default=None, help="where to write the data sets (default: a temporary directory, removed after)")
@@ -160,12 +165,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def report(results: dict) -> None:
-    print(f"{'size':>5}{'images':>8}{'regions MiB':>13}{'mode':>8}{'peak RSS MiB':>14}{'before open':>13}{'rows/s':>9}{'groups read':>13}")
+    print(f"{'size':>5}{'images':>8}{'regions MiB':>13}{'mode':>8}{'peak RSS MiB':>14}{'before open':>13}{'rows/s':>9}"
+          f"{'groups read':>13}{'read MiB':>10}{'amplif.':>9}")
     for size, case in results["sizes"].items():
         for mode in MODES:
             m = case[mode]
             print(f"{size:>5}{case['store']['images']:>8}{case['store']['regions_mb']:>13}{mode:>8}{m['peak_rss_mb']:>14}"
-                  f"{m['rss_before_open_mb']:>13}{m['rows_per_s']:>9}{str(m['row_groups_read']):>13}")
+                  f"{m['rss_before_open_mb']:>13}{m['rows_per_s']:>9}{str(m['row_groups_read']):>13}"
+                  f"{str(m['read_mb']):>10}{str(m['read_amplification']):>9}")
     for mode, ratio in results["peak_rss_ratio_largest_to_smallest"].items():
         print(f"{mode}: peak RSS at the largest size / at the smallest = {ratio}")
     print("(rows/s were measured on whatever load the machine had: see each case's load_average)")

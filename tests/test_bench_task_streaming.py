@@ -32,4 +32,5 @@ def test_quick_run_measures_both_modes_at_every_size(tmp_path):
             assert figures["rows"] == 2 * images and figures["rows_per_s"] > 0
             assert figures["peak_rss_mb"] >= figures["rss_before_open_mb"] > 0 and len(figures["load_average"]["before"]) == 3
         assert case["memory"]["row_groups_read"] is None and case["stream"]["row_groups_read"] >= case["store"]["region_row_groups"]
+        assert case["stream"]["read_mb"] >= case["stream"]["served_mb"] > 0 and case["stream"]["read_amplification"] >= 1
     assert set(report["peak_rss_ratio_largest_to_smallest"]) == {"memory", "stream"}

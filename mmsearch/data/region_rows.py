@@ -62,6 +62,8 @@ class StreamedRegions:
         self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
         self._lock = threading.Lock()  # batches are assembled in a prefetch thread (see ahead())
         self.reads = 0  # row groups read from storage (cache misses), for tests and the benchmark
+        self.bytes_read = 0  # decoded bytes of those row groups (features and boxes)
+        self.bytes_served = 0  # decoded bytes of the rows the batches took from them
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -80,11 +82,13 @@ class StreamedRegions:
         runs = np.split(self.image_offset[unique], starts[1:])
         parts = [self._group(int(g)).take(pa.array(run)) for g, run in zip(groups, runs)]
         rows = pa.concat_tables(parts) if parts else self.table.empty_arrow(list(COLUMNS))
+        self.bytes_served += rows.nbytes
         features, boxes = (Ragged.from_arrow(rows.column(name)) for name in COLUMNS)
         return features, boxes, local.reshape(-1), self.sizes[unique]
 
     def stats(self) -> dict[str, Any]:
-        return {"row_groups_read": self.reads, "cached_row_groups": len(self._cache), "cached_bytes": self._cached_bytes}
+        return {"row_groups_read": self.reads, "bytes_read": self.bytes_read, "bytes_served": self.bytes_served,
+                "cached_row_groups": len(self._cache), "cached_bytes": self._cached_bytes}
 
     # -- row groups -------------------------------------------------------------------------------
 
@@ -95,6 +99,7 @@ class StreamedRegions:
             return table
         table = self._read(group)
         self.reads += 1
+        self.bytes_read += table.nbytes
         if table.nbytes <= self.cache_bytes:
             self._cache[group] = table
             self._cached_bytes += table.nbytes
