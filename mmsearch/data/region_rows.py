@@ -12,7 +12,8 @@ Memory: the batch's own rows, plus a least-recently-used cache of decoded row gr
 ``cache_bytes`` (a row group stays readable while the batch is assembled even with a cache of
 0). Cost: a whole row group is read for any row of it, so random sample order reads about one
 row group per distinct image of a batch (less when the cache holds the group); stores written for
-streaming want small row groups (``StoreWriter(row_group_bytes=...)``).
+streaming want about one image per row group (``StoreWriter(row_group_bytes=...)``, with more row
+groups per file: ``row_groups_per_shard``).
 
 Errors: a shard that cannot be opened or read (truncated, corrupted, gone) raises ``StoreError``
 naming the store, the table and the shard file.

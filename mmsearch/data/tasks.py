@@ -26,8 +26,8 @@ Memory (``TaskDataConfig.regions``):
   (truncated, corrupted: pages carry CRCs) fails naming the file. The sample tables (questions /
   captions / refs: token ids, states, targets) stay in memory in both modes. A row group is read
   whole for any of its rows, so in random order a batch reads about one row group per distinct
-  image it holds: stores meant for streaming want small row groups (about 1 MiB; see
-  ``bench/bench_task_streaming.py`` for peak RSS and rows/s of both modes).
+  image it holds: stores meant for streaming want about one image per row group (with 11 a
+  group, an epoch decodes 10x the bytes it uses; bench/README.md, issue 11).
 """
 from __future__ import annotations
 
