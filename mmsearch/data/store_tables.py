@@ -29,10 +29,12 @@ from mmsearch.data.store import Store
 
 @dataclass
 class SplitArrays:
-    """One split in memory: region bank, the task's samples, targets and meta."""
+    """One split in memory: region bank, the task's samples, targets and meta. With
+    ``data.regions: stream`` the bank is ``regions`` (read per batch) and ``features`` / ``boxes``
+    are None."""
 
-    features: Ragged
-    boxes: Ragged
+    features: Ragged | None
+    boxes: Ragged | None
     sizes: np.ndarray  # [images, 2] (h, w)
     image_ids: np.ndarray  # [images] object
     sample_image: np.ndarray  # [samples] int64 image row of each sample
@@ -40,6 +42,7 @@ class SplitArrays:
     states: Ragged | None
     meta: dict[str, np.ndarray]  # name -> [samples] object
     targets: dict[str, Any] = field(default_factory=dict)
+    regions: Any = None  # mmsearch.data.region_rows.StreamedRegions when streamed
 
     @property
     def num_samples(self) -> int:

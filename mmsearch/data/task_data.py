@@ -94,6 +94,10 @@ class TaskDataConfig:
     arch_fraction: float = 0.2  # share of training *images* whose samples feed the architecture step
     split_seed: int = 0  # seed of the weights/arch division (fixed per data set, not per trial)
     limit: dict[str, int] = Field(default_factory=dict)  # optional cap of samples per part, e.g. {"weights": 2000}
+    # Region features: "memory" loads a split's regions table on first use; "stream" reads the
+    # rows each batch needs from the store's Parquet row groups (same batches, bounded memory).
+    regions: Literal["memory", "stream"] = "memory"
+    region_cache_mib: int = 256  # stream: MiB of decoded region row groups kept for reuse (least recently used dropped; 0: none)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.arch_fraction < 1.0:
@@ -101,6 +105,8 @@ class TaskDataConfig:
         unknown = set(self.limit) - {"weights", "arch", "train", "val", "test"}
         if unknown:
             raise ValueError(f"data.limit has unknown parts {sorted(unknown)}")
+        if self.region_cache_mib < 0:
+            raise ValueError(f"data.region_cache_mib must be >= 0 (MiB), got {self.region_cache_mib}")
         bad = {k: v for k, v in self.limit.items() if v < 1}
         if bad:
             raise ValueError(f"data.limit values must be >= 1, got {bad}")

@@ -2,20 +2,32 @@
 
 ``open_task_data`` reads the card, the vocabularies and every split store's manifest (so a
 missing, incomplete or mismatched data set fails before any training), then loads a split's
-``regions`` table and the task's sample table into memory on first use. Which tables a task
-reads, and how its targets are loaded and collated, is its :class:`~mmsearch.data.store_tables.StoreTables`
-(the scene tasks': ``SCENE_TABLES``; vqa -> ``vqa``, itm -> ``captions`` + ``negatives``, vg -> ``refs``).
+task sample table into memory on first use, and its ``regions`` table as ``data.regions`` says
+(below). Which tables a task reads, and how its targets are loaded and collated, is its
+:class:`~mmsearch.data.store_tables.StoreTables` (the scene tasks': ``SCENE_TABLES``; vqa ->
+``vqa``, itm -> ``captions`` + ``negatives``, vg -> ``refs``).
 
 Parts: ``weights`` / ``arch`` divide the train split *by image* (``arch_fraction`` of the train
 images, drawn with ``split_seed``), ``train`` is all of it, ``val`` / ``test`` are the other
 splits. ``limit`` keeps a ``split_seed``-random subset of a part. Shuffled order is a pure
-function of ``(seed, epoch)``.
+function of ``(seed, epoch)`` (a run restarted at epoch ``e`` serves epoch ``e``'s order).
 
-Memory: everything is held as float16 / int32 arrays (the embedded scenes: tens of MB). For
-large real data (VQA-v2: ~100 regions x 2048 floats x 123k images, ~50 GB in float16) the
-region features would not fit; ``Ragged`` accepts a ``np.memmap`` as its values, so the
-features can be exported once to a flat file per split and memory-mapped, or read lazily from
-the store's row groups per batch -- the collation code is unchanged either way.
+Memory (``TaskDataConfig.regions``):
+
+* ``memory`` (default): the split's region bank (features and boxes) is held as float16 /
+  float32 arrays -- right for the embedded scenes (tens of MB), not for large real data
+  (VQA-v2 with bottom-up attention: ~100 regions x 2048 floats x 123k images, ~50 GB float16).
+* ``stream``: only each image's location in the store (shard, row group, row) and its size are
+  held; each batch reads the row groups holding its images' rows, features and boxes columns
+  only (``mmsearch.data.region_rows``), keeping at most ``region_cache_mib`` MiB of decoded row
+  groups, and the next batch is read in a background thread while the caller uses this one.
+  The batches are exactly the in-memory ones (same order, rows, padding, dtypes), the
+  weights/arch division and ``val`` / ``test`` are unchanged, and a shard that breaks mid-epoch
+  (truncated, corrupted: pages carry CRCs) fails naming the file. The sample tables (questions /
+  captions / refs: token ids, states, targets) stay in memory in both modes. A row group is read
+  whole for any of its rows, so in random order a batch reads about one row group per distinct
+  image it holds: stores meant for streaming want about one image per row group (with 11 a
+  group, an epoch decodes 10x the bytes it uses; bench/README.md, issue 11).
 """
 from __future__ import annotations
 
@@ -26,6 +38,7 @@ import numpy as np
 from mmsearch.batch import MultimodalBatch
 from mmsearch.data.collate import Ragged, region_fields, text_fields
 from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot
+from mmsearch.data.region_rows import StreamedRegions, ahead
 from mmsearch.data.store import Store, StoreError, epoch_seed, open_store
 from mmsearch.data.store.validate import check_expectations
 from mmsearch.data.store_tables import SCENE_TABLES, SplitArrays as _Split, StoreTables
@@ -33,6 +46,7 @@ from mmsearch.data.task_data import Part, TaskDataConfig, TaskInfo, row_batches
 
 TASK_TABLE = {task: tables.table for task, tables in SCENE_TABLES.items()}  # the sample table of each scene task
 PARTS: tuple[str, ...] = ("weights", "arch", "train", "val", "test")
+MiB = 2**20
 _SPLIT_OF_PART = {"weights": "train", "arch": "train", "train": "train", "val": "val", "test": "test"}
 
 
@@ -99,7 +113,11 @@ class StoreTaskData:
     ) -> Iterator[MultimodalBatch]:
         rows = self._rows(part)
         data = self._split(_SPLIT_OF_PART[part])
-        for chunk in row_batches(rows, batch_size, epoch_seed(seed, epoch) if shuffle else None, drop_last):
+        chunks = row_batches(rows, batch_size, epoch_seed(seed, epoch) if shuffle else None, drop_last)
+        if data.regions is not None:  # streamed: the next batch is read while this one is used
+            yield from ahead(lambda chunk: self.collate(data, chunk), chunks)
+            return
+        for chunk in chunks:
             yield self.collate(data, chunk)
 
     def collate_rows(self, part: Part, positions: np.ndarray) -> MultimodalBatch:
@@ -112,7 +130,12 @@ class StoreTaskData:
     def collate(self, data: _Split, rows: np.ndarray) -> MultimodalBatch:
         """The batch of samples ``rows`` of ``data`` (vectorised gathers, dynamic padding)."""
         fields = text_fields(rows, data.token_ids, data.states)
-        fields.update(region_fields(data.sample_image[rows], data.features, data.boxes, data.sizes))
+        images = data.sample_image[rows]
+        if data.regions is not None:  # data.regions: stream -- this batch's rows, read from the store
+            features, boxes, local, sizes = data.regions.batch(images)
+            fields.update(region_fields(local, features, boxes, sizes))
+        else:
+            fields.update(region_fields(images, data.features, data.boxes, data.sizes))
         targets = self.tables.collate_targets(data, rows, len(self.answers))
         meta = {name: values[rows].tolist() for name, values in data.meta.items()}
         return MultimodalBatch(**fields, targets=targets, meta=meta)
@@ -183,8 +206,16 @@ class StoreTaskData:
     def _load(self, split: str) -> _Split:
         store = self.stores[split]
         samples_table = store.table(self.table)
-        regions = store.table("regions").read_arrow(["image_id", "image_h", "image_w", "features", "boxes"])
-        image_ids = np.asarray(regions.column("image_id").to_pylist(), dtype=object)
+        streamed = features = boxes = None
+        if self.cfg.regions == "stream":
+            streamed = StreamedRegions(store.table("regions"), self.cfg.region_cache_mib * MiB)
+            image_ids, sizes = streamed.image_ids, streamed.sizes
+        else:
+            regions = store.table("regions").read_arrow(["image_id", "image_h", "image_w", "features", "boxes"])
+            image_ids = np.asarray(regions.column("image_id").to_pylist(), dtype=object)
+            sizes = np.stack([regions.column("image_h").to_numpy(), regions.column("image_w").to_numpy()], axis=1)
+            features, boxes = Ragged.from_arrow(regions.column("features")), Ragged.from_arrow(regions.column("boxes"))
+            del regions
         index = {image_id: row for row, image_id in enumerate(image_ids)}
         states_wanted = self.cfg.text_input == "states"
         columns = [c for c in samples_table.columns if c not in ("states",) or states_wanted]
@@ -194,14 +225,15 @@ class StoreTaskData:
         if unknown:
             raise DatasetError(f"{store.uri}: {self.table} rows refer to images missing from 'regions': {unknown[:5]}")
         data = _Split(
-            features=Ragged.from_arrow(regions.column("features")),
-            boxes=Ragged.from_arrow(regions.column("boxes")),
-            sizes=np.stack([regions.column("image_h").to_numpy(), regions.column("image_w").to_numpy()], axis=1),
+            features=features,
+            boxes=boxes,
+            sizes=sizes,
             image_ids=image_ids,
             sample_image=np.asarray([index[i] for i in sample_images], dtype=np.int64),
             token_ids=None if states_wanted else Ragged.from_arrow(samples.column("token_ids")),
             states=Ragged.from_arrow(samples.column("states")) if states_wanted else None,
             meta={name: np.asarray(samples.column(name).to_pylist(), dtype=object) for name in self.tables.meta},
+            regions=streamed,
         )
         self.tables.load_targets(store, samples, data, self.cfg.text_input)
         return data

@@ -81,7 +81,7 @@ class StoreTable:
             try:
                 if piece.shard not in files:
                     handle = self.filesystem.open_input_file(self.location.child(shard.file).fs_path)
-                    files[piece.shard] = pq.ParquetFile(handle, pre_buffer=True)
+                    files[piece.shard] = pq.ParquetFile(handle, pre_buffer=True, page_checksum_verification=True)
                 table = files[piece.shard].read_row_group(piece.group, columns=names)
             except Exception as exc:  # noqa: BLE001 - name the shard in whatever went wrong
                 raise StoreError(f"{self.uri}: table {self.name!r}, shard {shard.file}: read failed ({exc})") from exc

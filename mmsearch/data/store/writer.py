@@ -262,6 +262,7 @@ class StoreWriter:
                 compression=self._compression,
                 use_dictionary=False,  # dictionary pages make float vectors ~3x slower to decode
                 write_statistics=scalar_columns or False,
+                write_page_checksum=True,  # a CRC per page: readers that verify find corrupted bytes
             )
         except OSError as exc:
             raise storage.StorageError(f"{final.uri}: cannot create shard ({exc})") from exc

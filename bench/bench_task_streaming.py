@@ -1,0 +1,221 @@
+"""Benchmark: a search trial's data in memory vs streamed from the store (``data.regions``).
+
+Writes a VQA-shaped precomputed data set -- ``--regions`` regions x ``--dim``-d float16 features
+per image, ``--questions-per-image`` question rows per image (token ids and answers, as the
+search configs read them: ``text_input: tokens``) -- at each of ``--sizes`` (multiples of
+``--images`` images), then iterates one shuffled epoch of the ``train`` part through
+``open_task_data`` with ``data.regions: memory`` and with ``data.regions: stream``, each case
+in a fresh process so its peak RSS (``resource.getrusage`` maxrss) is its own. It records peak RSS, the RSS before the
+data set was opened (interpreter, torch, pyarrow), rows/s, the row groups read, and the load
+average around each case.
+
+Timing figures are only meaningful on a quiet machine: the JSON keeps them next to the load
+average; bench/README.md records only the memory figures until then.
+
+Prints a table and writes ``bench/results/task_streaming.json`` atomically (with
+``mmsearch.machine.Provenance``). ``--quick`` (tiny sizes, cases run in this process, so the
+RSS figures are not per case) checks the script in seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+MiB = 2**20
+RESULTS = Path(__file__).resolve().parent / "results" / "task_streaming.json"
+MODES = ("memory", "stream")
+WORDS = ["what", "color", "is", "the", "cube", "sphere", "left", "of", "how", "many", "red", "blue"]
+ANSWERS = ["yes", "no", "red", "blue", "green", "one", "two", "three"]
+TOKENS = 10  # tokens per question
+TEXT_DIM = 384
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def write_dataset(root: Path, images: int, args: argparse.Namespace) -> dict:
+    """A one-split (train) VQA data set at ``root``; returns its sizes and layout."""
+    from mmsearch.data.dataset_root import DatasetCard, DatasetRoot
+    from mmsearch.data.precompute.tables import table_columns
+    from mmsearch.data.store import StoreWriter
+    from mmsearch.data.text import Vocabulary
+
+    rng = np.random.default_rng(0)
+    vocab = Vocabulary(["[PAD]", "[UNK]", *WORDS])
+    dataset = DatasetRoot(str(root))
+    questions = images * args.questions_per_image
+    specs = {t: table_columns(t, region_dim=args.dim, text_dim=TEXT_DIM, dtype="float16", states=False,
+                              image_encoder="synthetic", text_encoder="synthetic") for t in ("regions", "vqa")}
+    start = time.perf_counter()
+    with StoreWriter(dataset.split_location("train"), dataset="bench_vqa", split="train", overwrite=True,
+                     row_group_bytes=args.row_group_kib * 1024, row_groups_per_shard=args.row_groups_per_shard) as writer:
+        for table, columns in specs.items():
+            writer.add_table(table, columns)
+        chunk = 256
+        for lo in range(0, images, chunk):
+            n = min(chunk, images - lo)
+            ids = [f"img{i:07d}" for i in range(lo, lo + n)]
+            corners = rng.uniform(0, 400, (n, args.regions, 2)).astype(np.float32)
+            writer.write_batch("regions", {
+                "image_id": ids, "image_h": np.full(n, 480, np.int32), "image_w": np.full(n, 640, np.int32),
+                "features": rng.standard_normal((n, args.regions, args.dim), dtype=np.float32).astype(np.float16),
+                "boxes": np.concatenate([corners, corners + 50], axis=2),
+            })
+            k = n * args.questions_per_image
+            writer.write_batch("vqa", {
+                "question_id": [f"q{lo * args.questions_per_image + j:08d}" for j in range(k)],
+                "image_id": [ids[j // args.questions_per_image] for j in range(k)],
+                "question": ["what color is the cube"] * k,
+                "token_ids": list(rng.integers(2, len(vocab), (k, TOKENS), dtype=np.int32)),
+                "answer_ids": list(rng.integers(0, len(ANSWERS), (k, 1), dtype=np.int32)),
+                "answer_scores": list(np.ones((k, 1), np.float32)),
+                "answer_type": ["other"] * k, "family": ["color"] * k,
+            })
+    manifest = writer.manifest
+    dataset.write_vocab(vocab.to_json())
+    dataset.write_answers(ANSWERS)
+    dataset.write_card(DatasetCard(
+        name="bench_vqa", fingerprint="bench", source={}, dtype="float16", tables=("regions", "vqa"),
+        encoders={"image": {"name": "synthetic", "dim": args.dim}, "text": {"name": "synthetic", "dim": TEXT_DIM, "states": False}},
+        splits={"train": {"regions": images, "vqa": questions}}, vocab_size=len(vocab), num_answers=len(ANSWERS),
+        max_regions=args.regions, max_tokens=TOKENS,
+    ))
+    regions = manifest.tables["regions"]
+    return {
+        "images": images, "questions": questions,
+        "regions_mb": round(sum(s.bytes for s in regions.shards) / MiB, 1),
+        "questions_mb": round(sum(s.bytes for s in manifest.tables["vqa"].shards) / MiB, 1),
+        "region_shards": len(regions.shards), "region_row_groups": sum(len(s.row_groups) for s in regions.shards),
+        "images_per_row_group": regions.shards[0].row_groups[0],
+        "write_seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def measure(root: str, mode: str, args: argparse.Namespace) -> dict:
+    """One epoch of the train part through ``open_task_data`` in ``mode``."""
+    from mmsearch.data.task_data import TaskDataConfig
+    from mmsearch.data.tasks import open_task_data
+
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    rss_before = _rss_mb()
+    cfg = TaskDataConfig(root=root, task="vqa", text_input="tokens", regions=mode, region_cache_mib=args.cache_mib)
+    start = time.perf_counter()
+    data = open_task_data(cfg)
+    rows = 0
+    first = None
+    for batch in data.batches("train", batch_size=args.batch_size, seed=0, epoch=0):
+        rows += int(batch.region_feats.shape[0])
+        if first is None:
+            first = time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    regions = data._split("train").regions
+    return {
+        "rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds, 1), "first_batch_s": round(first or 0.0, 3),
+        "rss_before_open_mb": round(rss_before, 1), "peak_rss_mb": round(_rss_mb(), 1),
+        "peak_above_start_mb": round(_rss_mb() - rss_before, 1),
+        "row_groups_read": regions.reads if regions is not None else None,
+        # decoded MiB of the row groups read, and of the rows the batches used from them (deterministic)
+        "read_mb": round(regions.bytes_read / MiB, 1) if regions is not None else None,
+        "served_mb": round(regions.bytes_served / MiB, 1) if regions is not None else None,
+        "read_amplification": round(regions.bytes_read / regions.bytes_served, 2) if regions is not None else None,
+        "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
+    }
+
+
+def run_case(root: str, mode: str, argv: list[str]) -> dict:
+    """``measure`` in a fresh interpreter (its own peak RSS); it prints one JSON line last."""
+    command = [sys.executable, __file__, *argv, "--_measure", mode, "--_root", root]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"case {mode} at {root} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=1000, help="images at size 1x")
+    parser.add_argument("--sizes", default="1,4,16", help="comma-separated multiples of --images")
+    parser.add_argument("--questions-per-image", type=int, default=2)
+    parser.add_argument("--regions", type=int, default=36, help="regions per image")
+    parser.add_argument("--dim", type=int, default=1280, help="region feature width (float16)")
+    parser.add_argument("--batch-size", type=int, default=64, help="the search step's batch size")
+    parser.add_argument("--row-group-kib", type=int, default=1024, help="KiB of Arrow data per Parquet row group")
+    parser.add_argument("--row-groups-per-shard", type=int, default=8, help="row groups per Parquet file (the writer's default: 8)")
+    parser.add_argument("--cache-mib", type=int, default=64, help="data.region_cache_mib of the streamed cases (MiB)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, cases in this process: checks the script")
+    parser.add_argument("--store-dir", default=None, help="where to write the data sets (default: a temporary directory, removed after)")
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--_measure", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--_root", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.images, args.sizes, args.cache_mib = 12, "1,4", 1
+    return args
+
+
+def report(results: dict) -> None:
+    print(f"{'size':>5}{'images':>8}{'regions MiB':>13}{'mode':>8}{'peak RSS MiB':>14}{'before open':>13}{'rows/s':>9}"
+          f"{'groups read':>13}{'read MiB':>10}{'amplif.':>9}")
+    for size, case in results["sizes"].items():
+        for mode in MODES:
+            m = case[mode]
+            print(f"{size:>5}{case['store']['images']:>8}{case['store']['regions_mb']:>13}{mode:>8}{m['peak_rss_mb']:>14}"
+                  f"{m['rss_before_open_mb']:>13}{m['rows_per_s']:>9}{str(m['row_groups_read']):>13}"
+                  f"{str(m['read_mb']):>10}{str(m['read_amplification']):>9}")
+    for mode, ratio in results["peak_rss_ratio_largest_to_smallest"].items():
+        print(f"{mode}: peak RSS at the largest size / at the smallest = {ratio}")
+    print("(rows/s were measured on whatever load the machine had: see each case's load_average)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    given, argv = argv, sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    if args._measure:  # child: one case, one JSON line
+        print(json.dumps(measure(args._root, args._measure, args)))
+        return 0
+    from mmsearch.io import atomic_write_json
+    from mmsearch.machine import Provenance
+
+    provenance = Provenance(__file__, given)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    workdir = Path(args.store_dir) if args.store_dir else Path(tempfile.mkdtemp(prefix="mmsearch_bench_tasks_"))
+    results: dict = {"benchmark": "task_streaming", "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")},
+                     "per_case_process": not args.quick, "sizes": {}}
+    try:
+        for size in sizes:
+            root = workdir / f"vqa_{size}x"
+            print(f"writing {size}x ({size * args.images} images) to {root} ...", flush=True)
+            case = {"store": write_dataset(root, size * args.images, args)}
+            for mode in MODES:
+                print(f"  {mode} ...", flush=True)
+                case[mode] = measure(str(root), mode, args) if args.quick else run_case(str(root), mode, argv)
+            if case["memory"]["rows"] != case["stream"]["rows"]:
+                raise RuntimeError(f"{size}x: the modes served different row counts ({case['memory']['rows']} vs {case['stream']['rows']})")
+            results["sizes"][f"{size}x"] = case
+            if not args.store_dir:
+                shutil.rmtree(root, ignore_errors=True)
+    finally:
+        if not args.store_dir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    first, last = results["sizes"][f"{sizes[0]}x"], results["sizes"][f"{sizes[-1]}x"]
+    results["peak_rss_ratio_largest_to_smallest"] = {m: round(last[m]["peak_rss_mb"] / first[m]["peak_rss_mb"], 3) for m in MODES}
+    results["provenance"] = provenance.block()
+    atomic_write_json(args.out, results)
+    report(results)
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

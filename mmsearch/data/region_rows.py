@@ -1,0 +1,166 @@
+"""Region features read per batch from a store's ``regions`` table (``data.regions: stream``).
+
+``StoreTaskData`` with ``regions: memory`` holds a split's whole region bank (features and boxes)
+as one :class:`~mmsearch.data.collate.Ragged`. :class:`StreamedRegions` keeps only what locates
+each image's row -- shard, Parquet row group, row within it, plus ``image_id`` / ``image_h`` /
+``image_w`` (a few bytes per image) -- and, for each batch, reads the row groups holding the batch's
+images (only the ``features`` and ``boxes`` columns), takes those rows, and returns them as a
+batch-local ``Ragged``. Collating from it gives exactly the in-memory batch (same rows, same
+padding, same dtype conversion).
+
+Memory: the batch's own rows, plus a least-recently-used cache of decoded row groups bounded by
+``cache_bytes`` (a row group stays readable while the batch is assembled even with a cache of
+0). Cost: a whole row group is read for any row of it, so random sample order reads about one
+row group per distinct image of a batch (less when the cache holds the group); stores written for
+streaming want about one image per row group (``StoreWriter(row_group_bytes=...)``, with more row
+groups per file: ``row_groups_per_shard``).
+
+Errors: a shard that cannot be opened or read (truncated, corrupted, gone) raises ``StoreError``
+naming the store, the table and the shard file.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmsearch.data.collate import Ragged
+from mmsearch.data.store import StoreError, StoreTable
+
+T = TypeVar("T")
+R = TypeVar("R")
+COLUMNS = ("features", "boxes")
+_OPEN_FILES = 32  # Parquet files kept open (footers parsed) at a time; least recently used closed
+
+
+class StreamedRegions:
+    """A split's region bank read from the store on demand (see the module docstring)."""
+
+    def __init__(self, table: StoreTable, cache_bytes: int) -> None:
+        if cache_bytes < 0:
+            raise ValueError(f"cache_bytes must be >= 0, got {cache_bytes}")
+        self.table, self.cache_bytes = table, int(cache_bytes)
+        small = table.read_arrow(["image_id", "image_h", "image_w"])  # column projection: no features read
+        self.image_ids = np.asarray(small.column("image_id").to_pylist(), dtype=object)
+        self.sizes = np.stack([small.column("image_h").to_numpy(), small.column("image_w").to_numpy()], axis=1)
+        # image row -> (row-group number across the table, row within the group)
+        groups = [(s, g, n) for s, shard in enumerate(table.manifest.shards) for g, n in enumerate(shard.row_groups)]
+        self._groups = [(s, g) for s, g, _ in groups]
+        counts = np.asarray([n for _, _, n in groups], dtype=np.int64)
+        self.image_group = np.repeat(np.arange(len(groups), dtype=np.int64), counts)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self.image_offset = np.arange(int(counts.sum()), dtype=np.int64) - starts[self.image_group]
+        if len(self.image_group) != len(self.image_ids):
+            raise StoreError(f"{table.uri}: table 'regions' lists {len(self.image_group)} rows in its row groups "
+                             f"but {len(self.image_ids)} image ids were read")
+        self._cache: OrderedDict[int, pa.Table] = OrderedDict()
+        self._cached_bytes = 0
+        self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
+        self._lock = threading.Lock()  # batches are assembled in a prefetch thread (see ahead())
+        self.reads = 0  # row groups read from storage (cache misses), for tests and the benchmark
+        self.bytes_read = 0  # decoded bytes of those row groups (features and boxes)
+        self.bytes_served = 0  # decoded bytes of the rows the batches took from them
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def batch(self, image_rows: np.ndarray) -> tuple[Ragged, Ragged, np.ndarray, np.ndarray]:
+        """``(features, boxes, local_rows, sizes)`` of the images at ``image_rows``: record
+        ``local_rows[i]`` of the returned ``Ragged``s is image ``image_rows[i]``'s."""
+        with self._lock:
+            return self._batch(np.asarray(image_rows, dtype=np.int64))
+
+    def _batch(self, image_rows: np.ndarray) -> tuple[Ragged, Ragged, np.ndarray, np.ndarray]:
+        # Image rows are in storage order, so the sorted distinct images fall into ascending row
+        # groups in runs: taking each run from its group keeps the sorted order.
+        unique, local = np.unique(image_rows, return_inverse=True)
+        groups, starts = np.unique(self.image_group[unique], return_index=True)
+        runs = np.split(self.image_offset[unique], starts[1:])
+        parts = [self._group(int(g)).take(pa.array(run)) for g, run in zip(groups, runs)]
+        rows = pa.concat_tables(parts) if parts else self.table.empty_arrow(list(COLUMNS))
+        self.bytes_served += rows.nbytes
+        features, boxes = (Ragged.from_arrow(rows.column(name)) for name in COLUMNS)
+        return features, boxes, local.reshape(-1), self.sizes[unique]
+
+    def stats(self) -> dict[str, Any]:
+        return {"row_groups_read": self.reads, "bytes_read": self.bytes_read, "bytes_served": self.bytes_served,
+                "cached_row_groups": len(self._cache), "cached_bytes": self._cached_bytes}
+
+    # -- row groups -------------------------------------------------------------------------------
+
+    def _group(self, group: int) -> pa.Table:
+        table = self._cache.get(group)
+        if table is not None:
+            self._cache.move_to_end(group)
+            return table
+        table = self._read(group)
+        self.reads += 1
+        self.bytes_read += table.nbytes
+        if table.nbytes <= self.cache_bytes:
+            self._cache[group] = table
+            self._cached_bytes += table.nbytes
+            while self._cached_bytes > self.cache_bytes:
+                _, dropped = self._cache.popitem(last=False)
+                self._cached_bytes -= dropped.nbytes
+        return table
+
+    def _read(self, group: int) -> pa.Table:
+        shard_index, row_group = self._groups[group]
+        shard = self.table.manifest.shards[shard_index]
+        try:
+            return self._file(shard_index).read_row_group(row_group, columns=list(COLUMNS))
+        except Exception as exc:  # noqa: BLE001 - name the shard in whatever went wrong
+            self._close(shard_index)
+            raise StoreError(f"{self.table.uri}: table 'regions', shard {shard.file}: "
+                             f"reading row group {row_group} failed ({type(exc).__name__}: {exc})") from exc
+
+    def _file(self, shard_index: int) -> pq.ParquetFile:
+        handle = self._files.get(shard_index)
+        if handle is not None:
+            self._files.move_to_end(shard_index)
+            return handle
+        path = self.table.location.child(self.table.manifest.shards[shard_index].file).fs_path
+        handle = pq.ParquetFile(self.table.filesystem.open_input_file(path), pre_buffer=True, page_checksum_verification=True)
+        self._files[shard_index] = handle
+        while len(self._files) > _OPEN_FILES:
+            _, old = self._files.popitem(last=False)
+            old.close()
+        return handle
+
+    def _close(self, shard_index: int) -> None:
+        handle = self._files.pop(shard_index, None)
+        if handle is not None:
+            handle.close()
+
+    def close(self) -> None:
+        for shard_index in list(self._files):
+            self._close(shard_index)
+        self._cache.clear()
+        self._cached_bytes = 0
+
+
+def ahead(make: Callable[[T], R], items: Iterable[T], depth: int = 1) -> Iterator[R]:
+    """``make(item)`` for each item, in order, computed ``depth`` items ahead in one background
+    thread (reading and decoding row groups release the GIL): the next batch is read while the
+    caller trains on this one. Errors surface where their item is yielded."""
+    pool = ThreadPoolExecutor(1)
+    queue: deque[Future] = deque()
+    try:
+        for item in items:
+            queue.append(pool.submit(make, item))
+            if len(queue) > depth:
+                yield queue.popleft().result()
+        while queue:
+            yield queue.popleft().result()
+    finally:
+        for future in queue:
+            future.cancel()
+        pool.shutdown(wait=True)
+
+
+__all__ = ["StreamedRegions", "ahead"]

@@ -1,0 +1,36 @@
+"""bench/bench_task_streaming.py --quick: both modes serve every row of each size, with figures and provenance."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from test_bench_provenance import check_provenance
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_task_streaming", ROOT / "bench" / "bench_task_streaming.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_run_measures_both_modes_at_every_size(tmp_path):
+    out = tmp_path / "streaming.json"
+    args = ["--quick", "--out", str(out)]
+    assert _bench().main(args) == 0
+    report = json.loads(out.read_text())
+    check_provenance(report, "bench_task_streaming.py", args)
+    assert list(report["sizes"]) == ["1x", "4x"] and report["per_case_process"] is False
+    for size, images in (("1x", 12), ("4x", 48)):
+        case = report["sizes"][size]
+        assert case["store"]["images"] == images and case["store"]["region_row_groups"] > 1
+        for mode in ("memory", "stream"):
+            figures = case[mode]
+            assert figures["rows"] == 2 * images and figures["rows_per_s"] > 0
+            assert figures["peak_rss_mb"] >= figures["rss_before_open_mb"] > 0 and len(figures["load_average"]["before"]) == 3
+        assert case["memory"]["row_groups_read"] is None and case["stream"]["row_groups_read"] >= case["store"]["region_row_groups"]
+        assert case["stream"]["read_mb"] >= case["stream"]["served_mb"] > 0 and case["stream"]["read_amplification"] >= 1
+    assert set(report["peak_rss_ratio_largest_to_smallest"]) == {"memory", "stream"}
