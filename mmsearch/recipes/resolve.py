@@ -62,10 +62,12 @@ def data_sizes(model: ModelConfig, head: HeadConfig | None, data: TaskDataConfig
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any], resumable: tuple[str, ...]) -> list[str]:
     """``"key: saved -> current"`` for every differing leaf, except keys in ``resumable``
-    (a key, or a prefix ending in ``.`` for a whole section)."""
+    (a key, or a prefix ending in ``.`` for a whole section) and keys the saved config does not
+    have: a key added to the config later defaults to the behaviour before it, so a checkpoint
+    written before it resumes."""
     flat_saved, flat_current = _flatten(saved), _flatten(current)
     changed = []
-    for key in sorted(set(flat_saved) | set(flat_current)):
+    for key in sorted(flat_saved):
         if any(key == p or (p.endswith(".") and key.startswith(p)) for p in resumable):
             continue
         if flat_saved.get(key) != flat_current.get(key):
