@@ -96,6 +96,7 @@ def test_a_quiet_job_hears_nothing_from_optuna_below_warning(monkeypatch):
     optuna_logger = logging.getLogger("optuna")
     before = optuna_logger.level
     try:
+        optuna_logger.setLevel(logging.INFO)  # Optuna's default in a fresh process (an earlier quiet test may have raised it)
         monkeypatch.setenv(VERBOSE_ENV, "1")  # --verbose: Optuna's own INFO lines stay
         build_searcher("optuna", space, metric="loss", mode="min", max_concurrent=2, seed=0)
         assert optuna_logger.getEffectiveLevel() == logging.INFO
