@@ -41,13 +41,16 @@ def ray_session():
     """One local Ray instance for the whole test session (num_cpus=2, small object store)."""
     import ray
 
-    if not ray.is_initialized():
+    from mmsearch.orchestration.cluster import local_env_vars
+
+    if not ray.is_initialized():  # as mmsearch starts a local Ray (cluster.connect), on 2 CPUs
         ray.init(
             num_cpus=2,
             include_dashboard=False,
             log_to_driver=False,
             object_store_memory=512 * 2**20,
-            runtime_env={"env_vars": {k: os.environ[k] for k in ("RAY_AUTH_MODE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}},
+            runtime_env={"env_vars": {**local_env_vars(),
+                                      **{k: os.environ[k] for k in ("RAY_AUTH_MODE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}}},
         )
     node = ray._private.worker._global_node
     session_dir, gcs = node.get_session_dir_path(), ray.get_runtime_context().gcs_address

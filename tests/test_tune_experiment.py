@@ -228,15 +228,26 @@ def test_metrics_callback_counts_trial_states(toy_on_ray, tmp_path):
     # labelled by experiment and storage (Ray exports a driver's gauges within ~10 s).
     from test_grafana_dashboard import queried_series
 
-    exported = scrape_until(queried_series(), experiment="metrics")  # the experiment's own callback
+    # Ray exports what the driver last set on its next export round: wait for the final counts.
+    exported = scrape_until(queried_series(), experiment="metrics",
+                            settled=lambda found: errored_lines(found) == [" 1.0"])
     for name in queried_series():
         assert f'storage="{tmp_path}"' in exported[name], exported[name]
-    errored = [line for line in exported["mmsearch_tune_trials"].splitlines() if 'state="errored"' in line]
-    assert len(errored) == 1 and errored[0].endswith(" 1.0"), exported["mmsearch_tune_trials"]
+    assert errored_lines(exported) == [" 1.0"], exported["mmsearch_tune_trials"]
+    # The summary can be rebuilt from storage alone (what a report command does).
+    rebuilt = summarize_experiment(outcome.location)
+    assert rebuilt.to_dict()["trials"] == summary.to_dict()["trials"]
 
 
-def scrape_until(names: set[str], *, experiment: str, timeout_s: float = 40.0) -> dict[str, str]:
-    """The lines of each ``ray_<name>`` series for ``experiment`` on the local node's metrics endpoint."""
+def errored_lines(exported: dict[str, str]) -> list[str]:
+    """The value part (" 1.0") of each exported errored-trials line."""
+    lines = exported.get("mmsearch_tune_trials", "").splitlines()
+    return [line[line.rindex(" "):] for line in lines if 'state="errored"' in line]
+
+
+def scrape_until(names: set[str], *, experiment: str, timeout_s: float = 40.0, settled=lambda found: True) -> dict[str, str]:
+    """The lines of each ``ray_<name>`` series for ``experiment`` on the local node's metrics endpoint,
+    once every series is there and ``settled(found)`` holds."""
     import urllib.request
 
     import ray
@@ -248,13 +259,10 @@ def scrape_until(names: set[str], *, experiment: str, timeout_s: float = 40.0) -
         found = {name: "\n".join(line for line in text.splitlines()
                                  if line.startswith(f"ray_{name}{{") and f'experiment="{experiment}"' in line)
                  for name in names}
-        if all(found.values()):
+        if all(found.values()) and settled(found):
             return found
         time.sleep(1.0)
     raise AssertionError(f"not exported within {timeout_s:g} s: {sorted(n for n, v in found.items() if not v)}")
-    # The summary can be rebuilt from storage alone (what a report command does).
-    rebuilt = summarize_experiment(outcome.location)
-    assert rebuilt.to_dict()["trials"] == summary.to_dict()["trials"]
 
 
 class InterruptAfter(tune.Callback):
