@@ -21,9 +21,8 @@ naming the store, the table and the shard file.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from collections import OrderedDict
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -32,8 +31,6 @@ import pyarrow.parquet as pq
 from mmsearch.data.collate import Ragged
 from mmsearch.data.store import StoreError, StoreTable
 
-T = TypeVar("T")
-R = TypeVar("R")
 COLUMNS = ("features", "boxes")
 _OPEN_FILES = 32  # Parquet files kept open (footers parsed) at a time; least recently used closed
 
@@ -144,23 +141,4 @@ class StreamedRegions:
         self._cached_bytes = 0
 
 
-def ahead(make: Callable[[T], R], items: Iterable[T], depth: int = 1) -> Iterator[R]:
-    """``make(item)`` for each item, in order, computed ``depth`` items ahead in one background
-    thread (reading and decoding row groups release the GIL): the next batch is read while the
-    caller trains on this one. Errors surface where their item is yielded."""
-    pool = ThreadPoolExecutor(1)
-    queue: deque[Future] = deque()
-    try:
-        for item in items:
-            queue.append(pool.submit(make, item))
-            if len(queue) > depth:
-                yield queue.popleft().result()
-        while queue:
-            yield queue.popleft().result()
-    finally:
-        for future in queue:
-            future.cancel()
-        pool.shutdown(wait=True)
-
-
-__all__ = ["StreamedRegions", "ahead"]
+__all__ = ["StreamedRegions"]

@@ -38,7 +38,8 @@ import numpy as np
 from mmsearch.batch import MultimodalBatch
 from mmsearch.data.collate import Ragged, region_fields, text_fields
 from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot
-from mmsearch.data.region_rows import StreamedRegions, ahead
+from mmsearch.data.region_rows import StreamedRegions
+from mmsearch.data.store.prefetch import ahead
 from mmsearch.data.store import Store, StoreError, epoch_seed, open_store
 from mmsearch.data.store.validate import check_expectations
 from mmsearch.data.store_tables import SCENE_TABLES, SplitArrays as _Split, StoreTables

@@ -8,8 +8,6 @@ dtype, encoder, data set, split), or -- with ``check_nan=True`` -- holds NaN / i
 from __future__ import annotations
 
 import json
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -22,6 +20,7 @@ from mmsearch import storage
 from mmsearch.data.store import shuffle
 from mmsearch.data.store.decode import decode_columns, decode_numpy
 from mmsearch.data.store.plan import Piece, plan_epoch
+from mmsearch.data.store.prefetch import ahead
 from mmsearch.data.store.schema import MANIFEST_NAME, ColumnSpec, StoreError, StoreManifest, TableManifest
 from mmsearch.data.store.validate import Expectation, Verify, check_expectations, first_non_finite, verify_shards
 
@@ -87,20 +86,9 @@ class StoreTable:
                 raise StoreError(f"{self.uri}: table {self.name!r}, shard {shard.file}: read failed ({exc})") from exc
             return table.slice(piece.start, piece.rows)
 
-        pool = ThreadPoolExecutor(1)  # one reader thread: files dict is only touched there
-        queue: deque[Future] = deque()
-        try:
-            upcoming = iter(pieces)
-            for piece in upcoming:
-                queue.append(pool.submit(read, piece))
-                if len(queue) > _PREFETCH:
-                    yield queue.popleft().result()
-            while queue:
-                yield queue.popleft().result()
+        try:  # one reader thread: the files dict is only touched there
+            yield from ahead(read, pieces, depth=_PREFETCH)
         finally:
-            for future in queue:
-                future.cancel()
-            pool.shutdown(wait=True)
             for handle in files.values():
                 handle.close()
 
