@@ -186,6 +186,7 @@ def run_experiment(
     """
     plan = plan_experiment(recipe, config_cls, base_config, settings, epochs_key=epochs_key)
     storage.preflight(plan.location)
+    print(f"Results go to {plan.location.uri}", flush=True)  # the jobs say it themselves, before Ray starts
     return run_plan(plan, callbacks=callbacks, verbose=verbose)
 
 
@@ -342,7 +343,6 @@ def _plan_text(plan: ExperimentPlan, concurrency: int, placement: ResourcePlan) 
         f"({s.resources.reserve_cpus_for_data:g} CPUs kept for Ray Data); metric {s.metric} ({s.mode})",
         placement.describe(),
         plan.ladder.describe(plan.num_trials) if plan.ladder else f"FIFO: every trial runs {plan.max_t} epochs",
-        f"Results go to {plan.location.uri}",
     ]
     return "\n".join(lines)
 
