@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from mmsearch.metrics.selection import is_new_best
 from mmsearch.orchestration.summary import ExperimentSummary, TrialSummary, _rung_reached, best_of, metric_history
 from mmsearch.report.collect import best_of as report_best_of
 from mmsearch.report.collect import rung_reached as report_rung_reached
@@ -57,3 +58,21 @@ def test_the_outcomes_best_result_is_the_summarys_best_trial():
     outcome = ExperimentOutcome(results, ExperimentSummary("e", "/e", "val_metric", "max", 8, [], trials), None, False)
     assert outcome.best_result() is results[1]
     assert ExperimentOutcome(results, ExperimentSummary("e", "/e", "val_metric", "max", 8, [], []), None, False).best_result() is None
+
+
+def test_every_recipe_picks_the_summarys_epoch_on_ties():
+    """The search's best architecture, the derived training's best epoch and FuseMix's kept model
+    are the epoch the experiment summary names (of equal scores the later, whose checkpoint Ray keeps)."""
+    from mmsearch.nas.arch_spec import named_spec
+    from mmsearch.recipes.search.state import SearchProgress
+    from mmsearch.recipes.train_derived.state import TrainProgress
+
+    scores = [(1, 20.0), (2, 22.9), (3, 21.0), (4, 22.9), (5, 22.0)]
+    search, train = SearchProgress(), TrainProgress()
+    for epoch, score in scores:
+        search.consider(epoch, named_spec("mcan"), score, searching=True)
+        train.record(epoch, {"epoch": epoch}, score)
+    assert (search.best_metric, search.best_epoch) == (train.best_metric, train.best_epoch) == best_of(scores, "max") == (22.9, 4)
+    # FuseMix's loop asks the same rule (its "none yet" is -inf); NaN never becomes the best
+    assert is_new_best(22.9, 22.9) and is_new_best(1.0, -math.inf) and is_new_best(1.0, math.nan)
+    assert not is_new_best(22.8, 22.9) and not is_new_best(math.nan, 1.0) and not is_new_best(math.nan, math.nan)

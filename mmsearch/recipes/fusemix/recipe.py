@@ -38,6 +38,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
+from mmsearch.metrics.selection import is_new_best
 from mmsearch.adapters.loss import contrastive_loss
 from mmsearch.adapters.mixup import mix_latent_pairs
 from mmsearch.adapters.model import FuseMixModel
@@ -146,7 +147,7 @@ def _train(cfg: FuseMixConfig, context: RunContext, factory: StreamFactory) -> d
         eval_start = time.perf_counter()
         val = evaluate_retrieval(model, val_set, cfg, device)
         metrics = _epoch_metrics(epoch, progress.global_step, stats, model, val)
-        if metrics[select_key] > progress.best_score:
+        if is_new_best(metrics[select_key], progress.best_score):
             progress.best_score, progress.best_epoch = metrics[select_key], epoch
             best_model.load_state_dict(model.state_dict())
         # Reported epochs count completed epochs from 1 (the ASHA fidelity unit); the loop index

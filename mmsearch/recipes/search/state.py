@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mmsearch.metrics.selection import is_new_best
 from mmsearch.batch import MultimodalBatch
 from mmsearch.config import config_to_dict, dump_config
 from mmsearch.io import atomic_torch_save, atomic_write_json
@@ -57,9 +58,10 @@ class SearchProgress:
     arch_history: dict[str, dict[str, Any]] = field(default_factory=dict)  # "epochN" -> spec dict (no config)
 
     def consider(self, epoch: int, spec: ArchSpec, metric: float, searching: bool) -> bool:
-        """Keep ``spec`` as the best architecture if its validation ``metric`` beats the best so far;
-        only epochs whose architecture weights were trained (``searching``, i.e. after warm-up) count."""
-        better = searching and (math.isnan(self.best_metric) or metric > self.best_metric)
+        """Keep ``spec`` as the best architecture if its validation ``metric`` is at least the best so
+        far (of equal scores the later epoch, as the experiment summary and Ray's checkpoint retention
+        choose); only epochs whose architecture weights were trained (``searching``, after warm-up) count."""
+        better = searching and is_new_best(metric, self.best_metric)
         if better:
             self.best_epoch, self.best_metric, self.best_spec = epoch, metric, spec.to_dict()
         return better

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from mmsearch.metrics.selection import is_new_best
 from mmsearch.config import config_to_dict, dump_config
 from mmsearch.io import atomic_torch_save
 from mmsearch.nas import ArchSpec, save_arch_spec
@@ -55,9 +56,8 @@ class TrainProgress:
     def record(self, epoch: int, metrics: dict[str, Any], val_metric: float | None) -> None:
         self.epoch = epoch
         self.history.append(metrics)
-        if val_metric is not None and not math.isnan(val_metric):
-            if math.isnan(self.best_metric) or val_metric > self.best_metric:
-                self.best_epoch, self.best_metric = epoch, val_metric
+        if val_metric is not None and is_new_best(val_metric, self.best_metric):
+            self.best_epoch, self.best_metric = epoch, val_metric
 
     def to_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "steps": self.steps, "samples": self.samples, "best_epoch": self.best_epoch,
