@@ -204,45 +204,13 @@ def summary_now(cluster: Cluster, experiment: str, monkeypatch, *, required: boo
         return None
 
 
-def test_smoke_search_job_runs_on_both_nodes_and_leaves_results_and_report_in_s3(cluster):
+def test_smoke_search_job_killed_and_resubmitted_completes_on_both_nodes_with_results_in_s3(cluster, monkeypatch):
+    """The smoke search as a user submits it to a two-node cluster, stopped mid-run and resubmitted:
+    the resubmission resumes without redoing finished trials, and the experiment ends with its
+    results and report in S3, trials having run on both nodes (one job pair instead of three jobs)."""
     name = f"smoke-{uuid.uuid4().hex[:6]}"
-    submission_id, _ = cluster.submit("--smoke-test", "--storage", f"s3://{BUCKET}/experiments", "--name", name)
-    status = cluster.wait(submission_id)
-    log = cluster.log(submission_id, tail=None)
-    assert status == "SUCCEEDED", log[-8000:]
-    files = cluster.working_dir_files()
-    assert "jobs/search_vqa.py" in files and "configs/search/vqa.yaml" in files
-    assert not [f for f in files if f.split("/")[0] in (".git", "stores", "runs", ".venv", "venv")], files
-    assert sum(files.values()) < MAX_PACKAGE_MIB * 2**20, sorted(files.items(), key=lambda kv: -kv[1])[:10]
-    assert "connected to the Ray cluster" in log and f"dashboard {cluster.dashboard}" in log
-    assert log.count(f"Results go to s3://{BUCKET}/experiments/{name}") == 1  # said once, before Ray starts
-
-    experiment = f"experiments/{name}"
-    keys = set(cluster.keys(experiment + "/"))
-    for expected in ("experiment_summary.json", "best_trial.json", "best_arch.json", "report/report.html",
-                     "report/learning_curves.png", "mmsearch_state/asha_state.json"):
-        assert f"{experiment}/{expected}" in keys, sorted(keys)
-    summary = json.loads(cluster.read(f"{experiment}/experiment_summary.json"))
-    assert len(summary["trials"]) == 4 and summary["best"] is not None
-    assert all(t["stop_reason"] in ("completed", "stopped_by_asha") for t in summary["trials"])
-    assert all(t["checkpoint_path"].startswith(f"s3://{BUCKET}/{experiment}/") for t in summary["trials"])
-    best_arch = json.loads(cluster.read(f"{experiment}/best_arch.json"))
-    assert len(best_arch["enc"]) == 2 and len(best_arch["dec"]) == 2  # the smoke supernet's depths
-
-    # The data set was built once into the experiments' storage, where trials on both nodes read it.
-    cards = [k for k in cluster.keys("experiments/datasets/") if k.endswith("/dataset.json")]
-    assert len(cards) == 1 and json.loads(cluster.read(cards[0]))["source"]["scenes"]["num_scenes"] == 80
-    assert "Building data set 'scenes' at s3://" in log
-
-    starts = trial_starts(cluster, experiment)
-    assert len(starts) == 4 and all(len(records) == 1 for records in starts.values())
-    assert {r["node_id"] for records in starts.values() for r in records} == cluster.node_ids()  # both nodes
-
-
-def test_killed_job_resubmitted_resumes_without_redoing_finished_trials(cluster, monkeypatch):
-    name = f"resume-{uuid.uuid4().hex[:6]}"
-    # Two trials at a time (one CPU each) for four epochs: when the first pair has finished, the
-    # second is mid-run, with a checkpoint to resume from.
+    # Two trials at a time (one CPU each: one per node) for four epochs: when the first pair has
+    # finished, the second is mid-run, with a checkpoint to resume from.
     args = ("--smoke-test", "--storage", f"s3://{BUCKET}/experiments", "--name", name,
             "tune.resources.cpus_per_trial=1", "recipe.search.epochs=4")
     experiment = f"experiments/{name}"
@@ -259,6 +227,11 @@ def test_killed_job_resubmitted_resumes_without_redoing_finished_trials(cluster,
         time.sleep(0.5)
     cluster.jobs().stop_job(first)
     assert cluster.wait(first) == "STOPPED"
+    first_log = cluster.log(first, tail=None)
+    # The data set was built once into the experiments' storage, where trials on both nodes read it.
+    assert "Building data set 'scenes' at s3://" in first_log
+    assert "connected to the Ray cluster" in first_log and f"dashboard {cluster.dashboard}" in first_log
+    assert first_log.count(f"Results go to s3://{BUCKET}/{experiment}") == 1  # said once, before Ray starts
 
     saved = summary_now(cluster, experiment, monkeypatch, required=True)  # what the resubmitted job resumes from
     done_before = {t.trial_id for t in saved.trials if t.stop_reason in ("completed", "stopped_by_asha")}
@@ -271,11 +244,16 @@ def test_killed_job_resubmitted_resumes_without_redoing_finished_trials(cluster,
     log = cluster.log(second, tail=None)
     assert status == "SUCCEEDED", log[-8000:]
     assert f"Resuming experiment s3://{BUCKET}/{experiment}" in log
+    files = cluster.working_dir_files()
+    assert "jobs/search_vqa.py" in files and "configs/search/vqa.yaml" in files
+    assert not [f for f in files if f.split("/")[0] in (".git", "stores", "runs", ".venv", "venv")], files
+    assert sum(files.values()) < MAX_PACKAGE_MIB * 2**20, sorted(files.items(), key=lambda kv: -kv[1])[:10]
 
     final = summary_now(cluster, experiment, monkeypatch, required=True)
     assert len(final.trials) == 4
     assert all(t.stop_reason in ("completed", "stopped_by_asha") for t in final.trials)
-    for trial_dir, records in trial_starts(cluster, experiment).items():
+    starts = trial_starts(cluster, experiment)
+    for trial_dir, records in starts.items():
         trial_id = next(t.trial_id for t in final.trials if t.trial_id in trial_dir)
         new = sorted(records, key=lambda r: r["time"])[starts_before.get(trial_dir, 0) :]
         if trial_id in done_before:
@@ -285,6 +263,19 @@ def test_killed_job_resubmitted_resumes_without_redoing_finished_trials(cluster,
             # named by its place in storage, not by the node's temporary download (checkpoint_tmp_<hex>)
             assert all(r["restored_from"].startswith(f"s3://{BUCKET}/{experiment}/")
                        and r["restored_from"].rsplit("/", 1)[1][11:].isdigit() for r in new), new
+    assert len(starts) == 4 and {r["node_id"] for records in starts.values() for r in records} == cluster.node_ids()
+
+    keys = set(cluster.keys(experiment + "/"))
+    for expected in ("experiment_summary.json", "best_trial.json", "best_arch.json", "report/report.html",
+                     "report/learning_curves.png", "mmsearch_state/asha_state.json"):
+        assert f"{experiment}/{expected}" in keys, sorted(keys)
+    summary = json.loads(cluster.read(f"{experiment}/experiment_summary.json"))
+    assert len(summary["trials"]) == 4 and summary["best"] is not None
+    assert all(t["checkpoint_path"].startswith(f"s3://{BUCKET}/{experiment}/") for t in summary["trials"])
+    best_arch = json.loads(cluster.read(f"{experiment}/best_arch.json"))
+    assert len(best_arch["enc"]) == 2 and len(best_arch["dec"]) == 2  # the smoke supernet's depths
+    cards = [k for k in cluster.keys("experiments/datasets/") if k.endswith("/dataset.json")]
+    assert len(cards) == 1 and json.loads(cluster.read(cards[0]))["source"]["scenes"]["num_scenes"] == 80
 
 
 def test_no_credential_in_the_clusters_logs_or_state_api_after_the_jobs(cluster):

@@ -108,8 +108,8 @@ def test_a_fusemix_trial_reads_every_split_through_ray_data(ray_session, stores,
 
 @pytest.mark.slow
 def test_tune_fusemix_job_end_to_end_on_existing_latents(ray_session, stores, tmp_path):
-    """jobs/tune_fusemix.py's main path at smoke size: the latent stores named (nothing built), two
-    trials under ASHA streaming them through Ray Data, best trial, summary and report written."""
+    """jobs/tune_fusemix.py's main path at smoke size, one epoch: the latent stores named (nothing
+    built), two trials side by side streaming them through Ray Data, best trial, summary and report written."""
     from mmsearch.orchestration.jobs import JOBS, run_job
     from mmsearch.orchestration.jobs.config import JobOptions
     from mmsearch.orchestration.jobs.results import BEST_TRIAL_FILE
@@ -117,7 +117,8 @@ def test_tune_fusemix_job_end_to_end_on_existing_latents(ray_session, stores, tm
     options = JobOptions(smoke_test=True, storage=str(tmp_path), name="fusemix_e2e", overrides=(
         f"recipe.data.store={stores['train']}", f"recipe.data.val_store={stores['val']}",
         f"recipe.data.test_store={stores['test']}", f"recipe.model.x_dim={X_DIM}", f"recipe.model.y_dim={Y_DIM}",
-        "recipe.model.out_dim=8", "recipe.data.x_encoder=null", "recipe.data.y_encoder=null"))
+        "recipe.model.out_dim=8", "recipe.data.x_encoder=null", "recipe.data.y_encoder=null",
+        "recipe.train.epochs=1"))  # the job's path end to end; epochs under ASHA: test_tune_experiment
     outcome = run_job(JOBS["tune_fusemix"], options)
     experiment = tmp_path / "fusemix_e2e"
     assert outcome.exit_code == 0 and outcome.experiment == str(experiment)
