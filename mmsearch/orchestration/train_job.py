@@ -93,11 +93,10 @@ def load_job_config(args: argparse.Namespace) -> TrainDerivedConfig:
     """The validated config: ``--config`` (else the one for the architecture's task, see
     :func:`arch_defaults`), the flags and the overrides; raises ConfigError naming the problem."""
     from mmsearch.config import load_config, read_yaml, replace
-    from mmsearch.orchestration.jobs.config import resolve_path
     from mmsearch.recipes.train_derived.config import TrainDerivedConfig, default_run_name
 
     config, defaults = (args.config, []) if args.config else arch_defaults(args.arch, args)
-    raw = read_yaml(resolve_path(config))
+    raw = read_yaml(config)  # a configs/... path not found here is the shipped config
     cfg = load_config(TrainDerivedConfig, raw["recipe"] if "recipe" in raw else raw, defaults + job_overrides(args))
     if args.smoke_test and not args.name:
         cfg = replace(cfg, run=replace(cfg.run, name=default_run_name(cfg) + "_smoke"))

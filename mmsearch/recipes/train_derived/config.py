@@ -28,7 +28,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import Field
 
-from mmsearch.config import config_dataclass, replace
+from mmsearch.config import config_dataclass, config_path, replace
 from mmsearch.tasks import HeadConfig, primary_metric
 from mmsearch.nas import ArchSpec, FusionSpec, spec_from_dict
 from mmsearch.recipes.model_config import ModelConfig
@@ -180,7 +180,7 @@ def load_deepspeed_json(value: str | dict[str, Any] | None) -> dict[str, Any] | 
     if value is None:
         return None
     if isinstance(value, str):
-        path = Path(value).expanduser()
+        path = config_path(value)  # configs/deepspeed/...: the shipped one where the path is not here
         if not path.is_file():
             raise FileNotFoundError(f"DeepSpeed config not found: {path}")
         try:
