@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     """``pip wheel`` of a copy of the package's sources (the checkout is left alone: no build/ or egg-info)."""
-    pytest.importorskip("setuptools")  # the build backend, used without build isolation (no index needed)
+    # The build backend is the environment's setuptools (pyproject's dev extras): no build isolation, no index.
     src = tmp_path_factory.mktemp("src")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
