@@ -63,7 +63,8 @@ def test_a_failing_upload_does_not_hide_the_recipes_own_error(tmp_path, monkeypa
 def test_the_checkpoint_score_is_the_metric_of_selectable_epochs_only():
     assert checkpoint_score({"epoch": 3, "val_metric": 41.5, "warmup": 0}, "val_metric") == 41.5
     assert checkpoint_score({"epoch": 3, "val_metric": 41}, "val_metric") == 41.0  # no warm-up marker: selectable
-    for unselectable in ({"val_metric": 43.5, "warmup": 1}, {"loss": 1.0}, {"val_metric": True}, {"val_metric": "x"}):
+    for unselectable in ({"val_metric": 43.5, "warmup": 1}, {"loss": 1.0}, {"val_metric": True}, {"val_metric": "x"},
+                        {"val_metric": float("inf")}):
         score = checkpoint_score(unselectable, "val_metric")
         assert score != score, unselectable  # NaN
 

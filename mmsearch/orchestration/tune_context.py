@@ -45,13 +45,13 @@ CHECKPOINT_SCORE = "checkpoint_score"
 
 def checkpoint_score(metrics: dict[str, Any], metric: str) -> float:
     """The metric of an epoch that can be the trial's best, else NaN: a warm-up epoch
-    (``WARMUP_KEY`` = 1, as the summary's rule), or a metric missing or not a number. Ray ranks a
-    NaN score below every number in either mode (``_CheckpointManager._get_checkpoint_score``),
+    (``WARMUP_KEY`` = 1), or a metric missing, not a number or not finite (the summary's rules).
+    Ray ranks a NaN score below every number in either mode (``_CheckpointManager._get_checkpoint_score``),
     so ``num_to_keep`` never keeps a warm-up epoch's checkpoint over a selectable one."""
     value = metrics.get(metric)
     if metrics.get(WARMUP_KEY) == 1 or isinstance(value, bool) or not isinstance(value, numbers.Real):
         return math.nan
-    return float(value)
+    return float(value) if math.isfinite(value) else math.nan
 
 
 class ReportError(ValueError):
