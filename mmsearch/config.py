@@ -20,6 +20,9 @@ from pydantic.dataclasses import dataclass as _pydantic_dataclass
 from mmsearch.io import atomic_write_text
 
 C = TypeVar("C")
+# The shipped configs (package data, so an installed package has them too); a source checkout's
+# ``configs/`` is a link to this folder.
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 _STRICT = ConfigDict(extra="forbid", validate_default=True)
 
@@ -112,8 +115,19 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
+def config_path(path: str | Path) -> Path:
+    """A config file as given (relative to the working directory); a relative ``configs/...`` path
+    that is not there is the shipped config of that name (:data:`SHIPPED_CONFIGS`), so
+    ``configs/search/vqa.yaml`` works from any directory, in a checkout or an installed package."""
+    given = Path(path).expanduser()
+    if given.is_absolute() or given.exists() or not given.parts or given.parts[0] != "configs":
+        return given
+    shipped = SHIPPED_CONFIGS.joinpath(*given.parts[1:])
+    return shipped if shipped.exists() else given
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+    path = config_path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -261,11 +275,13 @@ def set_dotted(data: Mapping[str, Any], key: str, value: Any, *, where: str = "c
 
 
 __all__ = [
+    "SHIPPED_CONFIGS",
     "set_dotted",
     "ConfigError",
     "apply_overrides",
     "bools_where_numbers",
     "config_dataclass",
+    "config_path",
     "config_to_dict",
     "dump_config",
     "field_names",

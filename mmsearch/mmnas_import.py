@@ -139,10 +139,11 @@ def write_checkpoint_dir(result: ImportResult, spec: ArchSpec, config_path: str,
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = import_mmnas_parser().parse_args(argv)
+    from mmsearch.config import config_path
     from mmsearch.recipes.train_derived.arch import resolve_arch
 
     task = TASK_NAMES.get(args.task, args.task)
-    config = args.config or f"configs/train/{task}.yaml"
+    config = str(config_path(args.config or f"configs/train/{task}.yaml"))  # configs/...: the shipped one if not here
     try:
         if not Path(config).is_file():
             raise FileNotFoundError(f"training config {config} not found (give --config)")

@@ -84,9 +84,12 @@ def test_node_image_installs_the_project_and_its_configs():
     assert text.lstrip().startswith(("#", "ARG", "FROM"))
     assert "FROM ${BASE_IMAGE}" in text
     assert "pip install" in text and "torch==" in text
-    for path in ("mmsearch", "jobs", "configs"):
+    for path in ("mmsearch", "jobs"):
         assert f"COPY --chown=ray:ray {path}" in text
         assert (ROOT / path).is_dir()
+    # The configs are package data (mmsearch/configs); the image links configs/ to them as the checkout does.
+    assert "ln -s mmsearch/configs configs" in text
+    assert (ROOT / "configs").is_symlink() and (ROOT / "configs").resolve() == (ROOT / "mmsearch" / "configs").resolve()
 
 
 def test_nothing_secret_in_deployment_files():

@@ -35,6 +35,7 @@ class ToyTrain:
     epochs: int = 4
     noise: float = 0.0
     width: int = 8  # unused by the maths; lets tests tune an integer/choice field
+    warmup_epochs: int = 0  # first epochs reported as warm-up (``warmup: 1``), as a search's before its architecture trains
     # Trials that must be seen running side by side: each first start waits (up to 120 s) until
     # ``start_together`` trials have started (marker files in ``sync_dir``), however loaded the machine.
     start_together: int = 0
@@ -85,7 +86,8 @@ def toy_recipe(cfg: ToyConfig, context=None) -> dict:
                 raise InjectedFailure(f"injected failure at epoch {epoch}")
         with tempfile.TemporaryDirectory() as ckpt:
             (Path(ckpt) / "state.json").write_text(json.dumps(state))
-            context.report({"epoch": epoch, "loss": 0.5 * w * w, "w": w}, Path(ckpt))
+            context.report({"epoch": epoch, "loss": 0.5 * w * w, "w": w, "warmup": int(epoch <= cfg.train.warmup_epochs)},
+                           Path(ckpt))
     return state
 
 

@@ -216,3 +216,42 @@ def test_job_fits_a_local_machine():
                                   {"CPU": 2.0, "GPU": 1.0}, local=True)
     assert not cpu_only.scaling.use_gpu and cpu_only.scaling.num_workers == 2 and cpu_only.scaling.cpus_per_worker == 1.0
     assert job.fit_to_machine(cfg, plain, {"CPU": 2.0, "GPU": 4.0}, local=False) == cfg  # a cluster: the config stands
+
+
+def test_the_job_validates_its_config_once_on_the_driver(tmp_path, monkeypatch, capsys):
+    """Config load, smoke-run name, resolution (architecture, data sizes), the fit to the machine
+    and the rescale: one validation of the training config on the driver, one storage preflight."""
+    import collections
+    import importlib
+
+    import mmsearch.config
+    from mmsearch.orchestration import cluster
+    from mmsearch.orchestration import train as train_module
+
+    job = load_job()
+    validations, preflights, ran = collections.Counter(), [], []
+    adapter, preflight = mmsearch.config.TypeAdapter, importlib.import_module("mmsearch.storage.preflight")
+    real_preflight = preflight._preflight
+
+    def counting_adapter(cls):
+        validations[cls.__name__] += 1
+        return adapter(cls)
+
+    monkeypatch.setattr(mmsearch.config, "TypeAdapter", counting_adapter)
+    monkeypatch.setattr(preflight, "_preflight", lambda location: (preflights.append(location.uri), real_preflight(location)))
+    # No Ray: a local machine of 2 CPUs, and the prepared run is recorded instead of trained.
+    monkeypatch.setattr(cluster, "connect", lambda: cluster.ClusterInfo("local", None, None, {"CPU": 2.0}, "disabled"))
+    monkeypatch.setattr(train_module, "run_prepared", lambda prepared: ran.append(prepared) or _Finished())
+    assert job.main(["--smoke-test", "--workers", "2", "--storage", str(tmp_path)]) == 0, capsys.readouterr().err
+    (prepared,) = ran
+    assert prepared.config.scaling.num_workers == 2 and prepared.config.scaling.cpus_per_worker == 1.0  # fitted, rescaled
+    assert prepared.config.run.name.endswith("_smoke") and isinstance(prepared.config.arch, dict)  # named, resolved
+    assert validations["TrainDerivedConfig"] == 1
+    assert len(preflights) == 1
+
+
+class _Finished:
+    outputs = "nowhere"
+
+    def describe(self) -> str:
+        return "finished"

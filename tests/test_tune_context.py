@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mmsearch.orchestration.tune_context import ReportError, TuneContext
+from mmsearch.orchestration.tune_context import CHECKPOINT_SCORE, ReportError, TuneContext, checkpoint_score
 from mmsearch.recipes.context import RunContext
 
 
@@ -58,3 +58,31 @@ def test_a_failing_upload_does_not_hide_the_recipes_own_error(tmp_path, monkeypa
     ctx.close(best_effort=True)  # logged only
     with pytest.raises(OSError):
         TuneContext(artifacts_to=StorageLocation(str(tmp_path / "file" / "trial"))).close()
+
+
+def test_the_checkpoint_score_is_the_metric_of_selectable_epochs_only():
+    assert checkpoint_score({"epoch": 3, "val_metric": 41.5, "warmup": 0}, "val_metric") == 41.5
+    assert checkpoint_score({"epoch": 3, "val_metric": 41}, "val_metric") == 41.0  # no warm-up marker: selectable
+    for unselectable in ({"val_metric": 43.5, "warmup": 1}, {"loss": 1.0}, {"val_metric": True}, {"val_metric": "x"},
+                        {"val_metric": float("inf")}):
+        score = checkpoint_score(unselectable, "val_metric")
+        assert score != score, unselectable  # NaN
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_ray_ranks_a_warm_up_epochs_nan_score_below_every_number(mode):
+    """What the retention relies on: Ray's checkpoint manager (the one a Tune trial keeps its
+    checkpoints with) orders a NaN score below every number, in either mode."""
+    from ray.train import CheckpointConfig
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.train._internal.session import _TrainingResult
+
+    manager = _CheckpointManager(CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=CHECKPOINT_SCORE,
+                                                  checkpoint_score_order=mode))
+    sign = 1.0 if mode == "max" else -1.0
+    reports = {1: {"v": sign * 90.0, "warmup": 1}, 2: {"v": sign * 50.0, "warmup": 0}, 3: {"v": sign * 10.0, "warmup": 0}}
+
+    def rank(epoch: int):
+        return manager._get_checkpoint_score(_TrainingResult(None, {CHECKPOINT_SCORE: checkpoint_score(reports[epoch], "v")}))
+
+    assert sorted(reports, key=rank) == [1, 3, 2]  # worst first: the warm-up epoch, though its metric is the best

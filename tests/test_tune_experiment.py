@@ -182,6 +182,31 @@ def test_trial_failing_mid_run_is_retried_from_its_last_checkpoint_on_s3(toy_on_
     assert (summary["failures"], summary["retries"]) == (1, 1)
 
 
+@pytest.mark.ray
+def test_checkpoint_retention_keeps_the_best_searched_epoch_over_a_higher_warm_up_epoch(toy_on_ray, tmp_path):
+    """A warm-up epoch (``warmup: 1``) that scores above every searched epoch (as question priors can
+    make a search's warm-up epochs do) is never kept over the best searched epoch: with one checkpoint
+    to keep, Ray keeps the best searched epoch's and the latest, and the summary points at a kept one."""
+    # The loss falls every epoch: maximised, the warm-up epoch 1 scores highest, the best searched epoch is 2.
+    settings = make_settings(str(tmp_path), "warmup_keep", [0.5], mode="max", checkpoints_to_keep=1,
+                             scheduler=SchedulerSettings(name="fifo"))
+    outcome = run_toy(settings, {"train": {"epochs": 3, "warmup_epochs": 1}})
+
+    (trial,) = outcome.summary.trials
+    assert (trial.best_epoch, trial.best_metric) == (2, pytest.approx(toy_loss(0.5, 2)))
+    assert trial.best_checkpoint_path is not None
+    assert json.loads((Path(trial.best_checkpoint_path) / "state.json").read_text())["epoch"] == 2
+    kept = sorted(json.loads(p.read_text())["epoch"] for p in Path(trial.path).glob("checkpoint_*/state.json"))
+    assert kept == [2, 3]  # the best searched epoch and the latest (for a resume); the warm-up epoch's is gone
+    summary = json.loads(read_bytes(outcome.location.child(SUMMARY_FILE)))
+    assert (summary["best"]["epoch"], summary["best"]["checkpoint"]) == (2, trial.best_checkpoint_path)
+    # Tune's metric is as reported (ASHA and the searchers see it); only the retention score skips the warm-up.
+    frame = outcome.results[0].metrics_dataframe
+    assert list(frame["loss"]) == pytest.approx([toy_loss(0.5, e) for e in (1, 2, 3)])
+    scores = list(frame["checkpoint_score"])
+    assert scores[0] != scores[0] and scores[1:] == pytest.approx([toy_loss(0.5, e) for e in (2, 3)])  # NaN, then the loss
+
+
 class RecordingMetrics(TrialMetricsCallback):
     """Keeps every published count, to check what the gauges showed along the way."""
 

@@ -41,7 +41,7 @@ from mmsearch.orchestration.resource_plan import ResourcePlan, cpu_fit, plan_tri
 from mmsearch.orchestration.search_space import SearchSpace, build_searcher, parse_search_space
 from mmsearch.orchestration.settings import ResourceSettings, TuneSettings
 from mmsearch.orchestration.summary import ExperimentSummary, summarize_analysis, write_summary
-from mmsearch.orchestration.tune_context import as_tune_trainable
+from mmsearch.orchestration.tune_context import CHECKPOINT_SCORE, as_tune_trainable
 from mmsearch.recipes.resolve import config_differences
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,8 @@ def run_plan(plan: ExperimentPlan, *, callbacks: Iterable[tune.Callback] = (), v
         dataclasses.replace(settings.resources, gpus_per_trial=placement.gpus_per_trial), cluster)
     _warn_about_layout(plan, concurrency, location)
 
-    trainable = tune.with_resources(as_tune_trainable(plan.recipe, plan.base, plan.config_cls, experiment=location),
+    trainable = tune.with_resources(as_tune_trainable(plan.recipe, plan.base, plan.config_cls, experiment=location,
+                                                      score_metric=settings.metric),
                                     placement.tune_resources())
     fs = location.filesystem() if location.is_s3 else None
     exp_path = location.fs_path if location.is_s3 else location.uri
@@ -271,8 +272,10 @@ def _new_tuner(
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
             # The best checkpoints by the metric are kept, and the latest (Ray never deletes it), so
             # best_trial.json can name the best epoch's checkpoint and a resume continues from the latest.
+            # Ranked by CHECKPOINT_SCORE: the metric, NaN (ranked last) for epochs that cannot be the best
+            # (a search's warm-up), so a warm-up epoch that scores higher never displaces the best one.
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=s.checkpoints_to_keep, checkpoint_score_attribute=s.metric, checkpoint_score_order=s.mode
+                num_to_keep=s.checkpoints_to_keep, checkpoint_score_attribute=CHECKPOINT_SCORE, checkpoint_score_order=s.mode
             ),
             callbacks=[metrics, CheckpointFallback(), ResultFilesToStorage(), *callbacks],
             verbose=verbose,

@@ -175,10 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """The command line; exit status 2 with one message for bad input (a bad key or value, an
     output that is unreachable or holds another data set, a source without the records asked for)."""
-    from mmsearch.config import ConfigError
+    from mmsearch.config import ConfigError, config_path
     from mmsearch.data.dataset_root import DatasetError
     from mmsearch.data.store import StoreError
-    from mmsearch.orchestration.jobs.config import resolve_path
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
@@ -191,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend is not None:
         overrides.append(f"backend={args.backend}")
     try:
-        cfg = load_config(PrecomputeConfig, resolve_path(args.config) if args.config else None, overrides)
+        cfg = load_config(PrecomputeConfig, config_path(args.config) if args.config else None, overrides)
         if args.check:
             print(f"data set {cfg.name!r} ({cfg.backend} backend) would go to {dataset_root_of(cfg).uri}; nothing run")
             return 0

@@ -73,7 +73,7 @@ class TuneSettings:
     scheduler: SchedulerSettings = SchedulerSettings()
     resources: ResourceSettings = ResourceSettings()
     max_failures: int = 2  # retries of a failing trial, each from its last checkpoint
-    checkpoints_to_keep: int = 2  # per trial: the best by the metric (Tune keeps the latest as well)
+    checkpoints_to_keep: int = 2  # per trial: the best by the metric, warm-up epochs last (Tune keeps the latest as well)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.experiment_name):

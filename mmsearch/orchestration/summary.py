@@ -14,11 +14,11 @@ One notion of best everywhere (this summary, ``best_trial.json``, the report):
 * a trial's best is the best value of the metric over **all** its reported epochs (Ray's
   ``ResultGrid.get_best_result(scope="all")``, not the default ``scope="last"``); among epochs
   with the same value the **later** one, whose checkpoint Ray's score-ordered retention keeps
-  (``CheckpointConfig(checkpoint_score_attribute=metric)``: the best ``checkpoints_to_keep``
-  plus the latest);
+  (the best ``checkpoints_to_keep`` by ``tune_context.CHECKPOINT_SCORE`` plus the latest);
 * epochs a trial marks as warm-up (``warmup: 1``: a search's epochs before its architecture
   weights train, whose architecture is not the one it outputs) do not count, so the best epoch
-  is one whose architecture the trial's ``best_arch.json`` can be;
+  is one whose architecture the trial's ``best_arch.json`` can be, and one whose checkpoint Ray
+  keeps (their ``CHECKPOINT_SCORE`` is NaN, which Ray ranks below every number);
 * the experiment's best trial is the trial with the best such value; among trials with the same
   value the **first by trial id** (the order Ray creates trials in, so ``get_best_result`` with
   ``scope="all"`` names the same trial).
@@ -35,10 +35,10 @@ from ray.tune import ExperimentAnalysis, ResultGrid
 
 from mmsearch.orchestration.asha import TIME_ATTR
 from mmsearch.orchestration.metrics import failures_and_retries
+from mmsearch.recipes.context import WARMUP_KEY  # 1 in the results of epochs that cannot be a trial's best
 from mmsearch.storage import StorageLocation, write_bytes
 
 SUMMARY_FILE = "experiment_summary.json"
-WARMUP_KEY = "warmup"  # 1 in the results of a search's warm-up epochs (mmsearch.recipes.search)
 
 
 @dataclasses.dataclass(frozen=True)

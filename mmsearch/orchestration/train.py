@@ -126,7 +126,7 @@ def prepare_run(config: TrainDerivedConfig | Mapping[str, Any] | str | Path, *,
 def rescale(prepared: PreparedRun, scaling: ScalingSettings) -> PreparedRun:
     """``prepared`` with other Ray Train workers (fitted to the cluster once connected); the
     train part must still fill one batch per worker."""
-    cfg = replace(prepared.config, scaling=scaling)
+    cfg = dataclasses.replace(prepared.config, scaling=scaling)  # validated once; the scaling is checked by its class
     needed = cfg.train.batch_size * scaling.num_workers if cfg.train.drop_last else scaling.num_workers
     if prepared.train_samples < needed:
         raise TrainSetupError(f"the 'train' part has {prepared.train_samples} samples; training needs at least {needed} "

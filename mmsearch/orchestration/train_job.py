@@ -32,7 +32,7 @@ def job_overrides(args: argparse.Namespace) -> list[str]:
 def fit_to_machine(cfg: TrainDerivedConfig, args: argparse.Namespace, resources: dict[str, float], local: bool) -> TrainDerivedConfig:
     """Local Ray: use the GPUs found unless --cpu (one worker per GPU unless --workers), and on CPUs
     share the cores between the workers. On a cluster the config's values stand."""
-    from mmsearch.config import replace
+    import dataclasses
 
     if not local:
         return cfg
@@ -41,8 +41,10 @@ def fit_to_machine(cfg: TrainDerivedConfig, args: argparse.Namespace, resources:
     use_gpu = scaling.use_gpu if args.gpu is not None else (gpus > 0)
     workers = args.workers or (gpus if use_gpu and gpus > 0 else scaling.num_workers)
     cpus_per_worker = min(scaling.cpus_per_worker, cpus / workers)
-    return replace(cfg, scaling=replace(scaling, use_gpu=use_gpu, num_workers=workers, cpus_per_worker=cpus_per_worker,
-                                        gpus_per_worker=1.0 if use_gpu else scaling.gpus_per_worker))
+    # The config was validated once, at load; only the scaling section is new (checked by its class).
+    fitted = dataclasses.replace(scaling, use_gpu=use_gpu, num_workers=workers, cpus_per_worker=cpus_per_worker,
+                                 gpus_per_worker=1.0 if use_gpu else scaling.gpus_per_worker)
+    return dataclasses.replace(cfg, scaling=fitted)
 
 
 def arch_defaults(arch: str | None, args: argparse.Namespace | None = None) -> tuple[str, list[str]]:
@@ -92,15 +94,18 @@ def search_data_set(task: str, *, build: bool) -> str:
 def load_job_config(args: argparse.Namespace) -> TrainDerivedConfig:
     """The validated config: ``--config`` (else the one for the architecture's task, see
     :func:`arch_defaults`), the flags and the overrides; raises ConfigError naming the problem."""
-    from mmsearch.config import load_config, read_yaml, replace
-    from mmsearch.orchestration.jobs.config import resolve_path
+    import dataclasses
+
+    from mmsearch.config import load_config, read_yaml
     from mmsearch.recipes.train_derived.config import TrainDerivedConfig, default_run_name
 
     config, defaults = (args.config, []) if args.config else arch_defaults(args.arch, args)
-    raw = read_yaml(resolve_path(config))
+    raw = read_yaml(config)  # a configs/... path not found here is the shipped config
+    # The job's one validation of its config; what the driver changes later (the smoke run's
+    # name, the resolved architecture and sizes, the fit to the machine) replaces fields of it.
     cfg = load_config(TrainDerivedConfig, raw["recipe"] if "recipe" in raw else raw, defaults + job_overrides(args))
     if args.smoke_test and not args.name:
-        cfg = replace(cfg, run=replace(cfg.run, name=default_run_name(cfg) + "_smoke"))
+        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, name=default_run_name(cfg) + "_smoke"))
     return cfg
 
 

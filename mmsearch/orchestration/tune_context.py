@@ -11,11 +11,16 @@ copies new or changed files from it to the trial's directory in the experiment's
 (local, NFS or S3). Names starting with ``.`` stay local: that is where recipes keep scratch,
 such as a checkpoint being assembled (Tune's own artifact sync would upload those too, once
 per epoch, and never delete them).
+
+Every report also carries :data:`CHECKPOINT_SCORE` (:func:`checkpoint_score`): the experiment's
+metric, NaN for an epoch that cannot be the trial's best (``warmup: 1``); Ray's checkpoint
+retention ranks by it, so it keeps the checkpoints of the epochs the summary can name as best.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import numbers
 import os
 import sys
@@ -28,9 +33,25 @@ from mmsearch.config import config_to_dict, dump_config, validate_config
 from mmsearch.orchestration.asha import TIME_ATTR
 from mmsearch.orchestration.checkpoints import write_manifest
 from mmsearch.orchestration.search_space import set_dotted
+from mmsearch.recipes.context import WARMUP_KEY
 from mmsearch.storage import StorageLocation, upload_file
 
 log = logging.getLogger(__name__)
+
+
+# The result key Ray's checkpoint retention ranks by (``CheckpointConfig(checkpoint_score_attribute=...)``).
+CHECKPOINT_SCORE = "checkpoint_score"
+
+
+def checkpoint_score(metrics: dict[str, Any], metric: str) -> float:
+    """The metric of an epoch that can be the trial's best, else NaN: a warm-up epoch
+    (``WARMUP_KEY`` = 1), or a metric missing, not a number or not finite (the summary's rules).
+    Ray ranks a NaN score below every number in either mode (``_CheckpointManager._get_checkpoint_score``),
+    so ``num_to_keep`` never keeps a warm-up epoch's checkpoint over a selectable one."""
+    value = metrics.get(metric)
+    if metrics.get(WARMUP_KEY) == 1 or isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return math.nan
+    return float(value) if math.isfinite(value) else math.nan
 
 
 class ReportError(ValueError):
@@ -43,8 +64,9 @@ class TuneContext:
     rank = 0
     world_size = 1
 
-    def __init__(self, artifacts_to: StorageLocation | None = None) -> None:
-        """``artifacts_to``: the trial's directory in storage, where ``output_dir`` is mirrored."""
+    def __init__(self, artifacts_to: StorageLocation | None = None, *, score_metric: str | None = None) -> None:
+        """``artifacts_to``: the trial's directory in storage, where ``output_dir`` is mirrored;
+        ``score_metric``: the experiment's metric, reported again as :data:`CHECKPOINT_SCORE`."""
         chdir_enabled = os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") != "0"
         self._output_dir = Path.cwd() if chdir_enabled else Path(tune.get_context().get_trial_dir())
         self._artifacts_to = artifacts_to
@@ -54,6 +76,7 @@ class TuneContext:
         self._restored_uri: str | None = None
         self._restore_checked = False
         self._last_epoch: int | None = None
+        self._score_metric = score_metric
 
     @property
     def output_dir(self) -> Path:
@@ -95,8 +118,11 @@ class TuneContext:
         # Mirror the epoch's files first: when a scheduler stops the trial at this report (ASHA at
         # a rung, or at max_t), nothing after tune.report runs in this trial.
         self.upload_artifacts()
+        result = {**metrics, TIME_ATTR: epoch}
+        if self._score_metric is not None:
+            result[CHECKPOINT_SCORE] = checkpoint_score(result, self._score_metric)
         # tune.report persists the checkpoint before it returns: the recipe may delete the directory.
-        tune.report({**metrics, TIME_ATTR: epoch}, checkpoint=checkpoint)
+        tune.report(result, checkpoint=checkpoint)
 
     def upload_artifacts(self) -> int:
         """Copy new or changed files of ``output_dir`` (not dot-names) to storage; returns how many."""
@@ -146,6 +172,7 @@ def as_tune_trainable(
     config_cls: type,
     *,
     experiment: StorageLocation | None = None,
+    score_metric: str | None = None,
 ) -> Callable[[dict[str, Any]], None]:
     """A Tune function trainable that validates each trial's config and runs ``recipe_fn`` on it.
 
@@ -154,14 +181,15 @@ def as_tune_trainable(
     the base's data and validated into ``config_cls`` (the sampled values are what is new); the
     resolved config is written to the trial's ``config.yaml`` before the recipe starts. With
     ``experiment`` (the experiment directory in storage), the trial's output files are mirrored
-    to its directory there.
+    to its directory there. With ``score_metric`` (the experiment's metric) every report carries
+    :data:`CHECKPOINT_SCORE` for Ray's checkpoint retention.
     """
     base = config_to_dict(base_config) if isinstance(base_config, config_cls) else dict(base_config)
 
     def trainable(params: dict[str, Any]) -> None:
         cfg = validate_config(config_cls, merge_trial_params(base, params), origin=f"trial params {params}")
         trial_dir = Path(tune.get_context().get_trial_dir()).name
-        context = TuneContext(experiment.child(trial_dir) if experiment is not None else None)
+        context = TuneContext(experiment.child(trial_dir) if experiment is not None else None, score_metric=score_metric)
         succeeded = False
         try:
             dump_config(cfg, context.output_dir / "config.yaml")
@@ -183,4 +211,4 @@ def _release_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-__all__ = ["ReportError", "TuneContext", "as_tune_trainable", "merge_trial_params"]
+__all__ = ["CHECKPOINT_SCORE", "ReportError", "TuneContext", "as_tune_trainable", "checkpoint_score", "merge_trial_params"]

@@ -21,6 +21,10 @@ from mmsearch.io import atomic_directory, atomic_write_text
 log = logging.getLogger(__name__)
 
 EPOCH_KEY = "epoch"  # every report carries it: a monotonically increasing integer, the fidelity unit of ASHA
+# A report with ``warmup: 1`` marks an epoch that cannot be the run's best (a search's epochs before
+# its architecture weights train: the architecture is not the one it outputs). The experiment
+# summary, the report and Ray's checkpoint retention pass over it; ASHA and Tune's metric do not.
+WARMUP_KEY = "warmup"
 
 
 @runtime_checkable

@@ -27,10 +27,9 @@ object, not the dict.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from mmsearch.config import ConfigError, apply_overrides, masked_override, parse_override, read_yaml, validate_config
+from mmsearch.config import ConfigError, apply_overrides, config_path, masked_override, parse_override, read_yaml, validate_config
 from mmsearch.data.precompute.config import PrecomputeConfig
 from mmsearch.evaluation import ShortlistSettings
 from mmsearch.orchestration.settings import TuneSettings
@@ -38,7 +37,6 @@ from mmsearch.orchestration.jobs.data import bind_data, dataset_uri, place_datas
 from mmsearch.recipes.entry import NO_DATA, DataBinding, SmokeTest
 
 SECTIONS = ("recipe", "tune", "dataset", "shortlist")
-REPO_ROOT = Path(__file__).resolve().parents[3]  # configs/ lives here in a source checkout
 SMOKE_SUFFIX = "-smoke"
 
 
@@ -72,15 +70,6 @@ class JobConfig:
     @property
     def builds_data(self) -> bool:
         return self.dataset is not None
-
-
-def resolve_path(path: str | Path) -> Path:
-    """A config path as given (relative to the working directory), else relative to the source checkout."""
-    given = Path(path).expanduser()
-    if given.is_absolute() or given.exists():
-        return given
-    shipped = REPO_ROOT / given
-    return shipped if shipped.exists() else given
 
 
 def split_job_file(raw: Mapping[str, Any], origin: str) -> dict[str, Any]:
@@ -142,12 +131,12 @@ def load_job_config(
     (:func:`~mmsearch.orchestration.jobs.data.place_dataset`) and its root bound into the recipe
     section before the one validation of it.
     """
-    path = resolve_path(options.config or default_config)
+    path = config_path(options.config or default_config)
     origin = str(path)
     sections = split_job_file(read_yaml(path), origin)
     tune_file = options.tune_file or (default_tune if "tune" not in sections else None)
     if tune_file is not None:
-        tune_path = resolve_path(tune_file)
+        tune_path = config_path(tune_file)
         sections["tune"] = read_yaml(tune_path)
         origin += f" + tune {tune_path}"
     if "tune" not in sections or sections["tune"] is None:
@@ -190,14 +179,12 @@ def load_job_config(
 
 
 __all__ = [
-    "REPO_ROOT",
     "SECTIONS",
     "SMOKE_SUFFIX",
     "JobConfig",
     "JobOptions",
     "load_job_config",
     "overrides_touch",
-    "resolve_path",
     "route_overrides",
     "split_job_file",
 ]

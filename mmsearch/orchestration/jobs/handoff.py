@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmsearch.config import ConfigError, apply_overrides, read_yaml, validate_config
-from mmsearch.orchestration.jobs.config import JobConfig, JobOptions, resolve_path
+from mmsearch.config import ConfigError, apply_overrides, config_path, read_yaml, validate_config
+from mmsearch.orchestration.jobs.config import JobConfig, JobOptions
 from mmsearch.orchestration.jobs.results import RETRAIN_RUN
 
 # --then-train --smoke-test: the derived network trained for 2 short epochs.
@@ -33,7 +33,7 @@ def then_train_settings(task: str | None, job: JobConfig, options: JobOptions, e
         from mmsearch.recipes.train_derived.config import TrainDerivedConfig
     except ImportError as exc:
         raise ConfigError(f"--then-train needs mmsearch.orchestration.train.train_best_architecture ({exc})") from None
-    path = resolve_path(options.train_config or f"configs/train/{task}.yaml")
+    path = config_path(options.train_config or f"configs/train/{task}.yaml")
     raw = read_yaml(path)
     raw = raw["recipe"] if "recipe" in raw else raw
     overrides = [*(THEN_TRAIN_SMOKE if options.smoke_test else ()), f"data.root={job.recipe.data.root}",

@@ -36,13 +36,12 @@ import math
 import tempfile
 from typing import Any, Mapping
 
-from mmsearch.config import ConfigError, apply_overrides, config_to_dict, read_yaml, validate_config
+from mmsearch.config import ConfigError, apply_overrides, config_path, config_to_dict, read_yaml, validate_config
 from mmsearch.tasks import primary_metric
 from mmsearch.evaluation import ShortlistSettings, pick_winner, shortlist_candidates
 from mmsearch.evaluation.shortlist import estimate_vs_retrained, search_agreement
 from mmsearch.nas import block_entropy
 from mmsearch.orchestration.asha import validate_scheduler
-from mmsearch.orchestration.jobs.config import resolve_path
 from mmsearch.orchestration.settings import SchedulerSettings, TuneSettings
 from mmsearch.storage import StorageLocation, read_bytes, write_bytes
 
@@ -65,7 +64,7 @@ def shortlist_train_config(task: str | None, settings: ShortlistSettings, data_r
 
     if task is None:
         raise ConfigError("shortlist: is for search jobs")
-    path = resolve_path(settings.train_config or f"configs/train/{task}.yaml")
+    path = config_path(settings.train_config or f"configs/train/{task}.yaml")
     raw = read_yaml(path)
     raw = raw["recipe"] if "recipe" in raw else raw
     overrides = [*(THEN_TRAIN_SMOKE if smoke_test else ()), f"data.root={data_root}",

@@ -61,7 +61,7 @@ from mmsearch.nas import (
     spec_from_dict,
     weight_step,
 )
-from mmsearch.recipes.context import LocalContext, RunContext
+from mmsearch.recipes.context import WARMUP_KEY, LocalContext, RunContext
 from mmsearch.recipes.precision import autocast, autocast_here, device_here
 from mmsearch.recipes.search.config import SearchConfig, resolve_config, supernet_config, weight_lr
 from mmsearch.recipes.search.report import StepLogMeans, arch_metrics, epoch_line
@@ -153,7 +153,7 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
         improved = progress.consider(epoch, spec, val[cfg.primary_metric], searching=not warmup)
         metrics = {
             "epoch": epoch,
-            "warmup": int(warmup),
+            WARMUP_KEY: int(warmup),  # not a selectable epoch: the summary and checkpoint retention skip it
             "weight_lr": weight_opt.param_groups[0]["lr"],
             "weight_steps": progress.weight_steps,
             "arch_steps": progress.arch_steps,

@@ -21,6 +21,7 @@ checkpoint describes the run completely: no file it names is needed again.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import Field
 
-from mmsearch.config import config_dataclass, replace
+from mmsearch.config import config_dataclass, config_path
 from mmsearch.tasks import HeadConfig, primary_metric
 from mmsearch.nas import ArchSpec, FusionSpec, spec_from_dict
 from mmsearch.recipes.model_config import ModelConfig
@@ -163,10 +164,12 @@ def resolve_config(cfg: TrainDerivedConfig, info: TaskInfo) -> TrainDerivedConfi
     the data decides filled from ``info`` (a set value must agree), the output directory fixed."""
     spec = resolve_arch(cfg.arch)
     changes, head = data_sizes(cfg.model, cfg.head, cfg.data, info)
-    resolved = replace(
+    # Fields replaced, not the config validated again (it was, once, where it was read): the
+    # classes check the new values (types, bounds, __post_init__).
+    resolved = dataclasses.replace(
         cfg,
         arch=spec.to_dict(),
-        model=replace(cfg.model, **changes),
+        model=dataclasses.replace(cfg.model, **changes),
         head=head,
         deepspeed=load_deepspeed_json(cfg.deepspeed),
         output_dir=cfg.run_dir,
@@ -180,7 +183,7 @@ def load_deepspeed_json(value: str | dict[str, Any] | None) -> dict[str, Any] | 
     if value is None:
         return None
     if isinstance(value, str):
-        path = Path(value).expanduser()
+        path = config_path(value)  # configs/deepspeed/...: the shipped one where the path is not here
         if not path.is_file():
             raise FileNotFoundError(f"DeepSpeed config not found: {path}")
         try:
