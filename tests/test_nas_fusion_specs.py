@@ -83,7 +83,7 @@ def test_encoder_decoder_as_streams_equals_derived_net():
     net_cfg = tiny_net(hidden=32, head_dim=16)
     torch.manual_seed(0)
     derived = DerivedNet(arch, net_cfg).eval()
-    streams = StreamNet(FusionSpec.from_arch_spec(arch), net_cfg).eval()
+    streams = StreamNet(FusionSpec.from_arch_spec(arch), net_cfg, modality_norm=False).eval()
     streams.front.load_state_dict(derived.front.state_dict())
     for block, op in zip(streams.blocks, list(derived.encoder) + list(derived.decoder)):
         block.op.load_state_dict(op.state_dict())
@@ -164,3 +164,22 @@ def test_training_resolves_fusion_specs_from_names_files_dicts_and_search_dirs(t
         assert isinstance(found, FusionSpec) and found.same_architecture(spec), arch
     with pytest.raises(ValueError, match="split needs a preceding concat"):
         resolve_arch({"blocks": [{"op": "split"}]})
+
+
+def test_fusion_networks_normalise_each_stream_before_the_streams_meet():
+    """Projected region features come out of the front end far larger than the text LSTM's states;
+    a fusion network layer-normalises each stream's embeddings (every token at unit RMS, as
+    UNITER-style single-stream models do) so that a first block mixing them keeps the text. The
+    MMnas networks keep the reference front end (its checkpoints import unchanged)."""
+    net_cfg = tiny_net(hidden=32, head_dim=16)
+    batch = _vqa_batch()
+    torch.manual_seed(0)
+    fused = StreamNet(pattern_spec("early_concat"), net_cfg)
+    with torch.no_grad():
+        streams = fused.front(batch)
+    for x, mask in ((streams.text, streams.text_mask), (streams.regions, streams.region_mask)):
+        rms = x[~mask].pow(2).mean(dim=-1).sqrt()
+        torch.testing.assert_close(rms, torch.ones_like(rms), atol=1e-3, rtol=0)
+    derived = DerivedNet(named_spec("mmnas_vqa").replace(enc=("self_att",) * 2, dec=("guided_att",) * 2), net_cfg)
+    assert not [k for k in derived.front.state_dict() if k.startswith(("text_norm", "region_norm"))]
+    assert {"text_norm.weight", "region_norm.weight"} <= set(fused.front.state_dict())

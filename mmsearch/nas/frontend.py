@@ -56,7 +56,8 @@ def _check_finite(x: Tensor, what: str) -> None:
 class FrontEnd(nn.Module):
     """Text and region embeddings (+ the relation embedding when the network can run RSA)."""
 
-    def __init__(self, net: NetConfig, with_relation: bool, embedding_init: Tensor | None = None) -> None:
+    def __init__(self, net: NetConfig, with_relation: bool, embedding_init: Tensor | None = None,
+                 modality_norm: bool = False) -> None:
         super().__init__()
         self.text_input = net.text_input
         if net.text_input == "tokens":
@@ -69,6 +70,14 @@ class FrontEnd(nn.Module):
             self.text_embed = TextStateProjection(net.text_state_dim, net.hidden)
         self.region_embed = RegionEmbedding(net.region_dim, net.hidden, net.box_feature)
         self.relation_embed = RelationEmbedding(net.relation_dim) if with_relation else None
+        # modality_norm: a LayerNorm per stream on its embeddings, as single-stream models do (UNITER,
+        # VisualBERT) before text and regions share an attention. Without it the projected region
+        # features are ~15x the LSTM's text states in norm (measured on the scenes at init), and a
+        # block that mixes the streams first washes the text out of every token: five of the six
+        # fusion patterns stayed at chance on ITM (bench/README.md). MMnas's networks, whose text
+        # meets the regions only after the encoder, keep the reference's front end (off).
+        self.text_norm = nn.LayerNorm(net.hidden, eps=1e-6) if modality_norm else nn.Identity()
+        self.region_norm = nn.LayerNorm(net.hidden, eps=1e-6) if modality_norm else nn.Identity()
 
     def forward(self, batch: MultimodalBatch) -> Streams:
         feats = batch.region_feats
@@ -98,9 +107,9 @@ class FrontEnd(nn.Module):
         if self.text_input == "states":
             _check_finite(text, "text_states")
         return Streams(
-            text=self.text_embed(text),
+            text=self.text_norm(self.text_embed(text)),
             text_mask=text_mask,
-            regions=self.region_embed(feats, boxes, batch.image_size),
+            regions=self.region_norm(self.region_embed(feats, boxes, batch.image_size)),
             region_mask=region_mask,
             boxes=boxes,
             full_text_mask=full_text_mask,

@@ -97,7 +97,8 @@ class FusionSupernet(ArchWeights, nn.Module):
         self.encoder = nn.ModuleList(MixedStreamOp(pool, net.hidden, settings) for _ in range(config.enc_depth))
         self.decoder = nn.ModuleList(MixedStreamOp(pool, net.hidden, settings) for _ in range(config.dec_depth))
         self._relation_candidates = tuple(i for i, name in enumerate(pool) if self.encoder[0].ops[name].uses_relation)
-        self.front = FrontEnd(net, with_relation=bool(self._relation_candidates), embedding_init=embedding_init)
+        self.front = FrontEnd(net, with_relation=bool(self._relation_candidates), embedding_init=embedding_init,
+                              modality_norm=True)  # the streams may meet at the first block
         pre_norm = net.norm == "pre"
         self.text_final_norm = nn.LayerNorm(net.hidden, eps=1e-6) if pre_norm else nn.Identity()
         self.region_final_norm = nn.LayerNorm(net.hidden, eps=1e-6) if pre_norm else nn.Identity()

@@ -52,7 +52,11 @@ class StreamBlock(nn.Module):
 
 
 class StreamNet(nn.Module):
-    def __init__(self, spec: FusionSpec, config: NetConfig | SupernetConfig, embedding_init: Tensor | None = None) -> None:
+    def __init__(self, spec: FusionSpec, config: NetConfig | SupernetConfig, embedding_init: Tensor | None = None,
+                 modality_norm: bool = True) -> None:
+        """``modality_norm``: each stream's embeddings layer-normalised before the first block
+        (:class:`~mmsearch.nas.frontend.FrontEnd`); off, an MMnas genotype written as streams
+        computes exactly what :class:`~mmsearch.nas.derived.DerivedNet` computes."""
         super().__init__()
         net = config.net if isinstance(config, SupernetConfig) else config
         self.spec = spec
@@ -60,7 +64,7 @@ class StreamNet(nn.Module):
         settings = net.op_settings()
         self.blocks = nn.ModuleList(StreamBlock(b, net.hidden, settings) for b in spec.op_blocks)
         self.uses_relation = any(b.uses_relation for b in self.blocks)
-        self.front = FrontEnd(net, with_relation=self.uses_relation, embedding_init=embedding_init)
+        self.front = FrontEnd(net, with_relation=self.uses_relation, embedding_init=embedding_init, modality_norm=modality_norm)
         pre_norm = net.norm == "pre"
         self.text_final_norm = nn.LayerNorm(net.hidden, eps=1e-6) if pre_norm else nn.Identity()
         self.region_final_norm = nn.LayerNorm(net.hidden, eps=1e-6) if pre_norm else nn.Identity()
