@@ -126,6 +126,7 @@ def plan_cells(settings: Mapping[str, Any]) -> list[Any]:
 
 def estimators(settings: Mapping[str, Any], task: str, results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     from mmsearch.evaluation import load_oracle, score_estimator
+    from mmsearch.evaluation.oracle import rank_average
 
     _, archs = load_oracle(Path(settings["oracle_dir"]) / f"arch_oracle_{task}.json")
     labels = [a.label for a in archs]
@@ -142,6 +143,17 @@ def estimators(settings: Mapping[str, Any], task: str, results: Mapping[str, Map
         estimates = {lab: c["score"] for lab, c in cells.items()}
         out[f"short_k{k}"] = {"score": score_estimator(archs, estimates, k=settings["k"]),
                               "cpu_s": sum(c["cpu_s"] for c in cells.values()), "estimates": estimates}
+    # Each one-shot estimate combined with the longest short training: mean rank of the two, over
+    # the architectures both score (the supernet's space), at the cost of both.
+    if settings["short_epochs"]:
+        short = out[f"short_k{max(settings['short_epochs'])}"]
+        for strategy in settings["strategies"]:
+            oneshot = out[f"oneshot_{strategy}"]
+            combined = rank_average(oneshot["estimates"], short["estimates"])
+            out[f"combined_{strategy}_short_k{max(settings['short_epochs'])}"] = {
+                "score": score_estimator(archs, combined, k=settings["k"]),
+                "cpu_s": oneshot["cpu_s"] + sum(results[f"short_{task}_{lab}_k{max(settings['short_epochs'])}"]["cpu_s"] for lab in combined),
+                "estimates": combined}
     return out
 
 

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import bench_arch_oracle as oracle_bench  # noqa: E402
 import bench_estimators as estimator_bench  # noqa: E402
 from mmsearch.nas import PATTERNS  # noqa: E402
+from mmsearch.evaluation.oracle import rank_average  # noqa: E402
 from test_bench_provenance import check_provenance  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -46,15 +47,21 @@ def test_quick_oracle_and_estimators_are_complete_scored_and_resume_without_trai
     # the estimators: each scored as score_estimator scores its stored estimates
     report = json.loads((tmp_path / "estimators_vqa.json").read_text())
     check_provenance(report, "bench_estimators.py", argv)
-    assert set(report["estimators"]) == {"oneshot_proxyless", "short_k1"}
+    assert set(report["estimators"]) == {"oneshot_proxyless", "short_k1", "combined_proxyless_short_k1"}
     for name, entry in report["estimators"].items():
-        # the MMnas supernet scores its own space; a short training scores the fusion patterns too
-        scored = {a.label for a in oracle} - (set(fusion) if name.startswith("oneshot") else set())
+        # the MMnas supernet scores its own space (so does a combination with it); a short training
+        # scores the fusion patterns too
+        scored = {a.label for a in oracle} - (set(fusion) if name.startswith(("oneshot", "combined")) else set())
         assert set(entry["estimates"]) == scored and entry["cpu_s"] > 0
         again = score_estimator(oracle, entry["estimates"], k=2)
         assert entry["score"]["topk_pick"] == again["topk_pick"] and entry["score"]["top1_regret"] == again["top1_regret"]
         assert math.isnan(again["kendall_tau"]) or -1 <= entry["score"]["kendall_tau"] <= 1
     assert len(report["estimators"]["oneshot_proxyless"]["per_seed"]) == 2
+    parts = report["estimators"]["oneshot_proxyless"], report["estimators"]["short_k1"]
+    combined = report["estimators"]["combined_proxyless_short_k1"]
+    assert combined["estimates"] == rank_average(*(p["estimates"] for p in parts))
+    assert combined["cpu_s"] == pytest.approx(parts[0]["cpu_s"] + sum(
+        json.loads((tmp_path / "cells" / f"short_vqa_{label}_k1.json").read_text())["cpu_s"] for label in combined["estimates"]))
 
     # resumed: every cell has its result file, nothing is trained again
     cells = sorted((tmp_path / "oracle" / "cells").glob("*.json"))

@@ -178,3 +178,16 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_rank_average_combines_estimators_by_rank_over_the_labels_all_score():
+    from mmsearch.evaluation.oracle import rank_average
+
+    supernet = {"a": 0.9, "b": 0.1, "c": 0.5, "fusion": 0.7}  # probabilities
+    short = {"a": 30.0, "b": 50.0, "c": 40.0}  # accuracies: another scale, and no "fusion"
+    # ranks (1 = worst): supernet a 3, b 1, c 2; short a 1, b 3, c 2
+    assert rank_average(supernet, short) == {"a": 2.0, "b": 2.0, "c": 2.0}
+    assert rank_average({"a": 1.0, "b": 1.0, "c": 3.0}, {"a": 1.0, "b": 2.0, "c": 3.0}) == {"a": 1.25, "b": 1.75, "c": 3.0}
+    assert rank_average(short) == {"a": 1.0, "b": 3.0, "c": 2.0}
+    with pytest.raises(ValueError, match="at least one"):
+        rank_average()

@@ -82,6 +82,19 @@ def ranked(estimates: Mapping[str, float]) -> list[str]:
     return sorted(estimates, key=lambda label: (-float(estimates[label]), label))
 
 
+def rank_average(*estimates: Mapping[str, float]) -> dict[str, float]:
+    """One estimator from several (label -> value, higher = better): each label's mean rank (1 =
+    worst, ties share the mean rank) over the estimators, for the labels every one of them scores.
+    Ranks, not values: the estimators' scales (an accuracy, a supernet's probability) never mix."""
+    from scipy.stats import rankdata
+
+    if not estimates:
+        raise ValueError("rank_average needs at least one estimator")
+    labels = sorted(set(estimates[0]).intersection(*estimates[1:]))
+    ranks = [rankdata([float(e[label]) for label in labels]) for e in estimates]
+    return {label: float(sum(r[i] for r in ranks) / len(ranks)) for i, label in enumerate(labels)}
+
+
 def score_estimator(oracle: Sequence[OracleArch], estimates: Mapping[str, float], *, k: int = 5) -> dict[str, Any]:
     """Score ``estimates`` (label -> value, higher = better) against ``oracle``; see the module docstring.
 
@@ -116,4 +129,4 @@ def score_estimator(oracle: Sequence[OracleArch], estimates: Mapping[str, float]
     }
 
 
-__all__ = ["OracleArch", "kendall_tau", "load_oracle", "mean_std", "ranked", "score_estimator"]
+__all__ = ["OracleArch", "kendall_tau", "load_oracle", "mean_std", "rank_average", "ranked", "score_estimator"]
