@@ -37,6 +37,7 @@ CHECKED_IN = {
     "bench_fusemix_scenes.py": ("test_bench_fusemix_scenes", "test_quick_benchmark_on_60_scenes_beats_chance"),
     "bench_arch_oracle.py": ("test_bench_arch_oracle", "test_quick_oracle_and_estimators_are_complete_scored_and_resume_without_training"),
     "bench_estimators.py": ("test_bench_arch_oracle", "test_quick_oracle_and_estimators_are_complete_scored_and_resume_without_training"),
+    "bench_fusion_search.py": ("test_bench_fusion_search", "test_quick_fusion_search_retrains_its_pick_with_the_oracles_seeds_and_compares_with_its_anchors"),
     "bench_fusion_patterns.py": ("test_bench_fusion_patterns", "test_quick_run_matches_sizes_and_measures_robustness_and_fusion"),
     "bench_fusemix_evidence.py": ("test_bench_fusemix_evidence", "test_quick_run_covers_every_comparison_at_equal_compute"),
     "bench_vs_reference.py": ("test_bench_vs_reference", "test_without_the_reference_checkout_it_says_so_times_nothing_and_records_provenance"),
