@@ -61,13 +61,34 @@ def epoch_batches(stream, epoch: int, seed: int = 3) -> tuple[np.ndarray, dict]:
 def test_each_epoch_streams_every_row_once_in_a_fresh_order(ray_session, stores):
     from mmsearch.orchestration.ray_data import RayDataStream
 
-    stream = ray_stream_factory(target_block_bytes=4096)(config(stores).data, "train", 0, 1)
+    stream = ray_stream_factory(target_block_bytes=4096, local_up_to_bytes=0)(config(stores).data, "train", 0, 1)
     assert isinstance(stream, RayDataStream)
     (first, batch), (second, _) = epoch_batches(stream, 0), epoch_batches(stream, 1)
     for ids in (first, second):
         assert len(ids) == ROWS["train"] and np.array_equal(np.sort(ids), np.arange(ROWS["train"]))
     assert not np.array_equal(first, second)  # reshuffled per epoch
     assert np.array_equal(epoch_batches(stream, 1)[0], second)  # a pure function of (seed, epoch): resumes see the same
+    assert batch["image"].dtype == torch.float32 and tuple(batch["image"].shape) == (32, X_DIM)
+
+
+def test_a_split_that_fits_one_shuffle_window_is_read_without_ray_data(ray_session, stores):
+    """Ray Data's fixed cost per read (seconds) buys nothing for a split the heap-side shuffle
+    window would hold whole: such a split is read by the plain-pyarrow stream, a larger one streams."""
+    from mmsearch.data.store import LocalStoreStream, open_store
+    from mmsearch.orchestration.fusemix_streams import stored_bytes
+    from mmsearch.orchestration.ray_data import DEFAULT_SHUFFLE_WINDOW_BYTES, RayDataStream
+
+    data = config(stores).data
+    size = stored_bytes(open_store(stores["train"]).table("pairs"))
+    assert 0 < size <= DEFAULT_SHUFFLE_WINDOW_BYTES
+    assert isinstance(ray_stream_factory()(data, "train", 0, 1), LocalStoreStream)  # the default threshold
+    assert isinstance(ray_stream_factory(local_up_to_bytes=size)(data, "train", 0, 1), LocalStoreStream)
+    assert isinstance(ray_stream_factory(local_up_to_bytes=size - 1)(data, "train", 0, 1), RayDataStream)
+    local = ray_stream_factory()(data, "train", 0, 1)
+    (first, batch), (second, _) = epoch_batches(local, 0), epoch_batches(local, 1)
+    for ids in (first, second):
+        assert np.array_equal(np.sort(ids), np.arange(ROWS["train"]))
+    assert not np.array_equal(first, second) and np.array_equal(epoch_batches(local, 1)[0], second)
     assert batch["image"].dtype == torch.float32 and tuple(batch["image"].shape) == (32, X_DIM)
 
 
@@ -83,7 +104,7 @@ def test_a_fusemix_trial_reads_every_split_through_ray_data(ray_session, stores,
     opened: list[tuple[str, type]] = []
 
     def recording_factory(**kwargs):
-        factory = ray_stream_factory(**kwargs)
+        factory = ray_stream_factory(**{"local_up_to_bytes": 0, **kwargs})  # these small splits through Ray Data too
 
         def open_split(data, split, rank, world_size):
             stream = factory(data, split, rank, world_size)
