@@ -19,6 +19,7 @@ stop``, which would kill every Ray on the machine, the session's included.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
@@ -107,6 +108,21 @@ class Cluster:
                 return status
             time.sleep(1.0)
         raise AssertionError(f"job {submission_id} still {status} after {timeout_s} s; log tail:\n{self.log(submission_id)}")
+
+    def worker_node_id(self) -> str:
+        """The second node's id (the one that is not the head)."""
+        nodes = http_json(f"{self.dashboard}/api/v0/nodes?limit=10")["data"]["result"]["result"]
+        return next(n["node_id"] for n in nodes if not n["is_head_node"])
+
+    def kill_raylet(self, node_dir: str) -> int:
+        """SIGKILL the raylet of the node whose temp dir is ``<temp_dir>/<node_dir>``: the node is lost."""
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            with contextlib.suppress(OSError):
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if cmdline[0].endswith(b"/raylet") and any(f"{self.temp_dir}/{node_dir}/".encode() in a for a in cmdline):
+                    os.kill(int(pid), 9)
+                    return int(pid)
+        raise AssertionError(f"no raylet of {node_dir} running")
 
     def working_dir_files(self) -> dict[str, int]:
         """Relative path -> size of the files the jobs' working directory upload delivered to the nodes."""
@@ -204,10 +220,20 @@ def summary_now(cluster: Cluster, experiment: str, monkeypatch, *, required: boo
         return None
 
 
-def test_smoke_search_job_killed_and_resubmitted_completes_on_both_nodes_with_results_in_s3(cluster, monkeypatch):
+def trial_on(cluster: Cluster, node_id: str) -> bool:
+    """Whether a trial's actor is alive on that node now."""
+    from ray.util.state import list_actors
+
+    actors = list_actors(address=cluster.dashboard, filters=[("state", "=", "ALIVE")], limit=1000, raise_on_missing_output=False)
+    return any(a.class_name == "ImplicitFunc" and a.node_id == node_id for a in actors)
+
+
+def test_smoke_search_job_killed_resubmitted_and_node_lost_completes_with_results_in_s3(cluster, monkeypatch):
     """The smoke search as a user submits it to a two-node cluster, stopped mid-run and resubmitted:
-    the resubmission resumes without redoing finished trials, and the experiment ends with its
-    results and report in S3, trials having run on both nodes (one job pair instead of three jobs)."""
+    the resubmission resumes without redoing finished trials; while it runs, the second node's
+    raylet is killed under a trial, which is restored from its checkpoint on the head node; the
+    experiment ends with its results and report in S3, trials having run on both nodes, the lost
+    trial's failure and retry in the summary (one job pair for three faults' worth of checks)."""
     name = f"smoke-{uuid.uuid4().hex[:6]}"
     # Two trials at a time (one CPU each: one per node) for four epochs: when the first pair has
     # finished, the second is mid-run, with a checkpoint to resume from.
@@ -239,7 +265,21 @@ def test_smoke_search_job_killed_and_resubmitted_completes_on_both_nodes_with_re
     assert done_before and resumable, [(t.trial_id, t.stop_reason, t.checkpoint_path) for t in saved.trials]
     starts_before = {d: len(r) for d, r in trial_starts(cluster, experiment).items()}
 
+    nodes, lost = cluster.node_ids(), cluster.worker_node_id()
+    at = lambda record: dt.datetime.fromisoformat(record["time"]).timestamp()  # noqa: E731
+    submitted = time.time()
     second, _ = cluster.submit(*args)
+    # Node loss: as soon as a trial of the resubmitted job has started on the second node (its start
+    # record written, its actor alive), that node's raylet dies. (The two resumed trials run side by
+    # side, one CPU per node, so one of them runs there.)
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while not (any(r["node_id"] == lost and at(r) > submitted for records in trial_starts(cluster, experiment).values()
+                   for r in records) and trial_on(cluster, lost)):
+        status = cluster.jobs().get_job_status(second).value
+        assert time.monotonic() < deadline and status in ("PENDING", "RUNNING"), cluster.log(second)
+        time.sleep(0.3)
+    killed_at = time.time()
+    cluster.kill_raylet("node2")
     status = cluster.wait(second)
     log = cluster.log(second, tail=None)
     assert status == "SUCCEEDED", log[-8000:]
@@ -263,7 +303,13 @@ def test_smoke_search_job_killed_and_resubmitted_completes_on_both_nodes_with_re
             # named by its place in storage, not by the node's temporary download (checkpoint_tmp_<hex>)
             assert all(r["restored_from"].startswith(f"s3://{BUCKET}/{experiment}/")
                        and r["restored_from"].rsplit("/", 1)[1][11:].isdigit() for r in new), new
-    assert len(starts) == 4 and {r["node_id"] for records in starts.values() for r in records} == cluster.node_ids()
+    assert len(starts) == 4 and {r["node_id"] for records in starts.values() for r in records} == nodes
+    # the trial that lost its node: started again afterwards on the head node, its failure and retry counted
+    (lost_trial,) = [d for d, records in starts.items() if any(r["node_id"] == lost and submitted < at(r) < killed_at for r in records)]
+    after = [r for r in starts[lost_trial] if at(r) > killed_at]
+    assert after and all(r["node_id"] != lost for r in after), starts[lost_trial]
+    lost_record = next(t for t in final.trials if t.trial_id in lost_trial)
+    assert (lost_record.failures, lost_record.retries) == (1, 1)
 
     keys = set(cluster.keys(experiment + "/"))
     for expected in ("experiment_summary.json", "best_trial.json", "best_arch.json", "report/report.html",
@@ -271,6 +317,7 @@ def test_smoke_search_job_killed_and_resubmitted_completes_on_both_nodes_with_re
         assert f"{experiment}/{expected}" in keys, sorted(keys)
     summary = json.loads(cluster.read(f"{experiment}/experiment_summary.json"))
     assert len(summary["trials"]) == 4 and summary["best"] is not None
+    assert (summary["failures"], summary["retries"]) == (1, 1)  # the lost node's trial, counted once
     assert all(t["checkpoint_path"].startswith(f"s3://{BUCKET}/{experiment}/") for t in summary["trials"])
     best_arch = json.loads(cluster.read(f"{experiment}/best_arch.json"))
     assert len(best_arch["enc"]) == 2 and len(best_arch["dec"]) == 2  # the smoke supernet's depths
