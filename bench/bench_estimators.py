@@ -15,6 +15,8 @@ top-5 regret on test):
 * ``short_k<k>``: a short standalone training of ``k`` epochs (``--short-epochs``) of every oracle
   architecture with a training seed the oracle does not use (100), scored by its val metric after
   epoch ``k`` (the schedule is the oracle's, cut at ``k``, as ASHA's first rungs see it).
+* ``combined_<strategy>_short_k<k>``: each one-shot estimate and each short training by mean rank
+  (``mmsearch.evaluation.oracle.rank_average``);
 
 Compute: the CPU-seconds of the searches / short trainings (what an estimator costs), next to the
 oracle's. Written: ``bench/results/estimators_<task>.json`` (``--quick``: in the work directory),
@@ -143,16 +145,16 @@ def estimators(settings: Mapping[str, Any], task: str, results: Mapping[str, Map
         estimates = {lab: c["score"] for lab, c in cells.items()}
         out[f"short_k{k}"] = {"score": score_estimator(archs, estimates, k=settings["k"]),
                               "cpu_s": sum(c["cpu_s"] for c in cells.values()), "estimates": estimates}
-    # Each one-shot estimate combined with the longest short training: mean rank of the two, over
-    # the architectures both score (the supernet's space), at the cost of both.
-    if settings["short_epochs"]:
-        short = out[f"short_k{max(settings['short_epochs'])}"]
+    # Each one-shot estimate combined with each short training: mean rank of the two, over the
+    # architectures both score (the supernet's space), at the cost of both.
+    for k in settings["short_epochs"] if settings["short_epochs"] else []:
+        short = out[f"short_k{k}"]
         for strategy in settings["strategies"]:
             oneshot = out[f"oneshot_{strategy}"]
             combined = rank_average(oneshot["estimates"], short["estimates"])
-            out[f"combined_{strategy}_short_k{max(settings['short_epochs'])}"] = {
+            out[f"combined_{strategy}_short_k{k}"] = {
                 "score": score_estimator(archs, combined, k=settings["k"]),
-                "cpu_s": oneshot["cpu_s"] + sum(results[f"short_{task}_{lab}_k{max(settings['short_epochs'])}"]["cpu_s"] for lab in combined),
+                "cpu_s": oneshot["cpu_s"] + sum(results[f"short_{task}_{lab}_k{k}"]["cpu_s"] for lab in combined),
                 "estimates": combined}
     return out
 
