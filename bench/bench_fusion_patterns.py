@@ -17,21 +17,29 @@ modality at test time, and how much attention crosses modalities in joint blocks
 ``--quick`` runs on generated data (:class:`mmsearch.data.synthetic.SyntheticTaskData`) with a
 tiny budget: it checks that everything works, its figures mean nothing. Full figures need the
 embedded scenes (``--root``, written by jobs/precompute_latents.py), >= 3 seeds and a quiet
-machine; no timings are recorded by this script.
+machine; no timings are recorded by this script. Every (task, model, seed) is a cell trained in a
+pool of ``--workers`` processes (one torch thread each) and kept under ``--work-dir``: a rerun of
+the same settings trains only the cells not yet finished.
 
     python bench/bench_fusion_patterns.py --quick
-    python bench/bench_fusion_patterns.py --root stores/scenes --seeds 0 1 2
+    python bench/bench_fusion_patterns.py --root stores/scenes --seeds 0 1 2 --workers 2
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import os
 import statistics
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
-RESULTS = Path(__file__).resolve().parent / "results"
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+RESULTS = REPO / "bench" / "results"
 TASKS = ("vqa", "itm", "vg")
 TOLERANCE = 0.10  # matched parameter counts: within 10 % of the reference
 REFERENCE = "mcan"
@@ -128,7 +136,13 @@ def open_data(task: str, root: str | None, quick: bool) -> Any:
     return open_task_data(TaskDataConfig(root=root, task=task))
 
 
-def run_task(task: str, names: list[str], data: Any, seeds: list[int], quick: bool) -> dict[str, Any]:
+@functools.cache
+def _data(task: str, root: str | None, quick: bool) -> Any:
+    return open_data(task, root, quick)  # once per task in each pool worker
+
+
+def run_cell(cell: Any, settings: dict[str, Any], work_dir: str) -> dict[str, Any]:
+    """Train one (task, model, seed) at the matched width; its test metric, robustness and fusion mass."""
     import torch
 
     from mmsearch.baselines import DataSizes, Widths
@@ -138,6 +152,9 @@ def run_task(task: str, names: list[str], data: Any, seeds: list[int], quick: bo
     from mmsearch.config import config_to_dict
     from mmsearch.tasks import primary_metric
 
+    torch.set_num_threads(1)
+    task, name, seed, quick = cell.params["task"], cell.params["model"], cell.params["seed"], settings["quick"]
+    data = _data(task, settings["root"], quick)
     builders = model_builders()
     sizes = DataSizes.from_info(data.info)
     heads = 2 if quick else 4
@@ -145,34 +162,52 @@ def run_task(task: str, names: list[str], data: Any, seeds: list[int], quick: bo
     ref_widths = Widths(hidden=reference_hidden, flat_mlp=2 * reference_hidden, head_dim=reference_hidden // heads, depth=2)
     target = counted_parameters(builders[REFERENCE](sizes, ref_widths))
     primary = primary_metric(task)
-    out: dict[str, Any] = {"reference": REFERENCE, "target_parameters": target, "metric": primary, "models": {}}
-    for name in names:
-        widths, count = match_width(lambda w: builders[name](sizes, w), target, heads=heads)
-        row: dict[str, Any] = {"widths": config_to_dict(widths), "parameters": count,
-                               "parameter_ratio": count / target, "matched": abs(count / target - 1) <= TOLERANCE,
-                               "seeds": {}}
-        for seed in seeds:
-            budget = (TrainBudget(epochs=1, batch_size=16, decay_epochs=0, eval_batch_size=64, itm_val_images=3, itm_test_images=4, seed=seed)
-                      if quick else TrainBudget(seed=seed))
-            torch.manual_seed(seed)
-            model = builders[name](sizes, widths)
-            result = train_and_select(model, data, budget, name=name)
-            test_batches = eval_batches(data, "test", budget)
-            itm_images = budget.itm_test_images
-            missing = {}
-            for modality in ("image", "text"):
-                if task == "vg" and modality == "image":
-                    continue
-                dropped = [drop_modality(b, modality) for b in test_batches]
-                value = evaluate_task(task, model, dropped, itm_images, getattr(model, "modality", "text+image"))[primary]
-                missing[f"no_{modality}"] = {"metric": value, "drop": result.test[primary] - value}
-            row.setdefault("flops_per_sample", flops_per_sample(model, test_batches[0]))
-            row["seeds"][str(seed)] = {"test": result.test[primary], "best_epoch": result.best_epoch, "missing": missing,
-                                       "fusion": fusion_mass(model, test_batches[0])}
-        values = [s["test"] for s in row["seeds"].values()]
-        row["test_mean"] = statistics.fmean(values)
-        row["test_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        out["models"][name] = row
+    widths, count = match_width(lambda w: builders[name](sizes, w), target, heads=heads)
+    budget = (TrainBudget(epochs=1, batch_size=16, decay_epochs=0, eval_batch_size=64, itm_val_images=3, itm_test_images=4, seed=seed)
+              if quick else TrainBudget(seed=seed))
+    torch.manual_seed(seed)
+    model = builders[name](sizes, widths)
+    result = train_and_select(model, data, budget, name=name)
+    test_batches = eval_batches(data, "test", budget)
+    missing = {}
+    for modality in ("image", "text"):
+        if task == "vg" and modality == "image":
+            continue
+        dropped = [drop_modality(b, modality) for b in test_batches]
+        value = evaluate_task(task, model, dropped, budget.itm_test_images, getattr(model, "modality", "text+image"))[primary]
+        missing[f"no_{modality}"] = {"metric": value, "drop": result.test[primary] - value}
+    return {"task": task, "model": name, "seed": seed, "metric": primary, "target_parameters": target,
+            "widths": config_to_dict(widths), "parameters": count, "flops_per_sample": flops_per_sample(model, test_batches[0]),
+            "test": result.test[primary], "best_epoch": result.best_epoch, "missing": missing,
+            "fusion": fusion_mass(model, test_batches[0])}
+
+
+def plan_cells(settings: dict[str, Any]) -> list[Any]:
+    from mmsearch.evaluation.cells import Cell
+
+    return [Cell(f"{task}_{name}_seed{seed}", {"task": task, "model": name, "seed": seed})
+            for task in settings["tasks"] for seed in settings["seeds"] for name in settings["models"]]
+
+
+def cell_scope(cell: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    return {**cell.params, "quick": settings["quick"], "root": settings["root"]}
+
+
+def task_result(task: str, settings: dict[str, Any], cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One task's table from its cells: per model the matched size and the seeds' figures."""
+    out: dict[str, Any] = {"reference": REFERENCE, "models": {}}
+    for name in settings["models"]:
+        runs = [cells[f"{task}_{name}_seed{seed}"] for seed in settings["seeds"]]
+        first = runs[0]
+        out.update(target_parameters=first["target_parameters"], metric=first["metric"])
+        values = [r["test"] for r in runs]
+        out["models"][name] = {
+            "widths": first["widths"], "parameters": first["parameters"],
+            "parameter_ratio": first["parameters"] / first["target_parameters"],
+            "matched": abs(first["parameters"] / first["target_parameters"] - 1) <= TOLERANCE,
+            "flops_per_sample": first["flops_per_sample"],
+            "seeds": {str(r["seed"]): {k: r[k] for k in ("test", "best_epoch", "missing", "fusion")} for r in runs},
+            "test_mean": statistics.fmean(values), "test_std": statistics.stdev(values) if len(values) > 1 else 0.0}
     return out
 
 
@@ -187,7 +222,7 @@ def markdown(results: dict[str, Any]) -> str:
                      for k in ("no_image", "no_text")}
             cells = ["-" if v is None else f"{v:.2f}" for v in drops.values()]
             lines.append(f"| {name} | {row['widths']['hidden']} | {row['parameters']} ({row['parameter_ratio']:.2f}) | "
-                         f"{row['test_mean']:.2f} +- {row['test_std']:.2f} | {cells[0]} | {cells[1]} |")
+                         f"{row['flops_per_sample'] / 1e6:.1f} | {row['test_mean']:.2f} +- {row['test_std']:.2f} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
 
@@ -199,8 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=None, help="subset of the compared models (default: all)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 0 1 2 (--quick: 0)")
     parser.add_argument("--out", type=Path, default=RESULTS / "fusion_patterns.json")
+    parser.add_argument("--workers", type=int, default=2, help="pool processes, one torch thread each (1: this process)")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="finished cells, so a rerun resumes (default runs/bench_fusion_patterns[_quick])")
     args = parser.parse_args(argv)
 
+    from mmsearch.evaluation.cells import run_cells
     from mmsearch.io import atomic_write_json
 
     from mmsearch.machine import Provenance
@@ -212,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown models {unknown}; known: {', '.join(model_builders())}", file=sys.stderr)
         return 2
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    results = {task: run_task(task, names, open_data(task, args.root, args.quick), seeds, args.quick) for task in args.tasks}
+    settings = {"quick": args.quick, "root": args.root, "tasks": list(args.tasks), "models": names, "seeds": seeds}
+    work = args.work_dir or REPO / "runs" / ("bench_fusion_patterns_quick" if args.quick else "bench_fusion_patterns")
+    cells = run_cells(plan_cells(settings), run_cell, settings, work, args.workers, log=lambda line: print(line, flush=True),
+                      scope=cell_scope)
+    results = {task: task_result(task, settings, cells) for task in args.tasks}
     report = {
         "benchmark": "fusion_patterns",
         "command": provenance.command,

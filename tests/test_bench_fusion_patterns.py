@@ -23,7 +23,7 @@ def test_quick_run_matches_sizes_and_measures_robustness_and_fusion(tmp_path, ca
     bench = _bench()
     out = tmp_path / "fusion.json"
     models = ["fusion_multi_to_one"]
-    args = ["--quick", "--tasks", "vqa", "--models", *models, "--out", str(out)]
+    args = ["--quick", "--tasks", "vqa", "--models", *models, "--out", str(out), "--workers", "1", "--work-dir", str(tmp_path / "work")]
     assert bench.main(args) == 0
     report = json.loads(out.read_text())
     check_provenance(report, "bench_fusion_patterns.py", args)
@@ -41,7 +41,14 @@ def test_quick_run_matches_sizes_and_measures_robustness_and_fusion(tmp_path, ca
     joint = result["models"]["fusion_multi_to_one"]["seeds"]["0"]["fusion"]
     assert [r["op"] for r in joint] == ["joint:joint_rel_self_att"]
     assert 0.0 < joint[0]["cross_mass"] < 1.0  # some, not all, attention crosses modalities
-    assert "| fusion_multi_to_one |" in capsys.readouterr().out
+    (line,) = [l for l in capsys.readouterr().out.splitlines() if l.startswith("| fusion_multi_to_one |")]
+    assert line.count("|") == 8  # every column of the header filled: H, parameters, MFLOPs, test, both drops
+    assert f"| {result['models']['fusion_multi_to_one']['flops_per_sample'] / 1e6:.1f} |" in line
+
+    # a rerun finds its cell done and trains nothing; the same figures
+    assert bench.main(args) == 0
+    assert "1 cells: 1 already done, 0 to run" in capsys.readouterr().out
+    assert json.loads(out.read_text())["results"] == report["results"]
 
 
 def test_fusion_mass_lists_cross_and_gate_blocks():
