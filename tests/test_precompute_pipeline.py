@@ -191,9 +191,29 @@ def test_a_root_with_another_data_set_is_not_overwritten(built):
 
 def test_fingerprint_ignores_where_and_how():
     base = scenes_config("/a")
-    assert fingerprint(base) == fingerprint(scenes_config("/b", backend="ray", local_batch=99, image={"batch_size": 7}))
+    assert fingerprint(base) == fingerprint(scenes_config("/b", backend="ray", local_batch=99, image={"batch_size": 7},
+                                                          layout={"row_group_kib": 128, "row_groups_per_shard": 64}))
     assert fingerprint(base) != fingerprint(scenes_config("/a", source={"scenes": {"seed": 1}}))
     assert fingerprint(base) != fingerprint(scenes_config("/a", text={"max_tokens": 16}))
+
+
+def test_layout_cuts_row_groups_and_files_without_changing_a_row(built, tmp_path):
+    """One image per row group (what a streamed search wants), four row groups per file: the same
+    rows as the default layout's 8 MiB row groups."""
+    cfg = scenes_config(tmp_path / "small_groups", tables=["regions"], layout={"row_group_kib": 16, "row_groups_per_shard": 4})
+    assert fingerprint(cfg) == fingerprint(scenes_config(built.root, tables=["regions"]))
+    precompute(cfg)
+    for split in ("train", "test"):
+        small = open_store(DatasetRoot(cfg.output).split_uri(split)).table("regions")
+        default = open_store(DatasetRoot(built.root).split_uri(split)).table("regions")
+        shards = small.manifest.shards
+        assert all(set(s.row_groups) == {1} and len(s.row_groups) <= 4 for s in shards)  # a region row is > 16 KiB
+        assert len(shards) == -(-small.num_rows // 4) and len(default.manifest.shards) == 1
+        rows, reference = small.read_arrow(), default.read_arrow()
+        assert rows.column("image_id").to_pylist() == reference.column("image_id").to_pylist()
+        assert rows.column("features").equals(reference.column("features"))
+    with pytest.raises(ConfigError, match="layout.row_group_kib"):
+        scenes_config("/x", layout={"row_group_kib": 0})
 
 
 def test_shipped_configs_load_and_the_default_is_the_scenes_config():

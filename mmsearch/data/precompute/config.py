@@ -128,6 +128,24 @@ class RayPrecomputeConfig:
 
 
 @config_dataclass
+class StoreLayoutConfig:
+    """How the stores' Parquet files are cut (not what they hold: not part of the fingerprint).
+
+    A row group is decoded whole for any of its rows. The default (8 MiB, about 90 images of
+    36 x 1280 float16 regions) suits sequential reads (FuseMix, precompute, ``data.regions:
+    memory``); a search that streams its regions (``data.regions: stream``) reads questions in a
+    random order and decodes about 10x the bytes it uses with it, and about 1x with one image per
+    row group (128 KiB for those regions; bench/README.md, "Search-trial data streamed")."""
+
+    row_group_kib: int = 8192  # target row-group size, KiB (a row group holds at least one row)
+    row_groups_per_shard: int = 8  # row groups per Parquet file
+
+    def __post_init__(self) -> None:
+        if self.row_group_kib < 1 or self.row_groups_per_shard < 1:
+            raise ValueError("layout.row_group_kib and layout.row_groups_per_shard must be >= 1")
+
+
+@config_dataclass
 class PrecomputeConfig:
     source: SourceConfig = SourceConfig()
     output: str = ""  # data set root (local path or s3://...); "" = the cache root (see dataset_root)
@@ -139,6 +157,7 @@ class PrecomputeConfig:
     backend: Literal["local", "ray"] = "ray"  # Ray Data actor pools, or the same functions in this process
     ray: RayPrecomputeConfig = RayPrecomputeConfig()
     local_batch: int = 64  # images (texts: 8x as many) per stage call on the local backend
+    layout: StoreLayoutConfig = StoreLayoutConfig()  # row groups and files of the stores written
 
     def __post_init__(self) -> None:
         if self.tables is not None:
@@ -154,7 +173,7 @@ class PrecomputeConfig:
 
 
 # Sections that only say where the data goes or how it is computed: not part of the fingerprint.
-_EXECUTION_KEYS = ("output", "backend", "ray", "local_batch")
+_EXECUTION_KEYS = ("output", "backend", "ray", "local_batch", "layout")
 _EXECUTION_SUBKEYS = {"image": ("batch_size",), "text": ("batch_size",)}
 
 

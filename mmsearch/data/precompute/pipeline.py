@@ -151,6 +151,8 @@ class _Build:
             self.writers = {
                 split: stack.enter_context(
                     StoreWriter(self.root.split_location(split), dataset=self.cfg.name, split=split, overwrite=True,
+                                row_group_bytes=self.cfg.layout.row_group_kib * 1024,
+                                row_groups_per_shard=self.cfg.layout.row_groups_per_shard,
                                 attrs={"fingerprint": self.fp, "tables": list(self.tables)})
                 )
                 for split in self.splits
