@@ -60,12 +60,14 @@ def search_settings(task: str, quick: bool) -> dict[str, Any]:
     return {**out, "head": ITM_HEAD} if task == "itm" else out
 
 
-def search_config(oracle: Mapping[str, Any], task: str, strategy: str, seed: int, out: Path) -> Any:
+def search_config(oracle: Mapping[str, Any], task: str, strategy: str, seed: int, out: Path, space: str = "mmnas") -> Any:
+    """The search of ``configs/search/<task>.yaml`` (``space="fusion"``: ``configs/search/fusion/<task>.yaml``)
+    at the oracle's depth, width and data, uniform initial architecture weights."""
     from mmsearch.config import load_config, read_yaml
     from mmsearch.recipes.search.config import SearchConfig
 
     s = oracle["settings"]
-    raw = read_yaml(REPO / "configs" / "search" / f"{task}.yaml")
+    raw = read_yaml(REPO / "configs" / "search" / ("fusion/" if space == "fusion" else "") / f"{task}.yaml")
     raw = oracle_bench.deep_merge(raw.get("recipe", raw), search_settings(task, s["quick"]))
     raw = oracle_bench.deep_merge(raw, {"model": {"enc_depth": s["depths"][0], "dec_depth": s["depths"][1]},
                                         "data": {"root": "synthetic" if s["synthetic"] else s["data_root"]},

@@ -22,40 +22,17 @@ search that changed retrains its pick again.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [p for p in (str(REPO), str(REPO / "bench")) if p not in sys.path]
-import bench_arch_oracle as oracle_bench  # noqa: E402  (the oracle's data, model and training settings)
-import bench_estimators as estimators_bench  # noqa: E402  (the estimators' search settings)
+sys.path[:0] = [p for p in (str(Path(__file__).resolve().parents[1] / "bench"),) if p not in sys.path]
+import bench_estimators as estimators_bench  # noqa: E402  (the oracle's files and the estimators' search settings)
+from bench_estimators import _oracle, oracle_bench  # noqa: E402
 
 TASKS = oracle_bench.TASKS
-
-
-def _oracle(settings: Mapping[str, Any], task: str) -> dict[str, Any]:
-    return json.loads((Path(settings["oracle_dir"]) / f"arch_oracle_{task}.json").read_text())
-
-
-def search_config(oracle: Mapping[str, Any], task: str, strategy: str, seed: int, out: Path) -> Any:
-    from mmsearch.config import load_config, read_yaml
-    from mmsearch.recipes.search.config import SearchConfig
-
-    s = oracle["settings"]
-    raw = read_yaml(REPO / "configs" / "search" / "fusion" / f"{task}.yaml")
-    raw = oracle_bench.deep_merge(raw.get("recipe", raw), estimators_bench.search_settings(task, s["quick"]))
-    raw = oracle_bench.deep_merge(raw, {"model": {"enc_depth": s["depths"][0], "dec_depth": s["depths"][1]},
-                                        "data": {"root": "synthetic" if s["synthetic"] else s["data_root"]},
-                                        "search": {"strategy": strategy}, "seed": seed, "output_dir": str(out)})
-    return load_config(SearchConfig, raw)
 
 
 def run_cell(cell: Any, settings: Mapping[str, Any], work_dir: str) -> dict[str, Any]:
@@ -71,7 +48,7 @@ def run_cell(cell: Any, settings: Mapping[str, Any], work_dir: str) -> dict[str,
         from mmsearch.recipes.search.recipe import run_search
 
         out = Path(work_dir) / "runs" / cell.name
-        cfg = search_config(oracle, p["task"], p["strategy"], p["seed"], out)
+        cfg = estimators_bench.search_config(oracle, p["task"], p["strategy"], p["seed"], out, space="fusion")
         cpu = time.process_time()
         result = run_search(cfg, LocalContext(out), oracle_bench.task_data(oracle["settings"], cfg.data))
         spec = (result.best_spec or result.final_spec).to_dict()
@@ -173,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     from mmsearch.machine import Provenance
 
     provenance = Provenance(__file__, argv)
-    work = Path(args.work_dir or REPO / "runs" / ("bench_fusion_search_quick" if args.quick else "bench_fusion_search"))
+    work = Path(args.work_dir or estimators_bench.REPO / "runs" / ("bench_fusion_search_quick" if args.quick else "bench_fusion_search"))
     oracle_dir = Path(args.oracle_dir) if args.oracle_dir else (work / "oracle" if args.quick else oracle_bench.RESULTS)
     if args.quick and not all((oracle_dir / f"arch_oracle_{t}.json").is_file() for t in args.tasks):
         oracle_bench.main(["--quick", "--tasks", *args.tasks, "--archs", "3", "--seeds", "2", "--workers", str(args.workers),
