@@ -121,3 +121,18 @@ def test_autocast_choice(precision, device, bf16, expected):
 def test_unknown_precision_is_an_error():
     with pytest.raises(ValueError, match="precision must be auto, bf16 or fp32"):
         choose_autocast("fp8", torch.device("cpu"), bf16_supported=False)
+
+
+@pytest.mark.parametrize("setting, gpus, reused", [
+    (None, None, True), (None, 0, True),  # CPU trials: the next trial runs in a finished trial's process
+    (None, 0.25, False), (None, 1, False),  # GPU trials: a fresh process each, its GPU memory freed on exit
+    (True, 0.5, True), (False, 0, False),  # said in the config: as said
+])
+def test_trials_reuse_processes_by_default_only_without_gpus(setting, gpus, reused):
+    from mmsearch.config import load_config
+    from mmsearch.orchestration.experiment import reuse_actors
+    from mmsearch.orchestration.settings import TuneSettings
+
+    settings = load_config(TuneSettings, {"experiment_name": "e", "metric": "m", "mode": "max",
+                                          **({} if setting is None else {"reuse_actors": setting})})
+    assert reuse_actors(settings, gpus) is reused

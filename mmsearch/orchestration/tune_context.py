@@ -205,7 +205,7 @@ def as_tune_trainable(
 
 
 def _release_gpu_memory() -> None:
-    """Return cached CUDA memory at the end of a trial (its actor also exits: reuse_actors=False)."""
+    """Return cached CUDA memory at the end of a trial (a GPU trial's actor also exits: GPU trials never reuse actors)."""
     torch = sys.modules.get("torch")  # only if the recipe used torch
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()

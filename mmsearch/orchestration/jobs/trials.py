@@ -68,7 +68,7 @@ class RecipeTrial:
         if self.recipe.ray_streams(config):
             import ray.data
 
-            # This process runs this one trial (reuse_actors=False): keep its log free of the
+            # Keep this trial process's log free of the
             # progress bars of every epoch's read (the driver's progress table shows the epochs).
             ray.data.DataContext.get_current().enable_progress_bars = False
             context.stream_factory = ray_stream_factory()  # type: ignore[attr-defined]
