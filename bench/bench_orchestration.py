@@ -25,8 +25,10 @@ machine's time is split into where it went, from per-trial timestamps the trials
   a finished trial's teardown, and an idle slot when fewer trials are left than slots.
 
 A second, separate measurement runs the same number of no-op trials (same imports, one report
-per epoch, no work) to give the fixed cost of starting and finishing a trial in a fresh actor
-(``reuse_actors=False``), in slot-seconds per trial.
+per epoch, no work) to give the fixed cost of starting and finishing a trial, in slot-seconds per
+trial. ``--reuse-actors`` (default ``auto``: the jobs' default, CPU trials run in the processes of
+finished ones) or ``off`` (a fresh Ray worker per trial, as GPU trials get). A trial in a reused
+process counts no ``actor_start``; the hand-over between its process's trials is ``slots_idle``.
 
     python bench/bench_orchestration.py            # 8 trials x 6 epochs, 2 at once (~5 min on 2 cores)
     python bench/bench_orchestration.py --tiny     # a 1-2 minute check that it works
@@ -102,7 +104,8 @@ def timed_search_recipe(train_images: int, val_images: int) -> Callable[..., Any
         imported = time.time()
         data = SyntheticTaskData(cfg.data.task, train_images=train_images, val_images=val_images, test_images=2,
                                  arch_fraction=cfg.data.arch_fraction, split_seed=cfg.data.split_seed)
-        fixed = {"bench_process_t": _process_start(), "bench_entered_t": entered, "bench_imports_s": imported - entered,
+        fixed = {"bench_process_t": _process_start(), "bench_pid": os.getpid(), "bench_entered_t": entered,
+                 "bench_imports_s": imported - entered,
                  "bench_data_s": time.time() - imported}
         run_search(cfg, TimedContext(context, fixed), task_data=data)
 
@@ -134,7 +137,7 @@ def search_base_config(epochs: int, threads: int, overrides: dict[str, Any] | No
 
 def run_tune(recipe: Callable[..., Any], base: dict[str, Any], *, name: str, storage: str, search_space: dict[str, Any],
              cpus_per_trial: float, concurrency: int | None, scheduler: dict[str, Any] | None = None,
-             metric: str = "val_metric") -> tuple[Any, float]:
+             metric: str = "val_metric", reuse_actors: bool | None = None) -> tuple[Any, float]:
     """``run_experiment`` once; returns (outcome, wall seconds)."""
     import ray.cloudpickle
 
@@ -148,7 +151,7 @@ def run_tune(recipe: Callable[..., Any], base: dict[str, Any], *, name: str, sto
         experiment_name=name, metric=metric, mode="max", storage_path=storage, search_space=search_space,
         scheduler=SchedulerSettings(**(scheduler or {"name": "fifo"})),
         resources=ResourceSettings(cpus_per_trial=cpus_per_trial, reserve_cpus_for_data=0.0, max_concurrent_trials=concurrency),
-        max_failures=0, checkpoints_to_keep=1,
+        max_failures=0, checkpoints_to_keep=1, reuse_actors=reuse_actors,
     )
     start = time.perf_counter()
     outcome = run_experiment(recipe, SearchConfig, base, settings, epochs_key="search.epochs", verbose=0)
@@ -166,20 +169,24 @@ def breakdown(histories: list[list[dict[str, Any]]], wall: float, slots: int, cp
     """Where the slot-seconds (wall x concurrent trials) went; see the module docstring."""
     totals = dict.fromkeys(("training", "actor_start", "imports", "data_setup", "model_setup", "epoch_reporting"), 0.0)
     lifetimes, epochs = 0.0, 0
-    for rows in histories:
+    processes: set[tuple[Any, float]] = set()  # (pid, process start) of the processes that ran a trial already
+    for rows in sorted(histories, key=lambda h: h[0]["bench_entered_t"]):
         epoch_s = [float(r["epoch_s"]) for r in rows]
         reports = [float(r["bench_report_t"]) for r in rows]
         gaps = [reports[i] - reports[i - 1] - epoch_s[i] for i in range(1, len(rows))]
         report_cycle = statistics.mean(gaps) if gaps else 0.0
         first = rows[0]
         totals["training"] += sum(epoch_s)
-        totals["actor_start"] += first["bench_entered_t"] - first["bench_process_t"]
+        process = (first.get("bench_pid"), first["bench_process_t"])
+        began = first["bench_process_t"] if process not in processes else first["bench_entered_t"]  # a reused process: no start
+        processes.add(process)
+        totals["actor_start"] += first["bench_entered_t"] - began
         totals["imports"] += first["bench_imports_s"]
         totals["data_setup"] += first["bench_data_s"]
         setup = reports[0] - first["bench_entered_t"] - first["bench_imports_s"] - first["bench_data_s"]
         totals["model_setup"] += setup - epoch_s[0] - report_cycle
         totals["epoch_reporting"] += sum(gaps) + report_cycle  # the first epoch's cycle counted here too
-        lifetimes += reports[-1] + report_cycle - first["bench_process_t"]
+        lifetimes += reports[-1] + report_cycle - began
         epochs += len(rows)
     slot_seconds = wall * slots
     totals["slots_idle"] = slot_seconds - sum(totals.values())
@@ -228,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=None, help="trials at once (default: all that fit)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs given to Ray (default: all)")
     parser.add_argument("--skip-noop", action="store_true", help="do not measure the no-op trials' fixed cost")
+    parser.add_argument("--reuse-actors", choices=("auto", "off"), default="auto",
+                        help="auto: the jobs' default (CPU trials reuse finished trials' processes); off: a fresh worker per trial")
     parser.add_argument("--tiny", action="store_true", help="4 trials x 2 epochs on small data: checks that it works")
     parser.add_argument("--out", type=Path, default=RESULTS / "orchestration.json")
     args = parser.parse_args(argv)
@@ -243,14 +252,16 @@ def main(argv: list[str] | None = None) -> int:
     base = search_base_config(args.epochs, threads)
     space = {"seed": {"grid": list(range(args.trials))}}  # identical work per trial: balanced slots
 
+    reuse = None if args.reuse_actors == "auto" else False
     outcome, wall = run_tune(timed_search_recipe(args.train_images, args.val_images), base, name="searches",
-                             storage=storage, search_space=space, cpus_per_trial=args.cpus_per_trial, concurrency=slots)
+                             storage=storage, search_space=space, cpus_per_trial=args.cpus_per_trial, concurrency=slots,
+                             reuse_actors=reuse)
     histories = trial_histories(outcome.location)
     figures = breakdown(histories, wall, slots, args.cpus_per_trial)
     noop: dict[str, Any] | None = None
     if not args.skip_noop:
         probe, probe_wall = run_tune(noop_recipe, base, name="noop", storage=storage, search_space=space,
-                                     cpus_per_trial=args.cpus_per_trial, concurrency=slots)
+                                     cpus_per_trial=args.cpus_per_trial, concurrency=slots, reuse_actors=reuse)
         noop = {"wall_s": probe_wall, "trials": len(probe.summary.trials),
                 "slot_s_per_trial": probe_wall * slots / max(len(probe.summary.trials), 1)}
 
@@ -262,13 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     for key, share in figures["share"].items():
         print(f"  {key:<16} {100 * share:5.1f}% of slot time  ({figures['per_trial_s'][key]:6.2f} s per trial)")
     if noop:
-        print(f"no-op trials (fixed cost of a trial in a fresh actor): {noop['slot_s_per_trial']:.2f} slot-seconds per trial "
+        print(f"no-op trials (fixed cost of a trial): {noop['slot_s_per_trial']:.2f} slot-seconds per trial "
               f"({noop['trials']} trials in {noop['wall_s']:.1f} s)")
     result = {
         "benchmark": "orchestration",
         "command": provenance.command,
         "settings": {**{k: v for k, v in vars(args).items() if k != "out"}, "threads": threads, "slots": slots,
-                     "config": str(SEARCH_CONFIG.relative_to(REPO)), "scheduler": "fifo", "reuse_actors": False},
+                     "config": str(SEARCH_CONFIG.relative_to(REPO)), "scheduler": "fifo",
+                     "reuse_actors": args.reuse_actors != "off", "trial_processes": len({(r[0].get("bench_pid"), r[0]["bench_process_t"]) for r in histories})},
         "machine": machine(),
         "ray_start_s": ray_start_s,
         "wall_s": wall,

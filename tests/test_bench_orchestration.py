@@ -12,14 +12,16 @@ from bench_asha_vs_fifo import seed_noise  # noqa: E402
 from bench_orchestration import breakdown, search_base_config  # noqa: E402
 
 
-def timeline(process_t: float, epochs: list[float], *, start_s=2.0, imports_s=1.0, data_s=0.5, model_s=0.25, cycle=0.125):
-    """Reports of one trial: process start, then setup, then epochs each followed by a report cycle."""
-    entered = process_t + start_s
+def timeline(process_t: float, epochs: list[float], *, pid: int, start_s=2.0, imports_s=1.0, data_s=0.5, model_s=0.25, cycle=0.125,
+             entered: float | None = None):
+    """Reports of one trial: process start, then setup, then epochs each followed by a report cycle
+    (``entered``: when the trial began in a process that ran an earlier one)."""
+    entered = process_t + start_s if entered is None else entered
     t = entered + imports_s + data_s + model_s
     rows = []
     for epoch, seconds in enumerate(epochs, start=1):
         t += seconds + cycle
-        rows.append({"epoch": epoch, "epoch_s": seconds, "bench_report_t": t, "bench_process_t": process_t,
+        rows.append({"epoch": epoch, "epoch_s": seconds, "bench_report_t": t, "bench_process_t": process_t, "bench_pid": pid,
                      "bench_entered_t": entered, "bench_imports_s": imports_s, "bench_data_s": data_s,
                      "bench_cpu_s": 10.0 * epoch})
     return rows
@@ -27,9 +29,9 @@ def timeline(process_t: float, epochs: list[float], *, start_s=2.0, imports_s=1.
 
 def test_breakdown_recovers_the_timeline_and_accounts_for_every_slot_second():
     # Two slots; trial A then C in slot 1, trial B in slot 2 (idle after B). Lifetimes: 3.875 + 3 x 4.125.
-    a = timeline(0.0, [4.0, 4.0, 4.0])
-    c = timeline(16.5, [4.0, 4.0, 4.0])
-    b = timeline(0.0, [8.0, 8.0, 8.0])
+    a = timeline(0.0, [4.0, 4.0, 4.0], pid=1)
+    c = timeline(16.5, [4.0, 4.0, 4.0], pid=3)
+    b = timeline(0.0, [8.0, 8.0, 8.0], pid=2)
     wall = 33.0
     figures = breakdown([a, b, c], wall=wall, slots=2, cpus_per_trial=1.0)
     seconds = figures["seconds"]
@@ -44,8 +46,24 @@ def test_breakdown_recovers_the_timeline_and_accounts_for_every_slot_second():
     assert sum(figures["share"].values()) == pytest.approx(1.0)
 
 
+def test_a_trial_in_a_reused_process_counts_no_actor_start():
+    # Slot 1: trial A, then C in A's process (entered at 17.0, 0.5 s after A's last report cycle).
+    a = timeline(0.0, [4.0, 4.0, 4.0], pid=1)
+    c = timeline(0.0, [4.0, 4.0, 4.0], pid=1, entered=17.0, imports_s=0.0)
+    b = timeline(0.0, [8.0, 8.0, 8.0], pid=2)
+    figures = breakdown([c, a, b], wall=33.0, slots=2, cpus_per_trial=1.0)  # any order: C follows A by its entry time
+    seconds = figures["seconds"]
+    assert seconds["actor_start"] == pytest.approx(2 * 2.0)  # A and B started processes; C did not
+    assert seconds["imports"] == pytest.approx(2 * 1.0)
+    assert sum(seconds.values()) == pytest.approx(2 * 33.0)
+    lifetime_c = c[-1]["bench_report_t"] + 0.125 - 17.0
+    lifetime_a = a[-1]["bench_report_t"] + 0.125
+    lifetime_b = b[-1]["bench_report_t"] + 0.125
+    assert figures["mean_trial_lifetime_s"] == pytest.approx((lifetime_a + lifetime_b + lifetime_c) / 3)
+
+
 def test_efficiency_counts_the_cores_a_trial_holds():
-    trial = timeline(0.0, [5.0, 5.0])
+    trial = timeline(0.0, [5.0, 5.0], pid=1)
     one_slot = breakdown([trial], wall=14.0, slots=1, cpus_per_trial=2.0)
     assert one_slot["efficiency"] == pytest.approx(10.0 * 2 / (14.0 * 2))
 
