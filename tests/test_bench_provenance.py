@@ -171,7 +171,7 @@ def _orchestration(tmp_path, monkeypatch):
     bench = _load("bench_orchestration.py")
     monkeypatch.setattr(bench, "start_ray", lambda num_cpus: (0.5, 2.0))  # Ray Tune: fixed trial timelines
     monkeypatch.setattr(bench, "run_tune", lambda *a, **k: (SimpleNamespace(location="unused"), 16.5))
-    monkeypatch.setattr(bench, "trial_histories", lambda location: [timeline(0.0, [4.0, 4.0]), timeline(0.0, [4.0, 4.0])])
+    monkeypatch.setattr(bench, "trial_histories", lambda location: [timeline(0.0, [4.0, 4.0], pid=1), timeline(0.0, [4.0, 4.0], pid=2)])
     out = tmp_path / "orchestration.json"
     args = ["--tiny", "--skip-noop", "--out", str(out)]
     assert bench.main(args) == 0

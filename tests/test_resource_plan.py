@@ -124,11 +124,12 @@ def test_unknown_precision_is_an_error():
 
 
 @pytest.mark.parametrize("setting, gpus, reused", [
-    (None, None, True), (None, 0, True),  # CPU trials: the next trial runs in a finished trial's process
-    (None, 0.25, False), (None, 1, False),  # GPU trials: a fresh process each, its GPU memory freed on exit
-    (True, 0.5, True), (False, 0, False),  # said in the config: as said
+    (None, None, False), (None, 0.25, False),  # the default: a fresh process per trial
+    (True, None, True), (True, 0, True),  # CPU trials: the next trial runs in a finished trial's process
+    (True, 0.25, False), (True, 1, False),  # GPU trials: a fresh process each, its GPU memory freed on exit
+    (False, 0, False),
 ])
-def test_trials_reuse_processes_by_default_only_without_gpus(setting, gpus, reused):
+def test_trials_reuse_processes_only_when_set_and_without_gpus(setting, gpus, reused):
     from mmsearch.config import load_config
     from mmsearch.orchestration.experiment import reuse_actors
     from mmsearch.orchestration.settings import TuneSettings

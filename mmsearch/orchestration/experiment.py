@@ -15,8 +15,8 @@ preflight and :func:`check_resume`, and then :func:`run_plan`, which runs the pl
 Trials get ``cpus_per_trial``/``gpus_per_trial`` (fractional GPUs run several trials per GPU);
 the number running at once is derived from the cluster, minus ``reserve_cpus_for_data`` CPUs
 kept free so Ray Data's streaming tasks are never starved. Trials with GPUs each run in a fresh
-actor, so a stopped trial's GPU memory is released with its process; CPU trials reuse the
-processes of finished ones (``TuneSettings.reuse_actors``; a fresh worker costs ~4 s here).
+actor, so a stopped trial's GPU memory is released with its process; CPU trials can reuse the
+processes of finished ones (``TuneSettings.reuse_actors``, off by default; a fresh worker costs ~4 s here).
 """
 from __future__ import annotations
 
@@ -234,9 +234,9 @@ def run_plan(plan: ExperimentPlan, *, callbacks: Iterable[tune.Callback] = (), v
 
 
 def reuse_actors(settings: TuneSettings, gpus_per_trial: float | None) -> bool:
-    """Whether a finished trial's process runs the next trial: ``settings.reuse_actors``, or by
-    default when the trials get no GPU (a GPU trial's process exits, its GPU memory with it)."""
-    return settings.reuse_actors if settings.reuse_actors is not None else not gpus_per_trial
+    """Whether a finished trial's process runs the next trial: when ``settings.reuse_actors`` says
+    so and the trials get no GPU (a GPU trial's process exits, its GPU memory with it)."""
+    return settings.reuse_actors and not gpus_per_trial
 
 
 def _new_tuner(
@@ -271,7 +271,7 @@ def _new_tuner(
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=s.num_samples,
-            reuse_actors=reuse_actors,  # TuneSettings.reuse_actors: CPU trials reuse processes, GPU trials do not
+            reuse_actors=reuse_actors,  # TuneSettings.reuse_actors: CPU trials only, when set
         ),
         run_config=tune.RunConfig(
             name=s.experiment_name,
