@@ -131,7 +131,7 @@ def test_unknown_precision_is_an_error():
 ])
 def test_trials_reuse_processes_only_when_set_and_without_gpus(setting, gpus, reused):
     from mmsearch.config import load_config
-    from mmsearch.orchestration.experiment import reuse_actors
+    from mmsearch.orchestration.resource_plan import reuse_actors
     from mmsearch.orchestration.settings import TuneSettings
 
     settings = load_config(TuneSettings, {"experiment_name": "e", "metric": "m", "mode": "max",

@@ -38,7 +38,7 @@ from mmsearch.orchestration.checkpoints import CheckpointFallback, ResultFilesTo
 from mmsearch.orchestration.cluster import alive_nodes, connect
 from mmsearch.orchestration.credentials import keep_credentials_out_of_runtime_envs
 from mmsearch.orchestration.metrics import TrialMetricsCallback
-from mmsearch.orchestration.resource_plan import ResourcePlan, cpu_fit, plan_trial_resources
+from mmsearch.orchestration.resource_plan import ResourcePlan, cpu_fit, plan_trial_resources, reuse_actors
 from mmsearch.orchestration.search_space import SearchSpace, build_searcher, parse_search_space
 from mmsearch.orchestration.settings import ResourceSettings, TuneSettings
 from mmsearch.orchestration.summary import ExperimentSummary, summarize_analysis, write_summary
@@ -231,12 +231,6 @@ def run_plan(plan: ExperimentPlan, *, callbacks: Iterable[tune.Callback] = (), v
     print(summary.table())
     print(f"Results: {location.uri} (summary: {location.child('experiment_summary.json').uri})", flush=True)
     return ExperimentOutcome(results=results, summary=summary, location=location, resumed=resumed)
-
-
-def reuse_actors(settings: TuneSettings, gpus_per_trial: float | None) -> bool:
-    """Whether a finished trial's process runs the next trial: when ``settings.reuse_actors`` says
-    so and the trials get no GPU (a GPU trial's process exits, its GPU memory with it)."""
-    return settings.reuse_actors and not gpus_per_trial
 
 
 def _new_tuner(

@@ -15,7 +15,7 @@ import dataclasses
 import math
 from typing import Literal, Mapping
 
-from mmsearch.orchestration.settings import ResourceSettings
+from mmsearch.orchestration.settings import ResourceSettings, TuneSettings
 
 RAY_RESOURCE_STEP = 1e-4  # Ray keeps fractional resources to 4 decimal places
 
@@ -67,4 +67,10 @@ def plan_trial_resources(resources: ResourceSettings, cluster: Mapping[str, floa
     return ResourcePlan(resources.cpus_per_trial, round(share, 4), gpus, "auto", sharing)
 
 
-__all__ = ["RAY_RESOURCE_STEP", "ResourcePlan", "cpu_fit", "plan_trial_resources"]
+def reuse_actors(settings: TuneSettings, gpus_per_trial: float | None) -> bool:
+    """Whether a finished trial's process runs the next trial: when ``settings.reuse_actors`` says
+    so and the trials get no GPU (a GPU trial's process exits, its GPU memory with it)."""
+    return settings.reuse_actors and not gpus_per_trial
+
+
+__all__ = ["RAY_RESOURCE_STEP", "ResourcePlan", "cpu_fit", "plan_trial_resources", "reuse_actors"]
