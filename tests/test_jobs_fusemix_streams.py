@@ -75,8 +75,7 @@ def test_a_split_that_fits_one_shuffle_window_is_read_without_ray_data(ray_sessi
     """Ray Data's fixed cost per read (seconds) buys nothing for a split the heap-side shuffle
     window would hold whole: such a split is read by the plain-pyarrow stream, a larger one streams."""
     from mmsearch.data.store import LocalStoreStream, open_store
-    from mmsearch.orchestration.fusemix_streams import stored_bytes
-    from mmsearch.orchestration.ray_data import DEFAULT_SHUFFLE_WINDOW_BYTES, RayDataStream
+    from mmsearch.orchestration.ray_data import DEFAULT_SHUFFLE_WINDOW_BYTES, RayDataStream, stored_bytes
 
     data = config(stores).data
     size = stored_bytes(open_store(stores["train"]).table("pairs"))

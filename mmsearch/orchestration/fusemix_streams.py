@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmsearch.data.store import LocalStoreStream, StoreTable, open_store
-from mmsearch.orchestration.ray_data import DEFAULT_SHUFFLE_WINDOW_BYTES, RayDataStream
+from mmsearch.data.store import LocalStoreStream, open_store
+from mmsearch.orchestration.ray_data import DEFAULT_SHUFFLE_WINDOW_BYTES, RayDataStream, stored_bytes
 from mmsearch.recipes.fusemix.data import BatchStream, FuseMixDataError, StreamFactory
 from mmsearch.recipes.fusemix.config import FuseMixDataConfig
 
@@ -36,11 +36,6 @@ _STORE_KEY = {"train": "store", "val": "val_store", "test": "test_store"}
 def store_columns(data: FuseMixDataConfig) -> list[str]:
     """The columns a FuseMix run reads: the two latents and, when set, the group ids."""
     return [data.x_column, data.y_column] + ([data.group_column] if data.group_column else [])
-
-
-def stored_bytes(table: StoreTable) -> int:
-    """The table's bytes on storage, from its manifest (no file is opened)."""
-    return sum(shard.bytes for shard in table.manifest.shards)
 
 
 def ray_stream_factory(*, target_block_bytes: int | None = None, local_up_to_bytes: int = DEFAULT_SHUFFLE_WINDOW_BYTES,
@@ -70,4 +65,4 @@ def ray_stream_factory(*, target_block_bytes: int | None = None, local_up_to_byt
     return factory
 
 
-__all__ = ["ray_stream_factory", "store_columns", "stored_bytes"]
+__all__ = ["ray_stream_factory", "store_columns"]

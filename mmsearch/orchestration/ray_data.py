@@ -105,10 +105,14 @@ def store_dataset(
     return dataset
 
 
+def stored_bytes(table: StoreTable) -> int:
+    """The table's bytes on storage, from its manifest (no file is opened)."""
+    return sum(shard.bytes for shard in table.manifest.shards)
+
+
 def default_shuffle_buffer_rows(table: StoreTable, batch_size: int = 1) -> int:
     """Rows in about ``DEFAULT_SHUFFLE_WINDOW_BYTES`` (from the stored bytes per row), >= one batch."""
-    stored = sum(s.bytes for s in table.manifest.shards)
-    per_row = max(1.0, stored / max(table.num_rows, 1))
+    per_row = max(1.0, stored_bytes(table) / max(table.num_rows, 1))
     return max(batch_size, int(DEFAULT_SHUFFLE_WINDOW_BYTES / per_row))
 
 
@@ -230,5 +234,6 @@ __all__ = [
     "default_block_bytes",
     "default_shuffle_buffer_rows",
     "store_dataset",
+    "stored_bytes",
     "train_shard_stream",
 ]

@@ -68,8 +68,8 @@ class RecipeTrial:
         if self.recipe.ray_streams(config):
             import ray.data
 
-            # Keep this trial process's log free of the
-            # progress bars of every epoch's read (the driver's progress table shows the epochs).
+            # No progress bars for every epoch's reads in this trial's log (the driver's progress
+            # table shows the epochs).
             ray.data.DataContext.get_current().enable_progress_bars = False
             context.stream_factory = ray_stream_factory()  # type: ignore[attr-defined]
         return self.recipe.fn(config, context)
