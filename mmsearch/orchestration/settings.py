@@ -77,8 +77,9 @@ class TuneSettings:
     # true: a finished CPU trial's process runs the next trial (saves the ~4 s start of a fresh Ray
     # worker per trial: 90.6 % against 83.0 % efficiency, bench/README.md); GPU trials always get
     # fresh processes, so a stopped trial's GPU memory goes with it. Off by default: in the two-node
-    # cluster test with a lost node it left the start records of 4 trials in 5 trial directories,
-    # not yet explained.
+    # cluster test with a lost node it left the start records of 4 trials in 5 trial directories
+    # once; three more runs with it on passed (reused processes seen in the start records' pids).
+    # Not yet explained, so not yet the default.
     reuse_actors: bool = False
 
     def __post_init__(self) -> None:
