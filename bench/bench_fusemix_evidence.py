@@ -114,7 +114,9 @@ def comparison_arms(args: argparse.Namespace, name: str) -> tuple[list[float], d
     base = list(args.recipe)
 
     def arm(alpha: float = 1.0, extra: tuple[str, ...] = (), encoders: str = "pretrained") -> dict[str, Any]:
-        return {"alpha": alpha, "overrides": [*base, *extra], "encoders": encoders}
+        # An arm's alpha is applied after its overrides, so one named among them (a tuned config's) is the arm's alpha.
+        named = [o.split("=", 1)[1] for o in extra if o.split("=", 1)[0].strip() == "loss.mixup_alpha"]
+        return {"alpha": float(named[-1]) if named else alpha, "overrides": [*base, *extra], "encoders": encoders}
 
     if name == "pairing":
         doubled = f"train.batch_size={2 * args.batch_size}"

@@ -66,6 +66,20 @@ def test_equal_compute_plan_gives_halves_a_doubled_batch_and_the_same_flops():
     assert len({bench.plan_steps(5250, arm, budget, 4) for arm in mixup.values()}) == 1
 
 
+def test_a_tuned_config_keeps_its_alpha_and_batch_and_gets_the_defaults_flops():
+    """The tuned arm's alpha is applied (an arm's alpha goes after its overrides), its batch is its
+    own, and its steps come from the default's FLOP budget."""
+    args = bench.parse_args(["--comparisons", "tuned", "--tuned", "loss.mixup_alpha=2.0", "--tuned", "train.batch_size=256",
+                             "--tuned", "model.x.depth=2"])
+    _, arms = bench.comparison_arms(args, "tuned")
+    assert (arms["default"]["alpha"], arms["tuned"]["alpha"]) == (1.0, 2.0)
+    budget = args.steps * bench.flops_per_step(arms["default"], bench.arm_batch(5250, arms["default"], 4))
+    (default_batch, default_steps), (tuned_batch, tuned_steps) = (bench.plan_steps(5250, a, budget, 4) for a in arms.values())
+    assert (default_batch, tuned_batch) == (512, 256) and default_steps == args.steps
+    tuned_flops = tuned_steps * bench.flops_per_step(arms["tuned"], tuned_batch)
+    assert tuned_flops == pytest.approx(budget, rel=0.05) and tuned_steps > args.steps  # a deeper adapter at half the batch
+
+
 def test_random_weight_encoders_are_seeded_named_apart_and_fingerprinted_apart():
     images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     before = torch.random.get_rng_state()
