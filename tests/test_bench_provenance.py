@@ -42,6 +42,7 @@ CHECKED_IN = {
     "bench_fusemix_evidence.py": ("test_bench_fusemix_evidence", "test_quick_run_covers_every_comparison_at_equal_compute"),
     "bench_vs_reference.py": ("test_bench_vs_reference", "test_without_the_reference_checkout_it_says_so_times_nothing_and_records_provenance"),
     "bench_task_streaming.py": ("test_bench_task_streaming", "test_quick_run_measures_both_modes_at_every_size"),
+    "bench_vqa_fit.py": ("test_bench_vqa_fit", "test_quick_runs_give_per_epoch_curves_a_consistent_summary_and_resume_without_training"),
 }
 
 

@@ -25,7 +25,7 @@ def task_overrides(task: str) -> dict:
 
 def expected_shapes(task: str, batch: int, regions: int) -> dict[str, tuple[int, ...]]:
     return {
-        "vqa": {"logits": (batch, ANSWERS)},
+        "vqa": {"logits": (batch, ANSWERS), "region_attention": (batch, regions)},
         "itm": {"logits": (batch,)},
         "vg": {"scores": (batch, regions), "box_deltas": (batch, regions, 4)},
     }[task]

@@ -42,6 +42,9 @@ class VQARecord:
     answers: dict[str, float]  # answer string -> soft score in [0, 1] (VQA-v2: from 10 human answers)
     answer_type: AnswerType
     family: str  # question family / type (scenes: exist, count, attribute, compare, relation, ...)
+    # Pixel boxes (x1, y1, x2, y2) of the objects the answer is read from (scenes: exact; real data
+    # sets: none). A VQA head can be supervised to attend to them (``head.grounding_weight``).
+    referent_boxes: tuple[tuple[float, float, float, float], ...] = ()
 
 
 @dataclass(frozen=True)

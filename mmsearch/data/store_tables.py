@@ -4,8 +4,9 @@ A :class:`StoreTables` describes one task's side of the data set format; ``Store
 (``mmsearch.data.tasks``) is generic over it. The embedded scenes and the real-format loaders
 write three sample tables, read by the three scene tasks (:data:`SCENE_TABLES`):
 
-  * vqa -> ``vqa`` (targets ``answer_scores`` [B, A]; meta ``question_id``, ``image_id``,
-    ``answer_type``, ``family``);
+  * vqa -> ``vqa`` (targets ``answer_scores`` [B, A] and, where the data set has them,
+    ``referent_boxes`` [B, K, 4] pixels with ``referent_mask`` [B, K] True at padding; meta
+    ``question_id``, ``image_id``, ``answer_type``, ``family``);
   * itm -> ``captions`` + ``negatives`` (every row a positive pair; hard negatives as
     ``neg_text_mask`` [B, K, T] with ``neg_text_ids`` / ``neg_text_states``; meta
     ``caption_id``, ``image_id``);
@@ -70,10 +71,16 @@ class StoreTables:
 def _vqa_targets(store: Store, samples: pa.Table, data: SplitArrays, text_input: str) -> None:
     data.targets["answer_ids"] = Ragged.from_arrow(samples.column("answer_ids"))
     data.targets["answer_scores"] = Ragged.from_arrow(samples.column("answer_scores"))
+    if "referent_boxes" in samples.column_names:  # data sets written before it have none
+        data.targets["referent_boxes"] = Ragged.from_arrow(samples.column("referent_boxes"))
 
 
 def _vqa_collate(data: SplitArrays, rows: np.ndarray, num_answers: int) -> dict[str, Any]:
-    return {"answer_scores": answer_scores(rows, data.targets["answer_ids"], data.targets["answer_scores"], num_answers)}
+    out = {"answer_scores": answer_scores(rows, data.targets["answer_ids"], data.targets["answer_scores"], num_answers)}
+    if "referent_boxes" in data.targets:
+        boxes, padding = data.targets["referent_boxes"].gather(rows)
+        out.update(referent_boxes=tensor(boxes, float32=True), referent_mask=tensor(padding))
+    return out
 
 
 def _vg_targets(store: Store, samples: pa.Table, data: SplitArrays, text_input: str) -> None:

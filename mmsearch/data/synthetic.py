@@ -66,6 +66,7 @@ class _Sample:
     answer_type: str = ""  # vqa
     negative: list[str] | None = None  # itm: a hard-negative caption
     target: int = -1  # vg: index of the referred object
+    referents: tuple[int, ...] = ()  # vqa: indices of the objects the answer is read from
 
 
 def _holds(relation: str, a: _Object, b: _Object) -> bool:
@@ -244,29 +245,32 @@ class SyntheticTaskData:
     def _ask(self, family: str, rng: np.random.Generator, image: int, scene: list[_Object]) -> _Sample | None:
         if family == "query":
             shapes = [o.shape for o in scene]
-            unique = [o for o in scene if shapes.count(o.shape) == 1]
+            unique = [i for i, o in enumerate(scene) if shapes.count(o.shape) == 1]
             if not unique:
                 return None
-            obj = unique[int(rng.integers(len(unique)))]
-            return _Sample(image, ["what", "color", "is", "the", SHAPES[obj.shape]], "query", COLORS[obj.color], "other")
+            index = unique[int(rng.integers(len(unique)))]
+            obj = scene[index]
+            words = ["what", "color", "is", "the", SHAPES[obj.shape]]
+            return _Sample(image, words, "query", COLORS[obj.color], "other", referents=(index,))
         if family == "relate":
             related = self._relate(rng, scene)
             if related is None:
                 return None
             relation, anchor, target = related
             words = ["what", "color", "is", "the", "thing", relation, "of", "the", SHAPES[scene[anchor].shape]]
-            return _Sample(image, words, "relate", COLORS[scene[target].color], "other")
+            return _Sample(image, words, "relate", COLORS[scene[target].color], "other", referents=(target,))
         if family == "exist":  # half the time about an object that is there
             if rng.random() < 0.5:
                 obj = scene[int(rng.integers(len(scene)))]
                 color, shape = obj.color, obj.shape
             else:
                 color, shape = int(rng.integers(len(COLORS))), int(rng.integers(len(SHAPES)))
-            found = any(o.color == color and o.shape == shape for o in scene)
-            return _Sample(image, ["is", "there", "a", COLORS[color], SHAPES[shape]], "exist", "yes" if found else "no", "yes/no")
+            found = tuple(i for i, o in enumerate(scene) if o.color == color and o.shape == shape)
+            words = ["is", "there", "a", COLORS[color], SHAPES[shape]]
+            return _Sample(image, words, "exist", "yes" if found else "no", "yes/no", referents=found)
         color = int(rng.integers(len(COLORS)))
-        count = sum(o.color == color for o in scene)
-        return _Sample(image, ["how", "many", COLORS[color], "things"], "count", str(count), "number")
+        counted = tuple(i for i, o in enumerate(scene) if o.color == color)
+        return _Sample(image, ["how", "many", COLORS[color], "things"], "count", str(len(counted)), "number", referents=counted)
 
     def _caption(self, rng: np.random.Generator, image: int, scene: list[_Object]) -> _Sample:
         pairs = [(r, a, b) for a in range(len(scene)) for b in range(len(scene)) if a != b for r in RELATIONS if _holds(r, scene[a], scene[b])]

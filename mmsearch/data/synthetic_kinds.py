@@ -2,7 +2,8 @@
 :class:`SceneKind` each: which sample maker of ``SyntheticTaskData`` writes a sample, whether the
 data has an answer vocabulary, the per-split target arrays and how a batch's targets are collated.
 
-* vqa: questions; one-hot ``answer_scores`` [B, A], meta ``answer_type`` and ``question_id``;
+* vqa: questions; one-hot ``answer_scores`` [B, A], ``referent_boxes`` [B, K, 4] pixels with
+  ``referent_mask`` [B, K] (True at padding), meta ``answer_type`` and ``question_id``;
 * itm: captions with one hard negative each (``neg_text_ids`` / ``neg_text_mask`` /
   ``neg_text_states`` [B, 1, T(, Dt)]; the negatives share the batch's text width);
 * vg: referring expressions; ``gt_box`` [B, 4] pixels, the target box jittered by up to a pixel.
@@ -30,12 +31,22 @@ class SceneKind:
 def _vqa_prepare(split: Any, data: Any, code: int) -> None:
     split.answer = np.array([data.answers.index(s.answer) for s in split.samples], dtype=np.int64)
     split.num_answers = len(data.answers)
+    width = max((len(s.referents) for s in split.samples), default=0)
+    split.referent_boxes = np.zeros((len(split.samples), width, 4), dtype=np.float32)
+    split.referent_mask = np.ones((len(split.samples), width), dtype=bool)
+    for row, sample in enumerate(split.samples):
+        for k, index in enumerate(sample.referents):
+            split.referent_boxes[row, k] = split.objects[sample.image][index].box
+            split.referent_mask[row, k] = False
 
 
 def _vqa_collate(split: Any, rows: np.ndarray, batch: MultimodalBatch, t: int) -> None:
     scores = torch.zeros(len(rows), split.num_answers)
     scores[torch.arange(len(rows)), torch.from_numpy(split.answer[rows])] = 1.0
     batch.targets["answer_scores"] = scores
+    width = int((~split.referent_mask[rows]).sum(axis=1).max(initial=0))
+    batch.targets["referent_boxes"] = torch.from_numpy(split.referent_boxes[rows, :width])
+    batch.targets["referent_mask"] = torch.from_numpy(split.referent_mask[rows, :width])
     batch.meta["answer_type"] = [split.samples[r].answer_type for r in rows.tolist()]
     batch.meta["question_id"] = batch.meta["sample_id"]
 

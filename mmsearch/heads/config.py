@@ -39,6 +39,13 @@ class VQAHeadConfig(_ReductionConfig):
     # tuned with it; Adam itself is invariant to the scale). "mean": summed over answers,
     # averaged over questions, so loss values compare across batch sizes.
     reduction: Reduction = "sum"
+    # Grounding supervision: weight of a KL term pulling the region reduction's attention (its
+    # first glimpse) onto the proposals that cover the question's referents (IoU >= grounding_iou
+    # with a referent box; the data's ``referent_boxes``). 0 = answers only (MMnas). Questions
+    # without a covered referent add nothing. The term follows ``reduction`` (summed or averaged
+    # over questions), as the answer loss does.
+    grounding_weight: float = Field(default=0.0, ge=0.0)
+    grounding_iou: float = Field(default=0.5, gt=0.0, le=1.0)
 
 
 @config_dataclass

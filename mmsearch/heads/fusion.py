@@ -57,10 +57,14 @@ class AttFlat(nn.Module):
         self.merge = nn.Linear(hidden_size * glimpses, out_size)
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        return self.reduce(x, mask)[0]
+
+    def reduce(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``([B, out_size], attention logits [B, L, G])``; padded positions get a very negative logit."""
         logits = self.attention(x).masked_fill(mask.unsqueeze(-1), padding_fill_value(x.dtype))
         weights = torch.softmax(logits, dim=1)  # [B, L, G]
         pooled = torch.bmm(weights.transpose(1, 2), x)  # [B, G, H]
-        return self.merge(pooled.flatten(1))
+        return self.merge(pooled.flatten(1)), logits
 
 
 class FusedReduction(nn.Module):
@@ -76,11 +80,18 @@ class FusedReduction(nn.Module):
 
     def pooled(self, text: Tensor, text_mask: Tensor, regions: Tensor, region_mask: Tensor) -> tuple[Tensor, Tensor]:
         """The two reduced streams before fusion: ``([B, out_size], [B, out_size])``."""
+        text_vector, region_vector, _ = self.reduce(text, text_mask, regions, region_mask)
+        return text_vector, region_vector
+
+    def reduce(self, text: Tensor, text_mask: Tensor, regions: Tensor, region_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``pooled`` plus the region reduction's attention logits ``[B, N, G]`` (which regions it reads)."""
         check_stream("text", text, text_mask, self.hidden_size)
         check_stream("region", regions, region_mask, self.hidden_size)
         if text.shape[0] != regions.shape[0]:
             raise ValueError(f"text and regions disagree on the batch size: {text.shape[0]} vs {regions.shape[0]}")
-        return self.text_flat(text, text_mask), self.region_flat(regions, region_mask)
+        text_vector = self.text_flat(text, text_mask)  # text first: dropout draws in MMnas's order
+        region_vector, region_logits = self.region_flat.reduce(regions, region_mask)
+        return text_vector, region_vector, region_logits
 
     def forward(self, text: Tensor, text_mask: Tensor, regions: Tensor, region_mask: Tensor) -> Tensor:
         text_vector, region_vector = self.pooled(text, text_mask, regions, region_mask)

@@ -2,6 +2,10 @@
 
 Targets: ``batch.targets["answer_scores"]`` ``[B, A]`` soft scores in [0, 1] (VQA-v2: 0, 0.3,
 0.6, 0.9, 1.0). Meta read at evaluation: ``answer_type`` and ``family`` (lists of str, optional).
+With ``head.grounding_weight > 0`` the loss also pulls the region reduction's attention onto the
+question's referents (``targets["referent_boxes"]``, :mod:`mmsearch.heads.vqa_grounding`);
+wherever a batch has referents, training and evaluation report ``vqa_pointing``: the share (%) of
+questions whose most attended region covers a referent, supervised or not.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from torch import Tensor, nn
 from mmsearch.batch import MultimodalBatch
 from mmsearch.heads.config import VQAHeadConfig
 from mmsearch.heads.fusion import FusedReduction
+from mmsearch.heads import vqa_grounding as grounding
 from mmsearch.heads.objective import RunFn, check_finite, require_output, require_target, to_floats
 from mmsearch.metrics.vqa import VQAAccuracy, vqa_sample_scores
 
@@ -21,7 +26,8 @@ TARGET_KEY = "answer_scores"
 
 
 class VQAHead(nn.Module):
-    """Outputs ``{"logits": [B, num_answers]}``."""
+    """Outputs ``{"logits": [B, num_answers], "region_attention": [B, N]}`` (the region reduction's
+    attention logits, first glimpse; very negative at padding)."""
 
     def __init__(self, cfg: VQAHeadConfig, hidden_size: int, layer_norm: str = "torch") -> None:
         super().__init__()
@@ -33,7 +39,9 @@ class VQAHead(nn.Module):
         self.classifier = nn.Linear(out_size, cfg.num_answers)
 
     def forward(self, text: Tensor, text_mask: Tensor, regions: Tensor, region_mask: Tensor) -> dict[str, Tensor]:
-        return {"logits": self.classifier(self.fusion(text, text_mask, regions, region_mask))}
+        text_vector, region_vector, attention = self.fusion.reduce(text, text_mask, regions, region_mask)
+        logits = self.classifier(self.fusion.norm(text_vector + region_vector))
+        return {"logits": logits, grounding.OUTPUT_KEY: attention[..., 0]}
 
 
 def answer_scores_for(logits: Tensor, batch: MultimodalBatch) -> Tensor:
@@ -76,23 +84,42 @@ class VQAObjective:
         scores = answer_scores_for(logits, batch)
         check_finite("vqa answer_scores", scores)
         loss = vqa_loss(logits, scores, self.cfg.reduction)
-        accuracy = 100.0 * vqa_sample_scores(logits.detach().argmax(dim=1), scores).float().mean()
-        return loss, to_floats({"loss": loss, "vqa_acc": accuracy})
+        logs = {"vqa_acc": 100.0 * vqa_sample_scores(logits.detach().argmax(dim=1), scores).float().mean()}
+        weight = self.cfg.grounding_weight
+        if weight > 0 or (grounding.has_referents(batch) and grounding.OUTPUT_KEY in outputs):
+            attention, targets = grounding.batch_targets(outputs, batch, weight, self.cfg.grounding_iou)
+            hits = grounding.pointing_hits(attention.detach(), targets)
+            if len(hits):
+                logs["vqa_pointing"] = 100.0 * hits.float().mean()
+            if weight > 0:
+                term = grounding.grounding_loss(attention, targets)
+                term = term if self.cfg.reduction == "sum" else term / logits.shape[0]
+                logs["vqa_grounding"] = term.detach() / max(int(targets.has_positive.sum()), 1)  # KL per question
+                loss = loss + weight * term
+        return loss, to_floats({"loss": loss, **logs})
 
 
 @torch.no_grad()
 def evaluate_vqa(cfg: VQAHeadConfig, run: RunFn, batches: Iterable[MultimodalBatch]) -> dict[str, float]:
     """Soft VQA accuracy overall, per answer type and per question family (see VQAAccuracy)."""
     accuracy = VQAAccuracy()
+    hits, asked = 0, 0
     for batch in batches:
-        logits = require_output(run(batch), "logits", "vqa")
+        outputs = run(batch)
+        logits = require_output(outputs, "logits", "vqa")
         accuracy.update(
             predict_vqa({"logits": logits})["answer_index"],
             answer_scores_for(logits, batch),
             batch.meta.get("answer_type"),
             batch.meta.get("family"),
         )
-    return accuracy.compute()
+        if grounding.has_referents(batch) and grounding.OUTPUT_KEY in outputs:
+            found = grounding.pointing_hits(*grounding.batch_targets(outputs, batch, cfg.grounding_weight, cfg.grounding_iou))
+            hits, asked = hits + int(found.sum()), asked + len(found)
+    metrics = accuracy.compute()
+    if asked:
+        metrics["vqa_pointing"] = 100.0 * hits / asked
+    return metrics
 
 
 __all__ = ["TARGET_KEY", "VQAHead", "VQAObjective", "evaluate_vqa", "predict_vqa", "vqa_loss"]

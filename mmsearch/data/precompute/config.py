@@ -190,13 +190,20 @@ def data_config(cfg: PrecomputeConfig) -> dict:
     return data
 
 
+# What the code writes from a config; raised when the same config starts producing other data
+# (2: the vqa table's referent_boxes), so a cached data set of older code is not reused.
+CONTENTS_REVISION = 2
+
+
 def fingerprint(cfg: PrecomputeConfig) -> str:
     """12 hex digits identifying the data ``cfg`` produces (same data -> same fingerprint)."""
-    text = json.dumps(data_config(cfg), sort_keys=True, separators=(",", ":"))
+    data = {**data_config(cfg), "contents_revision": CONTENTS_REVISION}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 __all__ = [
+    "CONTENTS_REVISION",
     "ImageEncoderConfig",
     "PrecomputeConfig",
     "RayPrecomputeConfig",

@@ -134,6 +134,7 @@ def text_rows(split: DatasetSplit, table: str, answers: dict[str, int] | None = 
             "answer_scores": scores,
             "answer_type": [q.answer_type for q in split.vqa],
             "family": [q.family for q in split.vqa],
+            "referent_boxes": [np.asarray(q.referent_boxes, dtype=np.float32).reshape(-1, 4) for q in split.vqa],
         }
         texts = columns["question"]
     elif table == "captions":

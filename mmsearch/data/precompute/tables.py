@@ -21,7 +21,9 @@ table          columns
                [T] (compact vocabulary, no PAD); [``states`` sequence [T, Dt] F]
                ``answer_ids`` list int32 and ``answer_scores`` list float32 (the question's
                answers that are in ``answers.json``, with soft scores in [0, 1]);
-               ``answer_type`` str (yes/no, number, other); ``family`` str
+               ``answer_type`` str (yes/no, number, other); ``family`` str;
+               ``referent_boxes`` sequence [K, 4] float32 (pixels x1 y1 x2 y2 of the objects
+               the answer is read from; K = 0 where there are none or the source has none)
 ``captions``   ``caption_id``, ``image_id``, ``caption`` str; ``token_ids``; [``states``];
                ``sentence`` vector [Dt] F (MiniLM sentence latent, L2-normalised before the
                cast); ``num_negatives`` int32
@@ -69,6 +71,7 @@ def table_columns(
             "answer_scores": list_of("float32"),
             "answer_type": string,
             "family": string,
+            "referent_boxes": sequence(4, "float32"),
         }
     if table == "captions":
         return {

@@ -80,7 +80,7 @@ def scene_records(cfg: SceneConfig, index: int) -> SceneRecords:
     return SceneRecords(
         scene=scene,
         image=image,
-        vqa=questions.to_records(scene.image_id, qs),
+        vqa=questions.to_records(scene, qs),
         captions=captions.to_records(scene.image_id, caps),
         refs=referring.to_records(scene, refs),
     )

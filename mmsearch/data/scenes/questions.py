@@ -52,6 +52,10 @@ _COMPARE_VALUES = MappingProxyType({"colour": COLOUR_NAMES, "shape": SHAPES})
 class Question(Candidate):
     answer_type: str
     family: str
+    # Bit mask of the objects the answer is read from (bit i = object i): the grounding signal a
+    # VQA head can be supervised with (``head.grounding_weight``). 0: nothing to point at (a "no"
+    # to an existence question, a count of 0).
+    referents: int = 0
 
 
 def _yes_no(flag: bool) -> str:
@@ -64,17 +68,18 @@ def _exist(f: SceneFacts) -> list[Question]:
         present = f.mask(d) != 0
         if not present and d.arity > 1 and not f.plausible(d):
             continue
-        out.append(Question(f"exist/{d.arity}", f"is there {d.a()}?", _yes_no(present), "yes/no", "exist"))
+        out.append(Question(f"exist/{d.arity}", f"is there {d.a()}?", _yes_no(present), "yes/no", "exist", f.mask(d)))
     return out
 
 
 def _count(f: SceneFacts) -> list[Question]:
-    out = [Question("count/0", "how many shapes are there?", str(f.n), "number", "count")]
+    out = [Question("count/0", "how many shapes are there?", str(f.n), "number", "count", f.all)]
     for d in _COUNT_DESCRIPTORS:
         n = f.mask(d).bit_count()
         if n == 0 and d.arity > 1 and not f.plausible(d):
             continue
-        out.append(Question(f"count/{d.arity}", f"how many {d.words(plural=True)} are there?", str(n), "number", "count"))
+        text = f"how many {d.words(plural=True)} are there?"
+        out.append(Question(f"count/{d.arity}", text, str(n), "number", "count", f.mask(d)))
     return out
 
 
@@ -84,7 +89,7 @@ def _attribute(f: SceneFacts) -> list[Question]:
         for kind in ("colour", "shape", "size"):
             for d in f.unique(i, (kind,)):
                 text = f"what {kind} is {d.the(QUERY_NOUN[kind])}?"
-                out.append(Question(f"query_{kind}/{d.arity}", text, obj.attribute(kind), "other", "attribute"))
+                out.append(Question(f"query_{kind}/{d.arity}", text, obj.attribute(kind), "other", "attribute", 1 << i))
     return out
 
 
@@ -96,25 +101,28 @@ def _compare(f: SceneFacts) -> list[Question]:
             ca, cb = counts[a], counts[b]
             if ca == cb == 0:
                 continue
-            pa, pb = Descriptor(**{kind: a}).words(plural=True), Descriptor(**{kind: b}).words(plural=True)
-            out.append(Question(f"more/{kind}", f"are there more {pa} than {pb}?", _yes_no(ca > cb), "yes/no", "compare"))
-            out.append(Question(f"fewer/{kind}", f"are there fewer {pa} than {pb}?", _yes_no(ca < cb), "yes/no", "compare"))
+            da, db = Descriptor(**{kind: a}), Descriptor(**{kind: b})
+            pa, pb, both = da.words(plural=True), db.words(plural=True), f.mask(da) | f.mask(db)
+            out.append(Question(f"more/{kind}", f"are there more {pa} than {pb}?", _yes_no(ca > cb), "yes/no", "compare", both))
+            out.append(Question(f"fewer/{kind}", f"are there fewer {pa} than {pb}?", _yes_no(ca < cb), "yes/no", "compare", both))
             if a < b:  # symmetric: ask one order only
                 text = f"are there as many {pa} as {pb}?"
-                out.append(Question(f"as_many/{kind}", text, _yes_no(ca == cb), "yes/no", "compare"))
+                out.append(Question(f"as_many/{kind}", text, _yes_no(ca == cb), "yes/no", "compare", both))
     for i, j in itertools.permutations(range(f.n), 2):
         a, b = f.objects[i], f.objects[j]
         pa, pb = f.unique_phrase(i, ("size",)), f.unique_phrase(j, ("size",))
         if pa and pb:
             larger, smaller = a.size == "large" and b.size == "small", a.size == "small" and b.size == "large"
-            out.append(Question("larger", f"is {pa} larger than {pb}?", _yes_no(larger), "yes/no", "compare"))
-            out.append(Question("smaller", f"is {pa} smaller than {pb}?", _yes_no(smaller), "yes/no", "compare"))
+            pair = 1 << i | 1 << j
+            out.append(Question("larger", f"is {pa} larger than {pb}?", _yes_no(larger), "yes/no", "compare", pair))
+            out.append(Question("smaller", f"is {pa} smaller than {pb}?", _yes_no(smaller), "yes/no", "compare", pair))
     for i, j in itertools.combinations(range(f.n), 2):
         for kind in ("colour", "shape", "size"):
             pa, pb = f.unique_phrase(i, (kind,), QUERY_NOUN[kind]), f.unique_phrase(j, (kind,), QUERY_NOUN[kind])
             if pa and pb:
                 same = f.objects[i].attribute(kind) == f.objects[j].attribute(kind)
-                out.append(Question(f"same_{kind}", f"are {pa} and {pb} the same {kind}?", _yes_no(same), "yes/no", "compare"))
+                text = f"are {pa} and {pb} the same {kind}?"
+                out.append(Question(f"same_{kind}", text, _yes_no(same), "yes/no", "compare", 1 << i | 1 << j))
     return out
 
 
@@ -134,7 +142,7 @@ def _relation(f: SceneFacts) -> list[Question]:
             ("shape", f"what shape is closest to {anchor_phrase}?"),
         ):
             if len(f.values(others, kind)) > 1:  # otherwise the relation would not be needed
-                out.append(Question(f"closest_{kind}", text, target.attribute(kind), "other", "relation"))
+                out.append(Question(f"closest_{kind}", text, target.attribute(kind), "other", "relation", 1 << nearest))
     return out
 
 
@@ -151,7 +159,8 @@ def _relation_queries(f: SceneFacts, anchor: int, anchor_phrase: str, rel: str) 
                 if f.related(rel, anchor, matching) != 1 << target or len(f.values(matching, kind)) < 2:
                     continue
                 text = f"what {kind} is {d.the(QUERY_NOUN[kind])} {rel} {anchor_phrase}?"
-                out.append(Question(f"rel_{kind}/{d.arity}", text, f.objects[target].attribute(kind), "other", "relation"))
+                answer = f.objects[target].attribute(kind)
+                out.append(Question(f"rel_{kind}/{d.arity}", text, answer, "other", "relation", 1 << target))
     return out
 
 
@@ -165,10 +174,10 @@ def _relation_exist_count(f: SceneFacts, anchor: int, anchor_phrase: str, rel: s
         if hits is None:
             continue
         text = f"is there {a_phrase} {rel} {anchor_phrase}?"
-        out.append(Question(f"rel_exist/{d.arity}", text, _yes_no(hits != 0), "yes/no", "relation"))
+        out.append(Question(f"rel_exist/{d.arity}", text, _yes_no(hits != 0), "yes/no", "relation", hits))
         if hits != matching:
             text = f"how many {plural_phrase} are {rel} {anchor_phrase}?"
-            out.append(Question(f"rel_count/{d.arity}", text, str(hits.bit_count()), "number", "relation"))
+            out.append(Question(f"rel_count/{d.arity}", text, str(hits.bit_count()), "number", "relation", hits))
     return out
 
 
@@ -199,15 +208,17 @@ def generate_questions(scene: Scene, num_questions: int, rng: np.random.Generato
     return out
 
 
-def to_records(image_id: str, questions: list[Question]) -> list[VQARecord]:
+def to_records(scene: Scene, questions: list[Question]) -> list[VQARecord]:
+    """The questions of ``scene`` as records; each carries the boxes of its referents."""
     return [
         VQARecord(
-            question_id=f"{image_id}_q{k}",
-            image_id=image_id,
+            question_id=f"{scene.image_id}_q{k}",
+            image_id=scene.image_id,
             question=q.text,
             answers={q.answer: 1.0},
             answer_type=q.answer_type,
             family=q.family,
+            referent_boxes=tuple(obj.box for i, obj in enumerate(scene.objects) if q.referents >> i & 1),
         )
         for k, q in enumerate(questions)
     ]
