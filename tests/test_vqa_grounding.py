@@ -157,3 +157,24 @@ def test_a_data_set_without_referents_is_named_when_grounding_is_asked_for(built
         VQAObjective(replace(head_config(1.0), num_answers=answers)).loss_from_outputs(outputs, batch)
     loss, logs = VQAObjective(replace(head_config(0.0), num_answers=answers)).loss_from_outputs(outputs, batch)
     assert set(logs) == {"loss", "vqa_acc"}
+
+
+def test_grounding_is_refused_before_training_on_data_without_referents(built):
+    from mmsearch.data.task_data import TaskInfo
+    from mmsearch.tasks.vqa import fit_head
+
+    info = open_task_data(TaskDataConfig(root=built.root, task="vqa")).info
+    assert info.optional_targets == ("referent_boxes",)
+    assert generated_scenes(TaskDataConfig(task="vqa"), train_images=10).info.optional_targets == ("referent_boxes",)
+    assert fit_head(head_config(1.0), replace_info(info)).grounding_weight == 1.0
+    without = TaskInfo(task="vqa", region_dim=8, num_answers=5)  # e.g. VQA-v2: no referents
+    assert fit_head(VQAHeadConfig(), without).num_answers == 5
+    with pytest.raises(ValueError, match="head.grounding_weight is 1.0 but the data has no referent boxes"):
+        fit_head(VQAHeadConfig(grounding_weight=1.0), without)
+
+
+def replace_info(info):
+    """``info`` with the test head's answer count (the head config states 5 answers)."""
+    import dataclasses
+
+    return dataclasses.replace(info, num_answers=5)

@@ -66,6 +66,7 @@ class StoreTables:
     collate_targets: CollateTargets
     answers: bool = False  # reads the data set's answer vocabulary (which must not be empty)
     state_tables: tuple[str, ...] = ()  # further tables whose per-token states text_input=states reads, if present
+    optional_targets: tuple[str, ...] = ()  # sample-table columns read as targets when present (TaskInfo.optional_targets)
 
 
 def _vqa_targets(store: Store, samples: pa.Table, data: SplitArrays, text_input: str) -> None:
@@ -114,7 +115,8 @@ def _itm_collate(data: SplitArrays, rows: np.ndarray, num_answers: int) -> dict[
     return dict(negative_texts(rows, data.targets["negatives"], data.targets.get("neg_ids"), data.targets.get("neg_states")))
 
 
-VQA_TABLES = StoreTables("vqa", ("question_id", "image_id", "answer_type", "family"), _vqa_targets, _vqa_collate, answers=True)
+VQA_TABLES = StoreTables("vqa", ("question_id", "image_id", "answer_type", "family"), _vqa_targets, _vqa_collate, answers=True,
+                         optional_targets=("referent_boxes",))
 ITM_TABLES = StoreTables("captions", ("caption_id", "image_id"), _itm_targets, _itm_collate, state_tables=("negatives",))
 VG_TABLES = StoreTables("refs", ("ref_id", "image_id", "family"), _vg_targets, _vg_collate)
 # The scene tasks' tables by task name: what ``open_task_data(cfg)`` reads for ``cfg.task``.

@@ -134,6 +134,7 @@ class SyntheticTaskData:
             answers=self.answers if self.kind.answers else (),
             max_regions=max_objects + max_clutter,
             max_tokens=max(lengths),
+            optional_targets=("referent_boxes",) if task == "vqa" else (),
         )
 
     @classmethod

@@ -37,6 +37,9 @@ class TaskInfo:
     answers: tuple[str, ...] = ()  # answer strings by index (VQA)
     max_regions: int = 0  # largest region count in the data
     max_tokens: int = 0  # largest token count in the data
+    # Optional targets the data provides beyond the task's own (VQA: "referent_boxes", what a head's
+    # grounding term needs), so a config that needs one is refused before training starts.
+    optional_targets: tuple[str, ...] = ()
     # Optional pretrained rows for the learned token embedding, [vocab_size, dim] float32.
     embedding_init: np.ndarray | None = field(default=None, compare=False, repr=False)
 

@@ -95,7 +95,13 @@ class StoreTaskData:
             max_regions=card.max_regions,
             max_tokens=card.max_tokens,
             embedding_init=self._embedding_rows() if cfg.text_input == "tokens" else None,
+            optional_targets=self._optional_targets(),
         )
+
+    def _optional_targets(self) -> tuple[str, ...]:
+        """The optional target columns every split's sample table has (VQA: ``referent_boxes``)."""
+        columns = [set(store.table(self.table).columns) for store in self.stores.values() if self.table in store.tables]
+        return tuple(c for c in self.tables.optional_targets if columns and all(c in found for found in columns))
 
     # -- TaskData -------------------------------------------------------------------------------
 

@@ -14,11 +14,17 @@ from mmsearch.tasks.registry import register_task
 
 
 def fit_head(head: VQAHeadConfig, info: TaskInfo) -> VQAHeadConfig:
-    """The answer vocabulary's size from the data; a size the config states must agree."""
+    """The answer vocabulary's size from the data; a size the config states must agree; a grounding
+    term needs the data's referent boxes."""
     if info.num_answers <= 0:
         raise ValueError("the VQA data has no answer vocabulary (num_answers 0)")
     if head.num_answers is not None and head.num_answers != info.num_answers:
         raise ValueError(f"head.num_answers is {head.num_answers} but the data has {info.num_answers} answers")
+    if head.grounding_weight > 0 and "referent_boxes" not in info.optional_targets:
+        raise ValueError(
+            f"head.grounding_weight is {head.grounding_weight} but the data has no referent boxes (a real VQA source "
+            "has none; an embedded-scenes data set written before them needs rebuilding): set head.grounding_weight=0"
+        )
     return replace(head, num_answers=info.num_answers)
 
 
