@@ -81,6 +81,7 @@ def write_dataset(root: Path, images: int, args: argparse.Namespace) -> dict:
                 "answer_ids": list(rng.integers(0, len(ANSWERS), (k, 1), dtype=np.int32)),
                 "answer_scores": list(np.ones((k, 1), np.float32)),
                 "answer_type": ["other"] * k, "family": ["color"] * k,
+                "referent_boxes": [np.zeros((0, 4), np.float32)] * k,  # none: the figures measure streaming only
             })
     manifest = writer.manifest
     dataset.write_vocab(vocab.to_json())
