@@ -236,18 +236,25 @@ def test_smoke_search_job_killed_resubmitted_and_node_lost_completes_with_result
     experiment ends with its results and report in S3, trials having run on both nodes, the lost
     trial's failure and retry in the summary (one job pair for three faults' worth of checks)."""
     name = f"smoke-{uuid.uuid4().hex[:6]}"
-    # Two trials at a time (one CPU each: one per node) for four epochs: when the first pair has
-    # finished, the second is mid-run, with a checkpoint to resume from.
+    # Two trials at a time (one CPU each: one per node) for ten epochs, none stopped early by ASHA
+    # (its one rung at the full budget): when the first pair has finished, the second is mid-run,
+    # with a checkpoint to resume from and epochs enough left that it is still mid-run when the stop
+    # lands (the saved state lags the trials by a few seconds; with four epochs a trial could finish
+    # in between, leaving nothing to resume).
+    epochs = 10
     args = ("--smoke-test", "--storage", f"s3://{BUCKET}/experiments", "--name", name,
-            "tune.resources.cpus_per_trial=1", "recipe.search.epochs=4")
+            "tune.resources.cpus_per_trial=1", f"recipe.search.epochs={epochs}",
+            f"tune.scheduler.grace_period={epochs}")
     experiment = f"experiments/{name}"
     first, _ = cluster.submit(*args)
     deadline = time.monotonic() + JOB_TIMEOUT_S
-    while True:  # until the saved experiment state has a finished trial and a resumable one
+    saved_epochs = lambda trial: int(trial.checkpoint_path.rsplit("_", 1)[1]) + 1  # noqa: E731  checkpoint_<epoch-1>
+    while True:  # until the saved experiment state has a finished trial and a resumable one, early in its run
         summary = summary_now(cluster, experiment, monkeypatch)
         trials = summary.trials if summary else []
         if any(t.stop_reason != "unfinished" for t in trials) and any(
-                t.stop_reason == "unfinished" and t.checkpoint_path for t in trials):
+                t.stop_reason == "unfinished" and t.checkpoint_path and saved_epochs(t) <= epochs // 2
+                for t in trials):
             break
         status = cluster.jobs().get_job_status(first).value
         assert time.monotonic() < deadline and status in ("PENDING", "RUNNING"), cluster.log(first)
