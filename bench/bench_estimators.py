@@ -69,6 +69,10 @@ def search_config(oracle: Mapping[str, Any], task: str, strategy: str, seed: int
     s = oracle["settings"]
     raw = read_yaml(REPO / "configs" / "search" / ("fusion/" if space == "fusion" else "") / f"{task}.yaml")
     raw = oracle_bench.deep_merge(raw.get("recipe", raw), search_settings(task, s["quick"]))
+    # the supernet is trained on the oracle's loss: VQA's grounding term when the oracle has one
+    grounding = s["train"].get("head", {}).get("grounding_weight")
+    if grounding is not None:
+        raw = oracle_bench.deep_merge(raw, {"head": {"grounding_weight": grounding}})
     raw = oracle_bench.deep_merge(raw, {"model": {"enc_depth": s["depths"][0], "dec_depth": s["depths"][1]},
                                         "data": {"root": "synthetic" if s["synthetic"] else s["data_root"]},
                                         "search": {"strategy": strategy}, "seed": seed, "output_dir": str(out)})

@@ -43,6 +43,11 @@ def test_quick_oracle_and_estimators_are_complete_scored_and_resume_without_trai
         assert entry["parameters"] > 0 and entry["train_cpu_s"]["total"] > 0
     assert raw["train_cpu_s"] == pytest.approx(sum(a["train_cpu_s"]["total"] for a in raw["archs"]))
     assert raw["cell_commits"] == [raw["provenance"]["commit"]]  # every cell trained by this checkout's code
+    # VQA is trained with the grounding term, and the estimators' supernets with the same loss
+    assert raw["settings"]["train"]["head"]["grounding_weight"] == oracle_bench.VQA_GROUNDING_WEIGHT > 0
+    search = estimator_bench.search_config(raw, "vqa", "proxyless", 0, tmp_path / "probe")
+    assert search.head.grounding_weight == oracle_bench.VQA_GROUNDING_WEIGHT
+    assert oracle_bench.TRAIN["vqa"]["head"]["grounding_weight"] == oracle_bench.VQA_GROUNDING_WEIGHT
 
     # the estimators: each scored as score_estimator scores its stored estimates
     report = json.loads((tmp_path / "estimators_vqa.json").read_text())
