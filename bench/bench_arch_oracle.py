@@ -72,7 +72,7 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
 # the VQA pilots); pulling the head's region attention onto the referred objects is the task change
 # that lets the architectures' handling of the regions show. The weight: bench/README.md, "A
 # grounding signal for VQA" (bench/results/vqa_grounding*.json).
-VQA_GROUNDING_WEIGHT = 1.0
+VQA_GROUNDING_WEIGHT = 3.0
 TRAIN = {task: deep_merge(settings, {"eval": {"every_epochs": 1}}) for task, settings in SEARCH_QUALITY_TRAIN.items()}
 for _task in ("vqa", "vg"):
     TRAIN[_task]["data"]["limit"] = {"train": TRAIN[_task]["data"]["limit"]["train"]}
