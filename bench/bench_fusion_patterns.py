@@ -17,12 +17,14 @@ modality at test time, and how much attention crosses modalities in joint blocks
 ``--quick`` runs on generated data (:class:`mmsearch.data.synthetic.SyntheticTaskData`) with a
 tiny budget: it checks that everything works, its figures mean nothing. Full figures need the
 embedded scenes (``--root``, written by jobs/precompute_latents.py), >= 3 seeds and a quiet
-machine; no timings are recorded by this script. Every (task, model, seed) is a cell trained in a
-pool of ``--workers`` processes (one torch thread each) and kept under ``--work-dir``: a rerun of
-the same settings trains only the cells not yet finished.
+machine. Every (task, model, seed) is a cell trained in a pool of ``--workers`` processes (one
+torch thread each) and kept under ``--work-dir``: a rerun of the same settings trains only the
+cells not yet finished. The cells' figures do not depend on load, so no time is taken from them;
+``--step-rounds N`` times each model's training step afterwards, in this process alone, N
+interleaved rounds (``bench/fusion_step_times.py``; needs a quiet machine to mean anything).
 
     python bench/bench_fusion_patterns.py --quick
-    python bench/bench_fusion_patterns.py --root stores/scenes --seeds 0 1 2 --workers 2
+    python bench/bench_fusion_patterns.py --root stores/scenes --seeds 0 1 2 --workers 2 --step-rounds 3
 """
 from __future__ import annotations
 
@@ -37,8 +39,7 @@ from typing import Any, Callable
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+sys.path[:0] = [p for p in (str(REPO), str(REPO / "bench")) if p not in sys.path]
 RESULTS = REPO / "bench" / "results"
 TASKS = ("vqa", "itm", "vg")
 TOLERANCE = 0.10  # matched parameter counts: within 10 % of the reference
@@ -141,32 +142,62 @@ def _data(task: str, root: str | None, quick: bool) -> Any:
     return open_data(task, root, quick)  # once per task in each pool worker
 
 
-def run_cell(cell: Any, settings: dict[str, Any], work_dir: str) -> dict[str, Any]:
-    """Train one (task, model, seed) at the matched width; its test metric, robustness and fusion mass."""
-    import torch
+def train_budget(quick: bool, seed: int) -> Any:
+    from mmsearch.baselines.training import TrainBudget
 
+    return (TrainBudget(epochs=1, batch_size=16, decay_epochs=0, eval_batch_size=64, itm_val_images=3, itm_test_images=4, seed=seed)
+            if quick else TrainBudget(seed=seed))
+
+
+def matched_model(data: Any, name: str, quick: bool) -> tuple[int, Any, int, Callable[[], Any]]:
+    """MCAN's parameter count at the reference width, ``name``'s matched widths and count, and its builder."""
     from mmsearch.baselines import DataSizes, Widths
-    from mmsearch.baselines.evaluation import evaluate_task
     from mmsearch.baselines.patterns import counted_parameters, match_width
-    from mmsearch.baselines.training import TrainBudget, eval_batches, train_and_select
-    from mmsearch.config import config_to_dict
-    from mmsearch.tasks import primary_metric
 
-    torch.set_num_threads(1)
-    task, name, seed, quick = cell.params["task"], cell.params["model"], cell.params["seed"], settings["quick"]
-    data = _data(task, settings["root"], quick)
     builders = model_builders()
     sizes = DataSizes.from_info(data.info)
     heads = 2 if quick else 4
     reference_hidden = 32 if quick else 128
     ref_widths = Widths(hidden=reference_hidden, flat_mlp=2 * reference_hidden, head_dim=reference_hidden // heads, depth=2)
     target = counted_parameters(builders[REFERENCE](sizes, ref_widths))
-    primary = primary_metric(task)
     widths, count = match_width(lambda w: builders[name](sizes, w), target, heads=heads)
-    budget = (TrainBudget(epochs=1, batch_size=16, decay_epochs=0, eval_batch_size=64, itm_val_images=3, itm_test_images=4, seed=seed)
-              if quick else TrainBudget(seed=seed))
+    return target, widths, count, lambda: builders[name](sizes, widths)
+
+
+def step_times(task: str, settings: dict[str, Any], rounds: int) -> dict[str, Any]:
+    """Every model's training step on the same batches, interleaved rounds (bench/fusion_step_times.py)."""
+    import itertools
+
+    from fusion_step_times import measure_step_times
+    from mmsearch.baselines.training import _objective, _training_loss
+
+    quick = settings["quick"]
+    data = _data(task, settings["root"], quick)
+    budget = train_budget(quick, 0)
+    warmup, steps = (1, 2) if quick else (3, 20)
+    batches = list(itertools.islice(data.batches("train", batch_size=budget.batch_size, epoch=0, seed=0), warmup + steps))
+    builders = {name: matched_model(data, name, quick)[3] for name in settings["models"]}
+    return measure_step_times(settings["models"], lambda name: builders[name](), batches, _objective(task, budget), budget,
+                              rounds=rounds, warmup=warmup, loss_fn=_training_loss)
+
+
+def run_cell(cell: Any, settings: dict[str, Any], work_dir: str) -> dict[str, Any]:
+    """Train one (task, model, seed) at the matched width; its test metric, robustness and fusion mass."""
+    import torch
+
+    from mmsearch.baselines.evaluation import evaluate_task
+    from mmsearch.baselines.training import eval_batches, train_and_select
+    from mmsearch.config import config_to_dict
+    from mmsearch.tasks import primary_metric
+
+    torch.set_num_threads(1)
+    task, name, seed, quick = cell.params["task"], cell.params["model"], cell.params["seed"], settings["quick"]
+    data = _data(task, settings["root"], quick)
+    primary = primary_metric(task)
+    target, widths, count, build = matched_model(data, name, quick)
+    budget = train_budget(quick, seed)
     torch.manual_seed(seed)
-    model = builders[name](sizes, widths)
+    model = build()
     result = train_and_select(model, data, budget, name=name)
     test_batches = eval_batches(data, "test", budget)
     missing = {}
@@ -215,14 +246,16 @@ def markdown(results: dict[str, Any]) -> str:
     lines = []
     for task, res in results.items():
         lines += [f"\n{task} ({res['metric']}, reference {res['reference']}: {res['target_parameters']} parameters)\n",
-                  "| model | H | parameters (ratio) | MFLOPs / sample | test +- std | drop without regions | drop without text |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| model | H | parameters (ratio) | MFLOPs / sample | test +- std | drop without regions | drop without text | ms / step |",
+                  "|---|---|---|---|---|---|---|---|"]
+        timed = res.get("step_times", {}).get("models", {})
         for name, row in res["models"].items():
             drops = {k: statistics.fmean(s["missing"][k]["drop"] for s in row["seeds"].values()) if k in next(iter(row["seeds"].values()))["missing"] else None
                      for k in ("no_image", "no_text")}
             cells = ["-" if v is None else f"{v:.2f}" for v in drops.values()]
             lines.append(f"| {name} | {row['widths']['hidden']} | {row['parameters']} ({row['parameter_ratio']:.2f}) | "
-                         f"{row['flops_per_sample'] / 1e6:.1f} | {row['test_mean']:.2f} +- {row['test_std']:.2f} | {cells[0]} | {cells[1]} |")
+                         f"{row['flops_per_sample'] / 1e6:.1f} | {row['test_mean']:.2f} +- {row['test_std']:.2f} | {cells[0]} | {cells[1]} | "
+                         + (f"{timed[name]['wall_s'] * 1e3:.1f} |" if name in timed else "- |"))
     return "\n".join(lines)
 
 
@@ -235,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 0 1 2 (--quick: 0)")
     parser.add_argument("--out", type=Path, default=RESULTS / "fusion_patterns.json")
     parser.add_argument("--workers", type=int, default=2, help="pool processes, one torch thread each (1: this process)")
+    parser.add_argument("--step-rounds", type=int, default=0,
+                        help="after the cells, time every model's training step in N interleaved rounds (0: not timed)")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="finished cells, so a rerun resumes (default runs/bench_fusion_patterns[_quick])")
     args = parser.parse_args(argv)
@@ -256,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     cells = run_cells(plan_cells(settings), run_cell, settings, work, args.workers, log=lambda line: print(line, flush=True),
                       scope=cell_scope)
     results = {task: task_result(task, settings, cells) for task in args.tasks}
+    for task in args.tasks if args.step_rounds > 0 else ():
+        print(f"timing the training step of {len(names)} models on {task}, {args.step_rounds} rounds", flush=True)
+        results[task]["step_times"] = step_times(task, settings, args.step_rounds)
     report = {
         "benchmark": "fusion_patterns",
         "command": provenance.command,

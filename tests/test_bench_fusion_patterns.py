@@ -42,13 +42,28 @@ def test_quick_run_matches_sizes_and_measures_robustness_and_fusion(tmp_path, ca
     assert [r["op"] for r in joint] == ["joint:joint_rel_self_att"]
     assert 0.0 < joint[0]["cross_mass"] < 1.0  # some, not all, attention crosses modalities
     (line,) = [l for l in capsys.readouterr().out.splitlines() if l.startswith("| fusion_multi_to_one |")]
-    assert line.count("|") == 8  # every column of the header filled: H, parameters, MFLOPs, test, both drops
+    assert line.count("|") == 9  # every column of the header filled: H, parameters, MFLOPs, test, both drops, step
     assert f"| {result['models']['fusion_multi_to_one']['flops_per_sample'] / 1e6:.1f} |" in line
+    assert line.endswith("| - |")  # no step timed unless asked
 
-    # a rerun finds its cell done and trains nothing; the same figures
-    assert bench.main(args) == 0
-    assert "1 cells: 1 already done, 0 to run" in capsys.readouterr().out
-    assert json.loads(out.read_text())["results"] == report["results"]
+    # a rerun finds its cell done and trains nothing; the same figures; with --step-rounds every
+    # model's step is timed in interleaved rounds, the order rotated
+    models = ["fusion_multi_to_one", "mcan"]
+    timed_args = [*args[:args.index("--models") + 1], *models, *args[args.index("--models") + 2:], "--step-rounds", "2"]
+    assert bench.main(timed_args) == 0
+    printed = capsys.readouterr().out
+    assert "2 cells: 1 already done, 1 to run" in printed
+    rerun = json.loads(out.read_text())["results"]["vqa"]
+    assert rerun["models"]["fusion_multi_to_one"] == report["results"]["vqa"]["models"]["fusion_multi_to_one"]
+    timing = rerun["step_times"]
+    assert [r["order"] for r in timing["rounds"]] == [models, models[::-1]]
+    assert timing["batch_size"] == 16 and timing["steps_per_round"] == 2 and timing["threads"] == 1
+    for name in models:
+        entry = timing["models"][name]
+        assert len(entry["rounds"]) == 2 and all(r["steps"] == 2 and r["wall_s"] > 0 for r in entry["rounds"])
+        assert entry["wall_s"] == pytest.approx(sorted(r["wall_s"] for r in entry["rounds"])[0] / 2 + sorted(r["wall_s"] for r in entry["rounds"])[1] / 2)
+        (row,) = [l for l in printed.splitlines() if l.startswith(f"| {name} |")]
+        assert row.endswith(f"| {entry['wall_s'] * 1e3:.1f} |")
 
 
 def test_fusion_mass_lists_cross_and_gate_blocks():
