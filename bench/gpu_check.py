@@ -3,6 +3,7 @@
     python bench/gpu_check.py                   # writes bench/results/gpu_check.json
     python bench/gpu_check.py --only fusemix    # one step (smoke_search, train_ddp, zero2_bf16,
                                                 # bench_train_derived, fusemix)
+    python bench/gpu_check.py --synthetic-data  # the smoke search on generated data (no encoders there)
 
 Steps, each in its own process with a time limit, each recorded with its exit status, wall time
 and the figures it produced:
@@ -41,14 +42,17 @@ NO_GPU_EXIT, FAILED_EXIT = 2, 1
 FUSEMIX_BATCHES = (8192, 32768)
 
 
-def job_steps(py: str, work: Path) -> dict[str, tuple[list[str], int]]:
-    """The subprocess steps: name -> (command, time limit in seconds)."""
+def job_steps(py: str, work: Path, *, synthetic_data: bool = False) -> dict[str, tuple[list[str], int]]:
+    """The subprocess steps: name -> (command, time limit in seconds). ``synthetic_data``: the smoke
+    search on generated data instead of the embedded scenes, whose first use builds the data set
+    with the frozen encoders (for a machine without the encoder packages; the trials' GPU path is
+    the same)."""
     storage = str(work / "runs")
     train = [py, "jobs/train_derived.py", "--config", "configs/train/vqa.yaml", "--smoke-test", "--gpu", "--workers", "1",
              "--storage", storage]
     return {
         "smoke_search": ([py, "jobs/search_vqa.py", "--smoke-test", "--storage", storage, "--name", "gpu-check-search",
-                          "tune.num_samples=2"], 180),
+                          "tune.num_samples=2", *(["recipe.data.root=synthetic"] if synthetic_data else [])], 180),
         "train_ddp": ([*train, "--name", "gpu-check-ddp"], 120),
         "zero2_bf16": ([*train, "--name", "gpu-check-zero2", "--deepspeed", "configs/deepspeed/zero2_bf16.json"], 120),
         "bench_train_derived": ([py, "bench/bench_train_derived.py", "--gpu", "--out", str(work / "train_derived_gpu.json")], 120),
@@ -126,6 +130,8 @@ def main(argv: list[str] | None = None, *, gpu_name: Callable[[], str | None] = 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--only", nargs="+", choices=["smoke_search", "train_ddp", "zero2_bf16", "bench_train_derived", "fusemix"])
+    parser.add_argument("--synthetic-data", action="store_true",
+                        help="the smoke search on generated data (no data set build: for a machine without the encoder packages)")
     args = parser.parse_args(argv)
     name = gpu_name()
     if name is None:
@@ -150,7 +156,8 @@ def main(argv: list[str] | None = None, *, gpu_name: Callable[[], str | None] = 
     wanted = set(args.only or ["smoke_search", "train_ddp", "zero2_bf16", "bench_train_derived", "fusemix"])
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
         work = Path(tmp)
-        for step, (cmd, limit) in job_steps(sys.executable, work).items():
+        report["synthetic_data"] = args.synthetic_data
+        for step, (cmd, limit) in job_steps(sys.executable, work, synthetic_data=args.synthetic_data).items():
             if step not in wanted:
                 continue
             print(f"[gpu_check] {step}: {' '.join(cmd[1:])}", flush=True)

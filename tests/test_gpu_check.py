@@ -54,3 +54,7 @@ def test_smoke_search_checks_read_the_plan_and_the_trials_device(gpu_check):
     cpu = "Trials on CPU (the cluster reports no GPU); fp32\n... ; cpu, fp32"
     assert not any(gpu_check.smoke_search_checks(cpu).values())
     assert shlex.split(" ".join(gpu_check.job_steps("python", Path("/x"))["smoke_search"][0]))[1] == "jobs/search_vqa.py"
+    # --synthetic-data changes the smoke search's data, and nothing else
+    plain, synthetic = gpu_check.job_steps("python", Path("/x")), gpu_check.job_steps("python", Path("/x"), synthetic_data=True)
+    assert synthetic["smoke_search"][0] == [*plain["smoke_search"][0], "recipe.data.root=synthetic"]
+    assert {k: v for k, v in synthetic.items() if k != "smoke_search"} == {k: v for k, v in plain.items() if k != "smoke_search"}
