@@ -78,10 +78,17 @@ def run_step(cmd: list[str], limit_s: int, env: dict[str, str]) -> dict[str, Any
             "output_tail": text[-3000:] if rc else text[-600:], "_text": text}
 
 
-def smoke_search_checks(text: str) -> dict[str, bool]:
-    """What the smoke search's output must show: a GPU share by default, and trials on the GPU."""
+def smoke_search_checks(text: str, results: list[dict[str, Any]]) -> dict[str, bool]:
+    """What the smoke search must show: its plan a GPU share by default, and its finished trials'
+    ``search_result.json`` (``results``) that they trained on the GPU in bf16."""
     return {"plan_says_gpu": "Trials on GPU" in text and "bf16 autocast" in text,
-            "trial_ran_on_cuda": "cuda, bf16 autocast" in text or "cuda:0, bf16 autocast" in text}
+            "trial_ran_on_cuda": bool(results) and all(r.get("ran_on", "").startswith("cuda") and "bf16" in r["ran_on"]
+                                                       for r in results)}
+
+
+def search_results(experiment: Path) -> list[dict[str, Any]]:
+    """The ``search_result.json`` of every trial of the experiment that finished (ASHA-stopped ones write none)."""
+    return [json.loads(p.read_text()) for p in sorted(experiment.glob("*/search_result.json"))]
 
 
 def fusemix_on_gpu(batches: tuple[int, ...] = FUSEMIX_BATCHES, steps: int = 10) -> dict[str, Any]:
@@ -164,7 +171,7 @@ def main(argv: list[str] | None = None, *, gpu_name: Callable[[], str | None] = 
             result = run_step(cmd, limit, env)
             text = result.pop("_text")
             if step == "smoke_search":
-                result["checks"] = smoke_search_checks(text)
+                result["checks"] = smoke_search_checks(text, search_results(work / "runs" / "gpu-check-search"))
                 result["ok"] = result["ok"] and all(result["checks"].values())
             if step == "bench_train_derived" and result["rc"] == 0:
                 result["figures"] = json.loads((work / "train_derived_gpu.json").read_text()).get("gpu")

@@ -51,6 +51,15 @@ class MultimodalBatch:
         changes = {f.name: move(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in ("targets", "meta")}
         return MultimodalBatch(**changes, targets={k: move(v) for k, v in self.targets.items()}, meta=self.meta)
 
+    def with_float_dtype(self, dtype: torch.dtype) -> "MultimodalBatch":
+        """The model inputs' floating tensors (features, states, boxes, image sizes) in ``dtype``;
+        masks, ids, targets and meta as they are. For models whose weights are in 16 bits without autocast."""
+        def cast(x: Any) -> Any:
+            return x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+        changes = {f.name: cast(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in ("targets", "meta")}
+        return MultimodalBatch(**changes, targets=self.targets, meta=self.meta)
+
     def select(self, index: torch.Tensor) -> "MultimodalBatch":
         """Rows ``index`` of every per-sample tensor (and list in ``meta``)."""
 

@@ -94,3 +94,32 @@ def test_bf16_configs_parse_and_complete(name):
     assert (done["train_micro_batch_size_per_gpu"], done["train_batch_size"]) == (4, 16)
     assert done["zero_optimization"]["stage"] == int(name[4])
     assert done["gradient_clipping"] == cfg.optim.grad_clip
+
+
+@pytest.mark.parametrize("weights", [torch.bfloat16, torch.float32])
+def test_inputs_reach_16_bit_weights_in_their_dtype(weights):
+    """DeepSpeed's bf16 section keeps the weights in bf16 and turns an outer autocast off inside its
+    forward: the engine casts the batch's floating inputs (not masks, ids or targets) to the weights'
+    dtype; fp32 weights get the batch unchanged."""
+    from mmsearch.batch import MultimodalBatch
+
+    seen = {}
+
+    def module(batch):
+        seen["batch"] = batch
+        return {}
+
+    engine = object.__new__(DeepSpeedEngine)
+    engine.engine, engine.model = module, nn.Linear(2, 2).to(weights)
+    batch = MultimodalBatch(text_mask=torch.zeros(2, 3, dtype=torch.bool), text_ids=torch.ones(2, 3, dtype=torch.long),
+                            region_feats=torch.randn(2, 4, 5), region_boxes=torch.rand(2, 4, 4) * 600,
+                            region_mask=torch.zeros(2, 4, dtype=torch.bool), image_size=torch.full((2, 2), 640.0),
+                            targets={"answer_scores": torch.rand(2, 7)}, meta={"question_id": [1, 2]})
+    engine.forward(batch)
+    got = seen["batch"]
+    assert engine.weight_dtype() == weights
+    assert got.region_feats.dtype == got.region_boxes.dtype == got.image_size.dtype == weights
+    assert torch.allclose(got.region_feats.float(), batch.region_feats, rtol=1e-2, atol=1e-2)
+    assert got.text_ids.dtype == torch.long and got.text_mask.dtype == got.region_mask.dtype == torch.bool
+    assert got.targets["answer_scores"].dtype == torch.float32 and got.meta == batch.meta
+    assert (got is batch) == (weights == torch.float32)

@@ -49,10 +49,12 @@ def test_every_step_runs_an_existing_script_with_existing_configs(gpu_check, tmp
 
 def test_smoke_search_checks_read_the_plan_and_the_trials_device(gpu_check):
     plan = "Trials on GPU: 0.5 GPU each (auto: 1 GPU(s) shared by 2 concurrent trial(s)); bf16 autocast where ..."
-    trial = "search vqa with darts: 2 + 2 blocks, H=32, 0.1M network weights; ...; cuda, bf16 autocast"
-    assert all(gpu_check.smoke_search_checks(plan + "\n" + trial).values())
-    cpu = "Trials on CPU (the cluster reports no GPU); fp32\n... ; cpu, fp32"
-    assert not any(gpu_check.smoke_search_checks(cpu).values())
+    on_gpu = [{"ran_on": "cuda:0, bf16 autocast"}, {"ran_on": "cuda, bf16 autocast"}]
+    assert all(gpu_check.smoke_search_checks(plan, on_gpu).values())
+    cpu = "Trials on CPU (the cluster reports no GPU); fp32"
+    assert not any(gpu_check.smoke_search_checks(cpu, [{"ran_on": "cpu, fp32"}]).values())
+    assert not gpu_check.smoke_search_checks(plan, [])["trial_ran_on_cuda"]  # no finished trial: nothing shown
+    assert not gpu_check.smoke_search_checks(plan, [*on_gpu, {"ran_on": "cpu, fp32"}])["trial_ran_on_cuda"]
     assert shlex.split(" ".join(gpu_check.job_steps("python", Path("/x"))["smoke_search"][0]))[1] == "jobs/search_vqa.py"
     # --synthetic-data changes the smoke search's data, and nothing else
     plain, synthetic = gpu_check.job_steps("python", Path("/x")), gpu_check.job_steps("python", Path("/x"), synthetic_data=True)

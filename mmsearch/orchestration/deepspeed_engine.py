@@ -123,7 +123,19 @@ class DeepSpeedEngine:
                             f"{'client torch Adam' if client is not None else config['optimizer'].get('type')}")
 
     def forward(self, batch: MultimodalBatch) -> dict[str, Tensor]:
+        # With a bf16 / fp16 section DeepSpeed holds the module's weights in 16 bits and switches an
+        # outer torch.autocast off inside its forward (deepspeed.runtime.torch_autocast.
+        # autocast_if_enabled), so the inputs must come in the weights' dtype (seen on a GPU: "mat1
+        # and mat2 must have the same dtype"). The loss, outside the engine, still runs under autocast.
+        dtype = self.weight_dtype()
+        if dtype != torch.float32:
+            batch = batch.with_float_dtype(dtype) if isinstance(batch, MultimodalBatch) else (
+                batch.to(dtype) if isinstance(batch, Tensor) and batch.is_floating_point() else batch)
         return self.engine(batch)
+
+    def weight_dtype(self) -> torch.dtype:
+        """The dtype DeepSpeed keeps the module's floating weights in (fp32 unless a bf16 / fp16 section converted them)."""
+        return next((p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.float32)
 
     def step(self, loss: Tensor) -> float | None:
         self.engine.backward(loss)

@@ -179,7 +179,7 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
             context.report(metrics, Path(scratch))
 
     # 6. artifacts
-    return _finish(cfg, context, progress)
+    return _finish(cfg, context, progress, ran_on=f"{device}, {'bf16 autocast' if dtype is not None else 'fp32'}")
 
 
 def open_search_data(cfg: TaskDataConfig) -> TaskData:
@@ -271,8 +271,8 @@ def _device(name: str) -> torch.device:
     return device_here(name, what="search.device")
 
 
-def _finish(cfg: SearchConfig, context: RunContext, progress: SearchProgress) -> SearchResult:
-    """Write the final artifacts (rank 0) and return the result."""
+def _finish(cfg: SearchConfig, context: RunContext, progress: SearchProgress, ran_on: str) -> SearchResult:
+    """Write the final artifacts (rank 0) and return the result (``ran_on``: the device and precision)."""
     out_dir = Path(context.output_dir)
     last = progress.arch_history[f"epoch{progress.epoch}"]
     final_spec = spec_from_dict({**last, "config": config_to_dict(cfg)})
@@ -291,6 +291,7 @@ def _finish(cfg: SearchConfig, context: RunContext, progress: SearchProgress) ->
             "best_arch": progress.history[progress.best_epoch - 1]["arch"] if progress.best_epoch else None,
             "final_arch": progress.history[-1]["arch"],
             "final_val_metric": progress.history[-1]["val_metric"],
+            "ran_on": ran_on,  # where the (last) run of this search trained: "cuda:0, bf16 autocast", "cpu, fp32"
         })
     return SearchResult(final_spec, best_spec, progress.best_epoch, progress.best_metric, cfg.primary_metric,
                         list(progress.history), out_dir)
