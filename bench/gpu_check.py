@@ -79,16 +79,16 @@ def run_step(cmd: list[str], limit_s: int, env: dict[str, str]) -> dict[str, Any
 
 
 def smoke_search_checks(text: str, results: list[dict[str, Any]]) -> dict[str, bool]:
-    """What the smoke search must show: its plan a GPU share by default, and its finished trials'
-    ``search_result.json`` (``results``) that they trained on the GPU in bf16."""
+    """What the smoke search must show: its plan a GPU share by default, and its trials'
+    ``device.json`` (``results``) that they trained on the GPU in bf16."""
     return {"plan_says_gpu": "Trials on GPU" in text and "bf16 autocast" in text,
             "trial_ran_on_cuda": bool(results) and all(r.get("ran_on", "").startswith("cuda") and "bf16" in r["ran_on"]
                                                        for r in results)}
 
 
 def search_results(experiment: Path) -> list[dict[str, Any]]:
-    """The ``search_result.json`` of every trial of the experiment that finished (ASHA-stopped ones write none)."""
-    return [json.loads(p.read_text()) for p in sorted(experiment.glob("*/search_result.json"))]
+    """The ``device.json`` of every trial of the experiment (where it trained, written at its start)."""
+    return [json.loads(p.read_text()) for p in sorted(experiment.glob("*/device.json"))]
 
 
 def fusemix_on_gpu(batches: tuple[int, ...] = FUSEMIX_BATCHES, steps: int = 10) -> dict[str, Any]:

@@ -83,6 +83,7 @@ def test_search_runs_and_reports_every_epoch(datasets, tmp_path, task, strategy)
     assert load_arch_spec(tmp_path / "best_arch.json").same_architecture(result.best_spec)
     assert load_arch_spec(tmp_path / "final_arch.json").same_architecture(result.final_spec)
     assert json.loads((tmp_path / "search_result.json").read_text())["ran_on"] == "cpu, fp32"  # where it trained
+    assert json.loads((tmp_path / "device.json").read_text())["ran_on"] == "cpu, fp32"  # the same, from the start
     assert result.final_spec.config["model"]["vocab_size"] == datasets[task].info.vocab_size
     saved = load_config(SearchConfig, tmp_path / "config.yaml")
     assert saved.model.region_dim == datasets[task].info.region_dim

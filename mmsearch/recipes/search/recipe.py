@@ -14,7 +14,8 @@ Reads top to bottom:
    probabilities, logged, and reported with a checkpoint;
 6. artifacts in ``context.output_dir``: ``config.yaml`` (resolved), ``arch_history.json``
    (updated every epoch), ``best_arch.json`` (best validation epoch after warm-up; updated when
-   it changes), ``final_arch.json`` (last epoch) and ``search_result.json``.
+   it changes), ``final_arch.json`` (last epoch) and ``search_result.json``; ``device.json`` (where
+   it trains: device and precision) at the start.
 
 Reported every epoch (floats unless noted; NaN where there is no value, e.g. ``a_*`` in warm-up):
 ``epoch`` (int), ``warmup`` (0/1), ``weight_lr``, ``weight_steps`` / ``arch_steps`` (int, totals),
@@ -108,6 +109,10 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
     cfg = resolve_config(cfg, data.info)
     _check_parts(data, cfg)
     dump_config(cfg, out_dir / "config.yaml")
+    ran_on = f"{device}, {'bf16 autocast' if dtype is not None else 'fp32'}"
+    # Where this run trains, readable from storage at the first report (a Tune trial stopped by
+    # ASHA or at its last epoch never reaches the end, where search_result.json is written).
+    atomic_write_json(out_dir / "device.json", {"ran_on": ran_on, "torch": torch.__version__, "cuda": torch.version.cuda})
 
     # 2. model, head, objective
     seed_everything(cfg.seed)
@@ -125,7 +130,7 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
              cfg.data.task, s.strategy, cfg.model.enc_depth, cfg.model.dec_depth, cfg.model.hidden,
              sum(p.numel() for group in weight_opt.param_groups for p in group["params"]) / 1e6,
              data.num_samples("weights"), data.num_samples("arch"), data.num_samples("val"),
-             f"{device}, {'bf16 autocast' if dtype is not None else 'fp32'}")
+             ran_on)
 
     # 4. restore
     progress = SearchProgress(last_argmax=argmax_of(supernet.derive()))
@@ -179,7 +184,7 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
             context.report(metrics, Path(scratch))
 
     # 6. artifacts
-    return _finish(cfg, context, progress, ran_on=f"{device}, {'bf16 autocast' if dtype is not None else 'fp32'}")
+    return _finish(cfg, context, progress, ran_on=ran_on)
 
 
 def open_search_data(cfg: TaskDataConfig) -> TaskData:
