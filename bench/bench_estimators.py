@@ -15,8 +15,12 @@ top-5 regret on test):
 * ``short_k<k>``: a short standalone training of ``k`` epochs (``--short-epochs``) of every oracle
   architecture with a training seed the oracle does not use (100), scored by its val metric after
   epoch ``k`` (the schedule is the oracle's, cut at ``k``, as ASHA's first rungs see it).
-* ``combined_<strategy>_short_k<k>``: each one-shot estimate and each short training by mean rank
-  (``mmsearch.evaluation.oracle.rank_average``);
+* ``fewshot_<strategy>`` (``--fewshot``): few-shot supernets (Zhao et al. 2021,
+  ``mmsearch.evaluation.fewshot``): after the strategy's search, one sub-supernet per candidate of
+  ``--fewshot-block`` (default ``dec.0``), each fine-tuned on the paths that keep that choice, scores
+  the architectures that make it; its cost includes the search;
+* ``combined_<strategy>_short_k<k>`` (and ``combined_fewshot_<strategy>_short_k<k>``): each one-shot
+  or few-shot estimate and each short training by mean rank (``mmsearch.evaluation.oracle.rank_average``);
 
 Compute: the CPU-seconds of the searches / short trainings (what an estimator costs), next to the
 oracle's. Written: ``bench/results/estimators_<task>.json`` (``--quick``: in the work directory),
@@ -91,6 +95,19 @@ def run_cell(cell: Any, settings: Mapping[str, Any], work_dir: str) -> dict[str,
     oracle = _oracle(settings, p["task"])
     out = Path(work_dir) / "runs" / cell.name
     cpu = time.process_time()
+    if p["kind"] == "fewshot":  # its own search (deterministic: the search cell's supernet), then K fine-tunings
+        from mmsearch.evaluation.fewshot import fewshot_estimates
+        from mmsearch.recipes.context import LocalContext
+        from mmsearch.recipes.search.recipe import run_search
+
+        cfg = search_config(oracle, p["task"], p["strategy"], p["seed"], out / "search")
+        data = oracle_bench.task_data(oracle["settings"], cfg.data)
+        run_search(cfg, LocalContext(out / "search"), data)
+        search_cpu = time.process_time() - cpu
+        specs = {a["label"]: a["spec"] for a in oracle["archs"] if "blocks" not in a["spec"]}
+        found = fewshot_estimates(cfg, out / "search", data, specs, block=p["block"], epochs=p["epochs"], seed=p["seed"])
+        return {**p, "scores": found["scores"], "fine_tuning": found["fine_tuning"], "cpu_s": time.process_time() - cpu,
+                "search_cpu_s": search_cpu}
     if p["kind"] == "search":
         from mmsearch.evaluation.oneshot import supernet_estimates
         from mmsearch.recipes.context import LocalContext
@@ -126,6 +143,11 @@ def plan_cells(settings: Mapping[str, Any]) -> list[Any]:
         for strategy in settings["strategies"]:
             cells += [Cell(f"search_{task}_{strategy}_seed{seed}", {"kind": "search", "task": task, "strategy": strategy, "seed": seed})
                       for seed in settings["search_seeds"]]
+        for strategy in settings.get("fewshot", []):
+            block, epochs = settings["fewshot_block"], settings["fewshot_epochs"]
+            cells += [Cell(f"fewshot_{task}_{strategy}_{block}_e{epochs}_seed{seed}",
+                           {"kind": "fewshot", "task": task, "strategy": strategy, "seed": seed, "block": block, "epochs": epochs})
+                      for seed in settings["search_seeds"]]
         for label in [a["label"] for a in _oracle(settings, task)["archs"]]:
             cells += [Cell(f"short_{task}_{label}_k{k}", {"kind": "short", "task": task, "label": label, "epochs": k})
                       for k in settings["short_epochs"]]
@@ -139,13 +161,16 @@ def estimators(settings: Mapping[str, Any], task: str, results: Mapping[str, Map
     _, archs = load_oracle(Path(settings["oracle_dir"]) / f"arch_oracle_{task}.json")
     labels = [a.label for a in archs]
     out: dict[str, Any] = {}
-    for strategy in settings["strategies"]:
-        runs = [results[f"search_{task}_{strategy}_seed{seed}"] for seed in settings["search_seeds"]]
+    supernet_cells = [(f"oneshot_{strategy}", f"search_{task}_{strategy}") for strategy in settings["strategies"]]
+    supernet_cells += [(f"fewshot_{strategy}", f"fewshot_{task}_{strategy}_{settings['fewshot_block']}_e{settings['fewshot_epochs']}")
+                       for strategy in settings.get("fewshot", [])]
+    for name, prefix in supernet_cells:
+        runs = [results[f"{prefix}_seed{seed}"] for seed in settings["search_seeds"]]
         per_seed = [score_estimator(archs, r["scores"], k=settings["k"]) for r in runs]
         mean = {lab: statistics.fmean(r["scores"][lab] for r in runs) for lab in labels if lab in runs[0]["scores"]}
-        out[f"oneshot_{strategy}"] = {"score": score_estimator(archs, mean, k=settings["k"]), "per_seed": per_seed,
-                                      "kendall_tau_per_seed": [s["kendall_tau"] for s in per_seed],
-                                      "cpu_s": sum(r["cpu_s"] for r in runs), "estimates": mean}
+        out[name] = {"score": score_estimator(archs, mean, k=settings["k"]), "per_seed": per_seed,
+                     "kendall_tau_per_seed": [s["kendall_tau"] for s in per_seed],
+                     "cpu_s": sum(r["cpu_s"] for r in runs), "estimates": mean}
     for k in settings["short_epochs"]:
         cells = {lab: results[f"short_{task}_{lab}_k{k}"] for lab in labels}
         estimates = {lab: c["score"] for lab, c in cells.items()}
@@ -155,10 +180,10 @@ def estimators(settings: Mapping[str, Any], task: str, results: Mapping[str, Map
     # architectures both score (the supernet's space), at the cost of both.
     for k in settings["short_epochs"] if settings["short_epochs"] else []:
         short = out[f"short_k{k}"]
-        for strategy in settings["strategies"]:
-            oneshot = out[f"oneshot_{strategy}"]
+        for name, _ in supernet_cells:
+            oneshot = out[name]
             combined = rank_average(oneshot["estimates"], short["estimates"])
-            out[f"combined_{strategy}_short_k{k}"] = {
+            out[f"combined_{name.removeprefix('oneshot_')}_short_k{k}"] = {
                 "score": score_estimator(archs, combined, k=settings["k"]),
                 "cpu_s": oneshot["cpu_s"] + sum(results[f"short_{task}_{lab}_k{k}"]["cpu_s"] for lab in combined),
                 "estimates": combined}
@@ -172,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--oracle-dir", default=None, help="where arch_oracle_<task>.json are (default bench/results)")
     parser.add_argument("--strategies", nargs="*", default=["proxyless", "darts", "spos", "fair"],
                         help="one-shot strategies scored (none: the short trainings only)")
+    parser.add_argument("--fewshot", nargs="*", default=[], metavar="STRATEGY",
+                        help="few-shot supernets (mmsearch.evaluation.fewshot) after a search with each strategy")
+    parser.add_argument("--fewshot-block", default="dec.0", help="the block whose choice splits the space (default dec.0)")
+    parser.add_argument("--fewshot-epochs", type=int, default=1, help="fine-tuning passes over the weights part per sub-supernet")
     parser.add_argument("--search-seeds", type=int, default=3)
     parser.add_argument("--short-epochs", type=int, nargs="+", default=[1, 2], help="k of the short-training proxy")
     parser.add_argument("--k", type=int, default=5, help="shortlist size of the top-k regret")
@@ -191,7 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and not all((oracle_dir / f"arch_oracle_{t}.json").is_file() for t in args.tasks):
         oracle_bench.main(["--quick", "--tasks", *args.tasks, "--archs", "3", "--seeds", "2", "--workers", str(args.workers),
                            "--work-dir", str(oracle_dir)])
+    from mmsearch.evaluation.fewshot import parse_block
+
+    try:
+        parse_block(args.fewshot_block)
+    except ValueError as err:
+        parser.error(str(err))
     settings = {"tasks": list(args.tasks), "oracle_dir": str(oracle_dir), "strategies": list(args.strategies),
+                "fewshot": list(args.fewshot), "fewshot_block": args.fewshot_block, "fewshot_epochs": args.fewshot_epochs,
                 "search_seeds": list(range(args.search_seeds)), "short_epochs": list(args.short_epochs), "k": args.k}
     results = run_cells(plan_cells(settings), run_cell, settings, work, args.workers, log=lambda line: print(line, flush=True),
                         scope=cell_scope)

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.slow
 def test_quick_oracle_and_estimators_are_complete_scored_and_resume_without_training(tmp_path, capsys):
     from mmsearch.evaluation import load_oracle, score_estimator
 
-    argv = ["--quick", "--tasks", "vqa", "--strategies", "proxyless", "--search-seeds", "2", "--short-epochs", "1",
-            "--k", "2", "--workers", "1", "--work-dir", str(tmp_path)]
+    argv = ["--quick", "--tasks", "vqa", "--strategies", "proxyless", "--fewshot", "proxyless", "--search-seeds", "2",
+            "--short-epochs", "1", "--k", "2", "--workers", "1", "--work-dir", str(tmp_path)]
     assert estimator_bench.main(argv) == 0
 
     # the oracle: MCAN, the prior and a random draw, 2 seeds each, val history per seed
@@ -52,11 +52,22 @@ def test_quick_oracle_and_estimators_are_complete_scored_and_resume_without_trai
     # the estimators: each scored as score_estimator scores its stored estimates
     report = json.loads((tmp_path / "estimators_vqa.json").read_text())
     check_provenance(report, "bench_estimators.py", argv)
-    assert set(report["estimators"]) == {"oneshot_proxyless", "short_k1", "combined_proxyless_short_k1"}
+    assert set(report["estimators"]) == {"oneshot_proxyless", "fewshot_proxyless", "short_k1", "combined_proxyless_short_k1",
+                                         "combined_fewshot_proxyless_short_k1"}
+    # the few-shot cells search again (the same supernet: deterministic per seed), then fine-tune one
+    # sub-supernet per choice of dec.0 the sample makes, at a cost that includes the search
+    for seed in (0, 1):
+        name = f"fewshot_vqa_proxyless_dec.0_e1_seed{seed}"
+        cell = json.loads((tmp_path / "cells" / f"{name}.json").read_text())
+        searched = json.loads((tmp_path / "runs" / f"search_vqa_proxyless_seed{seed}" / "final_arch.json").read_text())
+        again = json.loads((tmp_path / "runs" / name / "search" / "final_arch.json").read_text())
+        assert (again["enc"], again["dec"], again["probs"]) == (searched["enc"], searched["dec"], searched["probs"])
+        assert set(cell["fine_tuning"]) == {a.spec["dec"][0][0] for a in oracle if a.label in cell["scores"]}  # MMnas shape
+        assert cell["cpu_s"] > cell["search_cpu_s"] > 0
     for name, entry in report["estimators"].items():
         # the MMnas supernet scores its own space (so does a combination with it); a short training
         # scores the fusion patterns too
-        scored = {a.label for a in oracle} - (set(fusion) if name.startswith(("oneshot", "combined")) else set())
+        scored = {a.label for a in oracle} - (set(fusion) if name.startswith(("oneshot", "fewshot", "combined")) else set())
         assert set(entry["estimates"]) == scored and entry["cpu_s"] > 0
         again = score_estimator(oracle, entry["estimates"], k=2)
         assert entry["score"]["topk_pick"] == again["topk_pick"] and entry["score"]["top1_regret"] == again["top1_regret"]

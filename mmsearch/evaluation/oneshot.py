@@ -35,9 +35,14 @@ def load_supernet(cfg: SearchConfig, output_dir: str | Path, info: Any) -> tuple
 def supernet_estimates(cfg: SearchConfig, output_dir: str | Path, data: Any, specs: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
     """label -> the search's supernet's val primary metric of each architecture in ``specs``."""
     supernet, head, cfg = load_supernet(cfg, output_dir, data.info)
+    return score_paths(supernet, head, cfg, data, {label: ArchSpec.from_dict(spec) for label, spec in specs.items()})
+
+
+def score_paths(supernet: Supernet, head: torch.nn.Module, cfg: SearchConfig, data: Any, specs: Mapping[str, ArchSpec]) -> dict[str, float]:
+    """label -> val primary metric of each architecture as a single path through ``supernet`` (in eval mode)."""
     scores = {}
     for label, spec in specs.items():
-        plan = supernet.fixed_plan(ArchSpec.from_dict(spec))
+        plan = supernet.fixed_plan(spec)
         with torch.inference_mode():
             batches = data.batches("val", batch_size=cfg.eval.batch_size, shuffle=False)
             values = evaluate(cfg.head, lambda batch, plan=plan: supernet(batch, head, plan), batches)
@@ -45,4 +50,4 @@ def supernet_estimates(cfg: SearchConfig, output_dir: str | Path, data: Any, spe
     return scores
 
 
-__all__ = ["load_supernet", "supernet_estimates"]
+__all__ = ["load_supernet", "score_paths", "supernet_estimates"]
