@@ -26,7 +26,6 @@ SPECS = {
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
-    torch.set_num_threads(1)
     data = SyntheticTaskData("vqa", train_images=40, val_images=10, test_images=4)
     cfg = load_config(SearchConfig, {
         "data": {"task": "vqa"},
@@ -37,7 +36,11 @@ def searched(tmp_path_factory):
         "eval": {"batch_size": 16},
     })
     out = tmp_path_factory.mktemp("search")
-    run_search(cfg, LocalContext(out), data)
+    threads = torch.get_num_threads()
+    try:
+        run_search(cfg, LocalContext(out), data)  # sets its own thread count (search.num_threads)
+    finally:
+        torch.set_num_threads(threads)
     return cfg, out, data
 
 

@@ -120,13 +120,20 @@ def test_states_align_with_token_ids(tables):
     assert padded.shape[1] == 384 and np.isfinite(padded.astype(np.float32)).all() and np.abs(padded).max() > 0
 
 
-def test_region_features_are_real_and_deterministic():
+@pytest.mark.parametrize("threads", [1, 2])
+def test_region_features_are_real_and_deterministic(threads):
     """Crops of the scenes' objects at their true boxes: same-looking objects in different scenes
-    have near-identical features, other colours or shapes clearly different ones."""
-    encoded, attributes = object_crops_inputs(16)
-    stage = ImageStage(crop_size=48, image_size=64, dtype="float32")
-    out = stage({"index": np.arange(len(encoded)), "record": encoded})
-    again = stage({"index": np.arange(2), "record": encoded[:2]})
+    have near-identical features, other colours or shapes clearly different ones; an object's
+    features do not depend on how many others it is encoded with, at one thread or two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        encoded, attributes = object_crops_inputs(16)
+        stage = ImageStage(crop_size=48, image_size=64, dtype="float32")
+        out = stage({"index": np.arange(len(encoded)), "record": encoded})
+        again = stage({"index": np.arange(2), "record": encoded[:2]})
+    finally:
+        torch.set_num_threads(before)
     assert all(np.array_equal(a, b) for a, b in zip(out["features"][:2], again["features"]))  # same object twice
     features = np.concatenate(out["features"])
     unit = features / np.linalg.norm(features, axis=1, keepdims=True)

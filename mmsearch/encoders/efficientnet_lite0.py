@@ -164,9 +164,18 @@ class EfficientNetLite0Encoder(FrozenEncoder):
         out = torch.empty((batch.shape[0], width), dtype=torch.float32)
         with torch.inference_mode():
             for start in range(0, batch.shape[0], self.batch_size):
-                pooled = self._pooled(batch[start : start + self.batch_size])
+                chunk = batch[start : start + self.batch_size]
+                real = chunk.shape[0]
+                # Every forward sees a full chunk (the last one padded with copies of its last
+                # image): the kernels oneDNN picks depend on the batch's shape, so an image's
+                # features would otherwise depend on how many others it was encoded with (seen with
+                # one thread: the same crop alone and among 16 differed), and a rebuilt data set on
+                # how its rows were batched.
+                if real < self.batch_size:
+                    chunk = torch.cat([chunk, chunk[-1:].expand(self.batch_size - real, *chunk.shape[1:])])
+                pooled = self._pooled(chunk)
                 result = self.net._fc(pooled) if head else pooled
-                out[start : start + result.shape[0]] = result.float().cpu()
+                out[start : start + real] = result[:real].float().cpu()
         return out
 
     def encode(self, images: ImageBatch) -> torch.Tensor:

@@ -191,8 +191,9 @@ def data_config(cfg: PrecomputeConfig) -> dict:
 
 
 # What the code writes from a config; raised when the same config starts producing other data
-# (2: the vqa table's referent_boxes), so a cached data set of older code is not reused.
-CONTENTS_REVISION = 2
+# (2: the vqa table's referent_boxes; 3: image features no longer depend on how the rows were
+# batched, the encoder pads every chunk), so a cached data set of older code is not reused.
+CONTENTS_REVISION = 3
 
 
 def fingerprint(cfg: PrecomputeConfig) -> str:
