@@ -208,6 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", default=None, help="default runs/bench_estimators[_quick]")
     parser.add_argument("--out-dir", default=None, help="default bench/results (--quick: the work dir)")
     args = parser.parse_args(argv)
+    from mmsearch.evaluation.fewshot import parse_block
+
+    try:  # before any work (the quick mode builds an oracle first)
+        parse_block(args.fewshot_block)
+    except ValueError as err:
+        parser.error(str(err))
 
     from mmsearch.evaluation.cells import run_cells
     from mmsearch.io import atomic_write_json
@@ -220,12 +226,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and not all((oracle_dir / f"arch_oracle_{t}.json").is_file() for t in args.tasks):
         oracle_bench.main(["--quick", "--tasks", *args.tasks, "--archs", "3", "--seeds", "2", "--workers", str(args.workers),
                            "--work-dir", str(oracle_dir)])
-    from mmsearch.evaluation.fewshot import parse_block
-
-    try:
-        parse_block(args.fewshot_block)
-    except ValueError as err:
-        parser.error(str(err))
     settings = {"tasks": list(args.tasks), "oracle_dir": str(oracle_dir), "strategies": list(args.strategies),
                 "fewshot": list(args.fewshot), "fewshot_block": args.fewshot_block, "fewshot_epochs": args.fewshot_epochs,
                 "search_seeds": list(range(args.search_seeds)), "short_epochs": list(args.short_epochs), "k": args.k}
