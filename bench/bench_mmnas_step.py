@@ -13,7 +13,10 @@ A step is everything an optimiser step costs: forward, loss, backward, grad-norm
 Reported per case: median / min / mean wall seconds per step, CPU seconds per step, samples/s,
 matmul FLOPs per step (torch's FLOP counter for linear layers and batched matmuls, plus the
 fused CPU attention kernel and the LSTM counted analytically) and the achieved rate as a
-fraction of this machine's fp32 matmul peak, measured in the same run with the same threads.
+fraction of this machine's fp32 matmul peak, measured in the same run with the same threads;
+and the kernel floor (``--floor-steps`` profiled steps after the timed ones): the seconds per step of
+the matmul, LSTM and optimiser kernels alone (:data:`FLOOR_KERNELS`), what the step would take if
+every other op (elementwise, layer norms, softmax, dropout masks, copies, dispatch) cost nothing.
 
     python bench/bench_mmnas_step.py            # full run (on a quiet machine)
     python bench/bench_mmnas_step.py --quick    # a few iterations, to check it works
@@ -194,7 +197,38 @@ class Timing:
     cpu_s: list[float] = field(default_factory=list)
 
 
-def time_case(case: Case, warmup: int, iters: int) -> dict[str, Any]:
+# The kernels any implementation of these steps runs, whatever its framework overhead: the matmuls
+# (mm / addmm / bmm and the fused CPU attention), the LSTM's oneDNN layer and the optimiser's
+# fused update. Their time per step is the step's floor in eager fp32 (every other op free).
+FLOOR_KERNELS = (
+    "aten::mm", "aten::addmm", "aten::bmm",
+    "aten::_scaled_dot_product_flash_attention_for_cpu", "aten::_scaled_dot_product_flash_attention_for_cpu_backward",
+    "aten::mkldnn_rnn_layer", "aten::mkldnn_rnn_layer_backward",
+    "aten::_fused_adam_",
+)
+
+
+def kernel_floor(step: Callable, batches: list[MultimodalBatch], steps: int) -> dict[str, Any]:
+    """Per-step seconds of :data:`FLOOR_KERNELS` under torch.profiler, against all ops' self time.
+
+    The profiler times each op on the calling thread (an op's intra-op threads included), so the
+    kernels' self times add up to the wall seconds they take; the profiled total is a little above
+    the unprofiled step (the profiler's own cost).
+    """
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(steps):
+            step(batches[i % len(batches)])
+    events = prof.key_averages()
+    by_op = {e.key: e.self_cpu_time_total / 1e6 / steps for e in events if e.key in FLOOR_KERNELS}
+    total = sum(e.self_cpu_time_total for e in events if e.key.startswith("aten::")) / 1e6 / steps
+    kernels = sum(by_op.values())
+    return {"kernel_s_per_step": kernels, "profiled_aten_s_per_step": total, "kernel_share": kernels / total if total else None,
+            "kernels": dict(sorted(by_op.items(), key=lambda kv: -kv[1])), "steps": steps}
+
+
+def time_case(case: Case, warmup: int, iters: int, floor_steps: int = 0) -> dict[str, Any]:
     step, model, head = build(case)
     batches = [make_batch(case, seed) for seed in range(4)]
     flops = step_flops(step, batches[0], model, case)  # doubles as the first warm-up step
@@ -208,7 +242,9 @@ def time_case(case: Case, warmup: int, iters: int) -> dict[str, Any]:
         timing.wall_s.append(time.perf_counter() - wall)
         timing.cpu_s.append(time.process_time() - cpu)
     median = statistics.median(timing.wall_s)
+    floor = kernel_floor(step, batches, floor_steps) if floor_steps else None
     return {
+        "floor": floor,
         "settings": asdict(case),
         "params": sum(p.numel() for p in model.parameters()) + sum(p.numel() for p in head.parameters()),
         "step_s": {"median": median, "min": min(timing.wall_s), "mean": statistics.fmean(timing.wall_s)},
@@ -258,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--profile", choices=list(CASES), help="print a torch.profiler table for one case and exit")
+    parser.add_argument("--floor-steps", type=int, default=5,
+                        help="profiled steps per case for the kernel floor (matmul, LSTM, optimiser kernels per step); 0: skip")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.profile:
@@ -269,13 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     peak = matmul_peak_gflops(seconds=0.5 if args.quick else 3.0, size=1024 if args.quick else 2048)
     results: dict[str, Any] = {}
     for name in args.cases:
-        result = time_case(CASES[name], warmup, iters)
+        result = time_case(CASES[name], warmup, iters, floor_steps=1 if args.quick and args.floor_steps else args.floor_steps)
         result["fraction_of_peak"] = result["achieved_gflops"] / peak
         results[name] = result
         s = result["step_s"]
         print(
             f"{name:28s} median {s['median']:.4f} s  min {s['min']:.4f} s  {result['samples_per_s']:8.1f} samples/s  "
-            f"{result['gflop_per_step']:8.2f} GFLOP/step  {100 * result['fraction_of_peak']:5.1f}% of peak",
+            f"{result['gflop_per_step']:8.2f} GFLOP/step  {100 * result['fraction_of_peak']:5.1f}% of peak"
+            + (f"  kernel floor {result['floor']['kernel_s_per_step']:.4f} s" if result["floor"] else ""),
             flush=True,
         )
     report = {

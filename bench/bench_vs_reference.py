@@ -13,7 +13,10 @@ Every case is timed round by round, interleaved (reference, project; the next ro
 reference), each side in a fresh process with the same threads; every run records wall and CPU
 seconds per step (medians over its timed steps) and the 1-minute load before and after it. The ratio
 (reference seconds per sample / project seconds per sample) is taken per round from the two runs of
-that round, never from recorded figures.
+that round, never from recorded figures. The project's runs also profile a few steps after the timed
+ones for the kernel floor (``bench_mmnas_step.kernel_floor``: the seconds of the matmul, LSTM and
+optimiser kernels per step), and each MMnas case records ``speedup_at_kernel_floor``, the reference's
+time over that floor: the most any eager fp32 rewrite of the project's step could reach.
 
 Cases (``--cases``; default: the tiny ones and FuseMix):
   tiny_derived            derived VQA net, H=128, batch 8, 14 tokens, 36 regions, vocab 1000, 100 answers
@@ -137,9 +140,11 @@ def child_project_mmnas(case_name: str, warmup: int, iters: int) -> dict[str, An
     sys.path.insert(0, str(BENCH))
     from bench_mmnas_step import CASES as STEP_CASES, time_case
 
-    result = time_case(STEP_CASES[case_name], warmup, iters)
+    # After the timed steps, a few profiled ones give the kernel floor (bench_mmnas_step.kernel_floor).
+    result = time_case(STEP_CASES[case_name], warmup, iters, floor_steps=max(1, min(iters, 5)))
     return {"wall_s": result["step_s"]["median"], "cpu_s": result["cpu_s_per_step_median"],
-            "batch": STEP_CASES[case_name].batch, "params": result["params"]}
+            "batch": STEP_CASES[case_name].batch, "params": result["params"],
+            "kernel_floor_s": result["floor"]["kernel_s_per_step"], "kernel_share": result["floor"]["kernel_share"]}
 
 
 def child_project_fusemix(batch: int, warmup: int, iters: int, threads: int) -> dict[str, Any]:
@@ -236,9 +241,18 @@ def compare(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     wall = [(by[k, "reference"]["wall_s"] / by[k, "reference"]["batch"]) / (by[k, "project"]["wall_s"] / by[k, "project"]["batch"]) for k in rounds]
     cpu = [(by[k, "reference"]["cpu_s"] / by[k, "reference"]["batch"]) / (by[k, "project"]["cpu_s"] / by[k, "project"]["batch"]) for k in rounds]
     summary = {"speedup_wall": wall, "speedup_cpu": cpu, "speedup_wall_range": ratio_range(wall), "speedup_cpu_range": ratio_range(cpu)}
+    if all("kernel_floor_s" in by[k, "project"] for k in rounds):
+        # The most this project could gain in eager fp32 if every op but the matmul, LSTM and
+        # optimiser kernels cost nothing: the reference's time over the project's kernel time.
+        summary["speedup_at_kernel_floor"] = [
+            (by[k, "reference"]["wall_s"] / by[k, "reference"]["batch"]) / (by[k, "project"]["kernel_floor_s"] / by[k, "project"]["batch"])
+            for k in rounds]
     for side in ("reference", "project"):
         mine = [by[k, side] for k in rounds]
         summary[side] = {"wall_s": [r["wall_s"] for r in mine], "cpu_s": [r["cpu_s"] for r in mine], "batch": mine[0]["batch"]}
+        if "kernel_floor_s" in mine[0]:
+            summary[side]["kernel_floor_s"] = [r["kernel_floor_s"] for r in mine]
+            summary[side]["kernel_share"] = [r["kernel_share"] for r in mine]
         if CASES[name].kind == "fusemix":
             summary[side]["input_pairs_per_s"] = [r["batch"] / r["wall_s"] for r in mine]
     return summary
@@ -327,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(args.out, report)
     for name, c in report["cases"].items():
         w, u = c["speedup_wall_range"], c["speedup_cpu_range"]
-        print(f"{name:26s} project vs reference: {w['min']:.2f}-{w['max']:.2f}x wall, {u['min']:.2f}-{u['max']:.2f}x CPU per sample")
+        floor = c.get("speedup_at_kernel_floor")
+        at_floor = f"; at the kernel floor {min(floor):.2f}-{max(floor):.2f}x" if floor else ""
+        print(f"{name:26s} project vs reference: {w['min']:.2f}-{w['max']:.2f}x wall, {u['min']:.2f}-{u['max']:.2f}x CPU per sample{at_floor}")
     print(f"load 1m {report['load_1m']['min']:.2f}-{report['load_1m']['max']:.2f}; wrote {args.out}")
     if report["load_1m"]["max"] > (os.cpu_count() or 1):
         print(f"warning: the 1-minute load reached {report['load_1m']['max']:.1f} on {os.cpu_count()} cores: "

@@ -118,6 +118,10 @@ def _mmnas_step(tmp_path, monkeypatch):
     assert _load("bench_mmnas_step.py").main(args) == 0
     report = json.loads(out.read_text())
     assert report["cases"]["tiny_derived"]["step_s"]["median"] > 0
+    floor = report["cases"]["tiny_derived"]["floor"]  # one profiled step in --quick
+    assert floor["steps"] == 1 and "aten::mm" in floor["kernels"] and "aten::_fused_adam_" in floor["kernels"]
+    assert 0 < floor["kernel_s_per_step"] < floor["profiled_aten_s_per_step"]
+    assert floor["kernel_s_per_step"] == pytest.approx(sum(floor["kernels"].values()))
     return report, args
 
 

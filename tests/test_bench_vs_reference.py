@@ -74,6 +74,15 @@ def test_the_ratio_is_per_sample_and_per_round_from_the_runs_of_that_round():
     assert c["speedup_wall"] == [2.0, 2.0] and c["speedup_cpu"] == [1.5, 2.0]
     assert c["speedup_cpu_range"] == {"min": 1.5, "median": 1.75, "max": 2.0}
     assert c["reference"]["wall_s"] == [2.0, 2.5] and c["project"]["batch"] == 64
+    assert "speedup_at_kernel_floor" not in c  # runs without a kernel floor (the reference's never have one)
+
+    for run in runs:
+        if run["side"] == "project":
+            run.update(kernel_floor_s=run["wall_s"] / 4, kernel_share=0.3)
+    c = bench.compare("search_supernet_weight", runs)
+    # the reference's seconds per sample over the project's kernel seconds per sample, per round
+    assert c["speedup_at_kernel_floor"] == [pytest.approx(8.0), pytest.approx(8.0)]
+    assert c["project"]["kernel_floor_s"] == [1.0, 1.25] and c["project"]["kernel_share"] == [0.3, 0.3]
 
 
 @pytest.mark.slow
@@ -93,4 +102,8 @@ def test_quick_self_check_interleaves_fresh_processes_and_records_wall_cpu_and_l
     case = report["cases"]["tiny_derived"]
     assert case["speedup_wall"] == [pytest.approx(ref["wall_s"] / proj["wall_s"])]
     assert case["speedup_cpu"] == [pytest.approx(ref["cpu_s"] / proj["cpu_s"])]
+    # the project's run profiles steps after the timed ones: its matmul / LSTM / Adam kernels are
+    # a real part of the step, and the ratio at that floor is the reference's time over it
+    assert 0 < proj["kernel_floor_s"] and 0 < proj["kernel_share"] < 1
+    assert case["speedup_at_kernel_floor"] == [pytest.approx(ref["wall_s"] / proj["kernel_floor_s"])]
     assert report["load_1m"]["min"] <= report["load_1m"]["max"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mmsearch.ops import MMnasLayerNorm
+from mmsearch.ops import Dropout, MMnasLayerNorm
 
 
 def padding_fill_value(dtype: torch.dtype) -> float:
@@ -50,7 +50,7 @@ class AttFlat(nn.Module):
         self.attention = nn.Sequential(
             nn.Linear(hidden_size, mlp_size),
             nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
+            Dropout(dropout),  # the ops' cheap-mask dropout: F.dropout's Bernoulli draws were 6 % of a tiny step
             # No bias: the softmax over positions ignores a per-glimpse constant, so it would never learn.
             nn.Linear(mlp_size, glimpses, bias=False),
         )
