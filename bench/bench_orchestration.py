@@ -26,8 +26,8 @@ machine's time is split into where it went, from per-trial timestamps the trials
 
 A second, separate measurement runs the same number of no-op trials (same imports, one report
 per epoch, no work) to give the fixed cost of starting and finishing a trial, in slot-seconds per
-trial. ``--reuse-actors on`` (``tune.reuse_actors``: CPU trials run in the processes of finished
-ones) or ``off`` (the jobs' default: a fresh Ray worker per trial). A trial in a reused
+trial. ``--reuse-actors on`` (the jobs' default, ``tune.reuse_actors``: CPU trials run in the
+processes of finished ones) or ``off`` (a fresh Ray worker per trial). A trial in a reused
 process counts no ``actor_start``; the hand-over between its process's trials is ``slots_idle``.
 
     python bench/bench_orchestration.py            # 8 trials x 6 epochs, 2 at once (~5 min on 2 cores)
@@ -235,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=None, help="trials at once (default: all that fit)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs given to Ray (default: all)")
     parser.add_argument("--skip-noop", action="store_true", help="do not measure the no-op trials' fixed cost")
-    parser.add_argument("--reuse-actors", choices=("on", "off"), default="off",
-                        help="on: CPU trials reuse finished trials' processes (tune.reuse_actors); off (the jobs' default): a fresh worker per trial")
+    parser.add_argument("--reuse-actors", choices=("on", "off"), default="on",
+                        help="on (the jobs' default): CPU trials reuse finished trials' processes (tune.reuse_actors); off: a fresh worker per trial")
     parser.add_argument("--tiny", action="store_true", help="4 trials x 2 epochs on small data: checks that it works")
     parser.add_argument("--out", type=Path, default=RESULTS / "orchestration.json")
     args = parser.parse_args(argv)

@@ -124,7 +124,7 @@ def test_unknown_precision_is_an_error():
 
 
 @pytest.mark.parametrize("setting, gpus, reused", [
-    (None, None, False), (None, 0.25, False),  # the default: a fresh process per trial
+    (None, None, True), (None, 0.25, False),  # the default: CPU trials reuse processes, GPU trials never
     (True, None, True), (True, 0, True),  # CPU trials: the next trial runs in a finished trial's process
     (True, 0.25, False), (True, 1, False),  # GPU trials: a fresh process each, its GPU memory freed on exit
     (False, 0, False),

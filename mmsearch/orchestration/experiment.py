@@ -16,7 +16,7 @@ Trials get ``cpus_per_trial``/``gpus_per_trial`` (fractional GPUs run several tr
 the number running at once is derived from the cluster, minus ``reserve_cpus_for_data`` CPUs
 kept free so Ray Data's streaming tasks are never starved. Trials with GPUs each run in a fresh
 actor, so a stopped trial's GPU memory is released with its process; CPU trials can reuse the
-processes of finished ones (``TuneSettings.reuse_actors``, off by default; a fresh worker costs ~4 s here).
+processes of finished ones (``TuneSettings.reuse_actors``, on by default; a fresh worker costs ~4 s here).
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ from mmsearch.orchestration.metrics import TrialMetricsCallback
 from mmsearch.orchestration.resource_plan import ResourcePlan, cpu_fit, plan_trial_resources, reuse_actors
 from mmsearch.orchestration.search_space import SearchSpace, build_searcher, parse_search_space
 from mmsearch.orchestration.settings import ResourceSettings, TuneSettings
+from mmsearch.orchestration.stop_signal import sigterm_stops_tune
 from mmsearch.orchestration.summary import ExperimentSummary, summarize_analysis, write_summary
 from mmsearch.orchestration.tune_context import CHECKPOINT_SCORE, as_tune_trainable
 from mmsearch.recipes.resolve import config_differences
@@ -225,7 +226,8 @@ def run_plan(plan: ExperimentPlan, *, callbacks: Iterable[tune.Callback] = (), v
                            reuse_actors=reuse_actors(settings, placement.gpus_per_trial))
 
     print(_plan_text(plan, concurrency, placement), flush=True)
-    results = tuner.fit()
+    with sigterm_stops_tune():  # `ray job stop` saves the experiment state as Ctrl+C does
+        results = tuner.fit()
     summary = summarize_experiment(location)
     write_summary(summary, location)
     print(summary.table())

@@ -74,13 +74,12 @@ class TuneSettings:
     resources: ResourceSettings = ResourceSettings()
     max_failures: int = 2  # retries of a failing trial, each from its last checkpoint
     checkpoints_to_keep: int = 2  # per trial: the best by the metric, warm-up epochs last (Tune keeps the latest as well)
-    # true: a finished CPU trial's process runs the next trial (saves the ~4 s start of a fresh Ray
-    # worker per trial: 90.6 % against 83.0 % efficiency, bench/README.md); GPU trials always get
-    # fresh processes, so a stopped trial's GPU memory goes with it. Off by default: in the two-node
-    # cluster test with a lost node it left the start records of 4 trials in 5 trial directories
-    # once; three more runs with it on passed (reused processes seen in the start records' pids).
-    # Not yet explained, so not yet the default.
-    reuse_actors: bool = False
+    # true (the default): a finished CPU trial's process runs the next trial (saves the ~4 s start
+    # of a fresh Ray worker per trial: 90.6 % against 83.0 % efficiency, bench/README.md); GPU
+    # trials always get fresh processes, so a stopped trial's GPU memory goes with it. (It was off
+    # while a stopped job could leave a trial in two directories; that came from SIGTERM killing
+    # the driver before Tune saved its state, fixed in orchestration/stop_signal.py.)
+    reuse_actors: bool = True
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.experiment_name):
