@@ -34,6 +34,7 @@ from mmsearch.orchestration.asha import TIME_ATTR
 from mmsearch.orchestration.checkpoints import write_manifest
 from mmsearch.orchestration.search_space import set_dotted
 from mmsearch.recipes.context import WARMUP_KEY
+from mmsearch.recipes.shared_data import ProcessCache
 from mmsearch.storage import StorageLocation, upload_file
 
 log = logging.getLogger(__name__)
@@ -64,9 +65,12 @@ class TuneContext:
     rank = 0
     world_size = 1
 
-    def __init__(self, artifacts_to: StorageLocation | None = None, *, score_metric: str | None = None) -> None:
+    def __init__(self, artifacts_to: StorageLocation | None = None, *, score_metric: str | None = None,
+                 shared: ProcessCache | None = None) -> None:
         """``artifacts_to``: the trial's directory in storage, where ``output_dir`` is mirrored;
-        ``score_metric``: the experiment's metric, reported again as :data:`CHECKPOINT_SCORE`."""
+        ``score_metric``: the experiment's metric, reported again as :data:`CHECKPOINT_SCORE`;
+        ``shared``: the worker process's cache of opened task data (recipes/shared_data.py)."""
+        self.shared = shared
         chdir_enabled = os.environ.get("RAY_CHDIR_TO_TRIAL_DIR", "1") != "0"
         self._output_dir = Path.cwd() if chdir_enabled else Path(tune.get_context().get_trial_dir())
         self._artifacts_to = artifacts_to
@@ -185,11 +189,15 @@ def as_tune_trainable(
     :data:`CHECKPOINT_SCORE` for Ray's checkpoint retention.
     """
     base = config_to_dict(base_config) if isinstance(base_config, config_cls) else dict(base_config)
+    # Unpickled once per Tune worker process: a trial run in a finished trial's process
+    # (tune.reuse_actors) gets the task data that trial opened when its data config is the same.
+    shared = ProcessCache()
 
     def trainable(params: dict[str, Any]) -> None:
         cfg = validate_config(config_cls, merge_trial_params(base, params), origin=f"trial params {params}")
         trial_dir = Path(tune.get_context().get_trial_dir()).name
-        context = TuneContext(experiment.child(trial_dir) if experiment is not None else None, score_metric=score_metric)
+        context = TuneContext(experiment.child(trial_dir) if experiment is not None else None, score_metric=score_metric,
+                              shared=shared)
         succeeded = False
         try:
             dump_config(cfg, context.output_dir / "config.yaml")

@@ -74,6 +74,7 @@ from mmsearch.recipes.search.state import (
     seed_everything,
     write_checkpoint,
 )
+from mmsearch.recipes.shared_data import open_shared
 from mmsearch.data.task_data import TaskData, TaskDataConfig
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,8 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
     out_dir = Path(context.output_dir)
 
     # 1. data
-    data = task_data if task_data is not None else open_search_data(cfg.data)
+    # One opening per worker process when the context shares data across its runs (recipes/shared_data.py).
+    data = task_data if task_data is not None else open_shared(context, ("search", cfg.data), lambda: open_search_data(cfg.data))
     cfg = resolve_config(cfg, data.info)
     _check_parts(data, cfg)
     dump_config(cfg, out_dir / "config.yaml")

@@ -56,6 +56,7 @@ from mmsearch.recipes.context import LocalContext, RunContext
 from mmsearch.recipes.search.recipe import open_search_data
 from mmsearch.recipes.search.state import seed_everything
 from mmsearch.data.task_data import TaskData, TaskDataConfig
+from mmsearch.recipes.shared_data import open_shared
 from mmsearch.recipes.train_derived.config import TrainDerivedConfig, learning_rate, resolve_config
 from mmsearch.recipes.train_derived.data import StridedShard, TrainShard
 from mmsearch.recipes.train_derived.engine import (
@@ -112,7 +113,8 @@ def train_derived(
     out_dir = Path(context.output_dir)
 
     # 1. data and the resolved config
-    data = task_data if task_data is not None else open_train_data(cfg.data)
+    # One opening per worker process when the context shares data across its runs (recipes/shared_data.py).
+    data = task_data if task_data is not None else open_shared(context, ("train", cfg.data), lambda: open_train_data(cfg.data))
     cfg = resolve_config(cfg, data.info)
     spec = cfg.spec
     check_data(data, cfg, world)
