@@ -16,7 +16,8 @@ machine's time is split into where it went, from per-trial timestamps the trials
 * ``actor_start``: trial process start -> the recipe is entered (Ray worker boot, the trainable
   unpickled, Tune's session, the trial config validated and written);
 * ``imports``: importing the search recipe (torch, the model library) in the fresh process;
-* ``data_setup``: generating the trial's data (a store-backed run opens a store instead);
+* ``data_setup``: generating the trial's data (a store-backed run opens a store instead), once per
+  worker process as in the jobs (``recipes/shared_data.py``: a reused process's next trial gets it);
 * ``model_setup``: the rest until the first report, minus the first epoch and one report cycle
   (config resolution, supernet and optimisers built);
 * ``epoch_reporting``: between epochs, outside ``epoch_s``: derived-arch bookkeeping, the
@@ -101,9 +102,13 @@ def timed_search_recipe(train_images: int, val_images: int) -> Callable[..., Any
         from mmsearch.data.synthetic import SyntheticTaskData
         from mmsearch.recipes.search.recipe import run_search  # torch and the model library, in a fresh process
 
+        from mmsearch.recipes.shared_data import open_shared
+
         imported = time.time()
-        data = SyntheticTaskData(cfg.data.task, train_images=train_images, val_images=val_images, test_images=2,
-                                 arch_fraction=cfg.data.arch_fraction, split_seed=cfg.data.split_seed)
+        # As a job's trial opens its data (run_search): once per worker process for equal data configs.
+        data = open_shared(context, ("bench", cfg.data, train_images, val_images), lambda: SyntheticTaskData(
+            cfg.data.task, train_images=train_images, val_images=val_images, test_images=2,
+            arch_fraction=cfg.data.arch_fraction, split_seed=cfg.data.split_seed))
         fixed = {"bench_process_t": _process_start(), "bench_pid": os.getpid(), "bench_entered_t": entered,
                  "bench_imports_s": imported - entered,
                  "bench_data_s": time.time() - imported}
