@@ -159,14 +159,22 @@ def starts(exp: Path) -> dict[str, set[str]]:
     return {t.name: {p.name for p in t.glob("start_*.txt")} for t in exp.iterdir() if t.is_dir() and t.name.startswith("slow_toy")}
 
 
+def driver_process(ray_session, storage: Path, state_period_s: int) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of a driver subprocess (:func:`drive`) joined to the session's Ray,
+    Tune saving its experiment state every ``state_period_s`` seconds (``TUNE_GLOBAL_CHECKPOINT_S``)."""
+    address = ray_session.get_runtime_context().gcs_address
+    command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(TESTS)!r}); import test_resume_after_kill as t; "
+               f"t.drive({str(storage)!r}, {address!r})"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
+           "TUNE_GLOBAL_CHECKPOINT_S": str(state_period_s)}
+    return command, env
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_driver_killed_at_several_points_resumes_without_losing_or_redoing_an_epoch(ray_session, tmp_path):
+    command, env = driver_process(ray_session, tmp_path, 1)  # the state is saved every second (Tune's default: 10 s at least)
     address = ray_session.get_runtime_context().gcs_address
-    command = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(TESTS)!r}); import {__name__} as t; "
-               f"t.drive({str(tmp_path)!r}, {address!r})"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")]),
-           "TUNE_GLOBAL_CHECKPOINT_S": "1"}  # the state is saved every second (Tune's default: 10 s at least)
     exp = tmp_path / "killed"
     kills, survived, logs, dangling = 0, 0, [], ""
     finished: set[str] = set()  # trials whose last epoch was recorded in storage at a kill
