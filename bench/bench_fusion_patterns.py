@@ -21,7 +21,8 @@ machine. Every (task, model, seed) is a cell trained in a pool of ``--workers`` 
 torch thread each) and kept under ``--work-dir``: a rerun of the same settings trains only the
 cells not yet finished. The cells' figures do not depend on load, so no time is taken from them;
 ``--step-rounds N`` times each model's training step afterwards, in this process alone, N
-interleaved rounds (``bench/fusion_step_times.py``; needs a quiet machine to mean anything).
+interleaved rounds (``bench/fusion_step_times.py``; needs a quiet machine to mean anything);
+``--step-times-only`` does only that (no cell trained or read) and writes the times alone to ``--out``.
 
     python bench/bench_fusion_patterns.py --quick
     python bench/bench_fusion_patterns.py --root stores/scenes --seeds 0 1 2 --workers 2 --step-rounds 3
@@ -270,9 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="pool processes, one torch thread each (1: this process)")
     parser.add_argument("--step-rounds", type=int, default=0,
                         help="after the cells, time every model's training step in N interleaved rounds (0: not timed)")
+    parser.add_argument("--step-times-only", action="store_true",
+                        help="only time the steps (--step-rounds N): no cell is trained or read; write --out with the step times alone")
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="finished cells, so a rerun resumes (default runs/bench_fusion_patterns[_quick])")
     args = parser.parse_args(argv)
+    if args.step_times_only and args.step_rounds < 1:
+        parser.error("--step-times-only needs --step-rounds N (N >= 1)")
 
     from mmsearch.evaluation.cells import run_cells
     from mmsearch.io import atomic_write_json
@@ -287,6 +292,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     settings = {"quick": args.quick, "root": args.root, "tasks": list(args.tasks), "models": names, "seeds": seeds}
+    if args.step_times_only:  # the step column alone: the cells' training is hours, the timing minutes
+        timed = {}
+        for task in args.tasks:
+            print(f"timing the training step of {len(names)} models on {task}, {args.step_rounds} rounds", flush=True)
+            timed[task] = step_times(task, settings, args.step_rounds)
+            for name, entry in timed[task]["models"].items():
+                print(f"{task} {name:28s} {entry['wall_s'] * 1e3:8.1f} ms/step", flush=True)
+        atomic_write_json(args.out, {"benchmark": "fusion_step_times", "command": provenance.command,
+                                     "settings": {"quick": args.quick, "root": args.root, "tasks": list(args.tasks), "models": names},
+                                     "step_times": timed, "provenance": provenance.block()})
+        print(f"wrote {args.out}")
+        return 0
     work = args.work_dir or REPO / "runs" / ("bench_fusion_patterns_quick" if args.quick else "bench_fusion_patterns")
     cells = run_cells(plan_cells(settings), run_cell, settings, work, args.workers, log=lambda line: print(line, flush=True),
                       scope=cell_scope)

@@ -66,6 +66,28 @@ def test_quick_run_matches_sizes_and_measures_robustness_and_fusion(tmp_path, ca
         assert row.endswith(f"| {entry['wall_s'] * 1e3:.1f} |")
 
 
+def test_step_times_only_trains_no_cell_and_writes_the_times_alone(tmp_path, capsys):
+    bench = _bench()
+    out, work = tmp_path / "steps.json", tmp_path / "work"
+    models = ["mcan", "concat"]
+    args = ["--quick", "--tasks", "vg", "--models", *models, "--out", str(out), "--work-dir", str(work),
+            "--step-times-only", "--step-rounds", "1"]
+    assert bench.main(args) == 0
+    report = json.loads(out.read_text())
+    check_provenance(report, "bench_fusion_patterns.py", args)
+    assert not work.exists() and set(report) >= {"step_times", "settings"} and "results" not in report
+    timing = report["step_times"]["vg"]
+    assert [r["order"] for r in timing["rounds"]] == [models]
+    printed = capsys.readouterr().out
+    for name in models:
+        wall = timing["models"][name]["wall_s"]
+        assert wall > 0 and f"vg {name:28s} {wall * 1e3:8.1f} ms/step" in printed
+
+    with pytest.raises(SystemExit) as exit_:  # nothing to time: refused before any work
+        bench.main(["--quick", "--step-times-only", "--out", str(tmp_path / "none.json")])
+    assert exit_.value.code == 2 and not (tmp_path / "none.json").exists()
+
+
 def test_fusion_mass_lists_cross_and_gate_blocks():
     """Without training: co-attention blocks count as fully crossing, the early-summation gate is read."""
     import torch
