@@ -9,6 +9,10 @@ in a fresh process so its peak RSS (``resource.getrusage`` maxrss) is its own. I
 data set was opened (interpreter, torch, pyarrow), rows/s, the row groups read, and the load
 average around each case.
 
+``--step-ms N`` follows each batch with a stand-in training step of N ms (fp32 matmuls on one torch
+thread) and records how long each step then waits for its next batch (``wait_ms_per_batch``):
+whether the stream, read one batch ahead on a thread, keeps up with a step of that length.
+
 Timing figures are only meaningful on a quiet machine: the JSON keeps them next to the load
 average; bench/README.md records only the memory figures until then.
 
@@ -103,6 +107,24 @@ def write_dataset(root: Path, images: int, args: argparse.Namespace) -> dict:
     }
 
 
+def busy_step(ms: float):
+    """A stand-in for the training step: fp32 matmuls on one torch thread for ``ms`` milliseconds
+    (0: nothing). Like a real step it releases the GIL, so the reader's thread can decode meanwhile."""
+    if ms <= 0:
+        return lambda: None
+    import torch
+
+    torch.set_num_threads(1)  # a search trial's torch threads: one per CPU it is given
+    a = torch.randn(192, 192)
+
+    def step() -> None:
+        end = time.perf_counter() + ms / 1e3
+        while time.perf_counter() < end:
+            a @ a
+
+    return step
+
+
 def measure(root: str, mode: str, args: argparse.Namespace) -> dict:
     """One epoch of the train part through ``open_task_data`` in ``mode``."""
     from mmsearch.data.task_data import TaskDataConfig
@@ -111,17 +133,28 @@ def measure(root: str, mode: str, args: argparse.Namespace) -> dict:
     load_before = [round(x, 2) for x in os.getloadavg()]
     rss_before = _rss_mb()
     cfg = TaskDataConfig(root=root, task="vqa", text_input="tokens", regions=mode, region_cache_mib=args.cache_mib)
+    step = busy_step(args.step_ms)
     start = time.perf_counter()
     data = open_task_data(cfg)
-    rows = 0
-    first = None
-    for batch in data.batches("train", batch_size=args.batch_size, seed=0, epoch=0):
-        rows += int(batch.region_feats.shape[0])
+    rows, first, waits = 0, None, []
+    batches = iter(data.batches("train", batch_size=args.batch_size, seed=0, epoch=0))
+    while True:
+        asked = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:
+            break
         if first is None:
             first = time.perf_counter() - start
+        else:  # what a training step waits for its next batch
+            waits.append(time.perf_counter() - asked)
+        rows += int(batch.region_feats.shape[0])
+        step()
     seconds = time.perf_counter() - start
     regions = data._split("train").regions
     return {
+        "step_ms": args.step_ms,
+        "wait_ms_per_batch": {"median": round(1e3 * float(np.median(waits)), 2), "mean": round(1e3 * float(np.mean(waits)), 2),
+                              "p90": round(1e3 * float(np.percentile(waits, 90)), 2)} if waits else None,
         "rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds, 1), "first_batch_s": round(first or 0.0, 3),
         "rss_before_open_mb": round(rss_before, 1), "peak_rss_mb": round(_rss_mb(), 1),
         "peak_above_start_mb": round(_rss_mb() - rss_before, 1),
@@ -154,12 +187,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--row-group-kib", type=int, default=1024, help="KiB of Arrow data per Parquet row group")
     parser.add_argument("--row-groups-per-shard", type=int, default=8, help="row groups per Parquet file (the writer's default: 8)")
     parser.add_argument("--cache-mib", type=int, default=64, help="data.region_cache_mib of the streamed cases (MiB)")
+    parser.add_argument("--step-ms", type=float, default=0.0,
+                        help="a stand-in training step of this many ms after each batch (matmuls, one torch thread): "
+                             "records how long each step waits for its next batch; 0: iterate only (rows/s)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, cases in this process: checks the script")
     parser.add_argument("--store-dir", default=None, help="where to write the data sets (default: a temporary directory, removed after)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--_measure", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--_root", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.step_ms < 0:
+        parser.error(f"--step-ms must be >= 0, got {args.step_ms}")
     if args.quick:
         args.images, args.sizes, args.cache_mib = 12, "1,4", 1
     return args
@@ -167,13 +205,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def report(results: dict) -> None:
     print(f"{'size':>5}{'images':>8}{'regions MiB':>13}{'mode':>8}{'peak RSS MiB':>14}{'before open':>13}{'rows/s':>9}"
-          f"{'groups read':>13}{'read MiB':>10}{'amplif.':>9}")
+          f"{'groups read':>13}{'read MiB':>10}{'amplif.':>9}{'wait ms/batch':>15}")
     for size, case in results["sizes"].items():
         for mode in MODES:
             m = case[mode]
             print(f"{size:>5}{case['store']['images']:>8}{case['store']['regions_mb']:>13}{mode:>8}{m['peak_rss_mb']:>14}"
                   f"{m['rss_before_open_mb']:>13}{m['rows_per_s']:>9}{str(m['row_groups_read']):>13}"
-                  f"{str(m['read_mb']):>10}{str(m['read_amplification']):>9}")
+                  f"{str(m['read_mb']):>10}{str(m['read_amplification']):>9}"
+                  f"{(str(m['wait_ms_per_batch']['median']) if m.get('step_ms') and m['wait_ms_per_batch'] else '-'):>15}")
     for mode, ratio in results["peak_rss_ratio_largest_to_smallest"].items():
         print(f"{mode}: peak RSS at the largest size / at the smallest = {ratio}")
     print("(rows/s were measured on whatever load the machine had: see each case's load_average)")

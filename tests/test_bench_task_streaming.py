@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+
+import pytest
 from pathlib import Path
 
 from test_bench_provenance import check_provenance
@@ -34,3 +36,25 @@ def test_quick_run_measures_both_modes_at_every_size(tmp_path):
         assert case["memory"]["row_groups_read"] is None and case["stream"]["row_groups_read"] >= case["store"]["region_row_groups"]
         assert case["stream"]["read_mb"] >= case["stream"]["served_mb"] > 0 and case["stream"]["read_amplification"] >= 1
     assert set(report["peak_rss_ratio_largest_to_smallest"]) == {"memory", "stream"}
+
+
+def test_a_stand_in_step_records_how_long_each_step_waits_for_its_batch(tmp_path, capsys):
+    bench = _bench()
+    out = tmp_path / "steps.json"
+    assert bench.main(["--quick", "--sizes", "1", "--step-ms", "20", "--out", str(out)]) == 0
+    case = json.loads(out.read_text())["sizes"]["1x"]
+    for mode in ("memory", "stream"):
+        figures = case[mode]
+        batches = -(-figures["rows"] // 64)  # 24 rows in batches of 64: one batch, no wait after it
+        assert figures["step_ms"] == 20 and figures["seconds"] >= batches * 0.02
+        wait = figures["wait_ms_per_batch"]
+        assert wait is None if batches == 1 else wait["median"] >= 0
+
+    assert bench.main(["--quick", "--sizes", "1", "--step-ms", "20", "--batch-size", "4", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())["sizes"]["1x"]["stream"]
+    assert figures["wait_ms_per_batch"]["median"] >= 0 and figures["wait_ms_per_batch"]["p90"] >= figures["wait_ms_per_batch"]["median"]
+    assert figures["seconds"] >= 6 * 0.02  # 24 rows in batches of 4: six steps of 20 ms
+
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--quick", "--step-ms", "-1", "--out", str(tmp_path / "bad.json")])
+    assert exit_.value.code == 2 and not (tmp_path / "bad.json").exists()
