@@ -278,6 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.step_times_only and args.step_rounds < 1:
         parser.error("--step-times-only needs --step-rounds N (N >= 1)")
+    from mmsearch.data.dataset_root import DatasetError
+
+    for task in args.tasks if args.root is not None else ():  # a wrong root or a missing table: before any work
+        try:
+            _data(task, args.root, args.quick)
+        except DatasetError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
 
     from mmsearch.evaluation.cells import run_cells
     from mmsearch.io import atomic_write_json

@@ -297,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--floor-steps", type=int, default=5,
                         help="profiled steps per case for the kernel floor (matmul, LSTM, optimiser kernels per step); 0: skip")
     args = parser.parse_args(argv)
+    if args.floor_steps < 0 or args.threads < 1 or args.iters < 1 or args.warmup < 0:
+        parser.error("--floor-steps and --warmup must be >= 0, --threads and --iters >= 1")
     torch.set_num_threads(args.threads)
     if args.profile:
         profile(args.profile, steps=3 if args.quick else 10)

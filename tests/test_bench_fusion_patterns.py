@@ -88,6 +88,15 @@ def test_step_times_only_trains_no_cell_and_writes_the_times_alone(tmp_path, cap
     assert exit_.value.code == 2 and not (tmp_path / "none.json").exists()
 
 
+def test_a_wrong_data_root_exits_2_before_any_work(tmp_path, capsys):
+    bench = _bench()
+    out, work, absent = tmp_path / "out.json", tmp_path / "work", tmp_path / "no_such_root"
+    for extra in ([], ["--step-times-only", "--step-rounds", "1"]):
+        assert bench.main(["--root", str(absent), "--tasks", "vg", "--out", str(out), "--work-dir", str(work), *extra]) == 2
+        assert f"error: {absent}: no precomputed data set here" in capsys.readouterr().err
+    assert not out.exists() and not work.exists()
+
+
 def test_fusion_mass_lists_cross_and_gate_blocks():
     """Without training: co-attention blocks count as fully crossing, the early-summation gate is read."""
     import torch

@@ -225,3 +225,11 @@ def test_quick_output_records_provenance(script, tmp_path, monkeypatch):
     check_provenance(report, script, args)
     if "command" in report:  # the benchmark's own command field is the same command
         assert report["command"] == report["provenance"]["command"]
+
+
+@pytest.mark.parametrize("bad", [["--floor-steps", "-1"], ["--threads", "0"], ["--iters", "0"]])
+def test_mmnas_step_refuses_bad_counts_before_measuring(bad, tmp_path):
+    out = tmp_path / "mmnas.json"
+    with pytest.raises(SystemExit) as exit_:
+        _load("bench_mmnas_step.py").main(["--quick", *bad, "--out", str(out)])
+    assert exit_.value.code == 2 and not out.exists()
