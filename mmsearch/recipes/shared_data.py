@@ -35,9 +35,6 @@ class ProcessCache:
         self.builds += 1
         return value
 
-    def clear(self) -> None:
-        self._entry = None
-
 
 def open_shared(context: Any, key: Any, open_data: Callable[[], T]) -> T:
     """``open_data()``, or the object an earlier run in this process opened for an equal ``key``
