@@ -208,3 +208,32 @@ def test_prepare_then_loss_from_outputs_equals_loss(task):
     split, split_logs = objective.loss_from_outputs(net(pairs), pairs)
     assert split.item() == pytest.approx(direct.item(), rel=1e-6)
     assert split_logs == pytest.approx(direct_logs)
+
+
+def test_attflat_dropout_is_the_ops_cheap_mask_and_matches_the_plain_layer():
+    """AttFlat drops its MLP's activations with mmsearch.ops.Dropout (cheaper masks than F.dropout on
+    CPU): without dropout it computes exactly what the plain nn.Dropout version does, and with it the
+    output is unbiased (the mean over many masks is the no-dropout output)."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    from mmsearch.heads.fusion import AttFlat
+    from mmsearch.ops import Dropout
+
+    torch.manual_seed(0)
+    flat = AttFlat(hidden_size=32, out_size=16, mlp_size=64, dropout=0.3)
+    assert isinstance(flat.attention[2], Dropout) and flat.attention[2].p == 0.3
+    plain = copy.deepcopy(flat)
+    plain.attention[2] = nn.Dropout(0.3)
+    x, mask = torch.randn(4, 50, 32), torch.zeros(4, 50, dtype=torch.bool)
+    mask[0, 40:] = True
+    flat.eval(), plain.eval()
+    assert torch.equal(flat(x, mask), plain(x, mask))
+    expected = flat(x, mask)
+    flat.train()
+    with torch.no_grad():
+        mean = torch.stack([flat(x, mask) for _ in range(400)]).mean(0)
+    assert not torch.equal(flat(x, mask), expected)  # dropout is on in training
+    assert torch.allclose(mean, expected, atol=0.05 * expected.abs().max().item())
