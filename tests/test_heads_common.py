@@ -213,7 +213,8 @@ def test_prepare_then_loss_from_outputs_equals_loss(task):
 def test_attflat_dropout_is_the_ops_cheap_mask_and_matches_the_plain_layer():
     """AttFlat drops its MLP's activations with mmsearch.ops.Dropout (cheaper masks than F.dropout on
     CPU): without dropout it computes exactly what the plain nn.Dropout version does, and with it the
-    output is unbiased (the mean over many masks is the no-dropout output)."""
+    mean output over many masks stays near the no-dropout one (the masks are unbiased; the softmax
+    after them makes it approximate)."""
     import copy
 
     import torch
