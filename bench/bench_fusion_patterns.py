@@ -199,8 +199,9 @@ def run_cell(cell: Any, settings: dict[str, Any], work_dir: str) -> dict[str, An
     budget = train_budget(quick, seed)
     torch.manual_seed(seed)
     model = build()
-    result = train_and_select(model, data, budget, name=name)
-    test_batches = eval_batches(data, "test", budget)
+    device = torch.device(settings["device"])
+    result = train_and_select(model, data, budget, name=name, device=device)
+    test_batches = eval_batches(data, "test", budget, device)
     missing = {}
     for modality in ("image", "text"):
         if task == "vg" and modality == "image":
@@ -211,7 +212,14 @@ def run_cell(cell: Any, settings: dict[str, Any], work_dir: str) -> dict[str, An
     return {"task": task, "model": name, "seed": seed, "metric": primary, "target_parameters": target,
             "widths": config_to_dict(widths), "parameters": count, "flops_per_sample": flops_per_sample(model, test_batches[0]),
             "test": result.test[primary], "best_epoch": result.best_epoch, "missing": missing,
-            "fusion": fusion_mass(model, test_batches[0])}
+            "fusion": fusion_mass(model, test_batches[0]), "ran_on": device_name(device), "seconds": result.seconds}
+
+
+def device_name(device: Any) -> str:
+    """Where a cell trained, for the results: ``cpu`` or ``cuda: <the GPU's name>``."""
+    import torch
+
+    return f"cuda: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
 
 
 def plan_cells(settings: dict[str, Any]) -> list[Any]:
@@ -222,7 +230,7 @@ def plan_cells(settings: dict[str, Any]) -> list[Any]:
 
 
 def cell_scope(cell: Any, settings: dict[str, Any]) -> dict[str, Any]:
-    return {**cell.params, "quick": settings["quick"], "root": settings["root"]}
+    return {**cell.params, "quick": settings["quick"], "root": settings["root"], "device": settings["device"]}
 
 
 def task_result(task: str, settings: dict[str, Any], cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -238,7 +246,7 @@ def task_result(task: str, settings: dict[str, Any], cells: dict[str, dict[str, 
             "parameter_ratio": first["parameters"] / first["target_parameters"],
             "matched": abs(first["parameters"] / first["target_parameters"] - 1) <= TOLERANCE,
             "flops_per_sample": first["flops_per_sample"],
-            "seeds": {str(r["seed"]): {k: r[k] for k in ("test", "best_epoch", "missing", "fusion")} for r in runs},
+            "seeds": {str(r["seed"]): {k: r[k] for k in ("test", "best_epoch", "missing", "fusion", "ran_on", "seconds")} for r in runs},
             "test_mean": statistics.fmean(values), "test_std": statistics.stdev(values) if len(values) > 1 else 0.0}
     return out
 
@@ -269,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=None, help="default: 0 1 2 (--quick: 0)")
     parser.add_argument("--out", type=Path, default=RESULTS / "fusion_patterns.json")
     parser.add_argument("--workers", type=int, default=2, help="pool processes, one torch thread each (1: this process)")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                        help="where the cells train (cuda: every pool process on the one GPU, fp32; the step times stay on the CPU)")
     parser.add_argument("--step-rounds", type=int, default=0,
                         help="after the cells, time every model's training step in N interleaved rounds (0: not timed)")
     parser.add_argument("--step-times-only", action="store_true",
@@ -278,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.step_times_only and args.step_rounds < 1:
         parser.error("--step-times-only needs --step-rounds N (N >= 1)")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("error: --device cuda: torch sees no CUDA device here", file=sys.stderr)
+            return 2
     from mmsearch.data.dataset_root import DatasetError
 
     for task in args.tasks if args.root is not None else ():  # a wrong root or a missing table: before any work
@@ -299,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown models {unknown}; known: {', '.join(model_builders())}", file=sys.stderr)
         return 2
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
-    settings = {"quick": args.quick, "root": args.root, "tasks": list(args.tasks), "models": names, "seeds": seeds}
+    settings = {"quick": args.quick, "root": args.root, "tasks": list(args.tasks), "models": names, "seeds": seeds,
+                "device": args.device}
     if args.step_times_only:  # the step column alone: the cells' training is hours, the timing minutes
         timed = {}
         for task in args.tasks:
@@ -322,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "fusion_patterns",
         "command": provenance.command,
-        "settings": {"quick": args.quick, "root": args.root, "seeds": seeds, "tolerance": TOLERANCE},
+        "settings": {"quick": args.quick, "root": args.root, "seeds": seeds, "tolerance": TOLERANCE, "device": args.device},
         "results": results,
         "provenance": provenance.block(),
     }

@@ -45,6 +45,7 @@ def test_quick_run_matches_sizes_and_measures_robustness_and_fusion(tmp_path, ca
     assert line.count("|") == 9  # every column of the header filled: H, parameters, MFLOPs, test, both drops, step
     assert f"| {result['models']['fusion_multi_to_one']['flops_per_sample'] / 1e6:.1f} |" in line
     assert line.endswith("| - |")  # no step timed unless asked
+    assert report["settings"]["device"] == "cpu" and seed["ran_on"] == "cpu" and seed["seconds"]["train"] > 0
 
     # a rerun finds its cell done and trains nothing; the same figures; with --step-rounds every
     # model's step is timed in interleaved rounds, the order rotated
@@ -94,6 +95,18 @@ def test_a_wrong_data_root_exits_2_before_any_work(tmp_path, capsys):
     for extra in ([], ["--step-times-only", "--step-rounds", "1"]):
         assert bench.main(["--root", str(absent), "--tasks", "vg", "--out", str(out), "--work-dir", str(work), *extra]) == 2
         assert f"error: {absent}: no precomputed data set here" in capsys.readouterr().err
+    assert not out.exists() and not work.exists()
+
+
+def test_cuda_without_a_gpu_exits_2_before_any_work(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: --device cuda is valid here")
+    bench = _bench()
+    out, work = tmp_path / "out.json", tmp_path / "work"
+    assert bench.main(["--quick", "--tasks", "vg", "--device", "cuda", "--out", str(out), "--work-dir", str(work)]) == 2
+    assert "error: --device cuda: torch sees no CUDA device here" in capsys.readouterr().err
     assert not out.exists() and not work.exists()
 
 

@@ -90,13 +90,13 @@ def _training_loss(objective: Any, model: nn.Module, batch: MultimodalBatch, epo
     """The model's loss; an ensemble that trains its members independently (``member_losses``, the
     late-fusion baseline) sums its members' own losses instead of the loss of its combined output."""
     if getattr(model, "member_losses", False):
-        return sum((objective.loss(member, batch, epoch)[0] for member in model.members), torch.zeros(()))
+        return torch.stack([objective.loss(member, batch, epoch)[0] for member in model.members]).sum()
     return objective.loss(model, batch, epoch)[0]
 
 
-def eval_batches(data: Any, part: str, budget: TrainBudget) -> list[MultimodalBatch]:
-    """A part's batches in their stored order, collated once and reused every epoch."""
-    return list(data.batches(part, batch_size=budget.eval_batch_size, shuffle=False))
+def eval_batches(data: Any, part: str, budget: TrainBudget, device: torch.device | str = "cpu") -> list[MultimodalBatch]:
+    """A part's batches in their stored order, collated once, moved to ``device`` and reused every epoch."""
+    return [batch.to(device) for batch in data.batches(part, batch_size=budget.eval_batch_size, shuffle=False)]
 
 
 def train_and_select(
@@ -106,14 +106,18 @@ def train_and_select(
     *,
     name: str = "",
     log: Callable[[str], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> BaselineResult:
-    """Train ``model`` on ``data``'s ``train`` part, pick the best epoch on ``val``, evaluate it on ``test``."""
+    """Train ``model`` on ``data``'s ``train`` part, pick the best epoch on ``val``, evaluate it on
+    ``test``; the model and every batch on ``device`` (fp32 everywhere: the budget's figures must
+    not depend on where they ran beyond rounding)."""
     task = data.info.task
+    model.to(device)
     started, cpu_started = time.perf_counter(), time.process_time()
     torch.manual_seed(budget.seed)
     objective = _objective(task, budget)
     optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr, betas=budget.betas, eps=budget.eps, weight_decay=budget.weight_decay)
-    val_batches = eval_batches(data, "val", budget)
+    val_batches = eval_batches(data, "val", budget, device)
     steps_per_epoch = math.ceil(data.num_samples("train") / budget.batch_size)
     primary = primary_metric(task)
     modality = getattr(model, "modality", "text+image")
@@ -127,7 +131,7 @@ def train_and_select(
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(budget, epoch, step, steps_per_epoch)
             optimizer.zero_grad(set_to_none=True)
-            loss = _training_loss(objective, model, batch, epoch)
+            loss = _training_loss(objective, model, batch.to(device, non_blocking=True), epoch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{name or type(model).__name__} on {task}: loss is {float(loss)} at epoch {epoch}, step {step}")
             loss.backward()
@@ -151,7 +155,7 @@ def train_and_select(
     model.load_state_dict(best[2])
     model.eval()
     tick = time.perf_counter()
-    test = evaluate_task(task, model, eval_batches(data, "test", budget), budget.itm_test_images, modality)
+    test = evaluate_task(task, model, eval_batches(data, "test", budget, device), budget.itm_test_images, modality)
     eval_s += time.perf_counter() - tick
     return BaselineResult(
         name=name,
