@@ -67,13 +67,9 @@ def versions(packages: Sequence[str] = PACKAGES) -> dict[str, str | None]:
     return out
 
 
-SHIPPED_COMMIT_ENV = "MMSEARCH_SHIPPED_COMMIT"  # outside a git checkout: the commit the copy was made from
-
-
 def git_state(repo: Path = REPO) -> dict[str, Any]:
     """The commit checked out in ``repo`` and the paths that differ from it (tracked changes and
-    untracked files that git does not ignore). Outside a git checkout ``commit`` is
-    ``$MMSEARCH_SHIPPED_COMMIT`` if set (a copy made from that commit), else ``None``."""
+    untracked files that git does not ignore). ``commit`` is ``None`` outside a git checkout."""
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=30).stdout
 
@@ -81,10 +77,7 @@ def git_state(repo: Path = REPO) -> dict[str, Any]:
         commit = git("rev-parse", "HEAD").strip()
         changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=normal").splitlines() if line.strip()]
     except (OSError, subprocess.SubprocessError) as exc:
-        # A copy of a checkout shipped without .git (a lent GPU machine's copy of the working tree):
-        # the commit it was copied from, as the sender names it; whether it differed is unknown.
-        return {"commit": os.environ.get(SHIPPED_COMMIT_ENV) or None, "dirty": None, "changed": [],
-                "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:200]}
+        return {"commit": None, "dirty": None, "changed": [], "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:200]}
     return {"commit": commit, "dirty": bool(changed), "changed": changed[:50], "changed_count": len(changed)}
 
 
