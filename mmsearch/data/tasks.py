@@ -38,6 +38,7 @@ import numpy as np
 from mmsearch.batch import MultimodalBatch
 from mmsearch.data.collate import Ragged, region_fields, text_fields
 from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot
+from mmsearch.data.heap import release_free_heap
 from mmsearch.data.region_rows import StreamedRegions
 from mmsearch.data.store.prefetch import ahead
 from mmsearch.data.store import Store, StoreError, epoch_seed, open_store
@@ -216,6 +217,7 @@ class StoreTaskData:
         streamed = features = boxes = None
         if self.cfg.regions == "stream":
             streamed = StreamedRegions(store.table("regions"), self.cfg.region_cache_mib * MiB)
+            release_free_heap()  # the index's build: every row group's metadata parsed, then freed
             image_ids, sizes = streamed.image_ids, streamed.sizes
         else:
             regions = store.table("regions").read_arrow(["image_id", "image_h", "image_w", "features", "boxes"])
@@ -243,6 +245,9 @@ class StoreTaskData:
             regions=streamed,
         )
         self.tables.load_targets(store, samples, data, self.cfg.text_input)
+        if streamed is not None:  # and the sample table's read, likewise
+            del samples
+            release_free_heap()
         return data
 
     def _embedding_rows(self) -> np.ndarray:
