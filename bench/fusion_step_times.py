@@ -49,12 +49,10 @@ def time_steps(model: nn.Module, objective: Any, batches: Sequence[Any], *, grad
 def measure_step_times(names: Sequence[str], build: Callable[[str], nn.Module], batches: Sequence[Any], objective: Any,
                        budget: Any, *, rounds: int, warmup: int, loss_fn: Callable[..., torch.Tensor]) -> dict[str, Any]:
     """Per model: each round's median step times, and their median over rounds; per round the load."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    from mmsearch.threads import torch_threads
+
+    with torch_threads(1):
         return _measure(names, build, batches, objective, budget, rounds=rounds, warmup=warmup, loss_fn=loss_fn)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _measure(names: Sequence[str], build: Callable[[str], nn.Module], batches: Sequence[Any], objective: Any,

@@ -59,7 +59,9 @@ def tiny(task: str = "vqa", strategy: str = "proxyless", dropout: float = 0.0, *
 @pytest.mark.parametrize("task", TASKS)
 def test_search_runs_and_reports_every_epoch(datasets, tmp_path, task, strategy):
     context = LocalContext(tmp_path)
+    torch.set_num_threads(2)  # the caller's count; the config's (1) is for the run only
     result = run_search(tiny(task, strategy, max_steps_per_epoch=4), context, datasets[task])
+    assert torch.get_num_threads() == 2
 
     history = context.history
     assert [m["epoch"] for m in history] == [1, 2] and result.history == history

@@ -57,7 +57,9 @@ def config(task: str, out, **sections) -> TrainDerivedConfig:
 
 def test_vqa_learns_and_reports_every_epoch(data, tmp_path):
     context = LocalContext(tmp_path / "run")
-    result = train_derived(config("vqa", tmp_path / "run", train={"epochs": 4}), context, data["vqa"])
+    torch.set_num_threads(2)  # the caller's count; the config's (1) is for the run only
+    result = train_derived(config("vqa", tmp_path / "run", train={"epochs": 4, "num_threads": 1}), context, data["vqa"])
+    assert torch.get_num_threads() == 2
     history = context.history
     assert [m["epoch"] for m in history] == [1, 2, 3, 4] and result.history == history
     assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]

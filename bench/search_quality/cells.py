@@ -103,21 +103,16 @@ def train_config(settings: Mapping[str, Any], task: str, arch: Mapping[str, Any]
 
 def run_cell(cell: Cell, settings: Mapping[str, Any], work_dir: str) -> dict[str, Any]:
     """Run one cell (in a pool worker or in this process) and write its result file atomically."""
-    import torch
-
     from mmsearch.io import atomic_write_json
     from mmsearch.machine import git_state
+    from mmsearch.threads import torch_threads
 
     code = git_state()  # a work dir resumed across commits mixes cells of different code: each says which
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     work = Path(work_dir)
     load_before, start = os.getloadavg()[0], time.perf_counter()
     runner = {"search": _run_search, "proxy": _run_proxy, "train": _run_train}[cell.kind]
-    try:
+    with torch_threads(1):  # in-process runs get the caller's count back
         result = runner(cell, settings, work)
-    finally:
-        torch.set_num_threads(threads)  # the recipes set it from their configs; in-process runs get theirs back
     result.update(kind=cell.kind, task=cell.task, name=cell.name, wall_s=time.perf_counter() - start,
                   load_1m=[load_before, os.getloadavg()[0]], commit=code["commit"], dirty=code["dirty"])
     atomic_write_json(cell_path(work, cell.name), result)

@@ -85,14 +85,11 @@ def run_cells(cells: Sequence[Cell], fn: Callable[[Cell, Mapping[str, Any], str]
     log(f"{len(cells)} cells: {len(done)} already done, {len(pending)} to run"
         + (f" ({stale} with a result of other settings, run again)" if stale else ""))
     if workers <= 1:
-        import torch
+        from mmsearch.threads import torch_threads
 
-        threads = torch.get_num_threads()
         for cell in pending:
-            try:
+            with torch_threads(None):  # cells set their own thread count: the caller's comes back
                 done[cell.name] = _run_and_store(fn, cell, settings, str(work), digests[cell.name])
-            finally:  # cells set their own thread count (and recipes theirs): the caller's comes back
-                torch.set_num_threads(threads)
             log(f"{cell.name} done ({len(done)}/{len(cells)})")
         return done
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_die_with_parent) as pool:

@@ -62,6 +62,7 @@ from mmsearch.recipes.fusemix.data import (
 )
 from mmsearch.recipes.fusemix.optim import build_optimizer, learning_rate, set_learning_rate
 from mmsearch.recipes.precision import autocast_here, device_here
+from mmsearch.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +96,8 @@ def train_fusemix(
     if context.world_size > 1:
         raise NotImplementedError("train_fusemix runs on one worker (the contrastive batch is global); got world_size > 1")
     factory = stream_factory or getattr(context, "stream_factory", None) or default_stream_factory
-    threads = torch.get_num_threads()
-    if cfg.train.num_threads is not None:
-        torch.set_num_threads(cfg.train.num_threads)
-    try:
+    with torch_threads(cfg.train.num_threads):  # for this run only
         return _train(cfg, context, factory)
-    finally:
-        torch.set_num_threads(threads)  # leave the caller's process as it was
 
 
 def _train(cfg: FuseMixConfig, context: RunContext, factory: StreamFactory) -> dict[str, Any]:

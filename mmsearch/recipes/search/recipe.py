@@ -75,6 +75,7 @@ from mmsearch.recipes.search.state import (
     write_checkpoint,
 )
 from mmsearch.recipes.shared_data import open_shared
+from mmsearch.threads import torch_threads
 from mmsearch.data.task_data import TaskData, TaskDataConfig
 
 log = logging.getLogger(__name__)
@@ -99,8 +100,11 @@ def run_search(config: SearchConfig | Mapping[str, Any] | str | Path, context: R
     context = context if context is not None else LocalContext(cfg.run_dir)
     if context.world_size > 1:
         raise NotImplementedError("run_search runs on one worker; the architecture weights are not synchronised across ranks")
-    if cfg.search.num_threads is not None:
-        torch.set_num_threads(cfg.search.num_threads)
+    with torch_threads(cfg.search.num_threads):  # for this run only
+        return _search(cfg, context, task_data)
+
+
+def _search(cfg: SearchConfig, context: RunContext, task_data: TaskData | None) -> SearchResult:
     device = _device(cfg.search.device)
     dtype = autocast_here(cfg.search.precision, device)
     out_dir = Path(context.output_dir)

@@ -57,6 +57,7 @@ from mmsearch.recipes.search.recipe import open_search_data
 from mmsearch.recipes.search.state import seed_everything
 from mmsearch.data.task_data import TaskData, TaskDataConfig
 from mmsearch.recipes.shared_data import open_shared
+from mmsearch.threads import torch_threads
 from mmsearch.recipes.train_derived.config import TrainDerivedConfig, learning_rate, resolve_config
 from mmsearch.recipes.train_derived.data import StridedShard, TrainShard
 from mmsearch.recipes.train_derived.engine import (
@@ -107,9 +108,13 @@ def train_derived(
     """
     cfg = config if isinstance(config, TrainDerivedConfig) else load_config(TrainDerivedConfig, config)
     context = context if context is not None else LocalContext(cfg.run_dir, keep_checkpoints=cfg.run.checkpoints_to_keep)
+    with torch_threads(cfg.train.num_threads):  # for this run only
+        return _train(cfg, context, task_data, train_shard, engine_factory)
+
+
+def _train(cfg: TrainDerivedConfig, context: RunContext, task_data: TaskData | None, train_shard: TrainShard | None,
+           engine_factory: EngineFactory | None) -> TrainResult:
     rank, world = context.rank, context.world_size
-    if cfg.train.num_threads is not None:
-        torch.set_num_threads(cfg.train.num_threads)
     out_dir = Path(context.output_dir)
 
     # 1. data and the resolved config
