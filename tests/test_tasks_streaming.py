@@ -68,6 +68,20 @@ def test_the_store_has_many_row_groups(root):
     assert len(table.manifest.shards) == 3 and sum(len(s.row_groups) for s in table.manifest.shards) == 6  # 17 images
 
 
+def test_streaming_a_store_with_dense_row_groups_warns_how_to_write_it(root, tmp_path, caplog):
+    """Many images per row group make a random-order stream decode that many times what it uses:
+    opening such a store for streaming says so and names the layout that fixes it."""
+    with caplog.at_level("WARNING", logger="mmsearch.data.region_rows"):
+        opened(root, "vqa", "stream").num_samples("train")  # 3 images a group: quiet
+    assert not caplog.records
+    dense = reshard(Path(root), tmp_path / "dense", rows_per_group=6)  # 17 train images: 6, 6, 5 a group
+    with caplog.at_level("WARNING", logger="mmsearch.data.region_rows"):
+        opened(dense, "vqa", "stream").num_samples("train")
+    (record,) = [r for r in caplog.records if "train" in r.getMessage()]
+    assert "'regions' holds 6 images per row group" in record.getMessage()
+    assert "layout.row_group_kib=128 layout.row_groups_per_shard=64" in record.getMessage()
+
+
 @pytest.mark.parametrize("task", ["vqa", "itm", "vg"])
 def test_streamed_batches_equal_the_in_memory_batches(root, task):
     memory = opened(root, task, "memory", arch_fraction=0.3, limit={"val": 5})

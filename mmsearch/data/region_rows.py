@@ -20,6 +20,7 @@ naming the store, the table and the shard file.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from typing import Any, Iterator
@@ -33,6 +34,11 @@ from mmsearch.data.store import StoreError, StoreTable
 
 COLUMNS = ("features", "boxes")
 _OPEN_FILES = 32  # Parquet files kept open (footers parsed) at a time; least recently used closed
+# Above this many images per row group, a batch in random order decodes about that many times the
+# rows it uses (measured: 11 images a group read 10x and made the stream the bottleneck of a
+# 100 ms step; one image a group kept up, bench/README "Search-trial data streamed").
+DENSE_ROW_GROUP_IMAGES = 4
+LOG = logging.getLogger(__name__)
 
 
 class StreamedRegions:
@@ -55,6 +61,12 @@ class StreamedRegions:
         if len(self.image_group) != len(self.image_ids):
             raise StoreError(f"{table.uri}: table 'regions' lists {len(self.image_group)} rows in its row groups "
                              f"but {len(self.image_ids)} image ids were read")
+        self.images_per_group = len(self.image_ids) / max(1, len(groups))
+        if self.images_per_group > DENSE_ROW_GROUP_IMAGES:
+            LOG.warning("%s: 'regions' holds %.0f images per row group; streamed in random order, each batch decodes "
+                        "about that many times the rows it uses. For data.regions: stream write the store with one image "
+                        "per row group (precompute layout.row_group_kib=128 layout.row_groups_per_shard=64).",
+                        table.uri, self.images_per_group)
         self._cache: OrderedDict[int, pa.Table] = OrderedDict()
         self._cached_bytes = 0
         self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
