@@ -50,6 +50,16 @@ def load_average() -> list[float] | None:
         return None
 
 
+def peak_rss_mib() -> float | None:
+    """This process's peak resident memory so far, MiB (``None`` where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # not a POSIX system
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes on macOS, KiB on Linux
+
+
 def machine() -> dict[str, Any]:
     """CPU model, logical cores, memory and platform of this machine."""
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "memory_gib": memory_gib(), "platform": platform.platform(),

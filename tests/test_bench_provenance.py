@@ -233,3 +233,12 @@ def test_mmnas_step_refuses_bad_counts_before_measuring(bad, tmp_path):
     with pytest.raises(SystemExit) as exit_:
         _load("bench_mmnas_step.py").main(["--quick", *bad, "--out", str(out)])
     assert exit_.value.code == 2 and not out.exists()
+
+
+def test_peak_rss_is_at_least_what_the_process_holds_now():
+    from mmsearch.machine import peak_rss_mib
+
+    with open("/proc/self/statm") as handle:
+        resident = int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    peak = peak_rss_mib()
+    assert peak is not None and peak >= resident - 1  # MiB, rounded to 0.1

@@ -66,6 +66,7 @@ def test_training_learns_and_exports_the_selected_adapters(tmp_path, splits):
     assert torch.get_num_threads() == threads  # train.num_threads applies to the run only
 
     history = context.history
+    assert all(m["peak_rss_mib"] > 0 for m in history)
     assert [m["epoch"] for m in history] == [1, 2, 3]  # completed epochs, counted from 1
     for key in ("loss", "temperature", "lr", "val_i2t_r1", "val_t2i_r10", "val_rsum", "pairs_per_s",
                 "data_wait_s", "compute_s", "best_epoch"):

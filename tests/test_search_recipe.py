@@ -27,7 +27,7 @@ REQUIRED = {
     "epoch", "warmup", "weight_lr", "weight_steps", "arch_steps", "val_metric", "best_val_metric", "best_epoch",
     "w_loss", "a_loss", "arch", "arch_changes", "entropy_enc_mean", "entropy_enc_min", "entropy_dec_mean",
     "entropy_dec_min", "entropy_norm", "enc_self_att", "enc_feed_forward", "dec_self_att", "dec_rel_self_att",
-    "dec_guided_att", "dec_feed_forward", *TIMING,
+    "dec_guided_att", "dec_feed_forward", "peak_rss_mib", *TIMING,
 }
 
 
@@ -69,7 +69,7 @@ def test_search_runs_and_reports_every_epoch(datasets, tmp_path, task, strategy)
     for m in history:
         assert REQUIRED <= set(m), REQUIRED - set(m)
         assert m["val_metric"] == m[f"val_{primary}"] and math.isfinite(m["val_metric"])
-        assert math.isfinite(m["w_loss"]) and m["w_step_s"] > 0
+        assert math.isfinite(m["w_loss"]) and m["w_step_s"] > 0 and m["peak_rss_mib"] > 0
         assert m["enc_self_att"] + m["enc_feed_forward"] == 2
         assert sum(m[f"dec_{op}"] for op in ("self_att", "rel_self_att", "guided_att", "feed_forward")) == 3
     assert (history[0]["warmup"], history[0]["arch_steps"], history[1]["arch_steps"]) == (1, 0, 2)

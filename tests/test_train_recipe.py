@@ -65,6 +65,7 @@ def test_vqa_learns_and_reports_every_epoch(data, tmp_path):
     assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
     for metrics in history:
         assert metrics["samples_per_s"] > 0 and metrics["epoch_s"] > 0 and metrics["world_size"] == 1
+        assert metrics["peak_rss_mib"] > 0
         assert metrics["val_metric"] == metrics["val_vqa_acc"]
         assert {"val_vqa_acc_yes_no", "val_vqa_acc_number", "val_vqa_acc_other"} <= set(metrics)  # by answer type
     assert history[0]["steps"] == data["vqa"].num_samples("train") // 16 and history[-1]["resumed_from_epoch"] == 0

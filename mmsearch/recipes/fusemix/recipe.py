@@ -16,7 +16,8 @@
 Reported every epoch: ``epoch``, ``step``, ``loss``, ``temperature``, ``lr``, ``val_<key>`` for
 every ``retrieval_recall`` key, ``pairs_per_s`` (input pairs / training wall time),
 ``mixed_pairs_per_s`` (pairs in the contrastive loss / s), ``data_wait_s`` (time blocked on the
-stream) and ``compute_s`` (the rest of the training time), ``eval_s``, ``best_epoch``,
+stream) and ``compute_s`` (the rest of the training time), ``eval_s``, ``peak_rss_mib`` (the
+process's peak resident memory so far), ``best_epoch``,
 ``best_val_<select_metric>``; the last epoch adds ``test_<key>`` for the selected adapters.
 
 On a CPU everything stays fp32; on CUDA ``train.amp`` (true, or "auto" where the GPU supports bf16)
@@ -62,6 +63,7 @@ from mmsearch.recipes.fusemix.data import (
 )
 from mmsearch.recipes.fusemix.optim import build_optimizer, learning_rate, set_learning_rate
 from mmsearch.recipes.precision import autocast_here, device_here
+from mmsearch.machine import peak_rss_mib
 from mmsearch.threads import torch_threads
 
 log = logging.getLogger(__name__)
@@ -315,6 +317,7 @@ def _epoch_metrics(
         "train_s": stats.train_s,
         "steps": stats.steps,
         "dropped_rows": stats.dropped_rows,
+        "peak_rss_mib": peak_rss_mib(),  # the process's peak so far: the stream keeps it bounded
     }
 
 

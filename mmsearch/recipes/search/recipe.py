@@ -24,8 +24,8 @@ evaluation key (``val_vqa_acc_number``, ...), ``best_val_metric``, ``best_epoch`
 ``w_loss`` / ``a_loss`` and ``w_<log>`` / ``a_<log>`` (means of the step logs), ``arch`` (str),
 ``arch_changes`` (int), ``entropy_{enc,dec}_{mean,min}``, ``entropy_norm``, ``enc_<op>`` /
 ``dec_<op>`` (int op counts), ``w_step_s`` / ``a_step_s`` (median step times), ``train_s``,
-``eval_s``, ``data_s`` (waiting for batches), ``epoch_s`` and ``samples_per_s`` (weight-step
-samples per second of training time).
+``eval_s``, ``data_s`` (waiting for batches), ``epoch_s``, ``samples_per_s`` (weight-step
+samples per second of training time) and ``peak_rss_mib`` (the process's peak resident memory so far).
 
 CLI: ``python -m mmsearch.recipes.search CONFIG.yaml [key=value ...]`` (a config file's
 ``recipe:`` section when it has one, else the whole file); it resumes from the checkpoints in
@@ -75,6 +75,7 @@ from mmsearch.recipes.search.state import (
     write_checkpoint,
 )
 from mmsearch.recipes.shared_data import open_shared
+from mmsearch.machine import peak_rss_mib
 from mmsearch.threads import torch_threads
 from mmsearch.data.task_data import TaskData, TaskDataConfig
 
@@ -249,6 +250,7 @@ def _train_epoch(epoch: int, warmup: bool, cfg: SearchConfig, data: TaskData, ar
         "train_s": train_s,
         "data_s": data_s,
         "samples_per_s": samples / train_s if train_s > 0 else float("nan"),
+        "peak_rss_mib": peak_rss_mib(),  # the trial process's peak so far
     }
 
 

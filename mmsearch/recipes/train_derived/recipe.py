@@ -20,7 +20,8 @@ Reads top to bottom:
 Reported every epoch (floats unless noted): ``epoch`` (int), ``lr``, ``train_loss`` and
 ``train_<log>`` (means of the objective's step logs over all ranks), ``grad_norm``, ``steps`` /
 ``samples`` (int, totals), ``samples_per_s`` (all ranks), ``step_s`` (median), ``data_s``,
-``train_s``, ``eval_s``, ``epoch_s``, ``world_size`` (int), ``resumed_from_epoch`` (int: the
+``train_s``, ``eval_s``, ``epoch_s``, ``peak_rss_mib`` (the reporting rank's process: its peak
+resident memory so far), ``world_size`` (int), ``resumed_from_epoch`` (int: the
 checkpoint's epoch this process started from, 0 for a fresh start); after a validation ``val_metric`` (the
 task's primary metric: vqa_acc, itm_rsum or vg_acc), ``val_<key>`` for every evaluation key (VQA
 accuracy per answer type and family, R@K both ways, acc@0.5 and mean IoU, ...),
@@ -57,6 +58,7 @@ from mmsearch.recipes.search.recipe import open_search_data
 from mmsearch.recipes.search.state import seed_everything
 from mmsearch.data.task_data import TaskData, TaskDataConfig
 from mmsearch.recipes.shared_data import open_shared
+from mmsearch.machine import peak_rss_mib
 from mmsearch.threads import torch_threads
 from mmsearch.recipes.train_derived.config import TrainDerivedConfig, learning_rate, resolve_config
 from mmsearch.recipes.train_derived.data import StridedShard, TrainShard
@@ -265,7 +267,8 @@ def _train_epoch(epoch: int, cfg: TrainDerivedConfig, data: TaskData, shard: Tra
     progress.samples += all_samples
     out = {f"train_{k}" if k != "grad_norm" else k: v for k, v in means.items()}
     out.update(steps=progress.steps, samples=progress.samples, train_s=train_s, data_s=data_s,
-               step_s=statistics.median(step_times), samples_per_s=all_samples / train_s if train_s > 0 else math.nan)
+               step_s=statistics.median(step_times), samples_per_s=all_samples / train_s if train_s > 0 else math.nan,
+               peak_rss_mib=peak_rss_mib())  # this worker's (the reporting rank's) process
     return out
 
 
