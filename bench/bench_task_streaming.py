@@ -13,6 +13,11 @@ average around each case.
 thread) and records how long each step then waits for its next batch (``wait_ms_per_batch``):
 whether the stream, read one batch ahead on a thread, keeps up with a step of that length.
 
+``--ray-train`` adds a third case per size: the streamed epoch inside a one-worker Ray Train trainer,
+the way ``train_derived`` workers get their data (the trainer's dataset carries the sample
+positions, the worker collates them from its own streamed ``TaskData``): the worker's peak RSS
+(reported from inside it), rows/s, waits, and the object store's peak and spilled bytes.
+
 Timing figures are only meaningful on a quiet machine: the JSON keeps them next to the load
 average; bench/README.md records only the memory figures until then.
 
@@ -23,6 +28,7 @@ RSS figures are not per case) checks the script in seconds.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -38,6 +44,7 @@ import numpy as np
 MiB = 2**20
 RESULTS = Path(__file__).resolve().parent / "results" / "task_streaming.json"
 MODES = ("memory", "stream")
+RAY_TRAIN = "ray_train"  # --ray-train: the stream case again, inside a one-worker Ray Train trainer
 WORDS = ["what", "color", "is", "the", "cube", "sphere", "left", "of", "how", "many", "red", "blue"]
 ANSWERS = ["yes", "no", "red", "blue", "green", "one", "two", "three"]
 TOKENS = 10  # tokens per question
@@ -167,6 +174,79 @@ def measure(root: str, mode: str, args: argparse.Namespace) -> dict:
     }
 
 
+def ray_train_loop(config: dict) -> None:
+    """A Ray Train worker's epoch as ``train_derived`` gets it: the trainer's dataset carries the
+    train part's sample positions, this worker's shard of them is collated from its own streamed
+    ``TaskData`` (``RayTrainShard``), each batch followed by the stand-in step."""
+    import ray.train
+
+    from mmsearch.data.task_data import TaskDataConfig
+    from mmsearch.data.tasks import open_task_data
+    from mmsearch.machine import peak_rss_mib
+    from mmsearch.orchestration.train_worker import RayTrainShard
+    from mmsearch.recipes.train_derived.data import part_collator
+
+    before = peak_rss_mib()
+    data = open_task_data(TaskDataConfig(root=config["root"], task="vqa", text_input="tokens", regions="stream",
+                                         region_cache_mib=config["cache_mib"]))
+    shard = RayTrainShard(part_collator(data, "train"), batch_size=config["batch_size"], seed=0,
+                          rank=ray.train.get_context().get_world_rank(), drop_last=False)
+    step = busy_step(config["step_ms"])
+    rows, waits, start = 0, [], time.perf_counter()
+    batches = iter(shard.epoch(0))
+    while True:
+        asked = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:
+            break
+        if rows:
+            waits.append(time.perf_counter() - asked)
+        rows += int(batch.region_feats.shape[0])
+        step()
+    seconds = time.perf_counter() - start
+    Path(config["out"]).write_text(json.dumps({"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "rss_before_open_mb": before,
+                      "peak_rss_mb": peak_rss_mib(), "wait_ms_median": 1e3 * float(np.median(waits)) if waits else None,
+                      "wait_ms_p90": 1e3 * float(np.percentile(waits, 90)) if waits else None}))  # the driver reads it
+
+
+def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
+    """One epoch through a one-worker Ray Train trainer (see :func:`ray_train_loop`); the worker's
+    peak RSS, and the object store's peak and spilled bytes sampled from the driver."""
+    import ray
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from bench_store_streaming import PeakSampler
+    from mmsearch.orchestration.train import positions_dataset
+    from mmsearch.orchestration.train_worker import TRAIN_DATASET
+
+    from mmsearch.data.task_data import TaskDataConfig
+    from mmsearch.data.tasks import open_task_data
+
+    samples = open_task_data(TaskDataConfig(root=root, task="vqa", text_input="tokens", regions="stream")).num_samples("train")
+    ray.init(num_cpus=2, object_store_memory=args.object_store_mb * MiB, include_dashboard=False, log_to_driver=False)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mmsearch_bench_train_") as storage, PeakSampler(ray_stats=True) as sampler:
+            out = Path(storage) / "worker.json"
+            config = {"root": root, "cache_mib": args.cache_mib, "batch_size": args.batch_size, "step_ms": args.step_ms, "out": str(out)}
+            trainer = TorchTrainer(ray_train_loop, train_loop_config=config,
+                                   scaling_config=ray.train.ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
+                                   run_config=ray.train.RunConfig(storage_path=storage, name="bench"),
+                                   datasets={TRAIN_DATASET: positions_dataset(samples, 8)})
+            result = trainer.fit()
+            if result.error is not None or not out.is_file():
+                raise RuntimeError(f"the Ray Train case failed: {result.error!r}")
+            metrics = json.loads(out.read_text())
+    finally:
+        ray.shutdown()
+    wait = None if metrics.get("wait_ms_median") is None else {"median": round(metrics["wait_ms_median"], 2), "p90": round(metrics["wait_ms_p90"], 2)}
+    return {"step_ms": args.step_ms, "rows": int(metrics["rows"]), "seconds": round(metrics["seconds"], 3),
+            "rows_per_s": round(metrics["rows_per_s"], 1), "rss_before_open_mb": metrics["rss_before_open_mb"],
+            "peak_rss_mb": metrics["peak_rss_mb"], "wait_ms_per_batch": wait if args.step_ms else None,
+            "object_store_peak_mb": sampler.peak["object_store_used_mb"], "spilled_mb": sampler.spilled_mb,
+            "row_groups_read": None, "read_mb": None, "read_amplification": None}
+
+
 def run_case(root: str, mode: str, argv: list[str]) -> dict:
     """``measure`` in a fresh interpreter (its own peak RSS); it prints one JSON line last."""
     command = [sys.executable, __file__, *argv, "--_measure", mode, "--_root", root]
@@ -193,26 +273,36 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, cases in this process: checks the script")
     parser.add_argument("--store-dir", default=None, help="where to write the data sets (default: a temporary directory, removed after)")
     parser.add_argument("--out", default=str(RESULTS))
-    parser.add_argument("--_measure", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--ray-train", action="store_true",
+                        help="also run the streamed epoch in a one-worker Ray Train trainer (positions through its dataset, "
+                             "as train_derived gets them): the worker's peak RSS, rows/s, object-store peak and spilled bytes")
+    parser.add_argument("--object-store-mb", type=int, default=256, help="--ray-train: the local Ray instance's object store (MiB)")
+    parser.add_argument("--_measure", choices=(*MODES, RAY_TRAIN), help=argparse.SUPPRESS)
     parser.add_argument("--_root", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step_ms < 0:
         parser.error(f"--step-ms must be >= 0, got {args.step_ms}")
+    if args.quick and args.ray_train:
+        parser.error("--ray-train runs each case in its own process: not with --quick")
     if args.quick:
         args.images, args.sizes, args.cache_mib = 12, "1,4", 1
     return args
 
 
 def report(results: dict) -> None:
-    print(f"{'size':>5}{'images':>8}{'regions MiB':>13}{'mode':>8}{'peak RSS MiB':>14}{'before open':>13}{'rows/s':>9}"
+    print(f"{'size':>5}{'images':>8}{'regions MiB':>13}{'mode':>10}{'peak RSS MiB':>14}{'before open':>13}{'rows/s':>9}"
           f"{'groups read':>13}{'read MiB':>10}{'amplif.':>9}{'wait ms/batch':>15}")
     for size, case in results["sizes"].items():
-        for mode in MODES:
+        for mode in (m for m in (*MODES, RAY_TRAIN) if m in case):
             m = case[mode]
-            print(f"{size:>5}{case['store']['images']:>8}{case['store']['regions_mb']:>13}{mode:>8}{m['peak_rss_mb']:>14}"
+            print(f"{size:>5}{case['store']['images']:>8}{case['store']['regions_mb']:>13}{mode:>10}{m['peak_rss_mb']:>14}"
                   f"{m['rss_before_open_mb']:>13}{m['rows_per_s']:>9}{str(m['row_groups_read']):>13}"
                   f"{str(m['read_mb']):>10}{str(m['read_amplification']):>9}"
                   f"{(str(m['wait_ms_per_batch']['median']) if m.get('step_ms') and m['wait_ms_per_batch'] else '-'):>15}")
+    for size, case in results["sizes"].items():
+        if RAY_TRAIN in case:
+            print(f"{size}: Ray Train case: object store peak {case[RAY_TRAIN]['object_store_peak_mb']} MiB, "
+                  f"spilled {case[RAY_TRAIN]['spilled_mb']} MiB")
     for mode, ratio in results["peak_rss_ratio_largest_to_smallest"].items():
         print(f"{mode}: peak RSS at the largest size / at the smallest = {ratio}")
     print("(rows/s were measured on whatever load the machine had: see each case's load_average)")
@@ -222,13 +312,15 @@ def main(argv: list[str] | None = None) -> int:
     given, argv = argv, sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args._measure:  # child: one case, one JSON line
-        print(json.dumps(measure(args._root, args._measure, args)))
+        case = measure_ray_train if args._measure == RAY_TRAIN else functools.partial(measure, mode=args._measure)
+        print(json.dumps(case(args._root, args=args)))
         return 0
     from mmsearch.io import atomic_write_json
     from mmsearch.machine import Provenance
 
     provenance = Provenance(__file__, given)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    modes = (*MODES, RAY_TRAIN) if args.ray_train else MODES
     workdir = Path(args.store_dir) if args.store_dir else Path(tempfile.mkdtemp(prefix="mmsearch_bench_tasks_"))
     results: dict = {"benchmark": "task_streaming", "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")},
                      "per_case_process": not args.quick, "sizes": {}}
@@ -237,11 +329,11 @@ def main(argv: list[str] | None = None) -> int:
             root = workdir / f"vqa_{size}x"
             print(f"writing {size}x ({size * args.images} images) to {root} ...", flush=True)
             case = {"store": write_dataset(root, size * args.images, args)}
-            for mode in MODES:
+            for mode in modes:
                 print(f"  {mode} ...", flush=True)
                 case[mode] = measure(str(root), mode, args) if args.quick else run_case(str(root), mode, argv)
-            if case["memory"]["rows"] != case["stream"]["rows"]:
-                raise RuntimeError(f"{size}x: the modes served different row counts ({case['memory']['rows']} vs {case['stream']['rows']})")
+            if len({case[mode]["rows"] for mode in modes}) != 1:
+                raise RuntimeError(f"{size}x: the cases served different row counts ({ {m: case[m]['rows'] for m in modes} })")
             results["sizes"][f"{size}x"] = case
             if not args.store_dir:
                 shutil.rmtree(root, ignore_errors=True)
@@ -249,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.store_dir:
             shutil.rmtree(workdir, ignore_errors=True)
     first, last = results["sizes"][f"{sizes[0]}x"], results["sizes"][f"{sizes[-1]}x"]
-    results["peak_rss_ratio_largest_to_smallest"] = {m: round(last[m]["peak_rss_mb"] / first[m]["peak_rss_mb"], 3) for m in MODES}
+    results["peak_rss_ratio_largest_to_smallest"] = {m: round(last[m]["peak_rss_mb"] / first[m]["peak_rss_mb"], 3) for m in modes}
     results["provenance"] = provenance.block()
     atomic_write_json(args.out, results)
     report(results)

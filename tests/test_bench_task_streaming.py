@@ -58,3 +58,27 @@ def test_a_stand_in_step_records_how_long_each_step_waits_for_its_batch(tmp_path
     with pytest.raises(SystemExit) as exit_:
         bench.main(["--quick", "--step-ms", "-1", "--out", str(tmp_path / "bad.json")])
     assert exit_.value.code == 2 and not (tmp_path / "bad.json").exists()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_train_case_runs_the_streamed_epoch_in_a_trainer_worker(tmp_path):
+    """--ray-train: the worker serves every row once through the trainer's dataset, and reports its
+    own peak RSS next to the object store's peak and spilled bytes (each case its own process)."""
+    out = tmp_path / "ray_train.json"
+    args = ["--images", "30", "--sizes", "1", "--batch-size", "16", "--cache-mib", "1", "--ray-train", "--object-store-mb", "128",
+            "--out", str(out)]
+    assert _bench().main(args) == 0
+    report = json.loads(out.read_text())
+    case = report["sizes"]["1x"]
+    worker = case["ray_train"]
+    assert worker["rows"] == case["stream"]["rows"] == 60  # 30 images x 2 questions, each once in the epoch
+    assert worker["peak_rss_mb"] >= worker["rss_before_open_mb"] > 0 and worker["rows_per_s"] > 0
+    assert worker["object_store_peak_mb"] >= 0 and worker["spilled_mb"] == 0
+    assert set(report["peak_rss_ratio_largest_to_smallest"]) == {"memory", "stream", "ray_train"}
+
+
+def test_ray_train_is_refused_with_quick(tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        _bench().main(["--quick", "--ray-train", "--out", str(tmp_path / "bad.json")])
+    assert exit_.value.code == 2 and not (tmp_path / "bad.json").exists()
