@@ -23,7 +23,7 @@ Expectation = Mapping[str, Mapping[str, ColumnExpectation]]
 # Footer reads are latency-bound on S3, so they run on this many threads there. Local files are read
 # on the calling thread: each extra thread gets its own glibc heap arena, and the freed metadata of
 # thousands of footers stays resident in those arenas (measured: +64 MiB for the 16,000 row
-# groups of bench_task_streaming's 16x store, +0 read on one thread, which costs ~1 s there).
+# groups of bench_task_streaming's 16x store, +0 read on one thread, which takes 0.15 s there).
 _FOOTER_THREADS = 8
 
 
