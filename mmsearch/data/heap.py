@@ -4,9 +4,9 @@ Opening a streamed split parses the Parquet metadata and reads the small index c
 row group of its store (16,000 row groups in the 16x store of ``bench/bench_task_streaming.py``):
 many small C++ and Python allocations, freed again once the index is built. glibc's allocator
 keeps such freed blocks in its arenas rather than returning them, so a trial's resident memory
-would keep the peak of that burst, and the burst grows with the store (measured: 490 MiB resident
-after loading the 16x store's split, 376 MiB after ``malloc_trim``; 342 -> 336 MiB at 1x). ``malloc_trim(0)`` returns it. On
-other C libraries (macOS, musl) this is a no-op.
+would keep the peak of that burst, and the burst grows with the store (measured: 490 MiB
+resident after loading the 16x store's split, 376 MiB after ``malloc_trim``; 342 -> 336 MiB at
+1x). ``malloc_trim(0)`` returns it. On other C libraries (macOS, musl) this is a no-op.
 """
 from __future__ import annotations
 
