@@ -31,7 +31,6 @@ import argparse
 import functools
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -52,7 +51,9 @@ TEXT_DIM = 384
 
 
 def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    from mmsearch.machine import peak_rss_mib
+
+    return peak_rss_mib()  # this process's peak so far
 
 
 def write_dataset(root: Path, images: int, args: argparse.Namespace) -> dict:
@@ -132,6 +133,32 @@ def busy_step(ms: float):
     return step
 
 
+def run_epoch(batches, step, start: float) -> tuple[int, float | None, list[float]]:
+    """Iterate ``batches``, ``step()`` after each: rows served, seconds from ``start`` to the first
+    batch, and how long each later step waited for its next batch (seconds)."""
+    rows, first, waits = 0, None, []
+    batches = iter(batches)
+    while True:
+        asked = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:
+            return rows, first, waits
+        if first is None:
+            first = time.perf_counter() - start
+        else:  # what a training step waits for its next batch
+            waits.append(time.perf_counter() - asked)
+        rows += int(batch.region_feats.shape[0])
+        step()
+
+
+def wait_figures(waits: list[float]) -> dict | None:
+    """Median, mean and p90 of the waits, ms (``None`` without any)."""
+    if not waits:
+        return None
+    return {"median": round(1e3 * float(np.median(waits)), 2), "mean": round(1e3 * float(np.mean(waits)), 2),
+            "p90": round(1e3 * float(np.percentile(waits, 90)), 2)}
+
+
 def measure(root: str, mode: str, args: argparse.Namespace) -> dict:
     """One epoch of the train part through ``open_task_data`` in ``mode``."""
     from mmsearch.data.task_data import TaskDataConfig
@@ -143,25 +170,12 @@ def measure(root: str, mode: str, args: argparse.Namespace) -> dict:
     step = busy_step(args.step_ms)
     start = time.perf_counter()
     data = open_task_data(cfg)
-    rows, first, waits = 0, None, []
-    batches = iter(data.batches("train", batch_size=args.batch_size, seed=0, epoch=0))
-    while True:
-        asked = time.perf_counter()
-        batch = next(batches, None)
-        if batch is None:
-            break
-        if first is None:
-            first = time.perf_counter() - start
-        else:  # what a training step waits for its next batch
-            waits.append(time.perf_counter() - asked)
-        rows += int(batch.region_feats.shape[0])
-        step()
+    rows, first, waits = run_epoch(data.batches("train", batch_size=args.batch_size, seed=0, epoch=0), step, start)
     seconds = time.perf_counter() - start
     regions = data._split("train").regions
     return {
         "step_ms": args.step_ms,
-        "wait_ms_per_batch": {"median": round(1e3 * float(np.median(waits)), 2), "mean": round(1e3 * float(np.mean(waits)), 2),
-                              "p90": round(1e3 * float(np.percentile(waits, 90)), 2)} if waits else None,
+        "wait_ms_per_batch": wait_figures(waits),
         "rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds, 1), "first_batch_s": round(first or 0.0, 3),
         "rss_before_open_mb": round(rss_before, 1), "peak_rss_mb": round(_rss_mb(), 1),
         "peak_above_start_mb": round(_rss_mb() - rss_before, 1),
@@ -192,21 +206,11 @@ def ray_train_loop(config: dict) -> None:
     shard = RayTrainShard(part_collator(data, "train"), batch_size=config["batch_size"], seed=0,
                           rank=ray.train.get_context().get_world_rank(), drop_last=False)
     step = busy_step(config["step_ms"])
-    rows, waits, start = 0, [], time.perf_counter()
-    batches = iter(shard.epoch(0))
-    while True:
-        asked = time.perf_counter()
-        batch = next(batches, None)
-        if batch is None:
-            break
-        if rows:
-            waits.append(time.perf_counter() - asked)
-        rows += int(batch.region_feats.shape[0])
-        step()
+    start = time.perf_counter()
+    rows, _, waits = run_epoch(shard.epoch(0), step, start)
     seconds = time.perf_counter() - start
     Path(config["out"]).write_text(json.dumps({"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "rss_before_open_mb": before,
-                      "peak_rss_mb": peak_rss_mib(), "wait_ms_median": 1e3 * float(np.median(waits)) if waits else None,
-                      "wait_ms_p90": 1e3 * float(np.percentile(waits, 90)) if waits else None}))  # the driver reads it
+                                               "peak_rss_mb": peak_rss_mib(), "waits": wait_figures(waits)}))  # the driver reads it
 
 
 def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
@@ -239,10 +243,9 @@ def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
             metrics = json.loads(out.read_text())
     finally:
         ray.shutdown()
-    wait = None if metrics.get("wait_ms_median") is None else {"median": round(metrics["wait_ms_median"], 2), "p90": round(metrics["wait_ms_p90"], 2)}
     return {"step_ms": args.step_ms, "rows": int(metrics["rows"]), "seconds": round(metrics["seconds"], 3),
             "rows_per_s": round(metrics["rows_per_s"], 1), "rss_before_open_mb": metrics["rss_before_open_mb"],
-            "peak_rss_mb": metrics["peak_rss_mb"], "wait_ms_per_batch": wait if args.step_ms else None,
+            "peak_rss_mb": metrics["peak_rss_mb"], "wait_ms_per_batch": metrics["waits"] if args.step_ms else None,
             "object_store_peak_mb": sampler.peak["object_store_used_mb"], "spilled_mb": sampler.spilled_mb,
             "row_groups_read": None, "read_mb": None, "read_amplification": None}
 
@@ -282,6 +285,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.step_ms < 0:
         parser.error(f"--step-ms must be >= 0, got {args.step_ms}")
+    if args.object_store_mb < 75:
+        parser.error(f"--object-store-mb must be at least 75 (MiB: Ray's smallest object store), got {args.object_store_mb}")
     if args.quick and args.ray_train:
         parser.error("--ray-train runs each case in its own process: not with --quick")
     if args.quick:

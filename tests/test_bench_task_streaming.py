@@ -78,7 +78,8 @@ def test_ray_train_case_runs_the_streamed_epoch_in_a_trainer_worker(tmp_path):
     assert set(report["peak_rss_ratio_largest_to_smallest"]) == {"memory", "stream", "ray_train"}
 
 
-def test_ray_train_is_refused_with_quick(tmp_path):
+@pytest.mark.parametrize("bad", [["--quick", "--ray-train"], ["--ray-train", "--object-store-mb", "10"]])
+def test_bad_ray_train_settings_exit_2_before_any_work(tmp_path, bad):
     with pytest.raises(SystemExit) as exit_:
-        _bench().main(["--quick", "--ray-train", "--out", str(tmp_path / "bad.json")])
+        _bench().main([*bad, "--out", str(tmp_path / "bad.json")])
     assert exit_.value.code == 2 and not (tmp_path / "bad.json").exists()
