@@ -14,9 +14,11 @@ thread) and records how long each step then waits for its next batch (``wait_ms_
 whether the stream, read one batch ahead on a thread, keeps up with a step of that length.
 
 ``--ray-train`` adds a third case per size: the streamed epoch inside a one-worker Ray Train trainer,
-the way ``train_derived`` workers get their data (the trainer's dataset carries the sample
-positions, the worker collates them from its own streamed ``TaskData``): the worker's peak RSS
-(reported from inside it), rows/s, waits, and the object store's peak and spilled bytes.
+the way ``train_derived`` workers get their data (``mmsearch.orchestration.train_rows``: the
+region rows of the worker's batches read by Ray Data tasks and received through the object
+store, collated with the text the worker holds): the worker's peak RSS (reported from inside
+it), rows/s, waits, the Ray Data blocks and rows it received, and the object store's peak and
+spilled bytes.
 
 Timing figures are only meaningful on a quiet machine: the JSON keeps them next to the load
 average; bench/README.md records only the memory figures until then.
@@ -189,28 +191,28 @@ def measure(root: str, mode: str, args: argparse.Namespace) -> dict:
 
 
 def ray_train_loop(config: dict) -> None:
-    """A Ray Train worker's epoch as ``train_derived`` gets it: the trainer's dataset carries the
-    train part's sample positions, this worker's shard of them is collated from its own streamed
-    ``TaskData`` (``RayTrainShard``), each batch followed by the stand-in step."""
+    """A Ray Train worker's epoch as ``train_derived`` gets it (``worker_shard``): its share of the
+    epoch's positions, their region rows read by Ray Data tasks and received through the object
+    store, collated with the text held in the worker; each batch followed by the stand-in step."""
     import ray.train
 
     from mmsearch.data.task_data import TaskDataConfig
     from mmsearch.data.tasks import open_task_data
     from mmsearch.machine import peak_rss_mib
-    from mmsearch.orchestration.train_worker import RayTrainShard
-    from mmsearch.recipes.train_derived.data import part_collator
+    from mmsearch.orchestration.train_rows import worker_shard
 
     before = peak_rss_mib()
     data = open_task_data(TaskDataConfig(root=config["root"], task="vqa", text_input="tokens", regions="stream",
                                          region_cache_mib=config["cache_mib"]))
-    shard = RayTrainShard(part_collator(data, "train"), batch_size=config["batch_size"], seed=0,
-                          rank=ray.train.get_context().get_world_rank(), drop_last=False)
+    shard = worker_shard(data, rank=ray.train.get_context().get_world_rank(), world_size=1, batch_size=config["batch_size"],
+                         seed=0, drop_last=False)
     step = busy_step(config["step_ms"])
     start = time.perf_counter()
     rows, _, waits = run_epoch(shard.epoch(0), step, start)
     seconds = time.perf_counter() - start
     Path(config["out"]).write_text(json.dumps({"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "rss_before_open_mb": before,
-                                               "peak_rss_mb": peak_rss_mib(), "waits": wait_figures(waits)}))  # the driver reads it
+                                               "peak_rss_mb": peak_rss_mib(), "waits": wait_figures(waits),
+                                               "shard": type(shard).__name__, **shard.stats()}))  # the driver reads it
 
 
 def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
@@ -221,13 +223,7 @@ def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
     from ray.train.torch import TorchTrainer
 
     from bench_store_streaming import PeakSampler
-    from mmsearch.orchestration.train import positions_dataset
-    from mmsearch.orchestration.train_worker import TRAIN_DATASET
 
-    from mmsearch.data.task_data import TaskDataConfig
-    from mmsearch.data.tasks import open_task_data
-
-    samples = open_task_data(TaskDataConfig(root=root, task="vqa", text_input="tokens", regions="stream")).num_samples("train")
     ray.init(num_cpus=2, object_store_memory=args.object_store_mb * MiB, include_dashboard=False, log_to_driver=False)
     try:
         with tempfile.TemporaryDirectory(prefix="mmsearch_bench_train_") as storage, PeakSampler(ray_stats=True) as sampler:
@@ -235,8 +231,7 @@ def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
             config = {"root": root, "cache_mib": args.cache_mib, "batch_size": args.batch_size, "step_ms": args.step_ms, "out": str(out)}
             trainer = TorchTrainer(ray_train_loop, train_loop_config=config,
                                    scaling_config=ray.train.ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
-                                   run_config=ray.train.RunConfig(storage_path=storage, name="bench"),
-                                   datasets={TRAIN_DATASET: positions_dataset(samples, 8)})
+                                   run_config=ray.train.RunConfig(storage_path=storage, name="bench"))
             result = trainer.fit()
             if result.error is not None or not out.is_file():
                 raise RuntimeError(f"the Ray Train case failed: {result.error!r}")
@@ -247,7 +242,8 @@ def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
             "rows_per_s": round(metrics["rows_per_s"], 1), "rss_before_open_mb": metrics["rss_before_open_mb"],
             "peak_rss_mb": metrics["peak_rss_mb"], "wait_ms_per_batch": metrics["waits"] if args.step_ms else None,
             "object_store_peak_mb": sampler.peak["object_store_used_mb"], "spilled_mb": sampler.spilled_mb,
-            "row_groups_read": None, "read_mb": None, "read_amplification": None}
+            "row_groups_read": None, "read_mb": None, "read_amplification": None,
+            "shard": metrics["shard"], "ray_data_blocks": metrics["ray_data_blocks"], "ray_data_rows": metrics["ray_data_rows"]}
 
 
 def run_case(root: str, mode: str, argv: list[str]) -> dict:

@@ -63,8 +63,8 @@ def test_a_stand_in_step_records_how_long_each_step_waits_for_its_batch(tmp_path
 @pytest.mark.ray
 @pytest.mark.slow
 def test_ray_train_case_runs_the_streamed_epoch_in_a_trainer_worker(tmp_path):
-    """--ray-train: the worker serves every row once through the trainer's dataset, and reports its
-    own peak RSS next to the object store's peak and spilled bytes (each case its own process)."""
+    """--ray-train: the worker serves every row once, its region rows received through Ray Data, and
+    reports its own peak RSS next to the object store's peak and spilled bytes (each case its own process)."""
     out = tmp_path / "ray_train.json"
     args = ["--images", "30", "--sizes", "1", "--batch-size", "16", "--cache-mib", "1", "--ray-train", "--object-store-mb", "128",
             "--out", str(out)]
@@ -75,6 +75,8 @@ def test_ray_train_case_runs_the_streamed_epoch_in_a_trainer_worker(tmp_path):
     assert worker["rows"] == case["stream"]["rows"] == 60  # 30 images x 2 questions, each once in the epoch
     assert worker["peak_rss_mb"] >= worker["rss_before_open_mb"] > 0 and worker["rows_per_s"] > 0
     assert worker["object_store_peak_mb"] >= 0 and worker["spilled_mb"] == 0
+    # Region rows via Ray Data: an image's row once per batch holding any of its 2 questions
+    assert worker["shard"] == "RayDataRegionShard" and 30 <= worker["ray_data_rows"] <= 60 and worker["ray_data_blocks"] >= 1
     assert set(report["peak_rss_ratio_largest_to_smallest"]) == {"memory", "stream", "ray_train"}
 
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -52,16 +53,15 @@ class StreamedRegions:
         self.image_ids = np.asarray(small.column("image_id").to_pylist(), dtype=object)
         self.sizes = np.stack([small.column("image_h").to_numpy(), small.column("image_w").to_numpy()], axis=1)
         # image row -> (row-group number across the table, row within the group)
-        groups = [(s, g, n) for s, shard in enumerate(table.manifest.shards) for g, n in enumerate(shard.row_groups)]
-        self._groups = [(s, g) for s, g, _ in groups]
-        counts = np.asarray([n for _, _, n in groups], dtype=np.int64)
-        self.image_group = np.repeat(np.arange(len(groups), dtype=np.int64), counts)
+        self.reader = RegionRowReader(table)
+        counts = np.asarray([n for shard in table.manifest.shards for n in shard.row_groups], dtype=np.int64)
+        self.image_group = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self.image_offset = np.arange(int(counts.sum()), dtype=np.int64) - starts[self.image_group]
         if len(self.image_group) != len(self.image_ids):
             raise StoreError(f"{table.uri}: table 'regions' lists {len(self.image_group)} rows in its row groups "
                              f"but {len(self.image_ids)} image ids were read")
-        self.images_per_group = len(self.image_ids) / max(1, len(groups))
+        self.images_per_group = len(self.image_ids) / max(1, len(counts))
         if self.images_per_group > DENSE_ROW_GROUP_IMAGES:
             LOG.warning("%s: 'regions' holds %.0f images per row group; streamed in random order, each batch decodes "
                         "about that many times the rows it uses. For data.regions: stream write the store with one image "
@@ -69,8 +69,7 @@ class StreamedRegions:
                         table.uri, self.images_per_group)
         self._cache: OrderedDict[int, pa.Table] = OrderedDict()
         self._cached_bytes = 0
-        self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
-        self._lock = threading.Lock()  # batches are assembled in a prefetch thread (see ahead())
+        self._lock = threading.Lock()
         self.reads = 0  # row groups read from storage (cache misses), for tests and the benchmark
         self.bytes_read = 0  # decoded bytes of those row groups (features and boxes)
         self.bytes_served = 0  # decoded bytes of the rows the batches took from them
@@ -81,20 +80,30 @@ class StreamedRegions:
     def batch(self, image_rows: np.ndarray) -> tuple[Ragged, Ragged, np.ndarray, np.ndarray]:
         """``(features, boxes, local_rows, sizes)`` of the images at ``image_rows``: record
         ``local_rows[i]`` of the returned ``Ragged``s is image ``image_rows[i]``'s."""
-        with self._lock:
-            return self._batch(np.asarray(image_rows, dtype=np.int64))
+        plan = self.plan(image_rows)
+        features, boxes, sizes = self.assemble(plan, self.read(plan))
+        return features, boxes, plan.local, sizes
 
-    def _batch(self, image_rows: np.ndarray) -> tuple[Ragged, Ragged, np.ndarray, np.ndarray]:
-        # Image rows are in storage order, so the sorted distinct images fall into ascending row
-        # groups in runs: taking each run from its group keeps the sorted order.
-        unique, local = np.unique(image_rows, return_inverse=True)
-        groups, starts = np.unique(self.image_group[unique], return_index=True)
-        runs = np.split(self.image_offset[unique], starts[1:])
-        parts = [self._group(int(g)).take(pa.array(run)) for g, run in zip(groups, runs)]
-        rows = pa.concat_tables(parts) if parts else self.table.empty_arrow(list(COLUMNS))
-        self.bytes_served += rows.nbytes
+    def read(self, plan: "RegionPlan") -> pa.Table:
+        """The ``features`` / ``boxes`` rows of ``plan``'s images, read here (through the cache)."""
+        with self._lock:  # batches are assembled in a prefetch thread (see ahead())
+            rows = self.reader.read_rows(plan.groups, plan.offsets, self._group)
+            self.bytes_served += rows.nbytes
+        return rows
+
+    def plan(self, image_rows: np.ndarray) -> "RegionPlan":
+        """Where the distinct images of ``image_rows`` are stored (in storage order), and which of
+        them each entry of ``image_rows`` is: what a reader elsewhere (a Ray Data task) needs."""
+        unique, local = np.unique(np.asarray(image_rows, dtype=np.int64), return_inverse=True)
+        return RegionPlan(unique, local.reshape(-1), self.image_group[unique], self.image_offset[unique])
+
+    def assemble(self, plan: "RegionPlan", rows: pa.Table) -> tuple[Ragged, Ragged, np.ndarray]:
+        """``(features, boxes, sizes)`` of ``plan``'s distinct images from their ``rows`` (the
+        ``features`` / ``boxes`` columns, one row per distinct image, in the plan's order)."""
+        if rows.num_rows != len(plan.images):
+            raise StoreError(f"{self.table.uri}: table 'regions': {rows.num_rows} rows arrived for {len(plan.images)} images")
         features, boxes = (Ragged.from_arrow(rows.column(name)) for name in COLUMNS)
-        return features, boxes, local.reshape(-1), self.sizes[unique]
+        return features, boxes, self.sizes[plan.images]
 
     def stats(self) -> dict[str, Any]:
         return {"row_groups_read": self.reads, "bytes_read": self.bytes_read, "bytes_served": self.bytes_served,
@@ -119,7 +128,59 @@ class StreamedRegions:
         return table
 
     def _read(self, group: int) -> pa.Table:
-        shard_index, row_group = self._groups[group]
+        return self.reader.read_group(group)
+
+    def close(self) -> None:
+        self.reader.close()
+        self._cache.clear()
+        self._cached_bytes = 0
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    """The distinct images of a batch: ``images`` (image rows, ascending), where each is stored
+    (``groups``: row group across the table, ``offsets``: row within it) and ``local`` (for each
+    sample of the batch, which of ``images`` it shows)."""
+
+    images: np.ndarray
+    local: np.ndarray
+    groups: np.ndarray
+    offsets: np.ndarray
+
+
+class RegionRowReader:
+    """Reads the ``features`` / ``boxes`` columns of a ``regions`` table's row groups (no cache).
+
+    Pickles as the table and its row-group list (open files are not sent), so a Ray Data task
+    can read the rows a :class:`RegionPlan` names: :meth:`read_rows`.
+    """
+
+    def __init__(self, table: StoreTable) -> None:
+        self.table = table
+        self.groups = [(s, g) for s, shard in enumerate(table.manifest.shards) for g in range(len(shard.row_groups))]
+        self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"table": self.table, "groups": self.groups}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.table, self.groups, self._files = state["table"], state["groups"], OrderedDict()
+
+    def read_rows(self, groups: np.ndarray, offsets: np.ndarray,
+                  read_group: Callable[[int], pa.Table] | None = None) -> pa.Table:
+        """Rows ``offsets[i]`` of row groups ``groups[i]``, in that order; ``groups`` ascending (a
+        plan's images are in storage order, so each group's rows form one run). ``read_group``:
+        where whole row groups come from (default: :meth:`read_group`; the stream: its cache)."""
+        groups, offsets = np.asarray(groups, dtype=np.int64), np.asarray(offsets, dtype=np.int64)
+        if len(groups) > 1 and np.any(np.diff(groups) < 0):
+            raise ValueError("read_rows needs the row groups in ascending order (a RegionPlan's order)")
+        read_group = read_group or self.read_group
+        runs_of, starts = np.unique(groups, return_index=True)
+        parts = [read_group(int(g)).take(pa.array(run)) for g, run in zip(runs_of, np.split(offsets, starts[1:]))]
+        return pa.concat_tables(parts) if parts else self.table.empty_arrow(list(COLUMNS))
+
+    def read_group(self, group: int) -> pa.Table:
+        shard_index, row_group = self.groups[group]
         shard = self.table.manifest.shards[shard_index]
         try:
             return self._file(shard_index).read_row_group(row_group, columns=list(COLUMNS))
@@ -149,8 +210,6 @@ class StreamedRegions:
     def close(self) -> None:
         for shard_index in list(self._files):
             self._close(shard_index)
-        self._cache.clear()
-        self._cached_bytes = 0
 
 
-__all__ = ["StreamedRegions"]
+__all__ = ["RegionPlan", "RegionRowReader", "StreamedRegions"]

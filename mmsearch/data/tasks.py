@@ -34,12 +34,13 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import numpy as np
+import pyarrow as pa
 
 from mmsearch.batch import MultimodalBatch
 from mmsearch.data.collate import Ragged, region_fields, text_fields
 from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot
 from mmsearch.data.heap import release_free_heap
-from mmsearch.data.region_rows import StreamedRegions
+from mmsearch.data.region_rows import RegionPlan, RegionRowReader, StreamedRegions
 from mmsearch.data.store.prefetch import ahead
 from mmsearch.data.store import Store, StoreError, epoch_seed, open_store
 from mmsearch.data.store.validate import check_expectations
@@ -128,20 +129,39 @@ class StoreTaskData:
         for chunk in chunks:
             yield self.collate(data, chunk)
 
-    def collate_rows(self, part: Part, positions: np.ndarray) -> MultimodalBatch:
-        """The batch of the samples at ``positions`` (0-based within ``part``), as ``batches`` collates them."""
+    def collate_rows(self, part: Part, positions: np.ndarray, region_rows: pa.Table | None = None) -> MultimodalBatch:
+        """The batch of the samples at ``positions`` (0-based within ``part``), as ``batches`` collates them.
+
+        ``region_rows`` (``regions: stream`` only): the rows of :meth:`region_plan`'s images, read
+        elsewhere (a Ray Data task, :class:`~mmsearch.data.region_rows.RegionRowReader`); without
+        it they are read here."""
         rows = self._rows(part)[np.asarray(positions, dtype=np.int64)]
-        return self.collate(self._split(_SPLIT_OF_PART[part]), rows)
+        return self.collate(self._split(_SPLIT_OF_PART[part]), rows, region_rows)
+
+    def region_plan(self, part: Part, positions: np.ndarray) -> RegionPlan | None:
+        """Where the region rows of the samples at ``positions`` are stored (``regions: stream``);
+        None when the split's regions are held in memory."""
+        data = self._split(_SPLIT_OF_PART[part])
+        if data.regions is None:
+            return None
+        return data.regions.plan(data.sample_image[self._rows(part)[np.asarray(positions, dtype=np.int64)]])
+
+    def region_reader(self, part: Part) -> RegionRowReader:
+        """A picklable reader of ``part``'s region rows (for :meth:`region_plan`'s plans)."""
+        return RegionRowReader(self.stores[_SPLIT_OF_PART[part]].table("regions"))
 
     # -- collation ------------------------------------------------------------------------------
 
-    def collate(self, data: _Split, rows: np.ndarray) -> MultimodalBatch:
+    def collate(self, data: _Split, rows: np.ndarray, region_rows: pa.Table | None = None) -> MultimodalBatch:
         """The batch of samples ``rows`` of ``data`` (vectorised gathers, dynamic padding)."""
         fields = text_fields(rows, data.token_ids, data.states)
         images = data.sample_image[rows]
-        if data.regions is not None:  # data.regions: stream -- this batch's rows, read from the store
-            features, boxes, local, sizes = data.regions.batch(images)
-            fields.update(region_fields(local, features, boxes, sizes))
+        if data.regions is not None:  # data.regions: stream -- this batch's rows, from the store
+            plan = data.regions.plan(images)
+            features, boxes, sizes = data.regions.assemble(plan, data.regions.read(plan) if region_rows is None else region_rows)
+            fields.update(region_fields(plan.local, features, boxes, sizes))
+        elif region_rows is not None:
+            raise ValueError("region rows were given, but this data set holds its regions in memory (data.regions: memory)")
         else:
             fields.update(region_fields(images, data.features, data.boxes, data.sizes))
         targets = self.tables.collate_targets(data, rows, len(self.answers))

@@ -7,8 +7,9 @@ resources), then runs ``TorchTrainer`` with
 
 * ``ScalingConfig(num_workers, use_gpu, resources_per_worker)`` from ``scaling`` and
   ``TorchConfig(backend="gloo")`` on CPUs (NCCL on GPUs);
-* ``datasets={"train": <the train part's sample positions>}``, split across the workers by Ray
-  Data (:mod:`.train_worker` collates each worker's share in the worker);
+* no trainer dataset: every worker takes its share of each epoch's ``(seed, epoch)`` permutation
+  itself, and streamed region rows reach it through a Ray Data dataset of its own per epoch
+  (:mod:`.train_rows`, which says why not Ray Train's split);
 * ``RunConfig(name, storage_path, FailureConfig(max_failures), CheckpointConfig(num_to_keep))``:
   after a worker failure the worker group restarts from the latest checkpoint, and a job
   resubmitted with the same run name and storage resumes from it (Ray Train V2 reads the run's
@@ -30,10 +31,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-import numpy as np
-import pyarrow as pa
 import ray
-import ray.data
 import ray.train
 import torch
 from ray.train.torch import TorchConfig, TorchTrainer
@@ -44,7 +42,7 @@ from mmsearch import storage
 from mmsearch.orchestration import quiet
 from mmsearch.orchestration.cluster import connect
 from mmsearch.orchestration.train_resume import ResumePoint, find_resume_point
-from mmsearch.orchestration.train_worker import POSITION_COLUMN, TRAIN_DATASET, train_loop_per_worker
+from mmsearch.orchestration.train_worker import train_loop_per_worker
 from mmsearch.data.task_data import TaskData
 from mmsearch.recipes.entry import check_finite
 from mmsearch.recipes.train_derived.recipe import check_data, open_train_data
@@ -152,18 +150,6 @@ def check_resources(scaling: ScalingSettings, cluster: Mapping[str, float], *, s
         log.warning("%s; waiting for the autoscaler", message)
 
 
-def positions_dataset(num_samples: int, num_blocks: int) -> ray.data.Dataset:
-    """The train part's sample positions ``0..num_samples-1`` as an in-memory Ray Dataset (no read tasks)."""
-    positions = np.arange(num_samples, dtype=np.int64)
-    chunks = [c for c in np.array_split(positions, max(1, min(num_blocks, num_samples))) if len(c)]
-    # A dataset seals a copy of the current DataContext: scope a quiet one (no per-epoch progress
-    # bars for a list of integers) to this dataset only.
-    context = ray.data.DataContext.get_current().copy()
-    context.enable_progress_bars = False
-    with ray.data.DataContext.current(context):
-        return ray.data.from_arrow([pa.table({POSITION_COLUMN: c}) for c in chunks])
-
-
 def run_config(prepared: PreparedRun, callbacks: Iterable[Any] = ()) -> ray.train.RunConfig:
     cfg = prepared.config
     base = storage.resolve_storage(cfg.run.storage_path, cfg.run.s3_endpoint_url)  # the run name is RunConfig's
@@ -192,7 +178,6 @@ def build_trainer(prepared: PreparedRun, *, task_data_factory: TaskDataFactory |
         scaling_config=ray.train.ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
         run_config=run_config(prepared, callbacks),
-        datasets={TRAIN_DATASET: positions_dataset(prepared.train_samples, 8 * s.num_workers)},
     )
 
 
@@ -302,7 +287,6 @@ __all__ = [
     "build_trainer",
     "check_resources",
     "fit_derived",
-    "positions_dataset",
     "prepare_run",
     "rescale",
     "run_prepared",

@@ -1,18 +1,13 @@
 """Inside a Ray Train worker: the recipe's context, this worker's data shard, and the DDP engine.
 
 :func:`train_loop_per_worker` is what ``TorchTrainer`` runs on every worker. It opens the task
-data in the worker (the precomputed stores; region features are looked up there by image),
-takes its share of the training samples from the trainer's ``"train"`` dataset with
-``ray.train.get_dataset_shard`` and runs :func:`mmsearch.recipes.train_derived.train_derived`
-with a :class:`TrainWorkerContext` and an engine factory: DDP (``ray.train.torch.prepare_model``)
-by default, DeepSpeed when the config has a ``deepspeed`` section.
-
-The ``"train"`` dataset holds the train part's sample positions (one int64 column). Ray Data
-splits it across the workers (equal shares) and each worker shuffles its share per epoch in a
-local buffer seeded from ``(seed, epoch, rank)``, then collates each batch of positions into a
-``MultimodalBatch`` with the same code a one-process run uses. Which positions reach which
-worker depends on Ray's scheduling, so multi-worker epochs are not reproducible sample for
-sample (one-process runs are).
+data in the worker (the precomputed stores' sample tables and, with ``data.regions: stream``,
+only the index of their region rows), takes its share of the training samples
+(:func:`mmsearch.orchestration.train_rows.worker_shard`: every rank's share of the same
+``(seed, epoch)`` permutation; streamed region rows arrive through Ray Data) and runs
+:func:`mmsearch.recipes.train_derived.train_derived` with a :class:`TrainWorkerContext` and an
+engine factory: DDP (``ray.train.torch.prepare_model``) by default, DeepSpeed when the config has
+a ``deepspeed`` section.
 
 Evaluation (validation every epoch, test and prediction files after the last) runs on rank 0
 alone, on the whole split, while the other ranks wait at the epoch's report; under ZeRO-3, whose
@@ -32,29 +27,19 @@ import contextlib
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-import numpy as np
 import ray.train
 import ray.train.torch
 
-from mmsearch.batch import MultimodalBatch
 from mmsearch.config import validate_config
 from mmsearch.storage import StorageLocation, upload_file
 from mmsearch.orchestration.train_resume import checkpoint_to_restore
-from mmsearch.data.store.prefetch import ahead
 from mmsearch.data.task_data import TaskData
+from mmsearch.orchestration.train_rows import worker_shard
 from mmsearch.recipes.train_derived.recipe import open_train_data, train_derived
 from mmsearch.recipes.train_derived.config import TrainDerivedConfig
-from mmsearch.recipes.train_derived.data import Collate, part_collator
 from mmsearch.recipes.train_derived.engine import DerivedModel, LocalEngine
-
-TRAIN_DATASET = "train"
-POSITION_COLUMN = "position"
-# Positions are 8 bytes: a buffer this large shuffles a worker's whole share (up to 2^20 samples)
-# for 8 MiB of memory.
-SHUFFLE_BUFFER_ROWS = 2**20
-
 
 class TrainWorkerContext:
     """``RunContext`` of one Ray Train worker (``ray.train.report`` / ``get_checkpoint`` / ``get_context``)."""
@@ -114,29 +99,6 @@ class TrainWorkerContext:
             shutil.rmtree(self._output_dir, ignore_errors=True)
 
 
-class RayTrainShard:
-    """This worker's share of the train part, from the trainer's ``"train"`` dataset shard."""
-
-    def __init__(self, collate: Collate, *, batch_size: int, seed: int, rank: int, drop_last: bool) -> None:
-        self._iterator = ray.train.get_dataset_shard(TRAIN_DATASET)
-        if self._iterator is None:
-            raise RuntimeError(f"the trainer was given no {TRAIN_DATASET!r} dataset")
-        self._collate, self.batch_size, self.seed, self.rank, self.drop_last = collate, batch_size, seed, rank, drop_last
-
-    def epoch(self, epoch: int) -> Iterator[MultimodalBatch]:
-        seed = int(np.random.SeedSequence([self.seed, epoch, self.rank]).generate_state(1)[0])
-        blocks = iter(self._iterator.iter_batches(batch_size=self.batch_size, batch_format="numpy", drop_last=self.drop_last,
-                                                  local_shuffle_buffer_size=SHUFFLE_BUFFER_ROWS, local_shuffle_seed=seed))
-        try:
-            # The next batch is collated on a thread while this one trains (a streamed store reads
-            # a row group per image there: measured 42-107 ms per batch of 64 that a step waited
-            # for without it, bench_task_streaming --ray-train).
-            yield from ahead(self._collate, (block[POSITION_COLUMN] for block in blocks))
-        finally:
-            for _ in blocks:  # an epoch cut short (max_steps_per_epoch) is read to its end: splits advance together
-                pass
-
-
 def ddp_engine(model: DerivedModel, cfg: TrainDerivedConfig, find_unused_parameters: bool = False) -> LocalEngine:
     """Plain torch on this worker's device (``ray.train.torch.get_device``), wrapped in DDP with several workers."""
     device = ray.train.torch.get_device()
@@ -160,8 +122,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     factory: Callable[[], TaskData] | None = loop_config.get("task_data_factory")
     data = factory() if factory is not None else open_train_data(cfg.data)
     context = TrainWorkerContext(loop_config.get("outputs"), loop_config.get("resume"))
-    shard = RayTrainShard(part_collator(data, "train"), batch_size=cfg.train.batch_size, seed=cfg.seed, rank=context.rank,
-                          drop_last=cfg.train.drop_last)
+    shard = worker_shard(data, rank=context.rank, world_size=context.world_size, batch_size=cfg.train.batch_size,
+                         seed=cfg.seed, drop_last=cfg.train.drop_last)
     if cfg.deepspeed is not None:
         from mmsearch.orchestration.deepspeed_engine import deepspeed_engine
 
@@ -174,4 +136,4 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         context.close()
 
 
-__all__ = ["POSITION_COLUMN", "RayTrainShard", "TRAIN_DATASET", "TrainWorkerContext", "ddp_engine", "train_loop_per_worker"]
+__all__ = ["TrainWorkerContext", "ddp_engine", "train_loop_per_worker"]

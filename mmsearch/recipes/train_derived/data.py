@@ -2,11 +2,10 @@
 
 One process trains on ``TaskData.batches("train", ...)`` (order a pure function of ``(seed,
 epoch)``). With several workers each rank needs a disjoint share of the same size (DDP steps in
-lockstep). Under Ray Train the share comes from Ray Data (``mmsearch.orchestration.train_worker``
-streams the train part's sample positions through the trainer's dataset, split by
-``get_dataset_shard``); otherwise :class:`StridedShard` deals a shared permutation out by rank,
-as torch's ``DistributedSampler`` does. Either way a worker collates its samples itself, from
-its own ``TaskData`` (region features looked up by image there), with :func:`part_collator`.
+lockstep): :class:`StridedShard` deals a shared permutation out by rank, as torch's
+``DistributedSampler`` does (under Ray Train too: ``mmsearch.orchestration.train_rows``, where
+streamed region rows then arrive through Ray Data). A worker collates its samples with
+:func:`part_collator`.
 """
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ from typing import Callable, Iterator, Protocol
 import numpy as np
 
 from mmsearch.batch import MultimodalBatch
+from mmsearch.data.store import epoch_seed
 from mmsearch.data.task_data import TaskData
 
 Collate = Callable[[np.ndarray], MultimodalBatch]
@@ -49,7 +49,8 @@ def positions_per_rank(num_samples: int, world_size: int) -> int:
 
 class StridedShard:
     """Rank ``rank``'s share of ``part``: every ``world_size``-th sample of a permutation drawn from
-    ``(seed, epoch)`` (the same on every rank), cut to an equal count, batched."""
+    ``(seed, epoch)`` (the same on every rank, and the one the precomputed data sets'
+    ``batches`` draws: one rank of one gets their one-process batches), cut to an equal count, batched."""
 
     def __init__(self, data: TaskData, *, rank: int, world_size: int, batch_size: int, seed: int,
                  drop_last: bool, part: str = "train") -> None:
@@ -60,14 +61,19 @@ class StridedShard:
         self.rank, self.world_size, self.batch_size, self.seed, self.drop_last = rank, world_size, batch_size, seed, drop_last
 
     def positions(self, epoch: int) -> np.ndarray:
-        order = np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(self._count)
+        order = np.random.default_rng(epoch_seed(self.seed, epoch)).permutation(self._count)  # mmsearch.data.tasks' batches order
         return order[: positions_per_rank(self._count, self.world_size) * self.world_size][self.rank :: self.world_size]
 
-    def epoch(self, epoch: int) -> Iterator[MultimodalBatch]:
+    def batch_positions(self, epoch: int) -> Iterator[np.ndarray]:
+        """This rank's positions of ``epoch``, cut into batches (the last one shorter, or dropped)."""
         mine = self.positions(epoch)
         stop = len(mine) - len(mine) % self.batch_size if self.drop_last else len(mine)
         for start in range(0, stop, self.batch_size):
-            yield self._collate(mine[start : start + self.batch_size])
+            yield mine[start : start + self.batch_size]
+
+    def epoch(self, epoch: int) -> Iterator[MultimodalBatch]:
+        for positions in self.batch_positions(epoch):
+            yield self._collate(positions)
 
 
 __all__ = ["Collate", "StridedShard", "TrainShard", "part_collator", "positions_per_rank"]

@@ -21,7 +21,8 @@ Reported every epoch (floats unless noted): ``epoch`` (int), ``lr``, ``train_los
 ``train_<log>`` (means of the objective's step logs over all ranks), ``grad_norm``, ``steps`` /
 ``samples`` (int, totals), ``samples_per_s`` (all ranks), ``step_s`` (median), ``data_s``,
 ``train_s``, ``eval_s``, ``epoch_s``, ``peak_rss_mib`` (the reporting rank's process: its peak
-resident memory so far), ``world_size`` (int), ``resumed_from_epoch`` (int: the
+resident memory so far), ``world_size`` (int), and what the worker's shard says of its data
+(Ray Data region rows: ``ray_data_blocks`` / ``ray_data_rows``, ints, totals so far), ``resumed_from_epoch`` (int: the
 checkpoint's epoch this process started from, 0 for a fresh start); after a validation ``val_metric`` (the
 task's primary metric: vqa_acc, itm_rsum or vg_acc), ``val_<key>`` for every evaluation key (VQA
 accuracy per answer type and family, R@K both ways, acc@0.5 and mean IoU, ...),
@@ -103,7 +104,7 @@ def train_derived(
 ) -> TrainResult:
     """Train (or resume training) the configured architecture; see the module docstring.
 
-    ``train_shard`` is this worker's share of the training samples (a Ray Train dataset shard);
+    ``train_shard`` is this worker's share of the training samples (a Ray Train worker's shard);
     without one, several workers each take a strided share of the ``train`` part. ``engine_factory``
     builds the DDP / DeepSpeed engine (``mmsearch.orchestration.train_worker``); without one the
     model trains in this process.
@@ -269,6 +270,9 @@ def _train_epoch(epoch: int, cfg: TrainDerivedConfig, data: TaskData, shard: Tra
     out.update(steps=progress.steps, samples=progress.samples, train_s=train_s, data_s=data_s,
                step_s=statistics.median(step_times), samples_per_s=all_samples / train_s if train_s > 0 else math.nan,
                peak_rss_mib=peak_rss_mib())  # this worker's (the reporting rank's) process
+    stats = getattr(shard, "stats", None)  # where the shard's rows came from (Ray Data: blocks and rows received)
+    if callable(stats):
+        out.update(stats())
     return out
 
 

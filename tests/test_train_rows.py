@@ -1,0 +1,130 @@
+"""Ray Train workers' data: with ``data.regions: stream`` the region rows arrive through Ray Data
+(``RayDataRegionShard``); shares are disjoint, equal and complete per epoch, one rank of one
+equals the one-process batches, a resumed epoch is the same epoch, a shard broken mid-epoch
+names its file. The shards are driven here directly (no trainer): each epoch is a real Ray Data
+execution on the session's Ray instance."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmsearch.data.region_rows import RegionRowReader
+from mmsearch.data.store import open_store
+from mmsearch.data.synthetic import SyntheticTaskData
+from mmsearch.orchestration.train_rows import LocalShard, RayDataRegionShard, read_planned_rows, streams_regions, worker_shard
+from test_precompute_common import shared_scenes
+from test_tasks_streaming import assert_same_batches, opened, reshard
+
+pytestmark = pytest.mark.ray
+TASKS = ("vqa", "itm", "vg")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return reshard(Path(shared_scenes(tmp_path_factory).root), tmp_path_factory.mktemp("rows") / "scenes")
+
+
+def test_planned_rows_are_the_rows_the_stream_reads(root):
+    """The Ray Data task's reader returns, tagged by batch, exactly the rows the worker's own stream would read."""
+    data = opened(root, "vqa", "stream")
+    positions = [np.array([5, 0, 9, 3]), np.array([1, 2])]
+    plans = [data.region_plan("train", p) for p in positions]
+    import pyarrow as pa
+
+    table = pa.concat_tables([pa.table({"batch": np.full(len(p.images), i), "group": p.groups, "offset": p.offsets})
+                              for i, p in enumerate(plans)])
+    rows = read_planned_rows(table, data.region_reader("train"))
+    assert rows.column("batch").to_pylist() == sum(([i] * len(p.images) for i, p in enumerate(plans)), [])
+    assert rows.num_rows == sum(len(p.images) for p in plans) and all(len(p.images) <= len(q) for p, q in zip(plans, positions))
+    first = rows.slice(0, len(plans[0].images)).drop_columns(["batch"])
+    assert_same_batches([data.collate_rows("train", positions[0], first)], [data.collate_rows("train", positions[0])])
+    with pytest.raises(ValueError, match="ascending"):
+        RegionRowReader(open_store(os.path.join(root, "train")).table("regions")).read_rows(np.array([1, 0]), np.array([0, 0]))
+
+
+def test_region_rows_given_to_a_memory_data_set_are_refused(root):
+    data = opened(root, "vqa", "memory")
+    assert data.region_plan("train", np.array([0])) is None and not streams_regions(data)
+    with pytest.raises(ValueError, match="in memory"):
+        data.collate_rows("train", np.array([0]), data.region_reader("train").read_rows(np.array([0]), np.array([0])))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_one_rank_of_one_gets_the_one_process_batches_through_ray_data(ray_session, root, task):
+    data, one_process = opened(root, task, "stream"), opened(root, task, "memory")
+    assert streams_regions(data)
+    shard = worker_shard(data, rank=0, world_size=1, batch_size=4, seed=3, drop_last=False)
+    assert isinstance(shard, RayDataRegionShard)
+    for epoch in (0, 1):
+        assert_same_batches(shard.epoch(epoch), one_process.batches("train", batch_size=4, epoch=epoch, seed=3))
+    assert shard.blocks_received >= 2 * -(-data.num_samples("train") // 4)  # every batch's rows came through Ray Data
+    assert data._split("train").regions.reads == 0  # and the worker read no row group itself
+
+
+def test_ranks_share_each_epoch_disjointly_and_completely_and_a_resumed_epoch_repeats(ray_session, root):
+    data = opened(root, "vqa", "stream")
+    count = data.num_samples("train")
+    shards = [RayDataRegionShard(data, rank=r, world_size=2, batch_size=4, seed=7, drop_last=False) for r in range(2)]
+    for epoch in (0, 1):
+        ids = [[q for batch in shard.epoch(epoch) for q in batch.meta["question_id"]] for shard in shards]
+        assert len(ids[0]) == len(ids[1]) == count // 2 and not set(ids[0]) & set(ids[1])
+        assert len(set(ids[0]) | set(ids[1])) == count - count % 2
+        if epoch == 0:
+            first = ids
+    assert first != ids  # a new order each epoch
+    again = RayDataRegionShard(data, rank=1, world_size=2, batch_size=4, seed=7, drop_last=False)  # a resumed worker
+    assert [q for batch in again.epoch(1) for q in batch.meta["question_id"]] == ids[1]
+
+
+def test_a_shard_broken_mid_epoch_fails_naming_the_file(ray_session, root, tmp_path):
+    import shutil
+
+    broken = Path(shutil.copytree(root, tmp_path / "broken"))
+    data = opened(str(broken), "vqa", "stream")
+    shard = RayDataRegionShard(data, rank=0, world_size=1, batch_size=4, seed=0, drop_last=False)
+    files = open_store(str(broken / "train")).table("regions").manifest.shards
+    victim = broken / "train" / files[-1].file
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # after the data set was opened
+    with pytest.raises(Exception, match=files[-1].file.replace(".", r"\.")):
+        list(shard.epoch(0))
+
+
+def test_data_without_a_store_is_collated_by_the_worker():
+    data = SyntheticTaskData("vqa", train_images=12, val_images=2, test_images=2)
+    shard = worker_shard(data, rank=1, world_size=2, batch_size=5, seed=0, drop_last=True)
+    assert isinstance(shard, LocalShard) and not streams_regions(data)
+    batches = list(shard.epoch(0))
+    assert [b.batch_size for b in batches] == [5] * (data.num_samples("train") // 2 // 5)
+
+
+@pytest.mark.slow
+def test_a_ray_train_run_over_a_streamed_store_gets_its_region_rows_from_ray_data(ray_session, root, tmp_path):
+    """Two DDP workers of a real Ray Train run, the data set streamed: both train (weights in sync)
+    on region rows that came through Ray Data, and the run reports how many."""
+    from mmsearch.orchestration.train import fit_derived
+
+    config = {
+        "arch": {"enc": [["self_att"], ["feed_forward"]], "dec": [["guided_att"], ["feed_forward"]]},
+        "data": {"root": root, "task": "vqa", "regions": "stream"},
+        "model": {"hidden": 32, "head_dim": 16},
+        "head": {"task": "vqa", "flat_mlp_size": 32},
+        "optim": {"lr": 3e-3, "lr_decay_epochs": []},
+        "train": {"epochs": 2, "batch_size": 8, "num_threads": 1, "drop_last": False},
+        "eval": {"batch_size": 64},
+        "scaling": {"num_workers": 2, "cpus_per_worker": 0.5, "deepspeed_shm_op": False},
+        "run": {"name": "streamed", "storage_path": str(tmp_path / "storage")},
+    }
+    result = fit_derived(config)
+    data = opened(root, "vqa", "stream")
+    samples = data.num_samples("train")
+    assert result.metrics["epoch"] == 2 and result.metrics["weight_sync_spread"] == 0.0
+    assert result.metrics["samples"] == 2 * 2 * (samples // 2)
+    # Rank 0 (the reporting rank) received exactly its batches' distinct images' rows, both epochs.
+    from mmsearch.recipes.train_derived.data import StridedShard
+
+    order = StridedShard(data, rank=0, world_size=2, batch_size=8, seed=0, drop_last=False)
+    expected = sum(len(data.region_plan("train", b).images) for epoch in (1, 2) for b in order.batch_positions(epoch))
+    assert result.metrics["ray_data_rows"] == expected and result.metrics["ray_data_blocks"] >= 1
