@@ -18,7 +18,9 @@ the way ``train_derived`` workers get their data (``mmsearch.orchestration.train
 region rows of the worker's batches read by Ray Data tasks and received through the object
 store, collated with the text the worker holds): the worker's peak RSS (reported from inside
 it), rows/s, waits, the Ray Data blocks and rows it received, and the object store's peak and
-spilled bytes.
+spilled bytes. ``--ray-data`` adds the search trial's case under Tune: the streamed epoch with its
+region rows through Ray Data (``RayDataTaskData``) in a local Ray instance started in the case's
+process (its peak RSS includes Ray's driver).
 
 Timing figures are only meaningful on a quiet machine: the JSON keeps them next to the load
 average; bench/README.md records only the memory figures until then.
@@ -46,6 +48,7 @@ MiB = 2**20
 RESULTS = Path(__file__).resolve().parent / "results" / "task_streaming.json"
 MODES = ("memory", "stream")
 RAY_TRAIN = "ray_train"  # --ray-train: the stream case again, inside a one-worker Ray Train trainer
+RAY_DATA = "ray_data"  # --ray-data: the stream case again, its region rows through Ray Data (a search trial under Tune)
 WORDS = ["what", "color", "is", "the", "cube", "sphere", "left", "of", "how", "many", "red", "blue"]
 ANSWERS = ["yes", "no", "red", "blue", "green", "one", "two", "three"]
 TOKENS = 10  # tokens per question
@@ -246,6 +249,43 @@ def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
             "shard": metrics["shard"], "ray_data_blocks": metrics["ray_data_blocks"], "ray_data_rows": metrics["ray_data_rows"]}
 
 
+def measure_ray_data(root: str, args: argparse.Namespace) -> dict:
+    """One epoch as a search trial under Tune iterates it on a streamed store (``RayDataTaskData``:
+    region rows read by Ray Data tasks, received through the object store) in a local Ray
+    instance started here; this process's peak RSS (the trial's; it includes Ray's driver) and
+    the object store's peak and spilled bytes. The reading tasks' own processes are not counted."""
+    import ray
+
+    from bench_store_streaming import PeakSampler
+    from mmsearch.data.task_data import TaskDataConfig
+    from mmsearch.data.tasks import open_task_data
+    from mmsearch.orchestration.ray_region_rows import RayDataTaskData
+
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    rss_before = _rss_mb()
+    ray.init(num_cpus=2, object_store_memory=args.object_store_mb * MiB, include_dashboard=False, log_to_driver=False)
+    try:
+        rss_ray = _rss_mb()
+        with PeakSampler(ray_stats=True) as sampler:
+            step = busy_step(args.step_ms)
+            start = time.perf_counter()
+            data = RayDataTaskData(open_task_data(TaskDataConfig(root=root, task="vqa", text_input="tokens", regions="stream",
+                                                                 region_cache_mib=args.cache_mib)))
+            rows, first, waits = run_epoch(data.batches("train", batch_size=args.batch_size, seed=0, epoch=0), step, start)
+            seconds = time.perf_counter() - start
+    finally:
+        ray.shutdown()
+    return {"step_ms": args.step_ms, "wait_ms_per_batch": wait_figures(waits), "rows": rows, "seconds": round(seconds, 3),
+            "rows_per_s": round(rows / seconds, 1), "first_batch_s": round(first or 0.0, 3),
+            "rss_before_open_mb": round(rss_before, 1), "rss_after_ray_init_mb": round(rss_ray, 1), "peak_rss_mb": round(_rss_mb(), 1),
+            "row_groups_read": data.inner._split("train").regions.reads, "read_mb": None, "read_amplification": None,
+            "object_store_peak_mb": sampler.peak["object_store_used_mb"], "spilled_mb": sampler.spilled_mb, **data.stats(),
+            "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]}}
+
+
+CASES = {RAY_TRAIN: measure_ray_train, RAY_DATA: measure_ray_data}
+
+
 def run_case(root: str, mode: str, argv: list[str]) -> dict:
     """``measure`` in a fresh interpreter (its own peak RSS); it prints one JSON line last."""
     command = [sys.executable, __file__, *argv, "--_measure", mode, "--_root", root]
@@ -275,16 +315,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ray-train", action="store_true",
                         help="also run the streamed epoch in a one-worker Ray Train trainer (positions through its dataset, "
                              "as train_derived gets them): the worker's peak RSS, rows/s, object-store peak and spilled bytes")
-    parser.add_argument("--object-store-mb", type=int, default=256, help="--ray-train: the local Ray instance's object store (MiB)")
-    parser.add_argument("--_measure", choices=(*MODES, RAY_TRAIN), help=argparse.SUPPRESS)
+    parser.add_argument("--ray-data", action="store_true",
+                        help="also run the streamed epoch as a search trial under Tune reads it (region rows through Ray Data): "
+                             "the trial process's peak RSS, rows/s, object-store peak and spilled bytes")
+    parser.add_argument("--object-store-mb", type=int, default=256, help="--ray-train / --ray-data: the local Ray instance's object store (MiB)")
+    parser.add_argument("--_measure", choices=(*MODES, RAY_TRAIN, RAY_DATA), help=argparse.SUPPRESS)
     parser.add_argument("--_root", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.step_ms < 0:
         parser.error(f"--step-ms must be >= 0, got {args.step_ms}")
     if args.object_store_mb < 75:
         parser.error(f"--object-store-mb must be at least 75 (MiB: Ray's smallest object store), got {args.object_store_mb}")
-    if args.quick and args.ray_train:
-        parser.error("--ray-train runs each case in its own process: not with --quick")
+    if args.quick and (args.ray_train or args.ray_data):
+        parser.error("--ray-train and --ray-data run each case in its own process: not with --quick")
     if args.quick:
         args.images, args.sizes, args.cache_mib = 12, "1,4", 1
     return args
@@ -294,16 +337,16 @@ def report(results: dict) -> None:
     print(f"{'size':>5}{'images':>8}{'regions MiB':>13}{'mode':>10}{'peak RSS MiB':>14}{'before open':>13}{'rows/s':>9}"
           f"{'groups read':>13}{'read MiB':>10}{'amplif.':>9}{'wait ms/batch':>15}")
     for size, case in results["sizes"].items():
-        for mode in (m for m in (*MODES, RAY_TRAIN) if m in case):
+        for mode in (m for m in (*MODES, RAY_TRAIN, RAY_DATA) if m in case):
             m = case[mode]
             print(f"{size:>5}{case['store']['images']:>8}{case['store']['regions_mb']:>13}{mode:>10}{m['peak_rss_mb']:>14}"
                   f"{m['rss_before_open_mb']:>13}{m['rows_per_s']:>9}{str(m['row_groups_read']):>13}"
                   f"{str(m['read_mb']):>10}{str(m['read_amplification']):>9}"
                   f"{(str(m['wait_ms_per_batch']['median']) if m.get('step_ms') and m['wait_ms_per_batch'] else '-'):>15}")
     for size, case in results["sizes"].items():
-        if RAY_TRAIN in case:
-            print(f"{size}: Ray Train case: object store peak {case[RAY_TRAIN]['object_store_peak_mb']} MiB, "
-                  f"spilled {case[RAY_TRAIN]['spilled_mb']} MiB")
+        for mode in (m for m in (RAY_TRAIN, RAY_DATA) if m in case):
+            print(f"{size}: {mode} case: object store peak {case[mode]['object_store_peak_mb']} MiB, "
+                  f"spilled {case[mode]['spilled_mb']} MiB")
     for mode, ratio in results["peak_rss_ratio_largest_to_smallest"].items():
         print(f"{mode}: peak RSS at the largest size / at the smallest = {ratio}")
     print("(rows/s were measured on whatever load the machine had: see each case's load_average)")
@@ -313,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     given, argv = argv, sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if args._measure:  # child: one case, one JSON line
-        case = measure_ray_train if args._measure == RAY_TRAIN else functools.partial(measure, mode=args._measure)
+        case = CASES.get(args._measure) or functools.partial(measure, mode=args._measure)
         print(json.dumps(case(args._root, args=args)))
         return 0
     from mmsearch.io import atomic_write_json
@@ -321,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
 
     provenance = Provenance(__file__, given)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    modes = (*MODES, RAY_TRAIN) if args.ray_train else MODES
+    modes = (*MODES, *([RAY_TRAIN] if args.ray_train else []), *([RAY_DATA] if args.ray_data else []))
     workdir = Path(args.store_dir) if args.store_dir else Path(tempfile.mkdtemp(prefix="mmsearch_bench_tasks_"))
     results: dict = {"benchmark": "task_streaming", "settings": {k: v for k, v in vars(args).items() if not k.startswith("_")},
                      "per_case_process": not args.quick, "sizes": {}}

@@ -62,11 +62,12 @@ def test_a_stand_in_step_records_how_long_each_step_waits_for_its_batch(tmp_path
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_ray_train_case_runs_the_streamed_epoch_in_a_trainer_worker(tmp_path):
+def test_ray_cases_run_the_streamed_epoch_in_a_trainer_worker_and_as_a_trial(tmp_path):
     """--ray-train: the worker serves every row once, its region rows received through Ray Data, and
-    reports its own peak RSS next to the object store's peak and spilled bytes (each case its own process)."""
+    reports its own peak RSS next to the object store's peak and spilled bytes (each case its own
+    process); --ray-data: the same epoch as a search trial gets it, through Ray Data too."""
     out = tmp_path / "ray_train.json"
-    args = ["--images", "30", "--sizes", "1", "--batch-size", "16", "--cache-mib", "1", "--ray-train", "--object-store-mb", "128",
+    args = ["--images", "30", "--sizes", "1", "--batch-size", "16", "--cache-mib", "1", "--ray-train", "--ray-data", "--object-store-mb", "128",
             "--out", str(out)]
     assert _bench().main(args) == 0
     report = json.loads(out.read_text())
@@ -77,10 +78,12 @@ def test_ray_train_case_runs_the_streamed_epoch_in_a_trainer_worker(tmp_path):
     assert worker["object_store_peak_mb"] >= 0 and worker["spilled_mb"] == 0
     # Region rows via Ray Data: an image's row once per batch holding any of its 2 questions
     assert worker["shard"] == "RayDataRegionShard" and 30 <= worker["ray_data_rows"] <= 60 and worker["ray_data_blocks"] >= 1
-    assert set(report["peak_rss_ratio_largest_to_smallest"]) == {"memory", "stream", "ray_train"}
+    trial = case["ray_data"]  # --ray-data: a search trial's epoch, its region rows through Ray Data
+    assert trial["rows"] == 60 and 30 <= trial["ray_data_rows"] <= 60 and trial["row_groups_read"] == 0 and trial["spilled_mb"] == 0
+    assert set(report["peak_rss_ratio_largest_to_smallest"]) == {"memory", "stream", "ray_train", "ray_data"}
 
 
-@pytest.mark.parametrize("bad", [["--quick", "--ray-train"], ["--ray-train", "--object-store-mb", "10"]])
+@pytest.mark.parametrize("bad", [["--quick", "--ray-train"], ["--quick", "--ray-data"], ["--ray-train", "--object-store-mb", "10"]])
 def test_bad_ray_train_settings_exit_2_before_any_work(tmp_path, bad):
     with pytest.raises(SystemExit) as exit_:
         _bench().main([*bad, "--out", str(tmp_path / "bad.json")])

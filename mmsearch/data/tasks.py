@@ -122,12 +122,20 @@ class StoreTaskData:
     ) -> Iterator[MultimodalBatch]:
         rows = self._rows(part)
         data = self._split(_SPLIT_OF_PART[part])
-        chunks = row_batches(rows, batch_size, epoch_seed(seed, epoch) if shuffle else None, drop_last)
+        chunks = (rows[positions] for positions in self.batch_positions(part, batch_size=batch_size, epoch=epoch, seed=seed,
+                                                                         shuffle=shuffle, drop_last=drop_last))
         if data.regions is not None:  # streamed: the next batch is read while this one is used
             yield from ahead(lambda chunk: self.collate(data, chunk), chunks)
             return
         for chunk in chunks:
             yield self.collate(data, chunk)
+
+    def batch_positions(self, part: Part, *, batch_size: int, epoch: int = 0, seed: int = 0, shuffle: bool = True,
+                        drop_last: bool = False) -> Iterator[np.ndarray]:
+        """The samples of each batch :meth:`batches` yields, as positions within ``part`` (for a
+        reader elsewhere that collates them with :meth:`collate_rows`)."""
+        positions = np.arange(len(self._rows(part)), dtype=np.int64)
+        return row_batches(positions, batch_size, epoch_seed(seed, epoch) if shuffle else None, drop_last)
 
     def collate_rows(self, part: Part, positions: np.ndarray, region_rows: pa.Table | None = None) -> MultimodalBatch:
         """The batch of the samples at ``positions`` (0-based within ``part``), as ``batches`` collates them.

@@ -34,6 +34,7 @@ SEARCH = register_recipe(Recipe(
     epochs_key="search.epochs",
     data=SEARCH_DATA,
     smoke=search_smoke,
+    ray_streams=lambda cfg: cfg.data.regions == "stream",  # under Tune, region rows through Ray Data
 ))
 
 __all__ = ["SEARCH", "search_smoke"]

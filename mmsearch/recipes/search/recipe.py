@@ -25,7 +25,9 @@ evaluation key (``val_vqa_acc_number``, ...), ``best_val_metric``, ``best_epoch`
 ``arch_changes`` (int), ``entropy_{enc,dec}_{mean,min}``, ``entropy_norm``, ``enc_<op>`` /
 ``dec_<op>`` (int op counts), ``w_step_s`` / ``a_step_s`` (median step times), ``train_s``,
 ``eval_s``, ``data_s`` (waiting for batches), ``epoch_s``, ``samples_per_s`` (weight-step
-samples per second of training time) and ``peak_rss_mib`` (the process's peak resident memory so far).
+samples per second of training time), ``peak_rss_mib`` (the process's peak resident memory so far)
+and, when a Tune trial's streamed region rows come through Ray Data, ``ray_data_blocks`` /
+``ray_data_rows`` (ints, totals so far).
 
 CLI: ``python -m mmsearch.recipes.search CONFIG.yaml [key=value ...]`` (a config file's
 ``recipe:`` section when it has one, else the whole file); it resumes from the checkpoints in
@@ -113,6 +115,8 @@ def _search(cfg: SearchConfig, context: RunContext, task_data: TaskData | None) 
     # 1. data
     # One opening per worker process when the context shares data across its runs (recipes/shared_data.py).
     data = task_data if task_data is not None else open_shared(context, ("search", cfg.data), lambda: open_search_data(cfg.data))
+    wrap = getattr(context, "wrap_task_data", None)  # a Tune trial: streamed region rows through Ray Data
+    data = wrap(data) if callable(wrap) else data
     cfg = resolve_config(cfg, data.info)
     _check_parts(data, cfg)
     dump_config(cfg, out_dir / "config.yaml")
@@ -251,6 +255,7 @@ def _train_epoch(epoch: int, warmup: bool, cfg: SearchConfig, data: TaskData, ar
         "data_s": data_s,
         "samples_per_s": samples / train_s if train_s > 0 else float("nan"),
         "peak_rss_mib": peak_rss_mib(),  # the trial process's peak so far
+        **(data.stats() if callable(getattr(data, "stats", None)) else {}),  # Ray Data: blocks / rows received
     }
 
 

@@ -1,8 +1,8 @@
-"""Ray Train workers' data: with ``data.regions: stream`` the region rows arrive through Ray Data
-(``RayDataRegionShard``); shares are disjoint, equal and complete per epoch, one rank of one
-equals the one-process batches, a resumed epoch is the same epoch, a shard broken mid-epoch
-names its file. The shards are driven here directly (no trainer): each epoch is a real Ray Data
-execution on the session's Ray instance."""
+"""Streamed region rows through Ray Data (``data.regions: stream``): search trials
+(``RayDataTaskData``) get the local reader's batches exactly; Ray Train workers
+(``RayDataRegionShard``) get disjoint, equal, complete shares per epoch, one rank of one equals the
+one-process batches, a resumed epoch is the same epoch; a shard broken mid-epoch names its file.
+Each pass is a real Ray Data execution on the session's Ray instance."""
 from __future__ import annotations
 
 import os
@@ -14,7 +14,8 @@ import pytest
 from mmsearch.data.region_rows import RegionRowReader
 from mmsearch.data.store import open_store
 from mmsearch.data.synthetic import SyntheticTaskData
-from mmsearch.orchestration.train_rows import LocalShard, RayDataRegionShard, read_planned_rows, streams_regions, worker_shard
+from mmsearch.orchestration.ray_region_rows import RayDataTaskData, ray_data_task_data, read_planned_rows, streams_regions
+from mmsearch.orchestration.train_rows import LocalShard, RayDataRegionShard, worker_shard
 from test_precompute_common import shared_scenes
 from test_tasks_streaming import assert_same_batches, opened, reshard
 
@@ -53,6 +54,53 @@ def test_region_rows_given_to_a_memory_data_set_are_refused(root):
 
 
 @pytest.mark.parametrize("task", TASKS)
+def test_a_trials_ray_data_batches_are_the_local_readers(ray_session, root, task):
+    """What a search trial under Tune iterates (weights, arch, val; shuffled or not) is exactly
+    what the local reader gives, every region row received through Ray Data."""
+    data, local = opened(root, task, "stream"), opened(root, task, "memory")
+    wrapped = ray_data_task_data(data)
+    assert isinstance(wrapped, RayDataTaskData) and ray_data_task_data(local) is local
+    for part, shuffle in (("weights", True), ("arch", True), ("val", False)):
+        assert_same_batches(wrapped.batches(part, batch_size=4, epoch=2, seed=1, shuffle=shuffle),
+                            local.batches(part, batch_size=4, epoch=2, seed=1, shuffle=shuffle))
+    assert wrapped.stats()["ray_data_rows"] > 0 and data._split("train").regions.reads == data._split("val").regions.reads == 0
+    assert np.array_equal(wrapped.arch_images(), local.arch_images())  # the rest of the data set's interface
+
+
+@pytest.mark.slow
+def test_a_search_trial_over_a_streamed_store_reads_through_ray_data_and_matches_memory(ray_session, root, tmp_path):
+    """The search as a Tune trial runs it (``recipe_trial``): with streamed regions its rows come
+    through Ray Data, and its numbers are the in-memory run's exactly."""
+    import json
+    import math
+
+    from mmsearch.config import load_config
+    from mmsearch.orchestration.jobs.trials import recipe_trial
+    from mmsearch.recipes.context import LocalContext
+    from mmsearch.recipes.search.config import SearchConfig
+
+    def search(regions):
+        cfg = load_config(SearchConfig, {
+            "data": {"root": root, "task": "vqa", "regions": regions},
+            "model": {"hidden": 32, "head_dim": 16, "enc_depth": 1, "dec_depth": 2},
+            "head": {"task": "vqa", "flat_mlp_size": 32},
+            "search": {"strategy": "proxyless", "epochs": 2, "warmup_epochs": 1, "arch_every": 1, "batch_size": 4,
+                       "arch_batch_size": 4, "max_steps_per_epoch": 3, "num_threads": 1},
+            "eval": {"batch_size": 8},
+        })
+        context = LocalContext(tmp_path / regions)
+        recipe_trial("search")(cfg, context)
+        return context.history
+
+    keys = ("w_loss", "a_loss", "val_metric", "arch", "weight_steps", "arch_steps")
+    memory, stream = search("memory"), search("stream")
+    assert len(memory) == len(stream) == 2 and "ray_data_rows" not in memory[-1]
+    for a, b in zip(memory, stream):
+        assert json.dumps({k: a[k] for k in keys}) == json.dumps({k: b[k] for k in keys})  # exact, NaN included
+    assert stream[-1]["ray_data_rows"] > stream[0]["ray_data_rows"] > 0 and math.isfinite(stream[-1]["val_metric"])
+
+
+@pytest.mark.parametrize("task", TASKS)
 def test_one_rank_of_one_gets_the_one_process_batches_through_ray_data(ray_session, root, task):
     data, one_process = opened(root, task, "stream"), opened(root, task, "memory")
     assert streams_regions(data)
@@ -60,7 +108,7 @@ def test_one_rank_of_one_gets_the_one_process_batches_through_ray_data(ray_sessi
     assert isinstance(shard, RayDataRegionShard)
     for epoch in (0, 1):
         assert_same_batches(shard.epoch(epoch), one_process.batches("train", batch_size=4, epoch=epoch, seed=3))
-    assert shard.blocks_received >= 2 * -(-data.num_samples("train") // 4)  # every batch's rows came through Ray Data
+    assert shard.rows.blocks_received >= 1 and shard.rows.rows_received >= 2 * -(-data.num_samples("train") // 4)  # each batch: >= 1 image row, via Ray Data
     assert data._split("train").regions.reads == 0  # and the worker read no row group itself
 
 
