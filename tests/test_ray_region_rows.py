@@ -176,3 +176,27 @@ def test_a_ray_train_run_over_a_streamed_store_gets_its_region_rows_from_ray_dat
     order = StridedShard(data, rank=0, world_size=2, batch_size=8, seed=0, drop_last=False)
     expected = sum(len(data.region_plan("train", b).images) for epoch in (1, 2) for b in order.batch_positions(epoch))
     assert result.metrics["ray_data_rows"] == expected and result.metrics["ray_data_blocks"] >= 1
+
+
+@pytest.mark.s3
+def test_ray_data_reads_streamed_rows_from_s3_at_the_endpoint_the_data_set_was_opened_with(ray_session, root, s3_server,
+                                                                                         monkeypatch, tmp_path):
+    """The Ray Data tasks read an S3 data set from the server the opening process used (the
+    endpoint travels with the reader; credentials come from each process's own chain)."""
+    import shutil
+    import uuid
+
+    import boto3
+
+    bucket = f"mms-{uuid.uuid4().hex[:10]}"
+    client = boto3.client("s3", endpoint_url=s3_server["endpoint"], region_name="us-east-1")
+    client.create_bucket(Bucket=bucket)
+    local = Path(shutil.copytree(root, tmp_path / "scenes"))
+    for path in local.rglob("*"):
+        if path.is_file():
+            client.upload_file(str(path), bucket, f"scenes/{path.relative_to(local).as_posix()}")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server["endpoint"])  # this process's setting only: Ray's workers started before
+    data = opened(f"s3://{bucket}/scenes", "vg", "stream", region_cache_mib=0)
+    assert data.region_reader("train").table.location.endpoint_url == s3_server["endpoint"]
+    assert_same_batches(RayDataTaskData(data).batches("weights", batch_size=6, seed=2, epoch=1),
+                        opened(str(local), "vg", "memory").batches("weights", batch_size=6, seed=2, epoch=1))

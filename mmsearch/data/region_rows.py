@@ -20,6 +20,7 @@ naming the store, the table and the shard file.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections import OrderedDict
@@ -32,6 +33,7 @@ import pyarrow.parquet as pq
 
 from mmsearch.data.collate import Ragged
 from mmsearch.data.store import StoreError, StoreTable
+from mmsearch.storage import pinned_endpoint
 
 COLUMNS = ("features", "boxes")
 _OPEN_FILES = 32  # Parquet files kept open (footers parsed) at a time; least recently used closed
@@ -156,7 +158,9 @@ class RegionRowReader:
     """
 
     def __init__(self, table: StoreTable) -> None:
-        self.table = table
+        # The endpoint this process reads the table from travels with it (not the credentials:
+        # each process takes its own from the standard chain), so a task elsewhere reads the same server.
+        self.table = dataclasses.replace(table, location=pinned_endpoint(table.location))
         self.groups = [(s, g) for s, shard in enumerate(table.manifest.shards) for g in range(len(shard.row_groups))]
         self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()
 

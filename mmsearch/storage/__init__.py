@@ -26,7 +26,7 @@ from mmsearch.storage.files import (
     upload_file,
     write_bytes,
 )
-from mmsearch.storage.location import StorageError, StorageLocation, resolve_storage
+from mmsearch.storage.location import StorageError, StorageLocation, pinned_endpoint, resolve_storage
 from mmsearch.storage.preflight import preflight
 from mmsearch.storage.trust import TUNE_STATE_FILE, check_resume_trust
 
@@ -42,6 +42,7 @@ __all__ = [
     "file_info",
     "is_file",
     "list_files",
+    "pinned_endpoint",
     "preflight",
     "publish_local_file",
     "read_bytes",

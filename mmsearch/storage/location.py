@@ -114,6 +114,16 @@ def _refuse_credentials(text: str, what: str) -> None:
                            "through the config's s3_endpoint_url or the standard AWS settings)")
 
 
+def pinned_endpoint(location: StorageLocation) -> StorageLocation:
+    """``location`` with the S3 endpoint this process would use made explicit (from
+    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` when it names none), so a copy sent to another
+    process reads the same server; credentials stay with each process's own chain."""
+    endpoint = _env("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+    if not location.is_s3 or location.endpoint_url or endpoint is None:
+        return location
+    return resolve_storage(location, endpoint)
+
+
 def _env(*names: str) -> str | None:
     return next((os.environ[n] for n in names if os.environ.get(n)), None)
 
