@@ -34,10 +34,6 @@ from mmsearch.orchestration.quiet import quiet_data_context
 
 BATCH_COLUMN = "batch"  # which batch of the pass a plan / region row belongs to
 PLAN_COLUMNS = ("group", "offset")  # row group across the regions table, row within it
-# Batch plans per input block: few blocks to put in the object store (each put costs ~4 ms on the
-# process's thread: 500 one-batch blocks took 2.2 s before the first batch), small enough that
-# the reading tasks share a pass.
-BATCHES_PER_BLOCK = 8
 
 
 def read_planned_rows(plans: pa.Table, reader: RegionRowReader) -> pa.Table:
@@ -89,19 +85,16 @@ class RayDataRegionRows:
         yield from ahead(lambda item: self.data.collate_rows(part, batches[item[0]], item[1]), self._batch_rows(blocks))
 
     def dataset(self, part: Part, batches: Sequence[np.ndarray]) -> ray.data.Dataset:
-        """One pass's Ray Data dataset: the batches' plans, ``BATCHES_PER_BLOCK`` batches a block,
-        mapped to their region rows about one batch's rows per call (each call's rows an output block)."""
+        """One pass's Ray Data dataset: a plan block per batch, mapped to that batch's region rows
+        (a block per batch each way: Ray Data merges a task's outputs into one block, and 8 batches
+        a block spilled 0.4-1.2 GB at 4x-16x behind a 256 MiB object store, bench/README.md)."""
         if part not in self._readers:
             self._readers[part] = self.data.region_reader(part)
-        plans = [self.data.region_plan(part, positions) for positions in batches]
         blocks = []
-        for first in range(0, len(plans), BATCHES_PER_BLOCK):
-            chunk = plans[first : first + BATCHES_PER_BLOCK]
-            blocks.append(pa.table({
-                BATCH_COLUMN: np.concatenate([np.full(len(p.images), first + i, np.int64) for i, p in enumerate(chunk)]),
-                "group": np.concatenate([p.groups for p in chunk]).astype(np.int64),
-                "offset": np.concatenate([p.offsets for p in chunk]).astype(np.int64)}))
-        rows_per_call = max(1, round(sum(len(p.images) for p in plans) / len(plans)))
+        for index, positions in enumerate(batches):
+            plan = self.data.region_plan(part, positions)
+            blocks.append(pa.table({BATCH_COLUMN: np.full(len(plan.images), index, np.int64),
+                                    "group": plan.groups.astype(np.int64), "offset": plan.offsets.astype(np.int64)}))
         # A dataset seals a copy of the current DataContext: in order (the batches already are in
         # the pass's order), no progress bars for a process's private dataset.
         context = quiet_data_context(ray.data.DataContext.get_current().copy())
@@ -109,8 +102,8 @@ class RayDataRegionRows:
         context.enable_progress_bars = False
         with ray.data.DataContext.current(context):
             return ray.data.from_arrow(blocks).map_batches(
-                read_planned_rows, fn_args=(self._readers[part],), batch_format="pyarrow", batch_size=rows_per_call,
-                zero_copy_batch=True, num_cpus=self.read_cpus, compute=ray.data.TaskPoolStrategy(size=self.read_tasks))
+                read_planned_rows, fn_args=(self._readers[part],), batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
+                num_cpus=self.read_cpus, compute=ray.data.TaskPoolStrategy(size=self.read_tasks))
 
     def stats(self) -> dict[str, int]:
         """Totals so far: Arrow blocks and region rows received through Ray Data."""
