@@ -187,3 +187,18 @@ def test_a_registered_task_gets_a_search_job():
     assert "search_toy" not in JOBS  # the jobs with scripts are unchanged
     with pytest.raises(KeyError, match="unknown job 'search_nothing'"):
         job_spec("search_nothing")
+
+
+def test_a_job_asking_for_another_store_layout_builds_its_own_data_set(tmp_path, monkeypatch):
+    """The layout is not part of what the data is (same fingerprint), but a job that asks for one
+    image per row group (to stream regions) must not reuse the same data cut for sequential reads."""
+    from mmsearch.data.precompute.config import fingerprint, storage_key
+    from mmsearch.orchestration.jobs.data import dataset_uri
+
+    monkeypatch.setenv("MMSEARCH_CACHE", str(tmp_path / "cache"))
+    default = JOBS["search_vqa"].load(JobOptions()).dataset
+    streamed = JOBS["search_vqa"].load(JobOptions(overrides=("dataset.layout.row_group_kib=128",
+                                                             "dataset.layout.row_groups_per_shard=64"))).dataset
+    assert fingerprint(streamed) == fingerprint(default) and storage_key(default) == fingerprint(default)
+    assert storage_key(streamed) == f"{fingerprint(default)}-rg128k64"
+    assert dataset_uri(streamed) != dataset_uri(default) and dataset_uri(streamed).endswith("-rg128k64")

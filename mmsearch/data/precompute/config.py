@@ -203,6 +203,16 @@ def fingerprint(cfg: PrecomputeConfig) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def storage_key(cfg: PrecomputeConfig) -> str:
+    """The fingerprint, plus the store layout when it is not the default: the name of the data
+    set's directory in a cache, so a job asking for another layout (one image per row group, to
+    stream regions) builds it rather than reusing the same data cut for sequential reads."""
+    layout = cfg.layout
+    if layout == StoreLayoutConfig():
+        return fingerprint(cfg)
+    return f"{fingerprint(cfg)}-rg{layout.row_group_kib}k{layout.row_groups_per_shard}"
+
+
 __all__ = [
     "CONTENTS_REVISION",
     "ImageEncoderConfig",
@@ -215,4 +225,5 @@ __all__ = [
     "VocabConfig",
     "data_config",
     "fingerprint",
+    "storage_key",
 ]

@@ -33,7 +33,7 @@ import numpy as np
 import mmsearch
 from mmsearch.config import config_to_dict
 from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot, cache_root
-from mmsearch.data.precompute.config import PrecomputeConfig, fingerprint
+from mmsearch.data.precompute.config import PrecomputeConfig, fingerprint, storage_key
 from mmsearch.data.precompute.records import build_answers, build_vocabulary, image_inputs, load_splits, text_rows
 from mmsearch.data.precompute.runner import LocalRunner, StageRunner, StageSpec, concat_inputs
 from mmsearch.data.precompute.tables import IMAGE_TABLES, TEXT_TABLES, available_tables, table_columns
@@ -53,8 +53,8 @@ class PrecomputeResult:
 
 
 def dataset_root_of(cfg: PrecomputeConfig) -> DatasetRoot:
-    """``cfg.output``, or the cache root named after the data set and its fingerprint."""
-    return DatasetRoot(cfg.output or cache_root(cfg.name, fingerprint(cfg)))
+    """``cfg.output``, or the cache root named after the data set, its fingerprint and a non-default layout."""
+    return DatasetRoot(cfg.output or cache_root(cfg.name, storage_key(cfg)))
 
 
 def precompute(

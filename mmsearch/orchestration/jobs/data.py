@@ -31,17 +31,17 @@ def place_dataset(dataset: PrecomputeConfig, storage_root: Any) -> PrecomputeCon
     if dataset.output or not storage_root.is_s3:
         return dataset
     from mmsearch.config import replace
-    from mmsearch.data.precompute.config import fingerprint
+    from mmsearch.data.precompute.config import storage_key
 
-    return replace(dataset, output=f"{storage_root.uri}/datasets/{dataset.name}-{fingerprint(dataset)}")
+    return replace(dataset, output=f"{storage_root.uri}/datasets/{dataset.name}-{storage_key(dataset)}")
 
 
 def dataset_uri(dataset: PrecomputeConfig) -> str:
     """The data set's root URI, computed without touching storage."""
     from mmsearch.data.dataset_root import cache_root
-    from mmsearch.data.precompute.config import fingerprint
+    from mmsearch.data.precompute.config import storage_key
 
-    uri = dataset.output or cache_root(dataset.name, fingerprint(dataset))
+    uri = dataset.output or cache_root(dataset.name, storage_key(dataset))
     return uri.rstrip("/") if uri.startswith("s3://") else str(Path(uri).expanduser().resolve())
 
 
