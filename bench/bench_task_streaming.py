@@ -204,7 +204,10 @@ def ray_train_loop(config: dict) -> None:
     from mmsearch.machine import peak_rss_mib
     from mmsearch.orchestration.train_rows import worker_shard
 
+    from mmsearch.orchestration.ray_region_rows import warm_up
+
     before = peak_rss_mib()
+    warming = warm_up()  # as train_loop_per_worker does before opening the data
     data = open_task_data(TaskDataConfig(root=config["root"], task="vqa", text_input="tokens", regions="stream",
                                          region_cache_mib=config["cache_mib"]))
     shard = worker_shard(data, rank=ray.train.get_context().get_world_rank(), world_size=1, batch_size=config["batch_size"],
@@ -259,7 +262,7 @@ def measure_ray_data(root: str, args: argparse.Namespace) -> dict:
     from bench_store_streaming import PeakSampler
     from mmsearch.data.task_data import TaskDataConfig
     from mmsearch.data.tasks import open_task_data
-    from mmsearch.orchestration.ray_region_rows import RayDataTaskData
+    from mmsearch.orchestration.ray_region_rows import RayDataTaskData, warm_up
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     rss_before = _rss_mb()
@@ -269,6 +272,7 @@ def measure_ray_data(root: str, args: argparse.Namespace) -> dict:
         with PeakSampler(ray_stats=True) as sampler:
             step = busy_step(args.step_ms)
             start = time.perf_counter()
+            warming = warm_up()  # as a streaming trial does before its recipe opens the data
             data = RayDataTaskData(open_task_data(TaskDataConfig(root=root, task="vqa", text_input="tokens", regions="stream",
                                                                  region_cache_mib=args.cache_mib)))
             rows, first, waits = run_epoch(data.batches("train", batch_size=args.batch_size, seed=0, epoch=0), step, start)
