@@ -202,9 +202,8 @@ def ray_train_loop(config: dict) -> None:
     from mmsearch.data.task_data import TaskDataConfig
     from mmsearch.data.tasks import open_task_data
     from mmsearch.machine import peak_rss_mib
-    from mmsearch.orchestration.train_rows import worker_shard
-
     from mmsearch.orchestration.ray_region_rows import warm_up
+    from mmsearch.orchestration.train_rows import worker_shard
 
     before = peak_rss_mib()
     warming = warm_up()  # as train_loop_per_worker does before opening the data
@@ -268,7 +267,6 @@ def measure_ray_data(root: str, args: argparse.Namespace) -> dict:
     rss_before = _rss_mb()
     ray.init(num_cpus=2, object_store_memory=args.object_store_mb * MiB, include_dashboard=False, log_to_driver=False)
     try:
-        rss_ray = _rss_mb()
         with PeakSampler(ray_stats=True) as sampler:
             step = busy_step(args.step_ms)
             start = time.perf_counter()
@@ -281,7 +279,7 @@ def measure_ray_data(root: str, args: argparse.Namespace) -> dict:
         ray.shutdown()
     return {"step_ms": args.step_ms, "wait_ms_per_batch": wait_figures(waits), "rows": rows, "seconds": round(seconds, 3),
             "rows_per_s": round(rows / seconds, 1), "first_batch_s": round(first or 0.0, 3),
-            "rss_before_open_mb": round(rss_before, 1), "rss_after_ray_init_mb": round(rss_ray, 1), "peak_rss_mb": round(_rss_mb(), 1),
+            "rss_before_open_mb": round(rss_before, 1), "peak_rss_mb": round(_rss_mb(), 1),
             "row_groups_read": data.inner._split("train").regions.reads, "read_mb": None, "read_amplification": None,
             "object_store_peak_mb": sampler.peak["object_store_used_mb"], "spilled_mb": sampler.spilled_mb, **data.stats(),
             "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]}}
