@@ -200,3 +200,24 @@ def test_ray_data_reads_streamed_rows_from_s3_at_the_endpoint_the_data_set_was_o
     assert data.region_reader("train").table.location.endpoint_url == s3_server["endpoint"]
     assert_same_batches(RayDataTaskData(data).batches("weights", batch_size=6, seed=2, epoch=1),
                         opened(str(local), "vg", "memory").batches("weights", batch_size=6, seed=2, epoch=1))
+
+
+def test_a_pass_runs_while_every_cpu_is_held(ray_session, root):
+    """Trials or training workers may hold every CPU of the cluster: a pass still runs (its reading
+    tasks ask for none, and nothing else it starts does: from_arrow's schema task hung here)."""
+    import threading
+
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    held = placement_group([{"CPU": ray_session.cluster_resources()["CPU"]}])
+    assert held.wait(30)
+    try:
+        data = RayDataTaskData(opened(root, "vg", "stream"))
+        served = []
+        reader = threading.Thread(target=lambda: served.extend(data.batches("weights", batch_size=6, seed=0)), daemon=True)
+        reader.start()
+        reader.join(timeout=90)
+        assert not reader.is_alive(), "the pass did not finish while every CPU was held"
+        assert sum(b.batch_size for b in served) == data.num_samples("weights") and data.stats()["ray_data_rows"] > 0
+    finally:
+        remove_placement_group(held)

@@ -138,20 +138,3 @@ def test_trials_reuse_processes_only_when_set_and_without_gpus(setting, gpus, re
                                           **({} if setting is None else {"reuse_actors": setting})})
     assert reuse_actors(settings, gpus) is reused
 
-
-def test_a_search_streaming_through_ray_data_keeps_a_cpu_free_for_its_tasks(capsys):
-    """Ray Data's tasks take a whole CPU: a search whose trials stream their region rows through it
-    (regions: stream) keeps one free, whatever the config reserved; a search in memory keeps its setting."""
-    from mmsearch.orchestration.jobs import JOBS, build_parser, options_from_args
-    from mmsearch.orchestration.jobs.run import keep_cpu_for_ray_data
-
-    spec = JOBS["search_vqa"]
-    in_memory = spec.load(options_from_args(build_parser(spec).parse_args(["--smoke-test"])))
-    assert in_memory.tune.resources.reserve_cpus_for_data == 0 and keep_cpu_for_ray_data(spec, in_memory) is in_memory
-    streamed = spec.load(options_from_args(build_parser(spec).parse_args(["--smoke-test", "recipe.data.regions=stream"])))
-    kept = keep_cpu_for_ray_data(spec, streamed)
-    assert kept.tune.resources.reserve_cpus_for_data == 1.0 and kept.tune.resources.cpus_per_trial == 0.5
-    assert "reserve_cpus_for_data raised from 0 to 1" in capsys.readouterr().out
-    from mmsearch.orchestration.experiment import derive_max_concurrent_trials
-
-    assert derive_max_concurrent_trials(kept.tune.resources, {"CPU": 2.0}) == 2  # of 4 without the reserve

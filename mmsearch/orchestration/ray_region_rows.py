@@ -109,12 +109,14 @@ class RayDataRegionRows:
             blocks.append(pa.table({BATCH_COLUMN: np.full(len(plan.images), index, np.int64),
                                     "group": plan.groups.astype(np.int64), "offset": plan.offsets.astype(np.int64)}))
         # A dataset seals a copy of the current DataContext: in order (the batches already are in
-        # the pass's order), no progress bars for a process's private dataset.
+        # the pass's order), no progress bars for a process's private dataset. from_blocks, not
+        # from_arrow: from_arrow reads each block's schema in a task of one CPU, which never starts
+        # while trials or training workers hold every CPU (the pass hung there under Tune).
         context = quiet_data_context(ray.data.DataContext.get_current().copy())
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
         with ray.data.DataContext.current(context):
-            return ray.data.from_arrow(blocks).map_batches(
+            return ray.data.from_blocks(blocks).map_batches(
                 read_planned_rows, fn_args=(self._readers[part],), batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
                 num_cpus=self.read_cpus, compute=ray.data.TaskPoolStrategy(size=self.read_tasks))
 

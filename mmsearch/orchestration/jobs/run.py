@@ -146,7 +146,6 @@ def run_job(spec: JobSpec, options: JobOptions) -> JobOutcome:
     for key, value in JOB_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
     job = force_cpu(spec.load(options)) if options.cpu else spec.load(options)
-    job = keep_cpu_for_ray_data(spec, job)
     cfg, dataset = job.recipe, job.dataset
     if dataset is not None and dataset.output.startswith("s3://") and job.tune.s3_endpoint_url:
         # The data layer and the trials find S3 endpoints through AWS_ENDPOINT_URL (forwarded to workers).
@@ -249,23 +248,6 @@ def _shortlist_line(record: dict[str, Any]) -> str:
     metric, tau = record["metric"], record["estimate_vs_retrained"]["kendall_tau"]
     return (f"  shortlist winner {winner['label']} ({winner['origin']}): val {metric} {winner['val']:.4g}, test "
             f"{winner['test'].get(metric, float('nan')):.4g}; search estimate vs retrained val: Kendall tau {tau:.2f}")
-
-
-# Ray Data starts its reads and metadata lookups as tasks of one CPU each (Ray 2.60: from_arrow's
-# schema task, read tasks): with every CPU held by trials they never start and the trials hang.
-RAY_DATA_TASK_CPUS = 1.0
-
-
-def keep_cpu_for_ray_data(spec: JobSpec, job: JobConfig) -> JobConfig:
-    """Trials that stream through Ray Data (``Recipe.ray_streams``) keep at least one CPU free for
-    its tasks: ``tune.resources.reserve_cpus_for_data`` is raised to 1 when set lower, and the job says so."""
-    resources = job.tune.resources
-    if not spec.recipe.ray_streams(job.recipe) or resources.reserve_cpus_for_data >= RAY_DATA_TASK_CPUS:
-        return job
-    print(f"Trials read their data through Ray Data, whose tasks need a free CPU: tune.resources.reserve_cpus_for_data "
-          f"raised from {resources.reserve_cpus_for_data:g} to {RAY_DATA_TASK_CPUS:g}", flush=True)
-    resources = dataclasses.replace(resources, reserve_cpus_for_data=RAY_DATA_TASK_CPUS)
-    return dataclasses.replace(job, tune=dataclasses.replace(job.tune, resources=resources))
 
 
 def force_cpu(job: JobConfig) -> JobConfig:
