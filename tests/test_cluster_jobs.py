@@ -220,13 +220,14 @@ def summary_now(cluster: Cluster, experiment: str, monkeypatch, *, required: boo
         return None
 
 
-def trial_actors(cluster: Cluster, node_id: str | None = None) -> set[str]:
-    """The ids of the trials' actors (all, or those placed on one node and not dead: being created or alive)."""
+def trial_actors(cluster: Cluster, node_id: str | None = None, *, live: bool = False) -> set[str]:
+    """The ids of the trials' actors: all; or those placed on one node and not dead (being created
+    or alive); or, with ``live``, those not dead anywhere."""
     from ray.util.state import list_actors
 
     actors = list_actors(address=cluster.dashboard, limit=1000, raise_on_missing_output=False)
     return {a.actor_id for a in actors if a.class_name == "ImplicitFunc"
-            and (node_id is None or (a.node_id == node_id and a.state != "DEAD"))}
+            and (node_id is None or a.node_id == node_id) and (a.state != "DEAD" or (node_id is None and not live))}
 
 
 def test_smoke_search_job_killed_resubmitted_and_node_lost_completes_with_results_in_s3(cluster, monkeypatch):
@@ -274,6 +275,14 @@ def test_smoke_search_job_killed_resubmitted_and_node_lost_completes_with_result
     assert done_before and resumable, [(t.trial_id, t.stop_reason, t.checkpoint_path) for t in saved.trials]
     starts_before = {d: len(r) for d, r in trial_starts(cluster, experiment).items()}
 
+    # The stopped job's trials die after it, a moment later under load: until they have, one may
+    # still hold the second node's CPU, and the resumed trials could all run on the head node,
+    # leaving nothing for the node loss to hit (in one CI run the resumed job ended without a
+    # trial placed there).
+    deadline = time.monotonic() + 60
+    while trial_actors(cluster, live=True):
+        assert time.monotonic() < deadline, "the stopped job's trials are still alive after 60 s"
+        time.sleep(0.3)
     nodes, lost, earlier = cluster.node_ids(), cluster.worker_node_id(), trial_actors(cluster)
     second, _ = cluster.submit(*args)
     # Node loss: as soon as a trial of the resubmitted job is placed on the second node, that node's
