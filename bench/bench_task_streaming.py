@@ -1,13 +1,14 @@
 """Benchmark: a search trial's data in memory vs streamed from the store (``data.regions``).
 
 Writes a VQA-shaped precomputed data set -- ``--regions`` regions x ``--dim``-d float16 features
-per image, ``--questions-per-image`` question rows per image (token ids and answers, as the
-search configs read them: ``text_input: tokens``) -- at each of ``--sizes`` (multiples of
-``--images`` images), then iterates one shuffled epoch of the ``train`` part through
-``open_task_data`` with ``data.regions: memory`` and with ``data.regions: stream``, each case
-in a fresh process so its peak RSS (``resource.getrusage`` maxrss) is its own. It records peak RSS, the RSS before the
-data set was opened (interpreter, torch, pyarrow), rows/s, the row groups read, and the load
-average around each case.
+per image, ``--questions-per-image`` question rows per image (token ids and answers; with
+``--text-input states`` also per-token float16 states, which the data set then reads per batch
+too) -- at each of ``--sizes`` (multiples of ``--images`` images; ``task_streaming_store.py``), then
+iterates one shuffled epoch of the ``train`` part through ``open_task_data`` with ``data.regions:
+memory`` and with ``data.regions: stream``, each case in a fresh process so its peak RSS
+(``resource.getrusage`` maxrss) is its own. It records peak RSS, the RSS before the data set was
+opened (interpreter, torch, pyarrow), rows/s, the row groups read (regions; and of the question
+table when its states stream), and the load average around each case.
 
 ``--step-ms N`` follows each batch with a stand-in training step of N ms (fp32 matmuls on one torch
 thread) and records how long each step then waits for its next batch (``wait_ms_per_batch``):
@@ -44,80 +45,20 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path[:0] = [p for p in (str(Path(__file__).resolve().parent),) if p not in sys.path]  # the data set writer next to this script
+from task_streaming_store import write_dataset  # noqa: E402
+
 MiB = 2**20
 RESULTS = Path(__file__).resolve().parent / "results" / "task_streaming.json"
 MODES = ("memory", "stream")
 RAY_TRAIN = "ray_train"  # --ray-train: the stream case again, inside a one-worker Ray Train trainer
 RAY_DATA = "ray_data"  # --ray-data: the stream case again, its region rows through Ray Data (a search trial under Tune)
-WORDS = ["what", "color", "is", "the", "cube", "sphere", "left", "of", "how", "many", "red", "blue"]
-ANSWERS = ["yes", "no", "red", "blue", "green", "one", "two", "three"]
-TOKENS = 10  # tokens per question
-TEXT_DIM = 384
 
 
 def _rss_mb() -> float:
     from mmsearch.machine import peak_rss_mib
 
     return peak_rss_mib()  # this process's peak so far
-
-
-def write_dataset(root: Path, images: int, args: argparse.Namespace) -> dict:
-    """A one-split (train) VQA data set at ``root``; returns its sizes and layout."""
-    from mmsearch.data.dataset_root import DatasetCard, DatasetRoot
-    from mmsearch.data.precompute.tables import table_columns
-    from mmsearch.data.store import StoreWriter
-    from mmsearch.data.text import Vocabulary
-
-    rng = np.random.default_rng(0)
-    vocab = Vocabulary(["[PAD]", "[UNK]", *WORDS])
-    dataset = DatasetRoot(str(root))
-    questions = images * args.questions_per_image
-    specs = {t: table_columns(t, region_dim=args.dim, text_dim=TEXT_DIM, dtype="float16", states=False,
-                              image_encoder="synthetic", text_encoder="synthetic") for t in ("regions", "vqa")}
-    start = time.perf_counter()
-    with StoreWriter(dataset.split_location("train"), dataset="bench_vqa", split="train", overwrite=True,
-                     row_group_bytes=args.row_group_kib * 1024, row_groups_per_shard=args.row_groups_per_shard) as writer:
-        for table, columns in specs.items():
-            writer.add_table(table, columns)
-        chunk = 256
-        for lo in range(0, images, chunk):
-            n = min(chunk, images - lo)
-            ids = [f"img{i:07d}" for i in range(lo, lo + n)]
-            corners = rng.uniform(0, 400, (n, args.regions, 2)).astype(np.float32)
-            writer.write_batch("regions", {
-                "image_id": ids, "image_h": np.full(n, 480, np.int32), "image_w": np.full(n, 640, np.int32),
-                "features": rng.standard_normal((n, args.regions, args.dim), dtype=np.float32).astype(np.float16),
-                "boxes": np.concatenate([corners, corners + 50], axis=2),
-            })
-            k = n * args.questions_per_image
-            writer.write_batch("vqa", {
-                "question_id": [f"q{lo * args.questions_per_image + j:08d}" for j in range(k)],
-                "image_id": [ids[j // args.questions_per_image] for j in range(k)],
-                "question": ["what color is the cube"] * k,
-                "token_ids": list(rng.integers(2, len(vocab), (k, TOKENS), dtype=np.int32)),
-                "answer_ids": list(rng.integers(0, len(ANSWERS), (k, 1), dtype=np.int32)),
-                "answer_scores": list(np.ones((k, 1), np.float32)),
-                "answer_type": ["other"] * k, "family": ["color"] * k,
-                "referent_boxes": [np.zeros((0, 4), np.float32)] * k,  # none: the figures measure streaming only
-            })
-    manifest = writer.manifest
-    dataset.write_vocab(vocab.to_json())
-    dataset.write_answers(ANSWERS)
-    dataset.write_card(DatasetCard(
-        name="bench_vqa", fingerprint="bench", source={}, dtype="float16", tables=("regions", "vqa"),
-        encoders={"image": {"name": "synthetic", "dim": args.dim}, "text": {"name": "synthetic", "dim": TEXT_DIM, "states": False}},
-        splits={"train": {"regions": images, "vqa": questions}}, vocab_size=len(vocab), num_answers=len(ANSWERS),
-        max_regions=args.regions, max_tokens=TOKENS,
-    ))
-    regions = manifest.tables["regions"]
-    return {
-        "images": images, "questions": questions,
-        "regions_mb": round(sum(s.bytes for s in regions.shards) / MiB, 1),
-        "questions_mb": round(sum(s.bytes for s in manifest.tables["vqa"].shards) / MiB, 1),
-        "region_shards": len(regions.shards), "region_row_groups": sum(len(s.row_groups) for s in regions.shards),
-        "images_per_row_group": regions.shards[0].row_groups[0],
-        "write_seconds": round(time.perf_counter() - start, 2),
-    }
 
 
 def busy_step(ms: float):
@@ -138,22 +79,35 @@ def busy_step(ms: float):
     return step
 
 
-def run_epoch(batches, step, start: float) -> tuple[int, float | None, list[float]]:
-    """Iterate ``batches``, ``step()`` after each: rows served, seconds from ``start`` to the first
-    batch, and how long each later step waited for its next batch (seconds)."""
-    rows, first, waits = 0, None, []
-    batches = iter(batches)
-    while True:
-        asked = time.perf_counter()
-        batch = next(batches, None)
-        if batch is None:
-            return rows, first, waits
-        if first is None:
-            first = time.perf_counter() - start
-        else:  # what a training step waits for its next batch
-            waits.append(time.perf_counter() - asked)
-        rows += int(batch.region_feats.shape[0])
-        step()
+def run_epochs(epoch_batches, epochs: int, step, start: float) -> tuple[int, float | None, list[float], list[float]]:
+    """Iterate ``epoch_batches(e)`` for each epoch, ``step()`` after each batch: rows served,
+    seconds from ``start`` to the first batch, how long each later step waited for its next batch
+    (seconds), and each epoch's seconds (the first's from ``start``: it includes opening the data)."""
+    rows, first, waits, epoch_seconds = 0, None, [], []
+    for epoch in range(epochs):
+        began = start if epoch == 0 else time.perf_counter()
+        batches = iter(epoch_batches(epoch))
+        while True:
+            asked = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            if first is None:
+                first = time.perf_counter() - start
+            else:  # what a training step waits for its next batch
+                waits.append(time.perf_counter() - asked)
+            rows += int(batch.region_feats.shape[0])
+            step()
+        epoch_seconds.append(time.perf_counter() - began)
+    return rows, first, waits, epoch_seconds
+
+
+def epoch_figures(rows: int, epoch_seconds: list[float]) -> dict:
+    """Seconds per epoch and, past the first (which starts the data), the rows/s of the later ones."""
+    per_epoch = rows / len(epoch_seconds)
+    later = sum(epoch_seconds[1:])
+    return {"epoch_seconds": [round(x, 3) for x in epoch_seconds],
+            "later_epochs_rows_per_s": round(per_epoch * (len(epoch_seconds) - 1) / later, 1) if later else None}
 
 
 def wait_figures(waits: list[float]) -> dict | None:
@@ -165,21 +119,22 @@ def wait_figures(waits: list[float]) -> dict | None:
 
 
 def measure(root: str, mode: str, args: argparse.Namespace) -> dict:
-    """One epoch of the train part through ``open_task_data`` in ``mode``."""
+    """``--epochs`` epochs of the train part through ``open_task_data`` in ``mode``."""
     from mmsearch.data.task_data import TaskDataConfig
     from mmsearch.data.tasks import open_task_data
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     rss_before = _rss_mb()
-    cfg = TaskDataConfig(root=root, task="vqa", text_input="tokens", regions=mode, region_cache_mib=args.cache_mib)
+    cfg = TaskDataConfig(root=root, task="vqa", text_input=args.text_input, regions=mode, region_cache_mib=args.cache_mib)
     step = busy_step(args.step_ms)
     start = time.perf_counter()
     data = open_task_data(cfg)
-    rows, first, waits = run_epoch(data.batches("train", batch_size=args.batch_size, seed=0, epoch=0), step, start)
+    rows, first, waits, epoch_seconds = run_epochs(
+        lambda epoch: data.batches("train", batch_size=args.batch_size, seed=0, epoch=epoch), args.epochs, step, start)
     seconds = time.perf_counter() - start
-    regions = data._split("train").regions
+    regions, text = data._split("train").regions, data._split("train").text_rows
     return {
-        "step_ms": args.step_ms,
+        "step_ms": args.step_ms, **epoch_figures(rows, epoch_seconds),
         "wait_ms_per_batch": wait_figures(waits),
         "rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds, 1), "first_batch_s": round(first or 0.0, 3),
         "rss_before_open_mb": round(rss_before, 1), "peak_rss_mb": round(_rss_mb(), 1),
@@ -189,6 +144,9 @@ def measure(root: str, mode: str, args: argparse.Namespace) -> dict:
         "read_mb": round(regions.bytes_read / MiB, 1) if regions is not None else None,
         "served_mb": round(regions.bytes_served / MiB, 1) if regions is not None else None,
         "read_amplification": round(regions.bytes_read / regions.bytes_served, 2) if regions is not None else None,
+        # the question table's row groups read for the token states (text_input: states, streamed)
+        "text_row_groups_read": text.reads if text is not None else None,
+        "text_read_mb": round(text.bytes_read / MiB, 1) if text is not None else None,
         "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
     }
 
@@ -202,26 +160,27 @@ def ray_train_loop(config: dict) -> None:
     from mmsearch.data.task_data import TaskDataConfig
     from mmsearch.data.tasks import open_task_data
     from mmsearch.machine import peak_rss_mib
-    from mmsearch.orchestration.ray_region_rows import warm_up
+    from mmsearch.orchestration.ray_task_rows import warm_up
     from mmsearch.orchestration.train_rows import worker_shard
 
     before = peak_rss_mib()
     warming = warm_up()  # as train_loop_per_worker does before opening the data
-    data = open_task_data(TaskDataConfig(root=config["root"], task="vqa", text_input="tokens", regions="stream",
+    data = open_task_data(TaskDataConfig(root=config["root"], task="vqa", text_input=config["text_input"], regions="stream",
                                          region_cache_mib=config["cache_mib"]))
     shard = worker_shard(data, rank=ray.train.get_context().get_world_rank(), world_size=1, batch_size=config["batch_size"],
                          seed=0, drop_last=False)
     step = busy_step(config["step_ms"])
     start = time.perf_counter()
-    rows, _, waits = run_epoch(shard.epoch(0), step, start)
+    rows, _, waits, epoch_seconds = run_epochs(shard.epoch, config["epochs"], step, start)
     seconds = time.perf_counter() - start
     Path(config["out"]).write_text(json.dumps({"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "rss_before_open_mb": before,
                                                "peak_rss_mb": peak_rss_mib(), "waits": wait_figures(waits),
+                                               **epoch_figures(rows, epoch_seconds),
                                                "shard": type(shard).__name__, **shard.stats()}))  # the driver reads it
 
 
 def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
-    """One epoch through a one-worker Ray Train trainer (see :func:`ray_train_loop`); the worker's
+    """``--epochs`` epochs through a one-worker Ray Train trainer (see :func:`ray_train_loop`); the worker's
     peak RSS, and the object store's peak and spilled bytes sampled from the driver."""
     import ray
     import ray.train
@@ -233,7 +192,7 @@ def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
     try:
         with tempfile.TemporaryDirectory(prefix="mmsearch_bench_train_") as storage, PeakSampler(ray_stats=True) as sampler:
             out = Path(storage) / "worker.json"
-            config = {"root": root, "cache_mib": args.cache_mib, "batch_size": args.batch_size, "step_ms": args.step_ms, "out": str(out)}
+            config = {"root": root, "text_input": args.text_input, "epochs": args.epochs, "cache_mib": args.cache_mib, "batch_size": args.batch_size, "step_ms": args.step_ms, "out": str(out)}
             trainer = TorchTrainer(ray_train_loop, train_loop_config=config,
                                    scaling_config=ray.train.ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
                                    run_config=ray.train.RunConfig(storage_path=storage, name="bench"))
@@ -244,6 +203,7 @@ def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
     finally:
         ray.shutdown()
     return {"step_ms": args.step_ms, "rows": int(metrics["rows"]), "seconds": round(metrics["seconds"], 3),
+            "epoch_seconds": metrics["epoch_seconds"], "later_epochs_rows_per_s": metrics["later_epochs_rows_per_s"],
             "rows_per_s": round(metrics["rows_per_s"], 1), "rss_before_open_mb": metrics["rss_before_open_mb"],
             "peak_rss_mb": metrics["peak_rss_mb"], "wait_ms_per_batch": metrics["waits"] if args.step_ms else None,
             "object_store_peak_mb": sampler.peak["object_store_used_mb"], "spilled_mb": sampler.spilled_mb,
@@ -252,7 +212,7 @@ def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
 
 
 def measure_ray_data(root: str, args: argparse.Namespace) -> dict:
-    """One epoch as a search trial under Tune iterates it on a streamed store (``RayDataTaskData``:
+    """``--epochs`` epochs as a search trial under Tune iterates them on a streamed store (``RayDataTaskData``:
     region rows read by Ray Data tasks, received through the object store) in a local Ray
     instance started here; this process's peak RSS (the trial's; it includes Ray's driver) and
     the object store's peak and spilled bytes. The reading tasks' own processes are not counted."""
@@ -261,7 +221,7 @@ def measure_ray_data(root: str, args: argparse.Namespace) -> dict:
     from bench_store_streaming import PeakSampler
     from mmsearch.data.task_data import TaskDataConfig
     from mmsearch.data.tasks import open_task_data
-    from mmsearch.orchestration.ray_region_rows import RayDataTaskData, warm_up
+    from mmsearch.orchestration.ray_task_rows import RayDataTaskData, warm_up
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     rss_before = _rss_mb()
@@ -271,16 +231,18 @@ def measure_ray_data(root: str, args: argparse.Namespace) -> dict:
             step = busy_step(args.step_ms)
             start = time.perf_counter()
             warming = warm_up()  # as a streaming trial does before its recipe opens the data
-            data = RayDataTaskData(open_task_data(TaskDataConfig(root=root, task="vqa", text_input="tokens", regions="stream",
+            data = RayDataTaskData(open_task_data(TaskDataConfig(root=root, task="vqa", text_input=args.text_input, regions="stream",
                                                                  region_cache_mib=args.cache_mib)))
-            rows, first, waits = run_epoch(data.batches("train", batch_size=args.batch_size, seed=0, epoch=0), step, start)
+            rows, first, waits, epoch_seconds = run_epochs(
+                lambda epoch: data.batches("train", batch_size=args.batch_size, seed=0, epoch=epoch), args.epochs, step, start)
             seconds = time.perf_counter() - start
     finally:
         ray.shutdown()
-    return {"step_ms": args.step_ms, "wait_ms_per_batch": wait_figures(waits), "rows": rows, "seconds": round(seconds, 3),
+    return {"step_ms": args.step_ms, **epoch_figures(rows, epoch_seconds), "wait_ms_per_batch": wait_figures(waits), "rows": rows, "seconds": round(seconds, 3),
             "rows_per_s": round(rows / seconds, 1), "first_batch_s": round(first or 0.0, 3),
             "rss_before_open_mb": round(rss_before, 1), "peak_rss_mb": round(_rss_mb(), 1),
             "row_groups_read": data.inner._split("train").regions.reads, "read_mb": None, "read_amplification": None,
+            "text_row_groups_read": getattr(data.inner._split("train").text_rows, "reads", None),  # by this process: 0
             "object_store_peak_mb": sampler.peak["object_store_used_mb"], "spilled_mb": sampler.spilled_mb, **data.stats(),
             "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]}}
 
@@ -303,8 +265,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sizes", default="1,4,16", help="comma-separated multiples of --images")
     parser.add_argument("--questions-per-image", type=int, default=2)
     parser.add_argument("--regions", type=int, default=36, help="regions per image")
+    parser.add_argument("--text-input", choices=("tokens", "states"), default="tokens",
+                        help="what the questions carry and the data set reads: token ids, or per-token float16 states too (streamed)")
     parser.add_argument("--dim", type=int, default=1280, help="region feature width (float16)")
     parser.add_argument("--batch-size", type=int, default=64, help="the search step's batch size")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per case (past the first, a streamed epoch's Ray Data start "
+                                                                  "is a new dataset in a process whose Ray workers are up)")
     parser.add_argument("--row-group-kib", type=int, default=1024, help="KiB of Arrow data per Parquet row group")
     parser.add_argument("--row-groups-per-shard", type=int, default=8, help="row groups per Parquet file (the writer's default: 8)")
     parser.add_argument("--cache-mib", type=int, default=64, help="data.region_cache_mib of the streamed cases (MiB)")
@@ -324,6 +290,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--_measure", choices=(*MODES, RAY_TRAIN, RAY_DATA), help=argparse.SUPPRESS)
     parser.add_argument("--_root", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.epochs < 1:
+        parser.error(f"--epochs must be >= 1, got {args.epochs}")
     if args.step_ms < 0:
         parser.error(f"--step-ms must be >= 0, got {args.step_ms}")
     if args.object_store_mb < 75:
@@ -349,6 +317,10 @@ def report(results: dict) -> None:
         for mode in (m for m in (RAY_TRAIN, RAY_DATA) if m in case):
             print(f"{size}: {mode} case: object store peak {case[mode]['object_store_peak_mb']} MiB, "
                   f"spilled {case[mode]['spilled_mb']} MiB")
+    if results["settings"]["epochs"] > 1:
+        for size, case in results["sizes"].items():
+            later = {mode: case[mode]["later_epochs_rows_per_s"] for mode in (*MODES, RAY_TRAIN, RAY_DATA) if mode in case}
+            print(f"{size}: rows/s past the first epoch: {later}")
     for mode, ratio in results["peak_rss_ratio_largest_to_smallest"].items():
         print(f"{mode}: peak RSS at the largest size / at the smallest = {ratio}")
     print("(rows/s were measured on whatever load the machine had: see each case's load_average)")

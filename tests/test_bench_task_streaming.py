@@ -36,6 +36,18 @@ def test_quick_run_measures_both_modes_at_every_size(tmp_path):
         assert case["memory"]["row_groups_read"] is None and case["stream"]["row_groups_read"] >= case["store"]["region_row_groups"]
         assert case["stream"]["read_mb"] >= case["stream"]["served_mb"] > 0 and case["stream"]["read_amplification"] >= 1
     assert set(report["peak_rss_ratio_largest_to_smallest"]) == {"memory", "stream"}
+    assert case["stream"]["text_row_groups_read"] is None  # token ids: nothing of the question table streamed
+
+
+def test_quick_run_with_token_states_streams_the_question_table_too(tmp_path):
+    out = tmp_path / "states.json"
+    assert _bench().main(["--quick", "--text-input", "states", "--epochs", "2", "--out", str(out)]) == 0
+    case = json.loads(out.read_text())["sizes"]["1x"]
+    for mode in ("memory", "stream"):  # two epochs: each timed, the second's rate on its own
+        assert case[mode]["rows"] == 2 * 24 and len(case[mode]["epoch_seconds"]) == 2 and case[mode]["later_epochs_rows_per_s"] > 0
+    assert case["store"]["questions_mb"] > 0.1  # 24 questions x 10 tokens x 384 float16
+    assert case["memory"]["text_row_groups_read"] is None
+    assert case["stream"]["text_row_groups_read"] >= 1 and case["stream"]["text_read_mb"] > 0
 
 
 def test_a_stand_in_step_records_how_long_each_step_waits_for_its_batch(tmp_path, capsys):
@@ -63,27 +75,31 @@ def test_a_stand_in_step_records_how_long_each_step_waits_for_its_batch(tmp_path
 @pytest.mark.ray
 @pytest.mark.slow
 def test_ray_cases_run_the_streamed_epoch_in_a_trainer_worker_and_as_a_trial(tmp_path):
-    """--ray-train: the worker serves every row once, its region rows received through Ray Data, and
-    reports its own peak RSS next to the object store's peak and spilled bytes (each case its own
-    process); --ray-data: the same epoch as a search trial gets it, through Ray Data too."""
+    """--ray-train: the worker serves every row once an epoch, its region rows and token states
+    received through Ray Data, and reports its own peak RSS next to the object store's peak and
+    spilled bytes (each case its own process); --ray-data: the same epochs as a search trial gets
+    them, through Ray Data too."""
     out = tmp_path / "ray_train.json"
     args = ["--images", "30", "--sizes", "1", "--batch-size", "16", "--cache-mib", "1", "--ray-train", "--ray-data", "--object-store-mb", "128",
-            "--out", str(out)]
+            "--text-input", "states", "--epochs", "2", "--out", str(out)]
     assert _bench().main(args) == 0
     report = json.loads(out.read_text())
     case = report["sizes"]["1x"]
     worker = case["ray_train"]
-    assert worker["rows"] == case["stream"]["rows"] == 60  # 30 images x 2 questions, each once in the epoch
+    assert worker["rows"] == case["stream"]["rows"] == 2 * 60  # 30 images x 2 questions, each once an epoch
     assert worker["peak_rss_mb"] >= worker["rss_before_open_mb"] > 0 and worker["rows_per_s"] > 0
-    assert worker["object_store_peak_mb"] >= 0 and worker["spilled_mb"] == 0
-    # Region rows via Ray Data: an image's row once per batch holding any of its 2 questions
-    assert worker["shard"] == "RayDataRegionShard" and 30 <= worker["ray_data_rows"] <= 60 and worker["ray_data_blocks"] >= 1
-    trial = case["ray_data"]  # --ray-data: a search trial's epoch, its region rows through Ray Data
-    assert trial["rows"] == 60 and 30 <= trial["ray_data_rows"] <= 60 and trial["row_groups_read"] == 0 and trial["spilled_mb"] == 0
+    assert worker["object_store_peak_mb"] >= 0 and worker["spilled_mb"] == 0 and len(worker["epoch_seconds"]) == 2
+    # Via Ray Data, each epoch: an image's row once per batch holding any of its 2 questions, and
+    # each question's states row once
+    assert worker["shard"] == "RayDataShard" and 2 * (30 + 60) <= worker["ray_data_rows"] <= 2 * (60 + 60)
+    trial = case["ray_data"]  # --ray-data: a search trial's epochs, their rows through Ray Data
+    assert trial["rows"] == 120 and 2 * (30 + 60) <= trial["ray_data_rows"] <= 2 * (60 + 60)
+    assert trial["row_groups_read"] == trial["text_row_groups_read"] == 0 and trial["spilled_mb"] == 0 and trial["later_epochs_rows_per_s"] > 0
     assert set(report["peak_rss_ratio_largest_to_smallest"]) == {"memory", "stream", "ray_train", "ray_data"}
 
 
-@pytest.mark.parametrize("bad", [["--quick", "--ray-train"], ["--quick", "--ray-data"], ["--ray-train", "--object-store-mb", "10"]])
+@pytest.mark.parametrize("bad", [["--quick", "--ray-train"], ["--quick", "--ray-data"], ["--ray-train", "--object-store-mb", "10"],
+                                 ["--epochs", "0"]])
 def test_bad_ray_train_settings_exit_2_before_any_work(tmp_path, bad):
     with pytest.raises(SystemExit) as exit_:
         _bench().main([*bad, "--out", str(tmp_path / "bad.json")])

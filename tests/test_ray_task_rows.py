@@ -1,6 +1,7 @@
-"""Streamed region rows through Ray Data (``data.regions: stream``): search trials
+"""Streamed rows through Ray Data (``data.regions: stream``; regions, and with ``text_input:
+states`` the token states): search trials
 (``RayDataTaskData``) get the local reader's batches exactly; Ray Train workers
-(``RayDataRegionShard``) get disjoint, equal, complete shares per epoch, one rank of one equals the
+(``RayDataShard``) get disjoint, equal, complete shares per epoch, one rank of one equals the
 one-process batches, a resumed epoch is the same epoch; a shard broken mid-epoch names its file.
 Each pass is a real Ray Data execution on the session's Ray instance."""
 from __future__ import annotations
@@ -11,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mmsearch.data.region_rows import RegionRowReader
+from mmsearch.data.table_rows import TableRowReader
 from mmsearch.data.store import open_store
 from mmsearch.data.synthetic import SyntheticTaskData
-from mmsearch.orchestration.ray_region_rows import RayDataTaskData, ray_data_task_data, read_planned_rows, streams_regions
-from mmsearch.orchestration.train_rows import LocalShard, RayDataRegionShard, worker_shard
+from mmsearch.orchestration.ray_task_rows import RayDataTaskData, ray_data_task_data, read_planned_rows, streams_rows
+from mmsearch.orchestration.train_rows import LocalShard, RayDataShard, worker_shard
 from test_precompute_common import shared_scenes
 from test_tasks_streaming import assert_same_batches, opened, reshard
 
@@ -28,42 +29,50 @@ def root(tmp_path_factory):
     return reshard(Path(shared_scenes(tmp_path_factory).root), tmp_path_factory.mktemp("rows") / "scenes")
 
 
-def test_planned_rows_are_the_rows_the_stream_reads(root):
-    """The Ray Data task's reader returns, tagged by batch, exactly the rows the worker's own stream would read."""
-    data = opened(root, "vqa", "stream")
+@pytest.mark.parametrize("task", TASKS)
+def test_planned_rows_are_the_rows_the_stream_reads(root, task):
+    """The Ray Data task's reader returns, tagged by batch and stream, exactly the rows the
+    worker's own stream would read (regions, token states, ITM's negatives' states)."""
+    from mmsearch.orchestration.ray_task_rows import RayDataTaskRows
+
+    data = opened(root, task, "stream", text_input="states")
     positions = [np.array([5, 0, 9, 3]), np.array([1, 2])]
-    plans = [data.region_plan("train", p) for p in positions]
     import pyarrow as pa
 
-    table = pa.concat_tables([pa.table({"batch": np.full(len(p.images), i), "group": p.groups, "offset": p.offsets})
-                              for i, p in enumerate(plans)])
-    rows = read_planned_rows(table, data.region_reader("train"))
-    assert rows.column("batch").to_pylist() == sum(([i] * len(p.images) for i, p in enumerate(plans)), [])
-    assert rows.num_rows == sum(len(p.images) for p in plans) and all(len(p.images) <= len(q) for p, q in zip(plans, positions))
-    first = rows.slice(0, len(plans[0].images)).drop_columns(["batch"])
+    names = tuple(data.row_readers("train"))
+    table = pa.concat_tables([RayDataTaskRows(data).plan_block("train", i, p) for i, p in enumerate(positions)])
+    assert names == (("regions", "text", "negatives") if task == "itm" else ("regions", "text"))
+    rows = read_planned_rows(table, data.row_readers("train"), names)
+    assert rows.column("batch").to_pylist() == table.column("batch").to_pylist() and rows.num_rows == table.num_rows
+    first = RayDataTaskRows(data)._by_stream("train", rows.filter(np.asarray(rows.column("batch")) == 0))
+    assert first["text"].num_rows == 4 and first["regions"].num_rows <= 4
     assert_same_batches([data.collate_rows("train", positions[0], first)], [data.collate_rows("train", positions[0])])
     with pytest.raises(ValueError, match="ascending"):
-        RegionRowReader(open_store(os.path.join(root, "train")).table("regions")).read_rows(np.array([1, 0]), np.array([0, 0]))
+        TableRowReader(open_store(os.path.join(root, "train")).table("regions"), ("features",)).read_rows(np.array([1, 0]), np.array([0, 0]))
 
 
-def test_region_rows_given_to_a_memory_data_set_are_refused(root):
+def test_rows_given_to_a_memory_data_set_are_refused(root):
     data = opened(root, "vqa", "memory")
-    assert data.region_plan("train", np.array([0])) is None and not streams_regions(data)
-    with pytest.raises(ValueError, match="in memory"):
-        data.collate_rows("train", np.array([0]), data.region_reader("train").read_rows(np.array([0]), np.array([0])))
+    assert data.batch_plan("train", np.array([0])) == {} and not streams_rows(data)
+    rows = TableRowReader(open_store(os.path.join(root, "train")).table("regions"), ("features", "boxes")).read_rows(np.array([0]), np.array([0]))
+    with pytest.raises(ValueError, match=r"streams \[\]"):
+        data.collate_rows("train", np.array([0]), {"regions": rows})
 
 
+@pytest.mark.parametrize("text_input", ["tokens", "states"])
 @pytest.mark.parametrize("task", TASKS)
-def test_a_trials_ray_data_batches_are_the_local_readers(ray_session, root, task):
+def test_a_trials_ray_data_batches_are_the_local_readers(ray_session, root, task, text_input):
     """What a search trial under Tune iterates (weights, arch, val; shuffled or not) is exactly
-    what the local reader gives, every region row received through Ray Data."""
-    data, local = opened(root, task, "stream"), opened(root, task, "memory")
+    what the local reader gives, every streamed row received through Ray Data."""
+    data, local = opened(root, task, "stream", text_input=text_input), opened(root, task, "memory", text_input=text_input)
     wrapped = ray_data_task_data(data)
     assert isinstance(wrapped, RayDataTaskData) and ray_data_task_data(local) is local
     for part, shuffle in (("weights", True), ("arch", True), ("val", False)):
         assert_same_batches(wrapped.batches(part, batch_size=4, epoch=2, seed=1, shuffle=shuffle),
                             local.batches(part, batch_size=4, epoch=2, seed=1, shuffle=shuffle))
     assert wrapped.stats()["ray_data_rows"] > 0 and data._split("train").regions.reads == data._split("val").regions.reads == 0
+    if text_input == "states":  # the token states came through Ray Data too: the trial read none
+        assert data._split("train").text_rows.reads == data._split("val").text_rows.reads == 0
     assert np.array_equal(wrapped.arch_images(), local.arch_images())  # the rest of the data set's interface
 
 
@@ -103,9 +112,9 @@ def test_a_search_trial_over_a_streamed_store_reads_through_ray_data_and_matches
 @pytest.mark.parametrize("task", TASKS)
 def test_one_rank_of_one_gets_the_one_process_batches_through_ray_data(ray_session, root, task):
     data, one_process = opened(root, task, "stream"), opened(root, task, "memory")
-    assert streams_regions(data)
+    assert streams_rows(data)
     shard = worker_shard(data, rank=0, world_size=1, batch_size=4, seed=3, drop_last=False)
-    assert isinstance(shard, RayDataRegionShard)
+    assert isinstance(shard, RayDataShard)
     for epoch in (0, 1):
         assert_same_batches(shard.epoch(epoch), one_process.batches("train", batch_size=4, epoch=epoch, seed=3))
     assert shard.rows.blocks_received >= 1 and shard.rows.rows_received >= 2 * -(-data.num_samples("train") // 4)  # each batch: >= 1 image row, via Ray Data
@@ -115,7 +124,7 @@ def test_one_rank_of_one_gets_the_one_process_batches_through_ray_data(ray_sessi
 def test_ranks_share_each_epoch_disjointly_and_completely_and_a_resumed_epoch_repeats(ray_session, root):
     data = opened(root, "vqa", "stream")
     count = data.num_samples("train")
-    shards = [RayDataRegionShard(data, rank=r, world_size=2, batch_size=4, seed=7, drop_last=False) for r in range(2)]
+    shards = [RayDataShard(data, rank=r, world_size=2, batch_size=4, seed=7, drop_last=False) for r in range(2)]
     for epoch in (0, 1):
         ids = [[q for batch in shard.epoch(epoch) for q in batch.meta["question_id"]] for shard in shards]
         assert len(ids[0]) == len(ids[1]) == count // 2 and not set(ids[0]) & set(ids[1])
@@ -123,7 +132,7 @@ def test_ranks_share_each_epoch_disjointly_and_completely_and_a_resumed_epoch_re
         if epoch == 0:
             first = ids
     assert first != ids  # a new order each epoch
-    again = RayDataRegionShard(data, rank=1, world_size=2, batch_size=4, seed=7, drop_last=False)  # a resumed worker
+    again = RayDataShard(data, rank=1, world_size=2, batch_size=4, seed=7, drop_last=False)  # a resumed worker
     assert [q for batch in again.epoch(1) for q in batch.meta["question_id"]] == ids[1]
 
 
@@ -132,7 +141,7 @@ def test_a_shard_broken_mid_epoch_fails_naming_the_file(ray_session, root, tmp_p
 
     broken = Path(shutil.copytree(root, tmp_path / "broken"))
     data = opened(str(broken), "vqa", "stream")
-    shard = RayDataRegionShard(data, rank=0, world_size=1, batch_size=4, seed=0, drop_last=False)
+    shard = RayDataShard(data, rank=0, world_size=1, batch_size=4, seed=0, drop_last=False)
     files = open_store(str(broken / "train")).table("regions").manifest.shards
     victim = broken / "train" / files[-1].file
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])  # after the data set was opened
@@ -143,20 +152,20 @@ def test_a_shard_broken_mid_epoch_fails_naming_the_file(ray_session, root, tmp_p
 def test_data_without_a_store_is_collated_by_the_worker():
     data = SyntheticTaskData("vqa", train_images=12, val_images=2, test_images=2)
     shard = worker_shard(data, rank=1, world_size=2, batch_size=5, seed=0, drop_last=True)
-    assert isinstance(shard, LocalShard) and not streams_regions(data)
+    assert isinstance(shard, LocalShard) and not streams_rows(data)
     batches = list(shard.epoch(0))
     assert [b.batch_size for b in batches] == [5] * (data.num_samples("train") // 2 // 5)
 
 
 @pytest.mark.slow
-def test_a_ray_train_run_over_a_streamed_store_gets_its_region_rows_from_ray_data(ray_session, root, tmp_path):
-    """Two DDP workers of a real Ray Train run, the data set streamed: both train (weights in sync)
-    on region rows that came through Ray Data, and the run reports how many."""
+def test_a_ray_train_run_over_a_streamed_store_gets_its_rows_from_ray_data(ray_session, root, tmp_path):
+    """Two DDP workers of a real Ray Train run, the data set streamed (regions and token states):
+    both train (weights in sync) on rows that came through Ray Data, and the run reports how many."""
     from mmsearch.orchestration.train import fit_derived
 
     config = {
         "arch": {"enc": [["self_att"], ["feed_forward"]], "dec": [["guided_att"], ["feed_forward"]]},
-        "data": {"root": root, "task": "vqa", "regions": "stream"},
+        "data": {"root": root, "task": "vqa", "regions": "stream", "text_input": "states"},
         "model": {"hidden": 32, "head_dim": 16},
         "head": {"task": "vqa", "flat_mlp_size": 32},
         "optim": {"lr": 3e-3, "lr_decay_epochs": []},
@@ -166,15 +175,17 @@ def test_a_ray_train_run_over_a_streamed_store_gets_its_region_rows_from_ray_dat
         "run": {"name": "streamed", "storage_path": str(tmp_path / "storage")},
     }
     result = fit_derived(config)
-    data = opened(root, "vqa", "stream")
+    data = opened(root, "vqa", "stream", text_input="states")
     samples = data.num_samples("train")
     assert result.metrics["epoch"] == 2 and result.metrics["weight_sync_spread"] == 0.0
     assert result.metrics["samples"] == 2 * 2 * (samples // 2)
-    # Rank 0 (the reporting rank) received exactly its batches' distinct images' rows, both epochs.
+    # Rank 0 (the reporting rank) received exactly its batches' rows (distinct images, then samples), both epochs.
     from mmsearch.recipes.train_derived.data import StridedShard
 
     order = StridedShard(data, rank=0, world_size=2, batch_size=8, seed=0, drop_last=False)
-    expected = sum(len(data.region_plan("train", b).images) for epoch in (1, 2) for b in order.batch_positions(epoch))
+    plans = [data.batch_plan("train", b) for epoch in (1, 2) for b in order.batch_positions(epoch)]
+    assert all(len(p["text"].rows) == len(b) for p, b in zip(plans, (b for e in (1, 2) for b in order.batch_positions(e))))
+    expected = sum(len(p["regions"].rows) + len(p["text"].rows) for p in plans)
     assert result.metrics["ray_data_rows"] == expected and result.metrics["ray_data_blocks"] >= 1
 
 
@@ -196,10 +207,13 @@ def test_ray_data_reads_streamed_rows_from_s3_at_the_endpoint_the_data_set_was_o
         if path.is_file():
             client.upload_file(str(path), bucket, f"scenes/{path.relative_to(local).as_posix()}")
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server["endpoint"])  # this process's setting only: Ray's workers started before
-    data = opened(f"s3://{bucket}/scenes", "vg", "stream", region_cache_mib=0)
-    assert data.region_reader("train").table.location.endpoint_url == s3_server["endpoint"]
+    data = opened(f"s3://{bucket}/scenes", "itm", "stream", region_cache_mib=0, text_input="states")  # all three streams
+    readers = data.row_readers("train")
+    assert set(readers) == {"regions", "text", "negatives"}
+    assert all(r.table.location.endpoint_url == s3_server["endpoint"] for r in readers.values())
+    memory = opened(str(local), "itm", "memory", text_input="states")
     assert_same_batches(RayDataTaskData(data).batches("weights", batch_size=6, seed=2, epoch=1),
-                        opened(str(local), "vg", "memory").batches("weights", batch_size=6, seed=2, epoch=1))
+                        memory.batches("weights", batch_size=6, seed=2, epoch=1))
 
 
 def test_a_pass_runs_while_every_cpu_is_held(ray_session, root):

@@ -82,10 +82,11 @@ def test_streaming_a_store_with_dense_row_groups_warns_how_to_write_it(root, tmp
     assert "layout.row_group_kib=128 layout.row_groups_per_shard=64" in record.getMessage()
 
 
+@pytest.mark.parametrize("text_input", ["tokens", "states"])
 @pytest.mark.parametrize("task", ["vqa", "itm", "vg"])
-def test_streamed_batches_equal_the_in_memory_batches(root, task):
-    memory = opened(root, task, "memory", arch_fraction=0.3, limit={"val": 5})
-    stream = opened(root, task, "stream", arch_fraction=0.3, limit={"val": 5}, region_cache_mib=0)
+def test_streamed_batches_equal_the_in_memory_batches(root, task, text_input):
+    memory = opened(root, task, "memory", arch_fraction=0.3, limit={"val": 5}, text_input=text_input)
+    stream = opened(root, task, "stream", arch_fraction=0.3, limit={"val": 5}, region_cache_mib=0, text_input=text_input)
     for part, epoch in (("weights", 0), ("weights", 3), ("arch", 1), ("train", 2), ("val", 0), ("test", 0)):
         assert stream.num_samples(part) == memory.num_samples(part)
         for shuffle in (True, False):
@@ -97,6 +98,12 @@ def test_streamed_batches_equal_the_in_memory_batches(root, task):
     split = stream._split("train")
     assert split.features is None and split.boxes is None and split.regions.reads > 0  # nothing held but the batches'
     assert split.regions.stats()["cached_bytes"] == 0
+    if text_input == "states":  # the per-token states are read per batch too, and not held
+        assert split.states is None and split.text_rows.reads > 0 and split.text_rows.stats()["cached_bytes"] == 0
+        if task == "itm":  # and the hard negatives' states
+            assert "neg_states" not in split.targets and split.targets["neg_rows"].reads > 0
+    else:
+        assert split.text_rows is None and split.token_ids is not None
 
 
 def test_a_resumed_epoch_continues_the_same_order(root):
@@ -135,27 +142,33 @@ def test_config_names_the_bad_key():
     assert load_config(TaskDataConfig, {}).regions == "memory"
 
 
-def _shard(root, split="train", index=1) -> Path:
-    table = open_store(os.path.join(root, split)).table("regions")
+def _shard(root, split="train", index=1, table="regions") -> Path:
+    table = open_store(os.path.join(root, split)).table(table)
     return Path(root) / split / table.manifest.shards[index].file
 
 
+@pytest.mark.parametrize("table", ["regions", "vqa"])
 @pytest.mark.parametrize("damage", ["truncated", "corrupted"])
-def test_a_shard_damaged_during_an_epoch_fails_naming_the_file(root, tmp_path, damage):
+def test_a_shard_damaged_during_an_epoch_fails_naming_the_file(root, tmp_path, damage, table):
+    """Region rows, and the token states streamed from the sample table, alike."""
     copy = str(tmp_path / "copy")
     shutil.copytree(root, copy)
-    data = opened(copy, "vqa", "stream", region_cache_mib=0)
+    data = opened(copy, "vqa", "stream", region_cache_mib=0, text_input="states")
     batches = data.batches("train", batch_size=4, seed=1, shuffle=False)
     next(batches)  # the epoch has started: the first shard is open, the store was checked
-    shard = _shard(copy)
+    shard = _shard(copy, table=table, index=-1)
     raw = shard.read_bytes()
     if damage == "truncated":
         shard.write_bytes(raw[: len(raw) // 2])
-    else:  # one byte flipped: the page's CRC (written since this change) no longer matches
+    else:  # one byte flipped in the streamed column's data: the page's CRC no longer matches
+        import pyarrow.parquet as pq
+
+        chunks = [pq.ParquetFile(shard).metadata.row_group(0).column(c) for c in range(pq.ParquetFile(shard).metadata.num_columns)]
+        streamed = max(chunks, key=lambda c: c.total_compressed_size)  # features / states: by far the largest
         flipped = bytearray(raw)
-        flipped[len(raw) // 2] ^= 0xFF
+        flipped[streamed.data_page_offset + streamed.total_compressed_size // 2] ^= 0xFF
         shard.write_bytes(bytes(flipped))
-    with pytest.raises(StoreError, match=rf"shard {shard.parent.name}/{shard.name}"):
+    with pytest.raises(StoreError, match=rf"table '{table}', shard {shard.parent.name}/{shard.name}"):
         list(batches)
 
 

@@ -124,16 +124,14 @@ def negative_texts(
         index, absent = np.zeros((len(rows), 1), np.int64), np.ones((len(rows), 1), bool)
     b, k = index.shape
     source = ids if ids is not None else states
-    if len(source) == 0:  # the split has no negatives at all
-        values, mask = np.zeros((b * k, 0, *source.values.shape[1:]), source.values.dtype), np.ones((b * k, 0), bool)
-    else:
-        values, mask = source.gather(index.reshape(-1))
-    if values.shape[1] == 0:  # no negative present in the whole batch
-        values = np.zeros((b * k, 1, *values.shape[2:]), values.dtype)
-        mask = np.ones((b * k, 1), bool)
-    gone = absent.reshape(-1)
-    values[gone] = 0
-    mask[gone] = True
+    present = ~absent.reshape(-1)
+    # Only present negatives are gathered: padded to the longest of them (at least 1 token).
+    picked, picked_padding = source.gather(index.reshape(-1)[present])
+    width = max(picked.shape[1], 1)
+    values = np.zeros((b * k, width, *source.values.shape[1:]), source.values.dtype)
+    mask = np.ones((b * k, width), bool)
+    values[present, : picked.shape[1]] = picked
+    mask[present, : picked.shape[1]] = picked_padding
     t = mask.shape[1]
     out = {"neg_text_mask": tensor(mask.reshape(b, k, t))}
     if ids is not None:

@@ -19,19 +19,22 @@ Memory (``TaskDataConfig.regions``):
   (VQA-v2 with bottom-up attention: ~100 regions x 2048 floats x 123k images, ~50 GB float16).
 * ``stream``: only each image's location in the store (shard, row group, row) and its size are
   held; each batch reads the row groups holding its images' rows, features and boxes columns
-  only (``mmsearch.data.region_rows``), keeping at most ``region_cache_mib`` MiB of decoded row
-  groups, and the next batch is read in a background thread while the caller uses this one.
-  The batches are exactly the in-memory ones (same order, rows, padding, dtypes), the
-  weights/arch division and ``val`` / ``test`` are unchanged, and a shard that breaks mid-epoch
-  (truncated, corrupted: pages carry CRCs) fails naming the file. The sample tables (questions /
-  captions / refs: token ids, states, targets) stay in memory in both modes. A row group is read
-  whole for any of its rows, so in random order a batch reads about one row group per distinct
-  image it holds: stores meant for streaming want about one image per row group (with 11 a
-  group, an epoch decodes 10x the bytes it uses; bench/README.md, issue 11).
+  only (``mmsearch.data.region_rows``), and with ``text_input: states`` the sample table's
+  per-token ``states`` likewise (and ITM's hard negatives' states; ``mmsearch.data.table_rows``),
+  each streamed table keeping at most ``region_cache_mib`` MiB of decoded row groups; the next
+  batch is read in a background thread while the caller uses this one. What stays in memory is
+  small per sample: token ids, targets, meta, image of each sample (for VQA-v2 with states, the
+  states alone are ~4.7 GB). The batches are exactly the in-memory ones (same order, rows,
+  padding, dtypes), the weights/arch division and ``val`` / ``test`` are unchanged, and a shard
+  that breaks mid-epoch (truncated, corrupted: pages carry CRCs) fails naming the file. A row
+  group is read whole for any of its rows, so in random order a batch reads about one row group
+  per distinct image (and per sample, for states) it holds: stores meant for streaming want
+  small row groups (``layout.row_group_kib=128``: about one image a group; with 11 a group, an
+  epoch decodes 10x the bytes it uses; bench/README.md, issue 11).
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -40,11 +43,12 @@ from mmsearch.batch import MultimodalBatch
 from mmsearch.data.collate import Ragged, region_fields, text_fields
 from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot
 from mmsearch.data.heap import release_free_heap
-from mmsearch.data.region_rows import RegionPlan, RegionRowReader, StreamedRegions
+from mmsearch.data.region_rows import StreamedRegions
 from mmsearch.data.store.prefetch import ahead
 from mmsearch.data.store import Store, StoreError, epoch_seed, open_store
 from mmsearch.data.store.validate import check_expectations
 from mmsearch.data.store_tables import SCENE_TABLES, SplitArrays as _Split, StoreTables
+from mmsearch.data.table_rows import RowPlan, StreamedRows, TableRowReader
 from mmsearch.data.task_data import Part, TaskDataConfig, TaskInfo, row_batches
 
 TASK_TABLE = {task: tables.table for task, tables in SCENE_TABLES.items()}  # the sample table of each scene task
@@ -124,7 +128,7 @@ class StoreTaskData:
         data = self._split(_SPLIT_OF_PART[part])
         chunks = (rows[positions] for positions in self.batch_positions(part, batch_size=batch_size, epoch=epoch, seed=seed,
                                                                          shuffle=shuffle, drop_last=drop_last))
-        if data.regions is not None:  # streamed: the next batch is read while this one is used
+        if self._streams(data):  # streamed: the next batch is read while this one is used
             yield from ahead(lambda chunk: self.collate(data, chunk), chunks)
             return
         for chunk in chunks:
@@ -137,44 +141,62 @@ class StoreTaskData:
         positions = np.arange(len(self._rows(part)), dtype=np.int64)
         return row_batches(positions, batch_size, epoch_seed(seed, epoch) if shuffle else None, drop_last)
 
-    def collate_rows(self, part: Part, positions: np.ndarray, region_rows: pa.Table | None = None) -> MultimodalBatch:
+    def collate_rows(self, part: Part, positions: np.ndarray, fetched: Mapping[str, pa.Table] | None = None) -> MultimodalBatch:
         """The batch of the samples at ``positions`` (0-based within ``part``), as ``batches`` collates them.
 
-        ``region_rows`` (``regions: stream`` only): the rows of :meth:`region_plan`'s images, read
-        elsewhere (a Ray Data task, :class:`~mmsearch.data.region_rows.RegionRowReader`); without
-        it they are read here."""
+        ``fetched`` (``regions: stream`` only): each stream's rows named by :meth:`batch_plan`,
+        read elsewhere (a Ray Data task, with :meth:`row_readers`); without it they are read here."""
         rows = self._rows(part)[np.asarray(positions, dtype=np.int64)]
-        return self.collate(self._split(_SPLIT_OF_PART[part]), rows, region_rows)
+        return self.collate(self._split(_SPLIT_OF_PART[part]), rows, fetched)
 
-    def region_plan(self, part: Part, positions: np.ndarray) -> RegionPlan | None:
-        """Where the region rows of the samples at ``positions`` are stored (``regions: stream``);
-        None when the split's regions are held in memory."""
+    def batch_plan(self, part: Part, positions: np.ndarray) -> dict[str, RowPlan]:
+        """Where each streamed table's rows for the samples at ``positions`` are stored: stream name
+        (``regions``, ``text``, ``negatives``) -> plan; empty when the split is held in memory."""
         data = self._split(_SPLIT_OF_PART[part])
-        if data.regions is None:
-            return None
-        return data.regions.plan(data.sample_image[self._rows(part)[np.asarray(positions, dtype=np.int64)]])
+        rows = self._rows(part)[np.asarray(positions, dtype=np.int64)]
+        return self._plans(data, rows)
 
-    def region_reader(self, part: Part) -> RegionRowReader:
-        """A picklable reader of ``part``'s region rows (for :meth:`region_plan`'s plans)."""
-        return RegionRowReader(self.stores[_SPLIT_OF_PART[part]].table("regions"))
+    def row_readers(self, part: Part) -> dict[str, TableRowReader]:
+        """A picklable reader of each of ``part``'s streams (for :meth:`batch_plan`'s plans)."""
+        return {name: TableRowReader(stream.table, stream.columns) for name, stream in self._streams(self._split(_SPLIT_OF_PART[part])).items()}
 
     # -- collation ------------------------------------------------------------------------------
 
-    def collate(self, data: _Split, rows: np.ndarray, region_rows: pa.Table | None = None) -> MultimodalBatch:
+    def collate(self, data: _Split, rows: np.ndarray, fetched: Mapping[str, pa.Table] | None = None) -> MultimodalBatch:
         """The batch of samples ``rows`` of ``data`` (vectorised gathers, dynamic padding)."""
-        fields = text_fields(rows, data.token_ids, data.states)
+        streams = self._streams(data)
+        if fetched is not None and set(fetched) != set(streams):
+            raise ValueError(f"rows were given for streams {sorted(fetched)}, but this data set streams {sorted(streams)}")
+        streamed = {}  # this batch's rows of each stream, read here or given
+        for name, plan in self._plans(data, rows).items():
+            got = streams[name].read(plan) if fetched is None else fetched[name]
+            streamed[name] = (plan, streams[name].assemble(plan, got))
+        if "text" in streamed:
+            plan, columns = streamed["text"]
+            fields = text_fields(plan.local, None, columns["states"])
+        else:
+            fields = text_fields(rows, data.token_ids, data.states)
         images = data.sample_image[rows]
-        if data.regions is not None:  # data.regions: stream -- this batch's rows, from the store
-            plan = data.regions.plan(images)
-            features, boxes, sizes = data.regions.assemble(plan, data.regions.read(plan) if region_rows is None else region_rows)
-            fields.update(region_fields(plan.local, features, boxes, sizes))
-        elif region_rows is not None:
-            raise ValueError("region rows were given, but this data set holds its regions in memory (data.regions: memory)")
+        if "regions" in streamed:
+            plan, columns = streamed["regions"]
+            fields.update(region_fields(plan.local, columns["features"], columns["boxes"], data.sizes[plan.rows]))
         else:
             fields.update(region_fields(images, data.features, data.boxes, data.sizes))
-        targets = self.tables.collate_targets(data, rows, len(self.answers))
+        targets = self.tables.collate_targets(data, rows, len(self.answers), streamed)
         meta = {name: values[rows].tolist() for name, values in data.meta.items()}
         return MultimodalBatch(**fields, targets=targets, meta=meta)
+
+    def _streams(self, data: _Split) -> dict[str, StreamedRows]:
+        """The split's streamed tables by stream name (none when it is held in memory)."""
+        found = {"regions": data.regions, "text": data.text_rows, "negatives": data.targets.get("neg_rows")}
+        return {name: stream for name, stream in found.items() if stream is not None}
+
+    def _plans(self, data: _Split, rows: np.ndarray) -> dict[str, RowPlan]:
+        streams = self._streams(data)
+        wanted = {"regions": data.sample_image[rows], "text": rows}
+        if self.tables.target_rows is not None and streams:
+            wanted.update(self.tables.target_rows(data, rows))
+        return {name: stream.plan(wanted[name]) for name, stream in streams.items()}
 
     # -- parts ----------------------------------------------------------------------------------
 
@@ -255,7 +277,10 @@ class StoreTaskData:
             del regions
         index = {image_id: row for row, image_id in enumerate(image_ids)}
         states_wanted = self.cfg.text_input == "states"
-        columns = [c for c in samples_table.columns if c not in ("states",) or states_wanted]
+        cache_bytes = self.cfg.region_cache_mib * MiB if streamed is not None else None
+        text_rows = StreamedRows(samples_table, ("states",), cache_bytes) if states_wanted and cache_bytes is not None else None
+        # in memory: token ids, or the states when they are not streamed; the rest always
+        columns = [c for c in samples_table.columns if c != "states" or (states_wanted and text_rows is None)]
         samples = samples_table.read_arrow(columns)
         sample_images = samples.column("image_id").to_pylist()
         unknown = [i for i in sample_images if i not in index]
@@ -268,9 +293,11 @@ class StoreTaskData:
             image_ids=image_ids,
             sample_image=np.asarray([index[i] for i in sample_images], dtype=np.int64),
             token_ids=None if states_wanted else Ragged.from_arrow(samples.column("token_ids")),
-            states=Ragged.from_arrow(samples.column("states")) if states_wanted else None,
+            states=Ragged.from_arrow(samples.column("states")) if states_wanted and text_rows is None else None,
             meta={name: np.asarray(samples.column(name).to_pylist(), dtype=object) for name in self.tables.meta},
             regions=streamed,
+            text_rows=text_rows,
+            stream_cache_bytes=cache_bytes,
         )
         self.tables.load_targets(store, samples, data, self.cfg.text_input)
         if streamed is not None:  # and the sample table's read, likewise

@@ -1,14 +1,16 @@
-"""Streamed region rows delivered by Ray Data: the batches of a ``data.regions: stream`` data set,
-their region features and boxes read by Ray Data tasks instead of the process that trains.
+"""Streamed task rows delivered by Ray Data: the batches of a ``data.regions: stream`` data set,
+their streamed rows (region features and boxes; with ``text_input: states`` the samples' and ITM
+negatives' per-token states) read by Ray Data tasks instead of the process that trains.
 
-For an ordered list of batches (sample positions of one part), :class:`RayDataRegionRows` builds a
-Ray Data dataset of the batches' plans (where each batch's distinct images are stored:
-:class:`~mmsearch.data.region_rows.RegionPlan`); ``map_batches`` reads those rows from the store's
-Parquet row groups (:func:`read_planned_rows`, named shard files in its errors), and the rows come
-back as Arrow blocks through the object store, in order; the process collates each batch with the
-text and targets it holds (``collate_rows(part, positions, region_rows)``), the next one on a
-thread while the caller uses this one. So a batch is exactly the one the local reader would give,
-and the process never reads region features itself.
+For an ordered list of batches (sample positions of one part), :class:`RayDataTaskRows` builds a
+Ray Data dataset of the batches' plans (where each batch's rows of each streamed table are stored:
+``StoreTaskData.batch_plan``, :class:`~mmsearch.data.table_rows.RowPlan`); ``map_batches`` reads
+those rows from the store's Parquet row groups (:func:`read_planned_rows`, named shard files in its
+errors), and they come back as Arrow blocks through the object store, in order (columns named
+``<stream>.<column>``); the process collates each batch with the token ids, targets and meta it
+holds (``collate_rows(part, positions, fetched)``), the next one on a thread while the caller uses
+this one. So a batch is exactly the one the local reader would give, and the process never reads
+a streamed column itself.
 
 Used by Ray Train workers (:mod:`.train_rows`) and by search trials under Tune
 (:class:`RayDataTaskData`, which the trial wraps around its data when it streams). One dataset
@@ -27,25 +29,32 @@ import pyarrow as pa
 import ray.data
 
 from mmsearch.batch import MultimodalBatch
-from mmsearch.data.region_rows import RegionRowReader
+from mmsearch.data.table_rows import TableRowReader
 from mmsearch.data.store.prefetch import ahead
 from mmsearch.data.task_data import Part, TaskInfo
 from mmsearch.orchestration.quiet import quiet_data_context
 
-BATCH_COLUMN = "batch"  # which batch of the pass a plan / region row belongs to
-PLAN_COLUMNS = ("group", "offset")  # row group across the regions table, row within it
+BATCH_COLUMN = "batch"  # which batch of the pass a plan / row belongs to
+STREAM_COLUMN = "stream"  # which stream (index into the pass's stream names) a plan / row belongs to
+PLAN_COLUMNS = ("group", "offset")  # row group across the streamed table, row within it
 
 
-def read_planned_rows(plans: pa.Table, reader: RegionRowReader) -> pa.Table:
-    """The Ray Data call: the region rows ``plans`` names (whole batches or parts of them), each
-    tagged with its batch; a shard that cannot be read raises ``StoreError`` naming the file."""
-    batch = plans.column(BATCH_COLUMN).to_numpy()
+def read_planned_rows(plans: pa.Table, readers: dict[str, TableRowReader], names: tuple[str, ...]) -> pa.Table:
+    """The Ray Data call: the rows ``plans`` names (whole batches or parts of them), each tagged
+    with its batch and stream, the columns of stream ``s`` named ``s.<column>`` (null in the other
+    streams' rows); a shard that cannot be read raises ``StoreError`` naming the file."""
+    batch, stream = plans.column(BATCH_COLUMN).to_numpy(), plans.column(STREAM_COLUMN).to_numpy()
     groups, offsets = (plans.column(name).to_numpy() for name in PLAN_COLUMNS)
     parts = []
-    for start, stop in runs(batch):
-        rows = reader.read_rows(groups[start:stop], offsets[start:stop])
-        parts.append(rows.append_column(BATCH_COLUMN, pa.array(batch[start:stop], pa.int64())))
-    return pa.concat_tables(parts)
+    for start, stop in runs(batch * len(names) + stream):
+        name = names[int(stream[start])]
+        rows = readers[name].read_rows(groups[start:stop], offsets[start:stop])
+        rows = rows.rename_columns([f"{name}.{column}" for column in rows.column_names])
+        tags = {BATCH_COLUMN: pa.array(batch[start:stop], pa.int64()), STREAM_COLUMN: pa.array(stream[start:stop], pa.int8())}
+        for column, values in tags.items():
+            rows = rows.append_column(column, values)
+        parts.append(rows)
+    return pa.concat_tables(parts, promote_options="default")
 
 
 @ray.remote(num_cpus=0)
@@ -69,25 +78,25 @@ def runs(values: np.ndarray) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def streams_regions(data: Any, part: Part = "train") -> bool:
-    """Whether ``data`` reads ``part``'s regions from a store (``regions: stream``)."""
-    plan = getattr(data, "region_plan", None)
-    return callable(plan) and data.num_samples(part) > 0 and plan(part, np.zeros(1, np.int64)) is not None
+def streams_rows(data: Any, part: Part = "train") -> bool:
+    """Whether ``data`` reads rows of ``part`` from a store per batch (``regions: stream``)."""
+    plan = getattr(data, "batch_plan", None)
+    return callable(plan) and data.num_samples(part) > 0 and bool(plan(part, np.zeros(1, np.int64)))
 
 
-class RayDataRegionRows:
-    """Batches of ``data`` whose region rows Ray Data tasks read (see the module docstring).
+class RayDataTaskRows:
+    """Batches of ``data`` whose streamed rows Ray Data tasks read (see the module docstring).
 
-    ``data``: a ``TaskData`` with ``region_plan`` / ``region_reader`` / ``collate_rows(part,
-    positions, region_rows)`` (``mmsearch.data.tasks.StoreTaskData`` with ``regions: stream``).
+    ``data``: a ``TaskData`` with ``batch_plan`` / ``row_readers`` / ``collate_rows(part,
+    positions, fetched)`` (``mmsearch.data.tasks.StoreTaskData`` with ``regions: stream``).
     """
 
     def __init__(self, data: Any, *, read_cpus: float = 0.0, read_tasks: int = 2, prefetch_blocks: int = 2) -> None:
         self.data = data
         self.read_cpus, self.read_tasks, self.prefetch_blocks = read_cpus, read_tasks, prefetch_blocks
-        self._readers: dict[str, RegionRowReader] = {}
-        self.blocks_received = 0  # Arrow blocks of region rows that came through Ray Data
-        self.rows_received = 0  # region rows in them
+        self._readers: dict[str, dict[str, TableRowReader]] = {}
+        self.blocks_received = 0  # Arrow blocks of streamed rows that came through Ray Data
+        self.rows_received = 0  # rows in them (of every stream)
 
     def batches(self, part: Part, batches: Sequence[np.ndarray]) -> Iterator[MultimodalBatch]:
         """The batches of samples ``batches`` (positions within ``part``), in order."""
@@ -95,19 +104,15 @@ class RayDataRegionRows:
         if not batches:
             return
         blocks = self.dataset(part, batches).iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=self.prefetch_blocks)
-        yield from ahead(lambda item: self.data.collate_rows(part, batches[item[0]], item[1]), self._batch_rows(blocks))
+        yield from ahead(lambda item: self.data.collate_rows(part, batches[item[0]], self._by_stream(part, item[1])),
+                         self._batch_rows(blocks))
 
     def dataset(self, part: Part, batches: Sequence[np.ndarray]) -> ray.data.Dataset:
-        """One pass's Ray Data dataset: a plan block per batch, mapped to that batch's region rows
-        (a block per batch each way: Ray Data merges a task's outputs into one block, and 8 batches
+        """One pass's Ray Data dataset: a plan block per batch, mapped to that batch's rows (a
+        block per batch each way: Ray Data merges a task's outputs into one block, and 8 batches
         a block spilled 0.4-1.2 GB at 4x-16x behind a 256 MiB object store, bench/README.md)."""
-        if part not in self._readers:
-            self._readers[part] = self.data.region_reader(part)
-        blocks = []
-        for index, positions in enumerate(batches):
-            plan = self.data.region_plan(part, positions)
-            blocks.append(pa.table({BATCH_COLUMN: np.full(len(plan.images), index, np.int64),
-                                    "group": plan.groups.astype(np.int64), "offset": plan.offsets.astype(np.int64)}))
+        readers = self._part_readers(part)
+        blocks = [self.plan_block(part, index, positions) for index, positions in enumerate(batches)]
         # A dataset seals a copy of the current DataContext: in order (the batches already are in
         # the pass's order), no progress bars for a process's private dataset. from_blocks, not
         # from_arrow: from_arrow reads each block's schema in a task of one CPU, which never starts
@@ -117,16 +122,46 @@ class RayDataRegionRows:
         context.enable_progress_bars = False
         with ray.data.DataContext.current(context):
             return ray.data.from_blocks(blocks).map_batches(
-                read_planned_rows, fn_args=(self._readers[part],), batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
+                read_planned_rows, fn_args=(readers, tuple(readers)), batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
                 num_cpus=self.read_cpus, compute=ray.data.TaskPoolStrategy(size=self.read_tasks))
 
+    def plan_block(self, part: Part, index: int, positions: np.ndarray) -> pa.Table:
+        """Batch ``index``'s plan: a row per distinct row of each stream (batch, stream, group,
+        offset), stream by stream in the order of :meth:`row_readers`' names."""
+        names = tuple(self._part_readers(part))
+        plans = self.data.batch_plan(part, positions)
+        codes = [np.full(len(plans[name].rows), code, np.int8) for code, name in enumerate(names)]
+        return pa.table({
+            BATCH_COLUMN: np.full(sum(len(c) for c in codes), index, np.int64),
+            STREAM_COLUMN: np.concatenate(codes),
+            "group": np.concatenate([plans[name].groups for name in names]).astype(np.int64),
+            "offset": np.concatenate([plans[name].offsets for name in names]).astype(np.int64)})
+
     def stats(self) -> dict[str, int]:
-        """Totals so far: Arrow blocks and region rows received through Ray Data."""
+        """Totals so far: Arrow blocks and streamed rows received through Ray Data."""
         return {"ray_data_blocks": self.blocks_received, "ray_data_rows": self.rows_received}
 
+    def _part_readers(self, part: Part) -> dict[str, TableRowReader]:
+        if part not in self._readers:
+            self._readers[part] = self.data.row_readers(part)
+        return self._readers[part]
+
+    def _by_stream(self, part: Part, rows: pa.Table) -> dict[str, pa.Table]:
+        """One batch's rows split by stream, each with its table's own column names (a stream
+        with no rows in this batch, say no hard negatives: an empty table)."""
+        readers = self._part_readers(part)
+        names = tuple(readers)
+        fetched = {name: reader.table.empty_arrow(list(reader.columns)) for name, reader in readers.items()}
+        stream = rows.column(STREAM_COLUMN).to_numpy()
+        for start, stop in runs(stream):
+            name = names[int(stream[start])]
+            part_rows = rows.slice(start, stop - start).select([f"{name}.{column}" for column in readers[name].columns])
+            fetched[name] = part_rows.rename_columns(list(readers[name].columns))
+        return fetched
+
     def _batch_rows(self, blocks: Iterator[pa.Table]) -> Iterator[tuple[int, pa.Table]]:
-        """``(batch index, its region rows)`` from blocks in order (a batch's rows may span blocks,
-        and a block may hold several batches)."""
+        """``(batch index, its rows)`` from blocks in order (a batch's rows may span blocks, and a
+        block may hold several batches)."""
         pending: list[pa.Table] = []
         current = -1
         for block in blocks:
@@ -135,22 +170,22 @@ class RayDataRegionRows:
             batch = block.column(BATCH_COLUMN).to_numpy()
             for start, stop in runs(batch):
                 if int(batch[start]) != current and pending:
-                    yield current, pa.concat_tables(pending).drop_columns([BATCH_COLUMN])
+                    yield current, pa.concat_tables(pending)
                     pending = []
                 current = int(batch[start])
                 pending.append(block.slice(start, stop - start))
         if pending:
-            yield current, pa.concat_tables(pending).drop_columns([BATCH_COLUMN])
+            yield current, pa.concat_tables(pending)
 
 
 class RayDataTaskData:
-    """A streamed ``TaskData`` whose batches get their region rows through Ray Data: the same
+    """A streamed ``TaskData`` whose batches get their streamed rows through Ray Data: the same
     batches, in the same order, as ``inner.batches`` (a search trial under Tune wraps its data so)."""
 
     def __init__(self, inner: Any, **options: Any) -> None:
         self.inner = inner
         self.info: TaskInfo = inner.info
-        self.rows = RayDataRegionRows(inner, **options)
+        self.rows = RayDataTaskRows(inner, **options)
 
     def num_samples(self, part: Part) -> int:
         return self.inner.num_samples(part)
@@ -173,9 +208,9 @@ class RayDataTaskData:
 
 
 def ray_data_task_data(data: Any) -> Any:
-    """``data`` wrapped in :class:`RayDataTaskData` when it streams its regions, else ``data``."""
-    return RayDataTaskData(data) if streams_regions(data) and callable(getattr(data, "batch_positions", None)) else data
+    """``data`` wrapped in :class:`RayDataTaskData` when it streams rows, else ``data``."""
+    return RayDataTaskData(data) if streams_rows(data) and callable(getattr(data, "batch_positions", None)) else data
 
 
-__all__ = ["BATCH_COLUMN", "RayDataRegionRows", "RayDataTaskData", "ray_data_task_data", "read_planned_rows", "streams_regions",
+__all__ = ["BATCH_COLUMN", "RayDataTaskData", "RayDataTaskRows", "ray_data_task_data", "read_planned_rows", "streams_rows",
            "warm_up"]

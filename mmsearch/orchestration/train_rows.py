@@ -1,5 +1,5 @@
 """A Ray Train worker's training batches, epoch by epoch: its share of the epoch's permutation,
-and, when the data set streams its regions, the latent rows delivered by Ray Data.
+and, when the data set streams its rows, the latent rows delivered by Ray Data.
 
 Which samples: every rank takes its share of the same permutation of the train part, drawn from
 ``(seed, epoch)`` (:class:`~mmsearch.recipes.train_derived.data.StridedShard`: every
@@ -14,10 +14,11 @@ reproducibly.
 
 Where the rows come from (:func:`worker_shard`):
 
-* ``data.regions: stream`` (:class:`RayDataRegionShard`): the region rows of the worker's batches
-  are read by Ray Data tasks and received through the object store
-  (:class:`~mmsearch.orchestration.ray_region_rows.RayDataRegionRows`, one dataset per epoch); the
-  worker never reads region features itself and holds only the blocks in flight.
+* ``data.regions: stream`` (:class:`RayDataShard`): the streamed rows of the worker's batches
+  (region features and boxes; with ``text_input: states`` the token states) are read by Ray Data
+  tasks and received through the object store
+  (:class:`~mmsearch.orchestration.ray_task_rows.RayDataTaskRows`, one dataset per epoch); the
+  worker never reads a streamed column itself and holds only the blocks in flight.
 * otherwise (regions in memory, generated data): the worker collates its batches from its own
   ``TaskData``, the next on a thread while this one trains.
 """
@@ -28,7 +29,7 @@ from typing import Any, Iterator
 from mmsearch.batch import MultimodalBatch
 from mmsearch.data.store.prefetch import ahead
 from mmsearch.data.task_data import TaskData
-from mmsearch.orchestration.ray_region_rows import RayDataRegionRows, streams_regions
+from mmsearch.orchestration.ray_task_rows import RayDataTaskRows, streams_rows
 from mmsearch.recipes.train_derived.data import StridedShard, TrainShard, part_collator
 
 
@@ -43,26 +44,26 @@ class LocalShard:
         yield from ahead(self._collate, self.order.batch_positions(epoch))
 
 
-class RayDataRegionShard:
-    """This rank's share, its region rows read by Ray Data tasks (see the module docstring)."""
+class RayDataShard:
+    """This rank's share, its streamed rows read by Ray Data tasks (see the module docstring)."""
 
     def __init__(self, data: Any, *, rank: int, world_size: int, batch_size: int, seed: int, drop_last: bool,
                  **options: Any) -> None:
         self.order = StridedShard(data, rank=rank, world_size=world_size, batch_size=batch_size, seed=seed, drop_last=drop_last)
-        self.rows = RayDataRegionRows(data, **options)
+        self.rows = RayDataTaskRows(data, **options)
 
     def epoch(self, epoch: int) -> Iterator[MultimodalBatch]:
         return self.rows.batches("train", self.order.batch_positions(epoch))
 
     def stats(self) -> dict[str, int]:
-        """Reported each epoch (totals so far): Arrow blocks and region rows received through Ray Data."""
+        """Reported each epoch (totals so far): Arrow blocks and streamed rows received through Ray Data."""
         return self.rows.stats()
 
 
 def worker_shard(data: TaskData, *, rank: int, world_size: int, batch_size: int, seed: int, drop_last: bool) -> TrainShard:
-    """The shard a Ray Train worker trains on: region rows through Ray Data when ``data`` streams them."""
-    kind = RayDataRegionShard if streams_regions(data) else LocalShard
+    """The shard a Ray Train worker trains on: its streamed rows through Ray Data when ``data`` streams."""
+    kind = RayDataShard if streams_rows(data) else LocalShard
     return kind(data, rank=rank, world_size=world_size, batch_size=batch_size, seed=seed, drop_last=drop_last)
 
 
-__all__ = ["LocalShard", "RayDataRegionShard", "worker_shard"]
+__all__ = ["LocalShard", "RayDataShard", "worker_shard"]

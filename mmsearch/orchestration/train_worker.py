@@ -2,9 +2,9 @@
 
 :func:`train_loop_per_worker` is what ``TorchTrainer`` runs on every worker. It opens the task
 data in the worker (the precomputed stores' sample tables and, with ``data.regions: stream``,
-only the index of their region rows), takes its share of the training samples
+only the index of their streamed rows), takes its share of the training samples
 (:func:`mmsearch.orchestration.train_rows.worker_shard`: every rank's share of the same
-``(seed, epoch)`` permutation; streamed region rows arrive through Ray Data) and runs
+``(seed, epoch)`` permutation; streamed rows arrive through Ray Data) and runs
 :func:`mmsearch.recipes.train_derived.train_derived` with a :class:`TrainWorkerContext` and an
 engine factory: DDP (``ray.train.torch.prepare_model``) by default, DeepSpeed when the config has
 a ``deepspeed`` section.
@@ -36,7 +36,7 @@ from mmsearch.config import validate_config
 from mmsearch.storage import StorageLocation, upload_file
 from mmsearch.orchestration.train_resume import checkpoint_to_restore
 from mmsearch.data.task_data import TaskData
-from mmsearch.orchestration.ray_region_rows import warm_up
+from mmsearch.orchestration.ray_task_rows import warm_up
 from mmsearch.orchestration.train_rows import worker_shard
 from mmsearch.recipes.train_derived.recipe import open_train_data, train_derived
 from mmsearch.recipes.train_derived.config import TrainDerivedConfig

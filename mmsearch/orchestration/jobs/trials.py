@@ -5,7 +5,7 @@
 is part of the experiment's plan (a resubmission must run the same recipe). A recipe whose trial
 streams its data through Ray Data (``Recipe.ray_streams``) finds on its context a stream factory
 (FuseMix's latent stores) and ``wrap_task_data`` (the search: a ``regions: stream`` data set's
-region rows read by Ray Data tasks, :mod:`mmsearch.orchestration.ray_region_rows`).
+streamed rows read by Ray Data tasks, :mod:`mmsearch.orchestration.ray_task_rows`).
 
 Every start of a trial (the first, a retry after a failure, a resume after the job was killed)
 writes ``trial_starts/<utc time>-<random>.json`` into the trial's output directory, which the
@@ -24,7 +24,7 @@ from typing import Any
 
 from mmsearch.io import atomic_write_json
 from mmsearch.orchestration.fusemix_streams import ray_stream_factory
-from mmsearch.orchestration.ray_region_rows import ray_data_task_data, warm_up
+from mmsearch.orchestration.ray_task_rows import ray_data_task_data, warm_up
 from mmsearch.recipes.context import RunContext
 from mmsearch.recipes.entry import Recipe
 from mmsearch.recipes.registry import recipe_entry
@@ -75,7 +75,7 @@ class RecipeTrial:
             # table shows the epochs).
             ray.data.DataContext.get_current().enable_progress_bars = False
             context.stream_factory = ray_stream_factory()  # type: ignore[attr-defined]  # FuseMix's latent streams
-            context.wrap_task_data = ray_data_task_data  # type: ignore[attr-defined]  # the search's streamed region rows
+            context.wrap_task_data = ray_data_task_data  # type: ignore[attr-defined]  # the search's streamed rows
             context.ray_data_warming = warm_up()  # type: ignore[attr-defined]  # while the recipe opens its data
         return self.recipe.fn(config, context)
 
