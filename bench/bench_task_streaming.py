@@ -208,7 +208,8 @@ def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
             "peak_rss_mb": metrics["peak_rss_mb"], "wait_ms_per_batch": metrics["waits"] if args.step_ms else None,
             "object_store_peak_mb": sampler.peak["object_store_used_mb"], "spilled_mb": sampler.spilled_mb,
             "row_groups_read": None, "read_mb": None, "read_amplification": None,
-            "shard": metrics["shard"], "ray_data_blocks": metrics["ray_data_blocks"], "ray_data_rows": metrics["ray_data_rows"]}
+            "shard": metrics["shard"], "ray_data_blocks": metrics["ray_data_blocks"], "ray_data_rows": metrics["ray_data_rows"],
+            "local_batches": metrics["local_batches"], "local_rows": metrics["local_rows"]}
 
 
 def measure_ray_data(root: str, args: argparse.Namespace) -> dict:

@@ -9,8 +9,15 @@ those rows from the store's Parquet row groups (:func:`read_planned_rows`, named
 errors), and they come back as Arrow blocks through the object store, in order (columns named
 ``<stream>.<column>``); the process collates each batch with the token ids, targets and meta it
 holds (``collate_rows(part, positions, fetched)``), the next one on a thread while the caller uses
-this one. So a batch is exactly the one the local reader would give, and the process never reads
-a streamed column itself.
+this one. So a batch is exactly the one the local reader would give.
+
+A process's first Ray Data execution starts the reading tasks' worker processes: 2.2-2.9 s to its
+first block on 2 cores (a probe; the next executions: 0.07-0.1 s), which a trial stopped by ASHA
+after one short epoch would mostly spend waiting. With ``local_start`` (default) the first pass
+therefore begins at once on batches the process reads itself (uncached readers of its own: the
+next batch on a thread) while a one-batch Ray Data execution starts on a thread; from the batch
+after it ends, the pass and every later one come through Ray Data (``stats()``: ``local_batches``
+and ``local_rows`` next to ``ray_data_blocks`` / ``ray_data_rows``).
 
 Used by Ray Train workers (:mod:`.train_rows`) and by search trials under Tune
 (:class:`RayDataTaskData`, which the trial wraps around its data when it streams). One dataset
@@ -22,6 +29,9 @@ still runs them), at most ``read_tasks`` at a time.
 """
 from __future__ import annotations
 
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -34,6 +44,7 @@ from mmsearch.data.store.prefetch import ahead
 from mmsearch.data.task_data import Part, TaskInfo
 from mmsearch.orchestration.quiet import quiet_data_context
 
+LOG = logging.getLogger(__name__)
 BATCH_COLUMN = "batch"  # which batch of the pass a plan / row belongs to
 STREAM_COLUMN = "stream"  # which stream (index into the pass's stream names) a plan / row belongs to
 PLAN_COLUMNS = ("group", "offset")  # row group across the streamed table, row within it
@@ -91,21 +102,76 @@ class RayDataTaskRows:
     positions, fetched)`` (``mmsearch.data.tasks.StoreTaskData`` with ``regions: stream``).
     """
 
-    def __init__(self, data: Any, *, read_cpus: float = 0.0, read_tasks: int = 2, prefetch_blocks: int = 2) -> None:
+    def __init__(self, data: Any, *, read_cpus: float = 0.0, read_tasks: int = 2, prefetch_blocks: int = 2,
+                 local_start: bool = True) -> None:
         self.data = data
         self.read_cpus, self.read_tasks, self.prefetch_blocks = read_cpus, read_tasks, prefetch_blocks
+        self.local_start = local_start
         self._readers: dict[str, dict[str, TableRowReader]] = {}
+        self._ray_data_up = threading.Event()  # set once a first (small) Ray Data execution has ended
+        self._warming: threading.Thread | None = None
         self.blocks_received = 0  # Arrow blocks of streamed rows that came through Ray Data
         self.rows_received = 0  # rows in them (of every stream)
+        self.local_batches = 0  # batches read here while Ray Data started (local_start)
+        self.local_rows = 0  # their streamed rows
 
     def batches(self, part: Part, batches: Sequence[np.ndarray]) -> Iterator[MultimodalBatch]:
         """The batches of samples ``batches`` (positions within ``part``), in order."""
         batches = list(batches)
         if not batches:
             return
-        blocks = self.dataset(part, batches).iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=self.prefetch_blocks)
-        yield from ahead(lambda item: self.data.collate_rows(part, batches[item[0]], self._by_stream(part, item[1])),
+        served = 0
+        if self.local_start and not self._ray_data_up.is_set():  # read here while Ray Data starts
+            self._start_ray_data(part, batches[-1])
+            for batch in self._read_here_until_ray_data_is_up(part, batches):
+                served += 1
+                yield batch
+        rest = batches[served:]
+        if not rest:
+            return
+        blocks = self.dataset(part, rest).iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=self.prefetch_blocks)
+        yield from ahead(lambda item: self.data.collate_rows(part, rest[item[0]], self._by_stream(part, item[1])),
                          self._batch_rows(blocks))
+
+    def _start_ray_data(self, part: Part, positions: np.ndarray) -> None:
+        """Run a one-batch Ray Data pass on a thread, once: a process's first execution starts the
+        reading tasks' worker processes (2.2-2.9 s to its first block on 2 cores, a probe; the
+        next ones: 0.07-0.1 s), during which the batches are read here."""
+        if self._warming is not None:
+            return
+
+        def first_execution() -> None:
+            try:
+                for _ in self.dataset(part, [positions]).iter_batches(batch_size=None, batch_format="pyarrow"):
+                    pass
+            except Exception:  # noqa: BLE001 - the pass that reads these rows reports what went wrong
+                LOG.debug("the first Ray Data execution failed", exc_info=True)
+            finally:
+                self._ray_data_up.set()
+
+        self._warming = threading.Thread(target=first_execution, name="ray-data-start", daemon=True)
+        self._warming.start()
+
+    def _read_here_until_ray_data_is_up(self, part: Part, batches: list[np.ndarray]) -> Iterator[MultimodalBatch]:
+        """The first batches, read in this process (with the pass's own uncached readers, the next
+        batch on a thread while the caller uses this one) until Ray Data is up or the pass ends."""
+        readers = self._part_readers(part)
+
+        def read(positions: np.ndarray) -> MultimodalBatch:
+            plans = self.data.batch_plan(part, positions)
+            fetched = {name: reader.read_rows(plans[name].groups, plans[name].offsets) for name, reader in readers.items()}
+            self.local_rows += sum(t.num_rows for t in fetched.values())
+            return self.data.collate_rows(part, positions, fetched)
+
+        with ThreadPoolExecutor(1, thread_name_prefix="local-rows") as pool:
+            pending, index = pool.submit(read, batches[0]), 0
+            while pending is not None:
+                batch = pending.result()
+                index += 1
+                more = index < len(batches) and not self._ray_data_up.is_set()
+                pending = pool.submit(read, batches[index]) if more else None
+                self.local_batches += 1
+                yield batch
 
     def dataset(self, part: Part, batches: Sequence[np.ndarray]) -> ray.data.Dataset:
         """One pass's Ray Data dataset: a plan block per batch, mapped to that batch's rows (a
@@ -123,7 +189,7 @@ class RayDataTaskRows:
         with ray.data.DataContext.current(context):
             return ray.data.from_blocks(blocks).map_batches(
                 read_planned_rows, fn_args=(readers, tuple(readers)), batch_format="pyarrow", batch_size=None, zero_copy_batch=True,
-                num_cpus=self.read_cpus, compute=ray.data.TaskPoolStrategy(size=self.read_tasks))
+                num_cpus=self.read_cpus, compute=ray.data.TaskPoolStrategy(size=min(self.read_tasks, len(blocks))))
 
     def plan_block(self, part: Part, index: int, positions: np.ndarray) -> pa.Table:
         """Batch ``index``'s plan: a row per distinct row of each stream (batch, stream, group,
@@ -138,8 +204,10 @@ class RayDataTaskRows:
             "offset": np.concatenate([plans[name].offsets for name in names]).astype(np.int64)})
 
     def stats(self) -> dict[str, int]:
-        """Totals so far: Arrow blocks and streamed rows received through Ray Data."""
-        return {"ray_data_blocks": self.blocks_received, "ray_data_rows": self.rows_received}
+        """Totals so far: Arrow blocks and streamed rows received through Ray Data, and the batches
+        (and their streamed rows) read here while it started."""
+        return {"ray_data_blocks": self.blocks_received, "ray_data_rows": self.rows_received,
+                "local_batches": self.local_batches, "local_rows": self.local_rows}
 
     def _part_readers(self, part: Part) -> dict[str, TableRowReader]:
         if part not in self._readers:

@@ -17,8 +17,9 @@ Where the rows come from (:func:`worker_shard`):
 * ``data.regions: stream`` (:class:`RayDataShard`): the streamed rows of the worker's batches
   (region features and boxes; with ``text_input: states`` the token states) are read by Ray Data
   tasks and received through the object store
-  (:class:`~mmsearch.orchestration.ray_task_rows.RayDataTaskRows`, one dataset per epoch); the
-  worker never reads a streamed column itself and holds only the blocks in flight.
+  (:class:`~mmsearch.orchestration.ray_task_rows.RayDataTaskRows`, one dataset per epoch; the
+  first batches of the first epoch read by the worker itself while Ray Data starts); the worker
+  holds only the batches in flight.
 * otherwise (regions in memory, generated data): the worker collates its batches from its own
   ``TaskData``, the next on a thread while this one trains.
 """
