@@ -163,7 +163,7 @@ def test_the_first_batches_are_read_here_while_ray_data_starts_then_it_takes_ove
                         local.batches("weights", batch_size=3, epoch=0, seed=5))
     first = wrapped.stats()
     assert first["local_batches"] >= 1 and first["local_rows"] > 0 and data._split("train").text_rows.reads == 0
-    assert wrapped.rows._ray_data_up.wait(120)  # the one-batch first execution has ended
+    assert wrapped.rows._ray_data_up.wait(120)  # the small first execution has ended
     assert_same_batches(wrapped.batches("arch", batch_size=3, epoch=1, seed=5), local.batches("arch", batch_size=3, epoch=1, seed=5))
     later = wrapped.stats()
     assert later["local_batches"] == first["local_batches"] and later["ray_data_rows"] > first["ray_data_rows"]

@@ -82,6 +82,26 @@ def test_streaming_a_store_with_dense_row_groups_warns_how_to_write_it(root, tmp
     assert "layout.row_group_kib=128 layout.row_groups_per_shard=64" in record.getMessage()
 
 
+def test_streaming_states_from_large_row_groups_warns_how_to_write_it(root, caplog, monkeypatch):
+    """Streamed token states read a row group per sample in random order: a sample table with
+    large row groups gets the same advice (the threshold lowered below these 3-row groups)."""
+    import mmsearch.data.table_rows as table_rows
+
+    with caplog.at_level("WARNING", logger="mmsearch.data.table_rows"):
+        opened(root, "vqa", "stream", text_input="states").num_samples("train")
+        opened(root, "vqa", "memory", text_input="states").num_samples("train")
+    assert not caplog.records
+    monkeypatch.setattr(table_rows, "DENSE_GROUP_BYTES", 1000)
+    with caplog.at_level("WARNING", logger="mmsearch.data.table_rows"):
+        opened(root, "vqa", "stream", text_input="tokens").num_samples("train")  # nothing of it streamed: quiet
+        assert not caplog.records
+        opened(root, "vqa", "stream", text_input="states").num_samples("train")
+        opened(root, "itm", "stream", text_input="states").num_samples("train")
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m.split("holds")[0].rsplit(":", 1)[1] for m in messages] == [" table 'vqa' ", " table 'captions' ", " table 'negatives' "]
+    assert all("layout.row_group_kib=128" in m for m in messages)
+
+
 @pytest.mark.parametrize("text_input", ["tokens", "states"])
 @pytest.mark.parametrize("task", ["vqa", "itm", "vg"])
 def test_streamed_batches_equal_the_in_memory_batches(root, task, text_input):

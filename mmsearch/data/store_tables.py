@@ -116,7 +116,7 @@ def _itm_targets(store: Store, samples: pa.Table, data: SplitArrays, text_input:
         raise DatasetError(f"{store.uri}: negatives of unknown captions {stray[:5]}")
     data.targets["negatives"] = Ragged.from_groups(np.asarray([caption_row[c] for c in owners], np.int64), data.num_samples)
     if streamed:
-        data.targets["neg_rows"] = StreamedRows(store.table("negatives"), ("states",), data.stream_cache_bytes)
+        data.targets["neg_rows"] = StreamedRows(store.table("negatives"), ("states",), data.stream_cache_bytes, per_sample=True)
     else:
         data.targets["neg_states" if column == "states" else "neg_ids"] = Ragged.from_arrow(negatives.column(column))
 

@@ -19,6 +19,7 @@ raises ``StoreError`` naming the store, the table and the shard file.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ from mmsearch.data.store import StoreError, StoreTable
 from mmsearch.storage import pinned_endpoint
 
 _OPEN_FILES = 32  # Parquet files kept open (footers parsed) at a time; least recently used closed
+# Above this, a streamed sample table's row group makes a batch in random order read far more than
+# it uses, one group per sample (a question's states: ~8 KB; the precompute default: 8 MiB groups).
+DENSE_GROUP_BYTES = 2**20
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,9 +123,10 @@ class TableRowReader:
 class StreamedRows:
     """``columns`` of a store table read per batch (see the module docstring); ``cache_bytes``
     bounds the decoded row groups kept (a row group stays readable while a batch is assembled even
-    with a cache of 0)."""
+    with a cache of 0). ``per_sample``: a table of one row per sample (states), which warns when
+    its row groups are large."""
 
-    def __init__(self, table: StoreTable, columns: tuple[str, ...], cache_bytes: int) -> None:
+    def __init__(self, table: StoreTable, columns: tuple[str, ...], cache_bytes: int, *, per_sample: bool = False) -> None:
         if cache_bytes < 0:
             raise ValueError(f"cache_bytes must be >= 0, got {cache_bytes}")
         self.table, self.columns, self.cache_bytes = table, tuple(columns), int(cache_bytes)
@@ -131,6 +137,11 @@ class StreamedRows:
         self.row_group = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         self.row_offset = np.arange(int(counts.sum()), dtype=np.int64) - starts[self.row_group]
+        if per_sample and self.group_bytes > DENSE_GROUP_BYTES:  # a sample table: one row per sample of a batch
+            LOG.warning("%s: table %r holds %.1f MiB per row group; its %s streamed in random order, each batch reads about "
+                        "one row group per sample. For data.regions: stream write the store with small row groups "
+                        "(precompute layout.row_group_kib=128 layout.row_groups_per_shard=64).",
+                        table.uri, table.name, self.group_bytes / 2**20, "/".join(self.columns))
         self._cache: OrderedDict[int, pa.Table] = OrderedDict()
         self._cached_bytes = 0
         self._lock = threading.Lock()
@@ -140,6 +151,12 @@ class StreamedRows:
 
     def __len__(self) -> int:
         return len(self.row_group)
+
+    @property
+    def group_bytes(self) -> float:
+        """Mean stored bytes of a row group (what a batch reads for any one of its rows)."""
+        shards = self.table.manifest.shards
+        return sum(s.bytes for s in shards) / max(1, self.num_groups)
 
     def plan(self, rows: np.ndarray) -> RowPlan:
         """Where the distinct rows of ``rows`` are stored (in storage order), and which of them

@@ -97,10 +97,11 @@ class TaskDataConfig:
     arch_fraction: float = 0.2  # share of training *images* whose samples feed the architecture step
     split_seed: int = 0  # seed of the weights/arch division (fixed per data set, not per trial)
     limit: dict[str, int] = Field(default_factory=dict)  # optional cap of samples per part, e.g. {"weights": 2000}
-    # Region features: "memory" loads a split's regions table on first use; "stream" reads the
-    # rows each batch needs from the store's Parquet row groups (same batches, bounded memory).
+    # Region features (and with text_input "states" the per-token states): "memory" loads a
+    # split's tables on first use; "stream" reads the rows each batch needs from the store's
+    # Parquet row groups (same batches, bounded memory).
     regions: Literal["memory", "stream"] = "memory"
-    region_cache_mib: int = 256  # stream: MiB of decoded region row groups kept for reuse (least recently used dropped; 0: none)
+    region_cache_mib: int = 256  # stream: MiB of decoded row groups each streamed table keeps for reuse (least recently used dropped; 0: none)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.arch_fraction < 1.0:

@@ -278,7 +278,8 @@ class StoreTaskData:
         index = {image_id: row for row, image_id in enumerate(image_ids)}
         states_wanted = self.cfg.text_input == "states"
         cache_bytes = self.cfg.region_cache_mib * MiB if streamed is not None else None
-        text_rows = StreamedRows(samples_table, ("states",), cache_bytes) if states_wanted and cache_bytes is not None else None
+        text_rows = (StreamedRows(samples_table, ("states",), cache_bytes, per_sample=True)
+                     if states_wanted and cache_bytes is not None else None)
         # in memory: token ids, or the states when they are not streamed; the rest always
         columns = [c for c in samples_table.columns if c != "states" or (states_wanted and text_rows is None)]
         samples = samples_table.read_arrow(columns)

@@ -15,7 +15,7 @@ A process's first Ray Data execution starts the reading tasks' worker processes:
 first block on 2 cores (a probe; the next executions: 0.07-0.1 s), which a trial stopped by ASHA
 after one short epoch would mostly spend waiting. With ``local_start`` (default) the first pass
 therefore begins at once on batches the process reads itself (uncached readers of its own: the
-next batch on a thread) while a one-batch Ray Data execution starts on a thread; from the batch
+next batch on a thread) while a small Ray Data execution (a batch per reading task) starts on a thread; from the batch
 after it ends, the pass and every later one come through Ray Data (``stats()``: ``local_batches``
 and ``local_rows`` next to ``ray_data_blocks`` / ``ray_data_rows``).
 
@@ -122,7 +122,7 @@ class RayDataTaskRows:
             return
         served = 0
         if self.local_start and not self._ray_data_up.is_set():  # read here while Ray Data starts
-            self._start_ray_data(part, batches[-1])
+            self._start_ray_data(part, batches[-self.read_tasks:])
             for batch in self._read_here_until_ray_data_is_up(part, batches):
                 served += 1
                 yield batch
@@ -133,16 +133,18 @@ class RayDataTaskRows:
         yield from ahead(lambda item: self.data.collate_rows(part, rest[item[0]], self._by_stream(part, item[1])),
                          self._batch_rows(blocks))
 
-    def _start_ray_data(self, part: Part, positions: np.ndarray) -> None:
-        """Run a one-batch Ray Data pass on a thread, once: a process's first execution starts the
+    def _start_ray_data(self, part: Part, batches: list[np.ndarray]) -> None:
+        """Run a small Ray Data pass on a thread, once: a process's first execution starts the
         reading tasks' worker processes (2.2-2.9 s to its first block on 2 cores, a probe; the
-        next ones: 0.07-0.1 s), during which the batches are read here."""
+        next ones: 0.07-0.1 s), during which the batches are read here. One batch per reading
+        task, so that all of them start now (with one, the second worker started in the middle
+        of a later pass: a 2 s stall, bench/README.md)."""
         if self._warming is not None:
             return
 
         def first_execution() -> None:
             try:
-                for _ in self.dataset(part, [positions]).iter_batches(batch_size=None, batch_format="pyarrow"):
+                for _ in self.dataset(part, batches).iter_batches(batch_size=None, batch_format="pyarrow"):
                     pass
             except Exception:  # noqa: BLE001 - the pass that reads these rows reports what went wrong
                 LOG.debug("the first Ray Data execution failed", exc_info=True)
