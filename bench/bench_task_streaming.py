@@ -168,7 +168,7 @@ def ray_train_loop(config: dict) -> None:
     data = open_task_data(TaskDataConfig(root=config["root"], task="vqa", text_input=config["text_input"], regions="stream",
                                          region_cache_mib=config["cache_mib"]))
     shard = worker_shard(data, rank=ray.train.get_context().get_world_rank(), world_size=1, batch_size=config["batch_size"],
-                         seed=0, drop_last=False)
+                         seed=0, drop_last=False, local_start=config["local_start"])
     step = busy_step(config["step_ms"])
     start = time.perf_counter()
     rows, _, waits, epoch_seconds = run_epochs(shard.epoch, config["epochs"], step, start)
@@ -192,7 +192,7 @@ def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
     try:
         with tempfile.TemporaryDirectory(prefix="mmsearch_bench_train_") as storage, PeakSampler(ray_stats=True) as sampler:
             out = Path(storage) / "worker.json"
-            config = {"root": root, "text_input": args.text_input, "epochs": args.epochs, "cache_mib": args.cache_mib, "batch_size": args.batch_size, "step_ms": args.step_ms, "out": str(out)}
+            config = {"root": root, "text_input": args.text_input, "epochs": args.epochs, "local_start": args.local_start, "cache_mib": args.cache_mib, "batch_size": args.batch_size, "step_ms": args.step_ms, "out": str(out)}
             trainer = TorchTrainer(ray_train_loop, train_loop_config=config,
                                    scaling_config=ray.train.ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
                                    run_config=ray.train.RunConfig(storage_path=storage, name="bench"))
@@ -233,7 +233,7 @@ def measure_ray_data(root: str, args: argparse.Namespace) -> dict:
             start = time.perf_counter()
             warming = warm_up()  # as a streaming trial does before its recipe opens the data
             data = RayDataTaskData(open_task_data(TaskDataConfig(root=root, task="vqa", text_input=args.text_input, regions="stream",
-                                                                 region_cache_mib=args.cache_mib)))
+                                                                 region_cache_mib=args.cache_mib)), local_start=args.local_start)
             rows, first, waits, epoch_seconds = run_epochs(
                 lambda epoch: data.batches("train", batch_size=args.batch_size, seed=0, epoch=epoch), args.epochs, step, start)
             seconds = time.perf_counter() - start
@@ -287,6 +287,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ray-data", action="store_true",
                         help="also run the streamed epoch as a search trial under Tune reads it (region rows through Ray Data): "
                              "the trial process's peak RSS, rows/s, object-store peak and spilled bytes")
+    parser.add_argument("--local-start", action=argparse.BooleanOptionalAction, default=True,
+                        help="--ray-train / --ray-data: read the first batches in the process while Ray Data starts (the default)")
     parser.add_argument("--object-store-mb", type=int, default=256, help="--ray-train / --ray-data: the local Ray instance's object store (MiB)")
     parser.add_argument("--_measure", choices=(*MODES, RAY_TRAIN, RAY_DATA), help=argparse.SUPPRESS)
     parser.add_argument("--_root", help=argparse.SUPPRESS)

@@ -61,10 +61,13 @@ class RayDataShard:
         return self.rows.stats()
 
 
-def worker_shard(data: TaskData, *, rank: int, world_size: int, batch_size: int, seed: int, drop_last: bool) -> TrainShard:
-    """The shard a Ray Train worker trains on: its streamed rows through Ray Data when ``data`` streams."""
-    kind = RayDataShard if streams_rows(data) else LocalShard
-    return kind(data, rank=rank, world_size=world_size, batch_size=batch_size, seed=seed, drop_last=drop_last)
+def worker_shard(data: TaskData, *, rank: int, world_size: int, batch_size: int, seed: int, drop_last: bool,
+                 **options: Any) -> TrainShard:
+    """The shard a Ray Train worker trains on: its streamed rows through Ray Data when ``data``
+    streams (``options``: :class:`~mmsearch.orchestration.ray_task_rows.RayDataTaskRows`'s)."""
+    if streams_rows(data):
+        return RayDataShard(data, rank=rank, world_size=world_size, batch_size=batch_size, seed=seed, drop_last=drop_last, **options)
+    return LocalShard(data, rank=rank, world_size=world_size, batch_size=batch_size, seed=seed, drop_last=drop_last)
 
 
 __all__ = ["LocalShard", "RayDataShard", "worker_shard"]
