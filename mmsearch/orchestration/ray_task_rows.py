@@ -39,7 +39,6 @@ import pyarrow as pa
 import ray.data
 
 from mmsearch.batch import MultimodalBatch
-from mmsearch.data.heap import release_free_heap
 from mmsearch.data.table_rows import TableRowReader
 from mmsearch.data.store.prefetch import ahead
 from mmsearch.data.task_data import Part, TaskInfo
@@ -130,9 +129,6 @@ class RayDataTaskRows:
         rest = batches[served:]
         if not rest:
             return
-        if served:  # what the local reads freed goes back before Ray Data's blocks arrive on top of it
-            pa.default_memory_pool().release_unused()
-            release_free_heap()
         blocks = self.dataset(part, rest).iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=self.prefetch_blocks)
         yield from ahead(lambda item: self.data.collate_rows(part, rest[item[0]], self._by_stream(part, item[1])),
                          self._batch_rows(blocks))
