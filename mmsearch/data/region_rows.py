@@ -19,11 +19,10 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pyarrow as pa
 
 from mmsearch.data.collate import Ragged
 from mmsearch.data.store import StoreError, StoreTable
-from mmsearch.data.table_rows import RowPlan, StreamedRows, TableRowReader
+from mmsearch.data.table_rows import StreamedRows
 
 COLUMNS = ("features", "boxes")
 # Above this many images per row group, a batch in random order decodes about that many times the
@@ -31,11 +30,6 @@ COLUMNS = ("features", "boxes")
 # 100 ms step; one image a group kept up, bench/README "Search-trial data streamed").
 DENSE_ROW_GROUP_IMAGES = 4
 LOG = logging.getLogger(__name__)
-
-
-def region_reader(table: StoreTable) -> TableRowReader:
-    """A picklable reader of a ``regions`` table's features and boxes."""
-    return TableRowReader(table, COLUMNS)
 
 
 class StreamedRegions(StreamedRows):
@@ -60,13 +54,8 @@ class StreamedRegions(StreamedRows):
         """``(features, boxes, local_rows, sizes)`` of the images at ``image_rows``: record
         ``local_rows[i]`` of the returned ``Ragged``s is image ``image_rows[i]``'s."""
         plan = self.plan(image_rows)
-        features, boxes, sizes = self.regions(plan, self.read(plan))
-        return features, boxes, plan.local, sizes
-
-    def regions(self, plan: RowPlan, rows: pa.Table) -> tuple[Ragged, Ragged, np.ndarray]:
-        """``(features, boxes, sizes)`` of ``plan``'s distinct images from their ``rows``."""
-        columns = self.assemble(plan, rows)
-        return columns["features"], columns["boxes"], self.sizes[plan.rows]
+        columns = self.assemble(plan, self.read(plan))
+        return columns["features"], columns["boxes"], plan.local, self.sizes[plan.rows]
 
 
-__all__ = ["COLUMNS", "StreamedRegions", "region_reader"]
+__all__ = ["COLUMNS", "StreamedRegions"]
