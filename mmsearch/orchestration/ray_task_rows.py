@@ -77,7 +77,9 @@ def _imported() -> bool:
 def warm_up(read_tasks: int = 2) -> list[ray.ObjectRef]:
     """Have ``read_tasks`` Ray workers import what the reading tasks run, now, while the caller
     opens its data and builds its model: a process's first pass reached its first batch after about
-    4 s without, 1.5-1.7 s with 3 s of head start (a probe on this machine). Returns the refs."""
+    4 s without, 1.5-1.7 s with 3 s of head start (a probe on this machine); with only 0.5 s of
+    head start it gained nothing (2.9 against 2.2 s, a later probe: the imports compete for the 2
+    cores), which ``local_start`` covers. Returns the refs."""
     return [_imported.remote() for _ in range(read_tasks)]
 
 
