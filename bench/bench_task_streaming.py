@@ -160,13 +160,11 @@ def ray_train_loop(config: dict) -> None:
     from mmsearch.data.task_data import TaskDataConfig
     from mmsearch.data.tasks import open_task_data
     from mmsearch.machine import peak_rss_mib
-    from mmsearch.orchestration.ray_task_rows import warm_up
     from mmsearch.orchestration.train_rows import worker_shard
 
     before = peak_rss_mib()
-    warming = warm_up()  # as train_loop_per_worker does before opening the data
     data = open_task_data(TaskDataConfig(root=config["root"], task="vqa", text_input=config["text_input"], regions="stream",
-                                         region_cache_mib=config["cache_mib"]))
+                                         region_cache_mib=config["cache_mib"], ray_data_min_mib=0))  # Ray Data at any size
     shard = worker_shard(data, rank=ray.train.get_context().get_world_rank(), world_size=1, batch_size=config["batch_size"],
                          seed=0, drop_last=False, local_start=config["local_start"])
     step = busy_step(config["step_ms"])
@@ -222,7 +220,7 @@ def measure_ray_data(root: str, args: argparse.Namespace) -> dict:
     from bench_store_streaming import PeakSampler
     from mmsearch.data.task_data import TaskDataConfig
     from mmsearch.data.tasks import open_task_data
-    from mmsearch.orchestration.ray_task_rows import RayDataTaskData, warm_up
+    from mmsearch.orchestration.ray_task_rows import RayDataTaskData
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     rss_before = _rss_mb()
@@ -231,7 +229,6 @@ def measure_ray_data(root: str, args: argparse.Namespace) -> dict:
         with PeakSampler(ray_stats=True) as sampler:
             step = busy_step(args.step_ms)
             start = time.perf_counter()
-            warming = warm_up()  # as a streaming trial does before its recipe opens the data
             data = RayDataTaskData(open_task_data(TaskDataConfig(root=root, task="vqa", text_input=args.text_input, regions="stream",
                                                                  region_cache_mib=args.cache_mib)), local_start=args.local_start)
             rows, first, waits, epoch_seconds = run_epochs(

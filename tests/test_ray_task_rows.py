@@ -15,7 +15,8 @@ import pytest
 from mmsearch.data.table_rows import TableRowReader
 from mmsearch.data.store import open_store
 from mmsearch.data.synthetic import SyntheticTaskData
-from mmsearch.orchestration.ray_task_rows import RayDataTaskData, ray_data_task_data, read_planned_rows, streams_rows
+from mmsearch.orchestration.ray_task_rows import (RayDataTaskData, ray_data_task_data, read_planned_rows, reads_through_ray_data,
+                                                  streams_rows)
 from mmsearch.orchestration.train_rows import LocalShard, RayDataShard, worker_shard
 from test_precompute_common import shared_scenes
 from test_tasks_streaming import assert_same_batches, opened, reshard
@@ -64,7 +65,7 @@ def test_rows_given_to_a_memory_data_set_are_refused(root):
 def test_a_trials_ray_data_batches_are_the_local_readers(ray_session, root, task, text_input):
     """What a search trial under Tune iterates (weights, arch, val; shuffled or not) is exactly
     what the local reader gives, every streamed row received through Ray Data."""
-    data, local = opened(root, task, "stream", text_input=text_input), opened(root, task, "memory", text_input=text_input)
+    data, local = opened(root, task, "stream", text_input=text_input, ray_data_min_mib=0), opened(root, task, "memory", text_input=text_input)
     assert isinstance(ray_data_task_data(data), RayDataTaskData) and ray_data_task_data(local) is local
     wrapped = RayDataTaskData(data, local_start=False)  # every batch through Ray Data, none read here
     for part, shuffle in (("weights", True), ("arch", True), ("val", False)):
@@ -91,7 +92,7 @@ def test_a_search_trial_over_a_streamed_store_reads_through_ray_data_and_matches
 
     def search(regions):
         cfg = load_config(SearchConfig, {
-            "data": {"root": root, "task": "vqa", "regions": regions},
+            "data": {"root": root, "task": "vqa", "regions": regions, "ray_data_min_mib": 0},
             "model": {"hidden": 32, "head_dim": 16, "enc_depth": 1, "dec_depth": 2},
             "head": {"task": "vqa", "flat_mlp_size": 32},
             "search": {"strategy": "proxyless", "epochs": 2, "warmup_epochs": 1, "arch_every": 1, "batch_size": 4,
@@ -114,7 +115,7 @@ def test_a_search_trial_over_a_streamed_store_reads_through_ray_data_and_matches
 
 @pytest.mark.parametrize("task", TASKS)
 def test_one_rank_of_one_gets_the_one_process_batches_through_ray_data(ray_session, root, task):
-    data, one_process = opened(root, task, "stream"), opened(root, task, "memory")
+    data, one_process = opened(root, task, "stream", ray_data_min_mib=0), opened(root, task, "memory")
     assert streams_rows(data)
     assert isinstance(worker_shard(data, rank=0, world_size=1, batch_size=4, seed=3, drop_last=False), RayDataShard)
     shard = RayDataShard(data, rank=0, world_size=1, batch_size=4, seed=3, drop_last=False, local_start=False)
@@ -163,11 +164,41 @@ def test_the_first_batches_are_read_here_while_ray_data_starts_then_it_takes_ove
                         local.batches("weights", batch_size=3, epoch=0, seed=5))
     first = wrapped.stats()
     assert first["local_batches"] >= 1 and first["local_rows"] > 0 and data._split("train").text_rows.reads == 0
-    assert wrapped.rows._ray_data_up.wait(120)  # the small first execution has ended
+    assert wrapped.rows._ray_data_up.is_set()  # the pass ended with the small first execution
     assert_same_batches(wrapped.batches("arch", batch_size=3, epoch=1, seed=5), local.batches("arch", batch_size=3, epoch=1, seed=5))
     later = wrapped.stats()
     assert later["local_batches"] == first["local_batches"] and later["ray_data_rows"] > first["ray_data_rows"]
     assert data._split("train").regions.reads == 0
+
+
+def test_a_store_under_ray_data_min_mib_is_read_by_the_trial_or_worker_itself(ray_session, root):
+    """Ray Data's start costs a process seconds: a training split streamed from fewer stored MiB
+    than ``data.ray_data_min_mib`` is read by the trial or worker itself (no Ray task at all)."""
+    stored = sum(s.bytes for r in opened(root, "vqa", "stream").row_readers("train").values() for s in r.table.manifest.shards)
+    above = -(-stored // 2**20)  # the first whole MiB the store does not reach
+    small, exact = opened(root, "vqa", "stream", ray_data_min_mib=above), opened(root, "vqa", "stream", ray_data_min_mib=above - 1)
+    assert stored < above * 2**20 and not reads_through_ray_data(small) and reads_through_ray_data(exact)
+    assert ray_data_task_data(small) is small
+    assert isinstance(worker_shard(small, rank=0, world_size=1, batch_size=4, seed=0, drop_last=False), LocalShard)
+    assert not reads_through_ray_data(opened(root, "vqa", "memory", ray_data_min_mib=0))  # nothing streamed
+
+
+def test_a_pass_ends_with_its_first_execution_and_warm_up_done(ray_session, root):
+    """A process may be ended at any report (Tune stops a trial at the report that reaches an ASHA
+    rung or max_t): a pass, even one cut short or read here in full while Ray Data started, ends
+    only once the small first execution and the workers' warm-up have, so no reading task of it is
+    in flight then."""
+    import ray
+
+    rows = RayDataTaskData(opened(root, "vqa", "stream"), read_tasks=2).rows
+    one_pass = rows.batches("weights", [np.arange(2), np.arange(2, 4), np.arange(4, 6)])
+    next(one_pass)  # read here: the first execution has started on a thread
+    assert rows._warming is not None
+    one_pass.close()  # cut short
+    assert rows._ray_data_up.is_set() and not rows._warming.is_alive()
+    assert ray.wait(rows._warm_up, timeout=0, num_returns=len(rows._warm_up))[1] == []
+    later = rows.batches("weights", [np.arange(2)])  # the next pass comes through Ray Data
+    assert len(list(later)) == 1 and rows.stats()["ray_data_rows"] > 0
 
 
 def test_data_without_a_store_is_collated_by_the_worker():
@@ -186,7 +217,7 @@ def test_a_ray_train_run_over_a_streamed_store_gets_its_rows_from_ray_data(ray_s
 
     config = {
         "arch": {"enc": [["self_att"], ["feed_forward"]], "dec": [["guided_att"], ["feed_forward"]]},
-        "data": {"root": root, "task": "vqa", "regions": "stream", "text_input": "states"},
+        "data": {"root": root, "task": "vqa", "regions": "stream", "text_input": "states", "ray_data_min_mib": 0},
         "model": {"hidden": 32, "head_dim": 16},
         "head": {"task": "vqa", "flat_mlp_size": 32},
         "optim": {"lr": 3e-3, "lr_decay_epochs": []},

@@ -102,6 +102,11 @@ class TaskDataConfig:
     # Parquet row groups (same batches, bounded memory).
     regions: Literal["memory", "stream"] = "memory"
     region_cache_mib: int = 256  # stream: MiB of decoded row groups each streamed table keeps for reuse (least recently used dropped; 0: none)
+    # stream, in a Tune trial or Ray Train worker: the training split's streamed tables are read
+    # through Ray Data from this many MiB stored; below it the process reads them itself (a
+    # process's Ray Data start, 2-3 s on 2 cores, 15 s with four trials starting at once, is not
+    # worth it for a few MiB; 0: always Ray Data).
+    ray_data_min_mib: int = 64
 
     def __post_init__(self) -> None:
         if not 0.0 < self.arch_fraction < 1.0:
@@ -111,6 +116,8 @@ class TaskDataConfig:
             raise ValueError(f"data.limit has unknown parts {sorted(unknown)}")
         if self.region_cache_mib < 0:
             raise ValueError(f"data.region_cache_mib must be >= 0 (MiB), got {self.region_cache_mib}")
+        if self.ray_data_min_mib < 0:
+            raise ValueError(f"data.ray_data_min_mib must be >= 0 (MiB), got {self.ray_data_min_mib}")
         bad = {k: v for k, v in self.limit.items() if v < 1}
         if bad:
             raise ValueError(f"data.limit values must be >= 1, got {bad}")

@@ -20,7 +20,13 @@ after it ends, the pass and every later one come through Ray Data (``stats()``: 
 and ``local_rows`` next to ``ray_data_blocks`` / ``ray_data_rows``).
 
 Used by Ray Train workers (:mod:`.train_rows`) and by search trials under Tune
-(:class:`RayDataTaskData`, which the trial wraps around its data when it streams). One dataset
+(:class:`RayDataTaskData`, which the trial wraps around its data when it streams), for a training
+split streamed from at least ``data.ray_data_min_mib`` stored (:func:`reads_through_ray_data`;
+below, the process reads its rows itself). Creating one has two Ray workers import the reading
+code while the caller builds its model (:func:`warm_up`). A pass ends with none of its reading
+tasks in flight (its execution stopped, the first execution and the warm-up waited for): Tune
+ends a trial's process at the report that reaches an ASHA rung or ``max_t``, and tasks in flight
+then failed and were retried as it went, an error line each in the trial's log. One dataset
 per pass over a part; its start costs about 0.3-0.8 s on 2 cores (measured: a Ray Data execution of
 26 small tasks, from_arrow -> map_batches, the first one in a process about 4 s with the worker
 start). The reading tasks ask for ``read_cpus`` CPUs each (default 0: they mostly wait on
@@ -76,10 +82,10 @@ def _imported() -> bool:
 
 def warm_up(read_tasks: int = 2) -> list[ray.ObjectRef]:
     """Have ``read_tasks`` Ray workers import what the reading tasks run, now, while the caller
-    opens its data and builds its model: a process's first pass reached its first batch after about
-    4 s without, 1.5-1.7 s with 3 s of head start (a probe on this machine); with only 0.5 s of
-    head start it gained nothing (2.9 against 2.2 s, a later probe: the imports compete for the 2
-    cores), which ``local_start`` covers. Returns the refs."""
+    builds its model (:class:`RayDataTaskRows` does on creation): a process's first pass reached
+    its first batch after about 4 s without, 1.5-1.7 s with 3 s of head start (a probe on this
+    machine); with only 0.5 s of head start it gained nothing (2.9 against 2.2 s, a later probe:
+    the imports compete for the 2 cores), which ``local_start`` covers. Returns the refs."""
     return [_imported.remote() for _ in range(read_tasks)]
 
 
@@ -97,6 +103,18 @@ def streams_rows(data: Any, part: Part = "train") -> bool:
     return callable(plan) and data.num_samples(part) > 0 and bool(plan(part, np.zeros(1, np.int64)))
 
 
+def reads_through_ray_data(data: Any) -> bool:
+    """Whether a Tune trial or Ray Train worker reads ``data``'s streamed rows through Ray Data:
+    it streams them, and its training split's streamed tables hold at least
+    ``data.ray_data_min_mib`` MiB stored (below, the process reads them itself)."""
+    if not streams_rows(data):
+        return False
+    cfg = getattr(data, "cfg", None)
+    least = getattr(cfg, "ray_data_min_mib", 0) * 2**20
+    stored = sum(shard.bytes for reader in data.row_readers("train").values() for shard in reader.table.manifest.shards)
+    return stored >= least
+
+
 class RayDataTaskRows:
     """Batches of ``data`` whose streamed rows Ray Data tasks read (see the module docstring).
 
@@ -112,6 +130,7 @@ class RayDataTaskRows:
         self._readers: dict[str, dict[str, TableRowReader]] = {}
         self._ray_data_up = threading.Event()  # set once a first (small) Ray Data execution has ended
         self._warming: threading.Thread | None = None
+        self._warm_up = warm_up(read_tasks)  # the reading tasks' workers start while the caller builds its model
         self.blocks_received = 0  # Arrow blocks of streamed rows that came through Ray Data
         self.rows_received = 0  # rows in them (of every stream)
         self.local_batches = 0  # batches read here while Ray Data started (local_start)
@@ -120,20 +139,33 @@ class RayDataTaskRows:
     def batches(self, part: Part, batches: Sequence[np.ndarray]) -> Iterator[MultimodalBatch]:
         """The batches of samples ``batches`` (positions within ``part``), in order."""
         batches = list(batches)
-        if not batches:
-            return
-        served = 0
-        if self.local_start and not self._ray_data_up.is_set():  # read here while Ray Data starts
-            self._start_ray_data(part, batches[-self.read_tasks:])
-            for batch in self._read_here_until_ray_data_is_up(part, batches):
-                served += 1
-                yield batch
-        rest = batches[served:]
-        if not rest:
-            return
-        blocks = self.dataset(part, rest).iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=self.prefetch_blocks)
-        yield from ahead(lambda item: self.data.collate_rows(part, rest[item[0]], self._by_stream(part, item[1])),
-                         self._batch_rows(blocks))
+        blocks: Iterator[pa.Table] | None = None
+        try:
+            served = 0
+            if batches and self.local_start and not self._ray_data_up.is_set():  # read here while Ray Data starts
+                self._start_ray_data(part, batches[-self.read_tasks:])
+                for batch in self._read_here_until_ray_data_is_up(part, batches):
+                    served += 1
+                    yield batch
+            rest = batches[served:]
+            if not rest:
+                return
+            blocks = iter(self.dataset(part, rest).iter_batches(batch_size=None, batch_format="pyarrow",
+                                                                 prefetch_batches=self.prefetch_blocks))
+            yield from ahead(lambda item: self.data.collate_rows(part, rest[item[0]], self._by_stream(part, item[1])),
+                             self._batch_rows(blocks))
+        finally:
+            # A pass ends with no reading task of its own in flight: Ray Data stops its execution
+            # now, not when the iterator is collected, and the first small execution and the
+            # warm-up are waited for. A process may be ended at any report (Tune stops a trial at the report that
+            # reaches an ASHA rung or max_t): its tasks then in flight would fail and be retried
+            # as it goes, an error line each in its log ("Failed to push error to driver").
+            close = getattr(blocks, "close", None)
+            if callable(close):
+                close()
+            if self._warming is not None:
+                self._warming.join()
+            ray.wait(self._warm_up, num_returns=len(self._warm_up))  # done long before, as a rule; a failure is no matter
 
     def _start_ray_data(self, part: Part, batches: list[np.ndarray]) -> None:
         """Run a small Ray Data pass on a thread, once: a process's first execution starts the
@@ -280,9 +312,10 @@ class RayDataTaskData:
 
 
 def ray_data_task_data(data: Any) -> Any:
-    """``data`` wrapped in :class:`RayDataTaskData` when it streams rows, else ``data``."""
-    return RayDataTaskData(data) if streams_rows(data) and callable(getattr(data, "batch_positions", None)) else data
+    """``data`` wrapped in :class:`RayDataTaskData` when its rows are read through Ray Data
+    (:func:`reads_through_ray_data`), else ``data``."""
+    return RayDataTaskData(data) if callable(getattr(data, "batch_positions", None)) and reads_through_ray_data(data) else data
 
 
-__all__ = ["BATCH_COLUMN", "RayDataTaskData", "RayDataTaskRows", "ray_data_task_data", "read_planned_rows", "streams_rows",
-           "warm_up"]
+__all__ = ["BATCH_COLUMN", "RayDataTaskData", "RayDataTaskRows", "ray_data_task_data", "read_planned_rows", "reads_through_ray_data",
+           "streams_rows", "warm_up"]

@@ -30,7 +30,7 @@ from typing import Any, Iterator
 from mmsearch.batch import MultimodalBatch
 from mmsearch.data.store.prefetch import ahead
 from mmsearch.data.task_data import TaskData
-from mmsearch.orchestration.ray_task_rows import RayDataTaskRows, streams_rows
+from mmsearch.orchestration.ray_task_rows import RayDataTaskRows, reads_through_ray_data
 from mmsearch.recipes.train_derived.data import StridedShard, TrainShard, part_collator
 
 
@@ -64,8 +64,9 @@ class RayDataShard:
 def worker_shard(data: TaskData, *, rank: int, world_size: int, batch_size: int, seed: int, drop_last: bool,
                  **options: Any) -> TrainShard:
     """The shard a Ray Train worker trains on: its streamed rows through Ray Data when ``data``
-    streams (``options``: :class:`~mmsearch.orchestration.ray_task_rows.RayDataTaskRows`'s)."""
-    if streams_rows(data):
+    streams them from enough MiB (:func:`~mmsearch.orchestration.ray_task_rows.reads_through_ray_data`;
+    ``options``: :class:`~mmsearch.orchestration.ray_task_rows.RayDataTaskRows`'s)."""
+    if reads_through_ray_data(data):
         return RayDataShard(data, rank=rank, world_size=world_size, batch_size=batch_size, seed=seed, drop_last=drop_last, **options)
     return LocalShard(data, rank=rank, world_size=world_size, batch_size=batch_size, seed=seed, drop_last=drop_last)
 

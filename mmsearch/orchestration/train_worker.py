@@ -36,7 +36,6 @@ from mmsearch.config import validate_config
 from mmsearch.storage import StorageLocation, upload_file
 from mmsearch.orchestration.train_resume import checkpoint_to_restore
 from mmsearch.data.task_data import TaskData
-from mmsearch.orchestration.ray_task_rows import warm_up
 from mmsearch.orchestration.train_rows import worker_shard
 from mmsearch.recipes.train_derived.recipe import open_train_data, train_derived
 from mmsearch.recipes.train_derived.config import TrainDerivedConfig
@@ -121,7 +120,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """
     cfg = validate_config(TrainDerivedConfig, loop_config["config"], origin="train loop config")
     factory: Callable[[], TaskData] | None = loop_config.get("task_data_factory")
-    warming = warm_up() if factory is None and cfg.data.regions == "stream" else []  # Ray Data's readers, while the data opens
     data = factory() if factory is not None else open_train_data(cfg.data)
     context = TrainWorkerContext(loop_config.get("outputs"), loop_config.get("resume"))
     shard = worker_shard(data, rank=context.rank, world_size=context.world_size, batch_size=cfg.train.batch_size,
@@ -134,7 +132,6 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         engine_factory = ddp_engine
     try:
         train_derived(cfg, context, data, train_shard=shard, engine_factory=engine_factory)
-        del warming
     finally:
         context.close()
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from mmsearch.io import atomic_write_json
 from mmsearch.orchestration.fusemix_streams import ray_stream_factory
-from mmsearch.orchestration.ray_task_rows import ray_data_task_data, warm_up
+from mmsearch.orchestration.ray_task_rows import ray_data_task_data
 from mmsearch.recipes.context import RunContext
 from mmsearch.recipes.entry import Recipe
 from mmsearch.recipes.registry import recipe_entry
@@ -76,7 +76,6 @@ class RecipeTrial:
             ray.data.DataContext.get_current().enable_progress_bars = False
             context.stream_factory = ray_stream_factory()  # type: ignore[attr-defined]  # FuseMix's latent streams
             context.wrap_task_data = ray_data_task_data  # type: ignore[attr-defined]  # the search's streamed rows
-            context.ray_data_warming = warm_up()  # type: ignore[attr-defined]  # while the recipe opens its data
         return self.recipe.fn(config, context)
 
     def __repr__(self) -> str:
