@@ -125,7 +125,8 @@ def measure(root: str, mode: str, args: argparse.Namespace) -> dict:
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     rss_before = _rss_mb()
-    cfg = TaskDataConfig(root=root, task="vqa", text_input=args.text_input, regions=mode, region_cache_mib=args.cache_mib)
+    cfg = TaskDataConfig(root=root, task="vqa", text_input=args.text_input, regions=mode, region_cache_mib=args.cache_mib,
+                         shuffle_block=args.shuffle_block)
     step = busy_step(args.step_ms)
     start = time.perf_counter()
     data = open_task_data(cfg)
@@ -164,7 +165,8 @@ def ray_train_loop(config: dict) -> None:
 
     before = peak_rss_mib()
     data = open_task_data(TaskDataConfig(root=config["root"], task="vqa", text_input=config["text_input"], regions="stream",
-                                         region_cache_mib=config["cache_mib"], ray_data_min_mib=0))  # Ray Data at any size
+                                         region_cache_mib=config["cache_mib"], shuffle_block=config["shuffle_block"],
+                                         ray_data_min_mib=0))  # Ray Data at any size
     shard = worker_shard(data, rank=ray.train.get_context().get_world_rank(), world_size=1, batch_size=config["batch_size"],
                          seed=0, drop_last=False, local_start=config["local_start"])
     step = busy_step(config["step_ms"])
@@ -190,7 +192,7 @@ def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
     try:
         with tempfile.TemporaryDirectory(prefix="mmsearch_bench_train_") as storage, PeakSampler(ray_stats=True) as sampler:
             out = Path(storage) / "worker.json"
-            config = {"root": root, "text_input": args.text_input, "epochs": args.epochs, "local_start": args.local_start, "cache_mib": args.cache_mib, "batch_size": args.batch_size, "step_ms": args.step_ms, "out": str(out)}
+            config = {"root": root, "text_input": args.text_input, "epochs": args.epochs, "local_start": args.local_start, "cache_mib": args.cache_mib, "shuffle_block": args.shuffle_block, "batch_size": args.batch_size, "step_ms": args.step_ms, "out": str(out)}
             trainer = TorchTrainer(ray_train_loop, train_loop_config=config,
                                    scaling_config=ray.train.ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
                                    run_config=ray.train.RunConfig(storage_path=storage, name="bench"))
@@ -230,7 +232,8 @@ def measure_ray_data(root: str, args: argparse.Namespace) -> dict:
             step = busy_step(args.step_ms)
             start = time.perf_counter()
             data = RayDataTaskData(open_task_data(TaskDataConfig(root=root, task="vqa", text_input=args.text_input, regions="stream",
-                                                                 region_cache_mib=args.cache_mib)), local_start=args.local_start)
+                                                                 region_cache_mib=args.cache_mib, shuffle_block=args.shuffle_block)),
+                                   local_start=args.local_start)
             rows, first, waits, epoch_seconds = run_epochs(
                 lambda epoch: data.batches("train", batch_size=args.batch_size, seed=0, epoch=epoch), args.epochs, step, start)
             seconds = time.perf_counter() - start
@@ -271,6 +274,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                                                   "is a new dataset in a process whose Ray workers are up)")
     parser.add_argument("--row-group-kib", type=int, default=1024, help="KiB of Arrow data per Parquet row group")
     parser.add_argument("--row-groups-per-shard", type=int, default=8, help="row groups per Parquet file (the writer's default: 8)")
+    parser.add_argument("--shuffle-block", type=int, default=1, help="data.shuffle_block of every case (samples shuffled together)")
     parser.add_argument("--cache-mib", type=int, default=64, help="data.region_cache_mib of the streamed cases (MiB)")
     parser.add_argument("--step-ms", type=float, default=0.0,
                         help="a stand-in training step of this many ms after each batch (matmuls, one torch thread): "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmsearch.data.task_data import row_batches
+from mmsearch.data.task_data import row_batches, shuffled_order
 
 
 def test_rows_in_order_cut_with_or_without_the_short_tail():
@@ -22,3 +22,20 @@ def test_a_seed_permutes_all_rows_reproducibly():
     assert np.array_equal(first, np.concatenate(list(row_batches(rows, 3, [3, 1, 0], False))))
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         next(row_batches(rows, 0, None, False))
+
+
+@pytest.mark.parametrize("count, block", [(50, 4), (48, 16), (7, 16), (33, 1)])
+def test_a_shuffle_block_keeps_runs_of_consecutive_positions_whole(count, block):
+    order = shuffled_order(count, [3, 1], block)
+    assert sorted(order.tolist()) == list(range(count))  # a permutation
+    inside = order % block != 0  # not the first position of its block ...
+    assert order[0] % block == 0 and np.array_equal(order[1:][inside[1:]], order[:-1][inside[1:]] + 1)  # ... follows its predecessor
+    assert np.array_equal(order, shuffled_order(count, [3, 1], block))  # reproducible
+    if count // block > 4:  # (few blocks may come out in order by chance)
+        assert not np.array_equal(order, shuffled_order(count, [3, 2], block)) and not np.array_equal(order, np.arange(count))
+    rows = np.arange(100, 100 + count)
+    assert np.array_equal(np.concatenate(list(row_batches(rows, 5, [3, 1], False, block))), rows[order])
+
+
+def test_a_shuffle_block_of_one_is_the_plain_permutation():
+    assert np.array_equal(shuffled_order(40, [9, 0], 1), np.random.default_rng([9, 0]).permutation(40))

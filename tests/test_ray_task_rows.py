@@ -113,9 +113,10 @@ def test_a_search_trial_over_a_streamed_store_reads_through_ray_data_and_matches
     assert delivered[-1] > delivered[0] > 0 and math.isfinite(stream[-1]["val_metric"])
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_one_rank_of_one_gets_the_one_process_batches_through_ray_data(ray_session, root, task):
-    data, one_process = opened(root, task, "stream", ray_data_min_mib=0), opened(root, task, "memory")
+@pytest.mark.parametrize("task, block", [("vqa", 1), ("itm", 1), ("vg", 1), ("vqa", 8)])
+def test_one_rank_of_one_gets_the_one_process_batches_through_ray_data(ray_session, root, task, block):
+    data = opened(root, task, "stream", ray_data_min_mib=0, shuffle_block=block)
+    one_process = opened(root, task, "memory", shuffle_block=block)
     assert streams_rows(data)
     assert isinstance(worker_shard(data, rank=0, world_size=1, batch_size=4, seed=3, drop_last=False), RayDataShard)
     shard = RayDataShard(data, rank=0, world_size=1, batch_size=4, seed=3, drop_last=False, local_start=False)

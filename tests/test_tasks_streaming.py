@@ -126,6 +126,23 @@ def test_streamed_batches_equal_the_in_memory_batches(root, task, text_input):
         assert split.text_rows is None and split.token_ids is not None
 
 
+def test_a_shuffle_block_gives_the_same_batches_streamed_or_in_memory_from_fewer_row_groups(root):
+    """``data.shuffle_block``: runs of samples shuffled whole, in memory and streamed alike; a
+    streamed epoch of token states then reads fewer of the sample table's row groups."""
+    text_groups = {}
+    for block in (1, 8):
+        memory = opened(root, "vqa", "memory", text_input="states", shuffle_block=block)
+        stream = opened(root, "vqa", "stream", text_input="states", shuffle_block=block, region_cache_mib=0)
+        assert_same_batches(memory.batches("weights", batch_size=8, seed=2, epoch=1),
+                            stream.batches("weights", batch_size=8, seed=2, epoch=1))
+        text_groups[block] = stream._split("train").text_rows.reads
+        order = stream.epoch_order("weights", epoch=1, seed=2)
+        assert np.array_equal(np.concatenate(list(stream.batch_positions("weights", batch_size=8, epoch=1, seed=2))), order)
+    assert text_groups[8] < text_groups[1]
+    with pytest.raises(ConfigError, match="shuffle_block"):
+        load_config(TaskDataConfig, {"shuffle_block": 0})
+
+
 def test_a_resumed_epoch_continues_the_same_order(root):
     def epoch_order(data, epoch):
         return [(b.meta["question_id"], b.region_feats) for b in data.batches("weights", batch_size=5, seed=4, epoch=epoch)]

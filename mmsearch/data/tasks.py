@@ -49,7 +49,7 @@ from mmsearch.data.store import Store, StoreError, epoch_seed, open_store
 from mmsearch.data.store.validate import check_expectations
 from mmsearch.data.store_tables import SCENE_TABLES, SplitArrays as _Split, StoreTables
 from mmsearch.data.table_rows import RowPlan, StreamedRows, TableRowReader
-from mmsearch.data.task_data import Part, TaskDataConfig, TaskInfo, row_batches
+from mmsearch.data.task_data import Part, TaskDataConfig, TaskInfo, row_batches, shuffled_order
 
 TASK_TABLE = {task: tables.table for task, tables in SCENE_TABLES.items()}  # the sample table of each scene task
 PARTS: tuple[str, ...] = ("weights", "arch", "train", "val", "test")
@@ -139,7 +139,12 @@ class StoreTaskData:
         """The samples of each batch :meth:`batches` yields, as positions within ``part`` (for a
         reader elsewhere that collates them with :meth:`collate_rows`)."""
         positions = np.arange(len(self._rows(part)), dtype=np.int64)
-        return row_batches(positions, batch_size, epoch_seed(seed, epoch) if shuffle else None, drop_last)
+        return row_batches(positions, batch_size, epoch_seed(seed, epoch) if shuffle else None, drop_last, self.cfg.shuffle_block)
+
+    def epoch_order(self, part: Part, *, epoch: int, seed: int) -> np.ndarray:
+        """The positions within ``part`` in the shuffled order of ``(seed, epoch)`` (what
+        :meth:`batch_positions` cuts into batches; data-parallel ranks stride over it)."""
+        return shuffled_order(len(self._rows(part)), epoch_seed(seed, epoch), self.cfg.shuffle_block)
 
     def collate_rows(self, part: Part, positions: np.ndarray, fetched: Mapping[str, pa.Table] | None = None) -> MultimodalBatch:
         """The batch of the samples at ``positions`` (0-based within ``part``), as ``batches`` collates them.

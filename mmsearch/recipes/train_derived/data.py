@@ -58,10 +58,15 @@ class StridedShard:
             raise ValueError(f"rank {rank} is outside world size {world_size}")
         self._collate = part_collator(data, part)
         self._count = data.num_samples(part)  # type: ignore[arg-type]
+        self._order = getattr(data, "epoch_order", None)  # a precomputed data set's (data.shuffle_block)
+        self._part = part
         self.rank, self.world_size, self.batch_size, self.seed, self.drop_last = rank, world_size, batch_size, seed, drop_last
 
     def positions(self, epoch: int) -> np.ndarray:
-        order = np.random.default_rng(epoch_seed(self.seed, epoch)).permutation(self._count)  # mmsearch.data.tasks' batches order
+        if callable(self._order):  # the order its batches take
+            order = self._order(self._part, epoch=epoch, seed=self.seed)
+        else:
+            order = np.random.default_rng(epoch_seed(self.seed, epoch)).permutation(self._count)
         return order[: positions_per_rank(self._count, self.world_size) * self.world_size][self.rank :: self.world_size]
 
     def batch_positions(self, epoch: int) -> Iterator[np.ndarray]:
