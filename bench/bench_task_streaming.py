@@ -173,6 +173,7 @@ def ray_train_loop(config: dict) -> None:
     start = time.perf_counter()
     rows, _, waits, epoch_seconds = run_epochs(shard.epoch, config["epochs"], step, start)
     seconds = time.perf_counter() - start
+    shard.settle()  # as train_loop_per_worker does at its end
     Path(config["out"]).write_text(json.dumps({"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "rss_before_open_mb": before,
                                                "peak_rss_mb": peak_rss_mib(), "waits": wait_figures(waits),
                                                **epoch_figures(rows, epoch_seconds),

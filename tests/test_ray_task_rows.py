@@ -202,6 +202,19 @@ def test_a_pass_ends_with_its_first_execution_and_warm_up_done(ray_session, root
     assert len(list(later)) == 1 and rows.stats()["ray_data_rows"] > 0
 
 
+def test_a_ray_train_worker_waits_for_ray_datas_start_only_at_its_end(ray_session, root):
+    """A Ray Train worker is not ended at a report: its passes do not wait for Ray Data's start
+    (a short first epoch would), ``settle`` at the worker's end does."""
+    data = opened(root, "vqa", "stream", ray_data_min_mib=0)
+    shard = worker_shard(data, rank=0, world_size=1, batch_size=4, seed=0, drop_last=False)
+    assert isinstance(shard, RayDataShard) and not shard.rows.settle_each_pass
+    first = shard.epoch(0)
+    next(first)
+    first.close()  # a pass cut short (train.max_steps_per_epoch)
+    shard.settle()
+    assert shard.rows._ray_data_up.is_set() and not shard.rows._warming.is_alive()
+
+
 def test_data_without_a_store_is_collated_by_the_worker():
     data = SyntheticTaskData("vqa", train_images=12, val_images=2, test_images=2)
     shard = worker_shard(data, rank=1, world_size=2, batch_size=5, seed=0, drop_last=True)

@@ -23,10 +23,11 @@ Used by Ray Train workers (:mod:`.train_rows`) and by search trials under Tune
 (:class:`RayDataTaskData`, which the trial wraps around its data when it streams), for a training
 split streamed from at least ``data.ray_data_min_mib`` stored (:func:`reads_through_ray_data`;
 below, the process reads its rows itself). Creating one has two Ray workers import the reading
-code while the caller builds its model (:func:`warm_up`). A pass ends with none of its reading
-tasks in flight (its execution stopped, the first execution and the warm-up waited for): Tune
-ends a trial's process at the report that reaches an ASHA rung or ``max_t``, and tasks in flight
-then failed and were retried as it went, an error line each in the trial's log. One dataset
+code while the caller builds its model (:func:`warm_up`). A trial's pass ends with none of its
+reading tasks in flight (its execution stopped, the first execution and the warm-up waited for):
+Tune ends a trial's process at the report that reaches an ASHA rung or ``max_t``, and tasks in
+flight then failed and were retried as it went, an error line each in the trial's log. A Ray
+Train worker, which is not ended at a report, waits so only at its end (``settle``). One dataset
 per pass over a part; its start costs about 0.3-0.8 s on 2 cores (measured: a Ray Data execution of
 26 small tasks, from_arrow -> map_batches, the first one in a process about 4 s with the worker
 start). The reading tasks ask for ``read_cpus`` CPUs each (default 0: they mostly wait on
@@ -123,9 +124,12 @@ class RayDataTaskRows:
     """
 
     def __init__(self, data: Any, *, read_cpus: float = 0.0, read_tasks: int = 2, prefetch_blocks: int = 2,
-                 local_start: bool = True) -> None:
+                 local_start: bool = True, settle_each_pass: bool = True) -> None:
         self.data = data
         self.read_cpus, self.read_tasks, self.prefetch_blocks = read_cpus, read_tasks, prefetch_blocks
+        # Wait at the end of every pass for Ray Data's start (see _pass): a Tune trial's process
+        # may be ended at its next report; a Ray Train worker's is not, and calls close() at its end.
+        self.settle_each_pass = settle_each_pass
         self.local_start = local_start
         self._readers: dict[str, dict[str, TableRowReader]] = {}
         self._ray_data_up = threading.Event()  # set once a first (small) Ray Data execution has ended
@@ -156,16 +160,23 @@ class RayDataTaskRows:
                              self._batch_rows(blocks))
         finally:
             # A pass ends with no reading task of its own in flight: Ray Data stops its execution
-            # now, not when the iterator is collected, and the first small execution and the
-            # warm-up are waited for. A process may be ended at any report (Tune stops a trial at the report that
-            # reaches an ASHA rung or max_t): its tasks then in flight would fail and be retried
-            # as it goes, an error line each in its log ("Failed to push error to driver").
+            # now, not when the iterator is collected, and (settle_each_pass) the first small
+            # execution and the warm-up are waited for. A process may be ended at any report (Tune stops a trial at
+            # the report that reaches an ASHA rung or max_t): its tasks then in flight would fail
+            # and be retried as it goes, an error line each in its log ("Failed to push error to
+            # driver").
             close = getattr(blocks, "close", None)
             if callable(close):
                 close()
-            if self._warming is not None:
-                self._warming.join()
-            ray.wait(self._warm_up, num_returns=len(self._warm_up))  # done long before, as a rule; a failure is no matter
+            if self.settle_each_pass:
+                self.settle()
+
+    def settle(self) -> None:
+        """Wait until the first small execution and the warm-up tasks have ended (at once, as a
+        rule, after the first pass): then no task of this reader is in flight between passes."""
+        if self._warming is not None:
+            self._warming.join()
+        ray.wait(self._warm_up, num_returns=len(self._warm_up))  # a failure is no matter
 
     def _start_ray_data(self, part: Part, batches: list[np.ndarray]) -> None:
         """Run a small Ray Data pass on a thread, once: a process's first execution starts the

@@ -51,7 +51,7 @@ class RayDataShard:
     def __init__(self, data: Any, *, rank: int, world_size: int, batch_size: int, seed: int, drop_last: bool,
                  **options: Any) -> None:
         self.order = StridedShard(data, rank=rank, world_size=world_size, batch_size=batch_size, seed=seed, drop_last=drop_last)
-        self.rows = RayDataTaskRows(data, **options)
+        self.rows = RayDataTaskRows(data, **{"settle_each_pass": False, **options})  # a worker settles at its end
 
     def epoch(self, epoch: int) -> Iterator[MultimodalBatch]:
         return self.rows.batches("train", self.order.batch_positions(epoch))
@@ -59,6 +59,10 @@ class RayDataShard:
     def stats(self) -> dict[str, int]:
         """Reported each epoch (totals so far): Arrow blocks and streamed rows received through Ray Data."""
         return self.rows.stats()
+
+    def settle(self) -> None:
+        """Before the worker ends: no reading task left in flight (:meth:`RayDataTaskRows.settle`)."""
+        self.rows.settle()
 
 
 def worker_shard(data: TaskData, *, rank: int, world_size: int, batch_size: int, seed: int, drop_last: bool,

@@ -133,6 +133,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     try:
         train_derived(cfg, context, data, train_shard=shard, engine_factory=engine_factory)
     finally:
+        settle = getattr(shard, "settle", None)  # Ray Data's start, if training ended before it did
+        if callable(settle):
+            settle()
         context.close()
 
 
