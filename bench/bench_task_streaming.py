@@ -161,14 +161,16 @@ def ray_train_loop(config: dict) -> None:
     from mmsearch.data.task_data import TaskDataConfig
     from mmsearch.data.tasks import open_task_data
     from mmsearch.machine import peak_rss_mib
+    from mmsearch.orchestration.ray_task_rows import warm_up
     from mmsearch.orchestration.train_rows import worker_shard
 
     before = peak_rss_mib()
+    warming = warm_up()  # as train_loop_per_worker does before opening the data
     data = open_task_data(TaskDataConfig(root=config["root"], task="vqa", text_input=config["text_input"], regions="stream",
                                          region_cache_mib=config["cache_mib"], shuffle_block=config["shuffle_block"],
                                          ray_data_min_mib=0))  # Ray Data at any size
     shard = worker_shard(data, rank=ray.train.get_context().get_world_rank(), world_size=1, batch_size=config["batch_size"],
-                         seed=0, drop_last=False, local_start=config["local_start"])
+                         seed=0, drop_last=False, local_start=config["local_start"], warming=warming)
     step = busy_step(config["step_ms"])
     start = time.perf_counter()
     rows, _, waits, epoch_seconds = run_epochs(shard.epoch, config["epochs"], step, start)

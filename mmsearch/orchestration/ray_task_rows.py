@@ -124,7 +124,7 @@ class RayDataTaskRows:
     """
 
     def __init__(self, data: Any, *, read_cpus: float = 0.0, read_tasks: int = 2, prefetch_blocks: int = 2,
-                 local_start: bool = True, settle_each_pass: bool = True) -> None:
+                 local_start: bool = True, settle_each_pass: bool = True, warming: list[ray.ObjectRef] | None = None) -> None:
         self.data = data
         self.read_cpus, self.read_tasks, self.prefetch_blocks = read_cpus, read_tasks, prefetch_blocks
         # Wait at the end of every pass for Ray Data's start (see _pass): a Tune trial's process
@@ -134,7 +134,9 @@ class RayDataTaskRows:
         self._readers: dict[str, dict[str, TableRowReader]] = {}
         self._ray_data_up = threading.Event()  # set once a first (small) Ray Data execution has ended
         self._warming: threading.Thread | None = None
-        self._warm_up = warm_up(read_tasks)  # the reading tasks' workers start while the caller builds its model
+        # The reading tasks' workers start while the caller builds its model (``warming``: a
+        # warm-up the caller started earlier, say before it opened the data).
+        self._warm_up = warm_up(read_tasks) if warming is None else warming
         self.blocks_received = 0  # Arrow blocks of streamed rows that came through Ray Data
         self.rows_received = 0  # rows in them (of every stream)
         self.local_batches = 0  # batches read here while Ray Data started (local_start)

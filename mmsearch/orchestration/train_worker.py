@@ -36,6 +36,7 @@ from mmsearch.config import validate_config
 from mmsearch.storage import StorageLocation, upload_file
 from mmsearch.orchestration.train_resume import checkpoint_to_restore
 from mmsearch.data.task_data import TaskData
+from mmsearch.orchestration.ray_task_rows import warm_up
 from mmsearch.orchestration.train_rows import worker_shard
 from mmsearch.recipes.train_derived.recipe import open_train_data, train_derived
 from mmsearch.recipes.train_derived.config import TrainDerivedConfig
@@ -120,10 +121,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """
     cfg = validate_config(TrainDerivedConfig, loop_config["config"], origin="train loop config")
     factory: Callable[[], TaskData] | None = loop_config.get("task_data_factory")
+    # Ray Data's readers start importing while the data opens (a worker's first epoch at 1x: 6.2 s
+    # when they started after it, bench/README.md); a store too small for Ray Data leaves them idle.
+    warming = warm_up() if factory is None and cfg.data.regions == "stream" else None
     data = factory() if factory is not None else open_train_data(cfg.data)
     context = TrainWorkerContext(loop_config.get("outputs"), loop_config.get("resume"))
     shard = worker_shard(data, rank=context.rank, world_size=context.world_size, batch_size=cfg.train.batch_size,
-                         seed=cfg.seed, drop_last=cfg.train.drop_last)
+                         seed=cfg.seed, drop_last=cfg.train.drop_last, **({} if warming is None else {"warming": warming}))
     if cfg.deepspeed is not None:
         from mmsearch.orchestration.deepspeed_engine import deepspeed_engine
 
