@@ -299,6 +299,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")
+    if args.shuffle_block < 1:
+        parser.error(f"--shuffle-block must be >= 1 (samples), got {args.shuffle_block}")
     if args.step_ms < 0:
         parser.error(f"--step-ms must be >= 0, got {args.step_ms}")
     if args.object_store_mb < 75:

@@ -39,3 +39,21 @@ def test_a_shuffle_block_keeps_runs_of_consecutive_positions_whole(count, block)
 
 def test_a_shuffle_block_of_one_is_the_plain_permutation():
     assert np.array_equal(shuffled_order(40, [9, 0], 1), np.random.default_rng([9, 0]).permutation(40))
+
+
+def test_synthetic_data_shuffles_in_the_configs_blocks_too():
+    from mmsearch.data.synthetic import SyntheticTaskData
+    from mmsearch.data.task_data import TaskDataConfig
+
+    def sample_ids(block):
+        data = SyntheticTaskData.from_config(TaskDataConfig(root="synthetic", task="vqa", shuffle_block=block),
+                                             train_images=40, val_images=2, test_images=2)
+        rows = data._part("weights")[1]
+        ids = [i for b in data.batches("weights", batch_size=6, seed=1, epoch=2) for i in b.meta["sample_id"]]
+        return ids, rows
+
+    plain, rows = sample_ids(1)
+    blocked, _ = sample_ids(4)
+    assert sorted(plain) == sorted(blocked) and plain != blocked
+    expected = [int(rows[i]) for i in shuffled_order(len(rows), [1, 2, 0], 4)]  # (seed, epoch, part "weights")
+    assert [int(i.rsplit("/", 1)[1]) for i in blocked] == expected

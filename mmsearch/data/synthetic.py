@@ -97,7 +97,9 @@ class SyntheticTaskData:
         seed: int = 0,
         limit: dict[str, int] | None = None,
         vqa_families: tuple[str, ...] = VQA_FAMILIES,
+        shuffle_block: int = 1,
     ) -> None:
+        self.shuffle_block = shuffle_block  # samples shuffled together (data.shuffle_block)
         if task not in SCENE_KINDS:
             raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(SCENE_KINDS)}")
         if not 2 <= min_objects <= max_objects:
@@ -139,8 +141,9 @@ class SyntheticTaskData:
 
     @classmethod
     def from_config(cls, cfg: TaskDataConfig, **sizes: int | float) -> "SyntheticTaskData":
-        """Synthetic data for a recipe's data config (task, weights/arch division, part caps)."""
-        return cls(cfg.task, arch_fraction=cfg.arch_fraction, split_seed=cfg.split_seed, limit=dict(cfg.limit), **sizes)
+        """Synthetic data for a recipe's data config (task, weights/arch division, part caps, shuffle block)."""
+        return cls(cfg.task, arch_fraction=cfg.arch_fraction, split_seed=cfg.split_seed, limit=dict(cfg.limit),
+                   shuffle_block=cfg.shuffle_block, **sizes)
 
     # --- the TaskData protocol -------------------------------------------------------------
     def num_samples(self, part: Part) -> int:
@@ -158,7 +161,7 @@ class SyntheticTaskData:
     ) -> Iterator[MultimodalBatch]:
         split, rows = self._part(part)
         order = [seed, epoch, PARTS.index(part)] if shuffle else None
-        for chunk in row_batches(rows, batch_size, order, drop_last):
+        for chunk in row_batches(rows, batch_size, order, drop_last, self.shuffle_block):
             yield split.collate(chunk)
 
     # --- generation ------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import numpy as np
 
 from mmsearch.batch import MultimodalBatch
 from mmsearch.data.store import epoch_seed
-from mmsearch.data.task_data import TaskData
+from mmsearch.data.task_data import TaskData, shuffled_order
 
 Collate = Callable[[np.ndarray], MultimodalBatch]
 
@@ -66,7 +66,7 @@ class StridedShard:
         if callable(self._order):  # the order its batches take
             order = self._order(self._part, epoch=epoch, seed=self.seed)
         else:
-            order = np.random.default_rng(epoch_seed(self.seed, epoch)).permutation(self._count)
+            order = shuffled_order(self._count, epoch_seed(self.seed, epoch))
         return order[: positions_per_rank(self._count, self.world_size) * self.world_size][self.rank :: self.world_size]
 
     def batch_positions(self, epoch: int) -> Iterator[np.ndarray]:
