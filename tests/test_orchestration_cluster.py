@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from mmsearch.orchestration.cluster import FORWARDED_ENV, connect, in_submitted_job, worker_env_vars
+from mmsearch.orchestration import cluster
+from mmsearch.orchestration.cluster import FORWARDED_ENV, connect, in_submitted_job, on_one_machine, worker_env_vars
 
 
 def test_workers_get_endpoint_and_offline_switches_but_no_credentials(monkeypatch):
@@ -66,6 +67,23 @@ def test_connect_reuses_the_running_instance(ray_session, monkeypatch):
     assert info.mode == "local" and info.resources["CPU"] == 2
     assert info.auth_mode == "disabled"  # the test session's explicit setting is kept
     assert "2 CPUs" in info.describe() and "RAY_AUTH_MODE=disabled" in info.describe()
+
+
+@pytest.mark.ray
+def test_one_machine_is_a_ray_started_here_with_one_node(ray_session, monkeypatch):
+    """Where trials may reuse processes (``resource_plan.reuse_actors``): not in a submitted job or
+    against ``RAY_ADDRESS`` (a cluster, which may gain nodes), not with several nodes."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    assert cluster.alive_nodes() == 1 and on_one_machine()  # the session's local Ray
+    with monkeypatch.context() as patch:
+        patch.setenv("RAY_ADDRESS", ray_session.get_runtime_context().gcs_address)
+        assert not on_one_machine()
+    with monkeypatch.context() as patch:
+        patch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {}}))
+        assert not on_one_machine()
+    monkeypatch.setattr(cluster, "alive_nodes", lambda: 2)
+    assert not on_one_machine()
 
 
 @pytest.mark.ray

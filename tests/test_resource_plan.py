@@ -123,18 +123,19 @@ def test_unknown_precision_is_an_error():
         choose_autocast("fp8", torch.device("cpu"), bf16_supported=False)
 
 
-@pytest.mark.parametrize("setting, gpus, reused", [
-    (None, None, True), (None, 0.25, False),  # the default: CPU trials reuse processes, GPU trials never
-    (True, None, True), (True, 0, True),  # CPU trials: the next trial runs in a finished trial's process
-    (True, 0.25, False), (True, 1, False),  # GPU trials: a fresh process each, its GPU memory freed on exit
-    (False, 0, False),
+@pytest.mark.parametrize("setting, gpus, one_machine, reused", [
+    (None, None, True, True), (None, 0.25, True, False),  # the default: CPU trials reuse processes, GPU trials never
+    (True, None, True, True), (True, 0, True, True),  # CPU trials: the next trial runs in a finished trial's process
+    (True, 0.25, True, False), (True, 1, True, False),  # GPU trials: a fresh process each, its GPU memory freed on exit
+    (False, 0, True, False),
+    (None, None, False, False), (True, 0, False, False),  # on a cluster: a fresh process each, retried when its node is lost
 ])
-def test_trials_reuse_processes_only_when_set_and_without_gpus(setting, gpus, reused):
+def test_trials_reuse_processes_only_when_set_without_gpus_on_one_machine(setting, gpus, one_machine, reused):
     from mmsearch.config import load_config
     from mmsearch.orchestration.resource_plan import reuse_actors
     from mmsearch.orchestration.settings import TuneSettings
 
     settings = load_config(TuneSettings, {"experiment_name": "e", "metric": "m", "mode": "max",
                                           **({} if setting is None else {"reuse_actors": setting})})
-    assert reuse_actors(settings, gpus) is reused
+    assert reuse_actors(settings, gpus, one_machine=one_machine) is reused
 

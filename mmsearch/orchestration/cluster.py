@@ -156,4 +156,10 @@ def alive_nodes() -> int:
     return sum(1 for node in ray.nodes() if node.get("Alive"))
 
 
-__all__ = ["FORWARDED_ENV", "ClusterInfo", "alive_nodes", "connect", "in_submitted_job", "worker_env_vars"]
+def on_one_machine() -> bool:
+    """Whether Ray runs on this machine alone: started here (no submitted job, no ``RAY_ADDRESS``)
+    with one node. A cluster can lose a node, or gain one (autoscaling), after this is asked."""
+    return not (os.environ.get("RAY_ADDRESS") or in_submitted_job()) and alive_nodes() == 1
+
+
+__all__ = ["FORWARDED_ENV", "ClusterInfo", "alive_nodes", "connect", "in_submitted_job", "on_one_machine", "worker_env_vars"]

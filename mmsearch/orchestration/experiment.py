@@ -16,7 +16,8 @@ Trials get ``cpus_per_trial``/``gpus_per_trial`` (fractional GPUs run several tr
 the number running at once is derived from the cluster, minus ``reserve_cpus_for_data`` CPUs
 kept free so Ray Data's streaming tasks are never starved. Trials with GPUs each run in a fresh
 actor, so a stopped trial's GPU memory is released with its process; CPU trials can reuse the
-processes of finished ones (``TuneSettings.reuse_actors``, on by default; a fresh worker costs ~4 s here).
+processes of finished ones where Ray runs on one machine (``TuneSettings.reuse_actors``, on by
+default; a fresh worker costs ~4 s here).
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from mmsearch import storage
 from mmsearch.orchestration import asha_state
 from mmsearch.orchestration.asha import RungLadder, validate_scheduler
 from mmsearch.orchestration.checkpoints import CheckpointFallback, ResultFilesToStorage
-from mmsearch.orchestration.cluster import alive_nodes, connect
+from mmsearch.orchestration.cluster import alive_nodes, connect, on_one_machine
 from mmsearch.orchestration.credentials import keep_credentials_out_of_runtime_envs
 from mmsearch.orchestration.metrics import TrialMetricsCallback
 from mmsearch.orchestration.resource_plan import ResourcePlan, cpu_fit, plan_trial_resources, reuse_actors
@@ -223,7 +224,7 @@ def run_plan(plan: ExperimentPlan, *, callbacks: Iterable[tune.Callback] = (), v
         storage.delete_file(location.child(asha_state.STATE_FILE))  # stale, from an experiment that never started
         storage.write_bytes(location.child(SPEC_FILE), (json.dumps(plan.spec, indent=2) + "\n").encode())
         tuner = _new_tuner(plan, trainable, concurrency, fs, list(callbacks), verbose,
-                           reuse_actors=reuse_actors(settings, placement.gpus_per_trial))
+                           reuse_actors=reuse_actors(settings, placement.gpus_per_trial, one_machine=on_one_machine()))
 
     print(_plan_text(plan, concurrency, placement), flush=True)
     with sigterm_stops_tune():  # `ray job stop` saves the experiment state as Ctrl+C does
@@ -267,7 +268,7 @@ def _new_tuner(
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=s.num_samples,
-            reuse_actors=reuse_actors,  # TuneSettings.reuse_actors: CPU trials only, when set
+            reuse_actors=reuse_actors,  # TuneSettings.reuse_actors: CPU trials on one machine, when set
         ),
         run_config=tune.RunConfig(
             name=s.experiment_name,

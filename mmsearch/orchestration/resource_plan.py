@@ -67,10 +67,13 @@ def plan_trial_resources(resources: ResourceSettings, cluster: Mapping[str, floa
     return ResourcePlan(resources.cpus_per_trial, round(share, 4), gpus, "auto", sharing)
 
 
-def reuse_actors(settings: TuneSettings, gpus_per_trial: float | None) -> bool:
+def reuse_actors(settings: TuneSettings, gpus_per_trial: float | None, *, one_machine: bool) -> bool:
     """Whether a finished trial's process runs the next trial: when ``settings.reuse_actors`` says
-    so and the trials get no GPU (a GPU trial's process exits, its GPU memory with it)."""
-    return settings.reuse_actors and not gpus_per_trial
+    so, the trials get no GPU (a GPU trial's process exits, its GPU memory with it) and Ray runs on
+    this one machine (``cluster.on_one_machine``). On a cluster a node can be lost while its process
+    is being handed to the next trial, and Ray Tune then errors that trial whatever ``max_failures``
+    allows (tests/test_tune_reuse_loss.py); a lost fresh process is retried."""
+    return settings.reuse_actors and not gpus_per_trial and one_machine
 
 
 __all__ = ["RAY_RESOURCE_STEP", "ResourcePlan", "cpu_fit", "plan_trial_resources", "reuse_actors"]

@@ -75,8 +75,10 @@ class TuneSettings:
     max_failures: int = 2  # retries of a failing trial, each from its last checkpoint
     checkpoints_to_keep: int = 2  # per trial: the best by the metric, warm-up epochs last (Tune keeps the latest as well)
     # true (the default): a finished CPU trial's process runs the next trial (saves the ~4 s start
-    # of a fresh Ray worker per trial: 90.6 % against 83.0 % efficiency, bench/README.md); GPU
-    # trials always get fresh processes, so a stopped trial's GPU memory goes with it. (It was off
+    # of a fresh Ray worker per trial: 90.6 % against 83.0 % efficiency, bench/README.md) where Ray
+    # runs on one machine; on a cluster, and for GPU trials, every trial gets a fresh process: Ray
+    # Tune errors a trial whose reused process is lost (its node gone) while being handed over,
+    # whatever max_failures says, and a GPU trial's memory goes with its process. (It was off
     # while a stopped job could leave a trial in two directories; that came from SIGTERM killing
     # the driver before Tune saved its state, fixed in orchestration/stop_signal.py.)
     reuse_actors: bool = True

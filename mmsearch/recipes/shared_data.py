@@ -1,9 +1,9 @@
 """Task data opened once per worker process and handed to the next run in it that asks for the same.
 
-Under Ray Tune, a CPU trial runs in the process of a finished one (``tune.reuse_actors``). Every
-trial of a search experiment reads the same data set with the same settings, and opening it (the
-latent store's tables, or generating the embedded scenes' data) cost 1.4-2 s of every trial here,
-3 % of the machine in ``bench/bench_orchestration.py``. A context that carries a
+Under Ray Tune on one machine, a CPU trial runs in the process of a finished one
+(``tune.reuse_actors``). Every trial of a search experiment reads the same data set with the same
+settings, and opening it (the latent store's tables, or generating the embedded scenes' data) cost
+1.4-2 s of every trial here, 3 % of the machine in ``bench/bench_orchestration.py``. A context that carries a
 :class:`ProcessCache` (``context.shared``; Tune's does, one per worker process) keeps the last
 data a run opened; the next run with an equal data config gets the same object. Task data is read
 only (its batch order is a function of (seed, epoch)), so sharing it changes no result.
