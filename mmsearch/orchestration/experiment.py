@@ -14,10 +14,9 @@ preflight and :func:`check_resume`, and then :func:`run_plan`, which runs the pl
 
 Trials get ``cpus_per_trial``/``gpus_per_trial`` (fractional GPUs run several trials per GPU);
 the number running at once is derived from the cluster, minus ``reserve_cpus_for_data`` CPUs
-kept free so Ray Data's streaming tasks are never starved. Trials with GPUs each run in a fresh
-actor, so a stopped trial's GPU memory is released with its process; CPU trials can reuse the
-processes of finished ones where Ray runs on one machine (``TuneSettings.reuse_actors``, on by
-default; a fresh worker costs ~4 s here).
+kept free so Ray Data's streaming tasks are never starved. Trials with GPUs, or on a cluster, each
+run in a fresh actor (``resource_plan.reuse_actors``); CPU trials on one machine reuse the processes
+of finished ones (``TuneSettings.reuse_actors``, on by default; a fresh worker costs ~4 s here).
 """
 from __future__ import annotations
 
