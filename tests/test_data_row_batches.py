@@ -57,3 +57,20 @@ def test_synthetic_data_shuffles_in_the_configs_blocks_too():
     assert sorted(plain) == sorted(blocked) and plain != blocked
     expected = [int(rows[i]) for i in shuffled_order(len(rows), [1, 2, 0], 4)]  # (seed, epoch, part "weights")
     assert [int(i.rsplit("/", 1)[1]) for i in blocked] == expected
+
+
+def test_a_train_workers_shard_of_synthetic_data_keeps_its_blocks():
+    """Ray Train's strided shards order synthetic data (no ``epoch_order``) in its shuffle blocks too."""
+    from mmsearch.data.store import epoch_seed
+    from mmsearch.data.synthetic import SyntheticTaskData
+    from mmsearch.data.task_data import TaskDataConfig
+    from mmsearch.recipes.train_derived.data import StridedShard
+
+    data = SyntheticTaskData.from_config(TaskDataConfig(root="synthetic", task="vqa", shuffle_block=4),
+                                         train_images=40, val_images=2, test_images=2)
+    count = data.num_samples("train")
+    shard = StridedShard(data, rank=0, world_size=1, batch_size=6, seed=1, drop_last=False)
+    assert np.array_equal(shard.positions(2), shuffled_order(count, epoch_seed(1, 2), 4))
+    halves = [StridedShard(data, rank=r, world_size=2, batch_size=6, seed=1, drop_last=False).positions(2) for r in (0, 1)]
+    assert np.array_equal(halves[0], shuffled_order(count, epoch_seed(1, 2), 4)[: count // 2 * 2][0::2])
+    assert not set(halves[0]) & set(halves[1])

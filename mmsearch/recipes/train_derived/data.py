@@ -59,6 +59,7 @@ class StridedShard:
         self._collate = part_collator(data, part)
         self._count = data.num_samples(part)  # type: ignore[arg-type]
         self._order = getattr(data, "epoch_order", None)  # a precomputed data set's (data.shuffle_block)
+        self._block = getattr(data, "shuffle_block", 1)  # otherwise its runs of samples kept together, if any
         self._part = part
         self.rank, self.world_size, self.batch_size, self.seed, self.drop_last = rank, world_size, batch_size, seed, drop_last
 
@@ -66,7 +67,7 @@ class StridedShard:
         if callable(self._order):  # the order its batches take
             order = self._order(self._part, epoch=epoch, seed=self.seed)
         else:
-            order = shuffled_order(self._count, epoch_seed(self.seed, epoch))
+            order = shuffled_order(self._count, epoch_seed(self.seed, epoch), self._block)
         return order[: positions_per_rank(self._count, self.world_size) * self.world_size][self.rank :: self.world_size]
 
     def batch_positions(self, epoch: int) -> Iterator[np.ndarray]:
