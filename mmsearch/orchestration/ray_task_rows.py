@@ -127,8 +127,8 @@ class RayDataTaskRows:
                  local_start: bool = True, settle_each_pass: bool = True, warming: list[ray.ObjectRef] | None = None) -> None:
         self.data = data
         self.read_cpus, self.read_tasks, self.prefetch_blocks = read_cpus, read_tasks, prefetch_blocks
-        # Wait at the end of every pass for Ray Data's start (see _pass): a Tune trial's process
-        # may be ended at its next report; a Ray Train worker's is not, and calls close() at its end.
+        # Wait at the end of every pass for Ray Data's start (see batches): a Tune trial's process
+        # may be ended at its next report; a Ray Train worker's is not, and calls settle() at its end.
         self.settle_each_pass = settle_each_pass
         self.local_start = local_start
         self._readers: dict[str, dict[str, TableRowReader]] = {}
@@ -163,10 +163,10 @@ class RayDataTaskRows:
         finally:
             # A pass ends with no reading task of its own in flight: Ray Data stops its execution
             # now, not when the iterator is collected, and (settle_each_pass) the first small
-            # execution and the warm-up are waited for. A process may be ended at any report (Tune stops a trial at
-            # the report that reaches an ASHA rung or max_t): its tasks then in flight would fail
-            # and be retried as it goes, an error line each in its log ("Failed to push error to
-            # driver").
+            # execution and the warm-up are waited for. A process may be ended at any report (Tune
+            # stops a trial at the report that reaches an ASHA rung or max_t): its tasks then in
+            # flight would fail and be retried as it goes, an error line each in its log ("Failed
+            # to push error to driver").
             close = getattr(blocks, "close", None)
             if callable(close):
                 close()

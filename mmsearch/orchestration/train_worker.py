@@ -127,7 +127,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     data = factory() if factory is not None else open_train_data(cfg.data)
     context = TrainWorkerContext(loop_config.get("outputs"), loop_config.get("resume"))
     shard = worker_shard(data, rank=context.rank, world_size=context.world_size, batch_size=cfg.train.batch_size,
-                         seed=cfg.seed, drop_last=cfg.train.drop_last, **({} if warming is None else {"warming": warming}))
+                         seed=cfg.seed, drop_last=cfg.train.drop_last, warming=warming)
     if cfg.deepspeed is not None:
         from mmsearch.orchestration.deepspeed_engine import deepspeed_engine
 
