@@ -183,3 +183,50 @@ def test_quiet_workers_drop_ray_trains_per_epoch_report_line_and_rays_own_deprec
             logging.getLogger(name).setLevel(level)
         if bars:
             sys.modules["transformers"].utils.logging.enable_progress_bar()
+
+
+def test_quiet_trials_drop_ray_datas_note_about_two_datasets_logging_at_once(monkeypatch):
+    """A streamed search trial iterates its weights and architecture passes as two Ray Data
+    datasets at once; Ray Data notes each such registration at INFO (7 lines in a 4-trial job).
+    The quiet workers drop the note; Ray Data's own warnings from that logger stay."""
+    from mmsearch.orchestration import quiet
+
+    ray_logging = pytest.importorskip("ray.data._internal.logging")
+    logger = logging.getLogger("ray.data._internal.logging")
+    caught: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            caught.append(record.getMessage())
+
+    def two_datasets_at_once(first: str, second: str) -> list[str]:
+        caught.clear()
+        try:
+            ray_logging.register_dataset_logger(first)
+            ray_logging.register_dataset_logger(second)
+        finally:
+            ray_logging.unregister_dataset_logger(second)
+            ray_logging.unregister_dataset_logger(first)
+        return [m for m in caught if "registers for logging while another dataset" in m]
+
+    handler, propagate = Catch(), logger.propagate
+    before = {name: logging.getLogger(name).level for name in quiet.QUIET_LOGGERS}
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)  # quiet_loggers sets it; restored afterwards
+    bars = sys.modules.get("transformers") and sys.modules["transformers"].utils.logging.is_progress_bar_enabled()
+    logger.addHandler(handler)
+    logger.propagate = False  # the records come to this test's handler, not the console
+    try:
+        logger.setLevel(logging.NOTSET)
+        assert len(two_datasets_at_once("ds_a", "ds_b")) == 1  # Ray Data emits it, as in a trial
+        with warnings.catch_warnings():  # the filters quiet_loggers adds end with the test
+            quiet.quiet_loggers()  # the workers' setup hook
+        assert two_datasets_at_once("ds_c", "ds_d") == []
+        logger.warning("a warning of Ray Data's")
+        assert caught[-1] == "a warning of Ray Data's"
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
+        if bars:
+            sys.modules["transformers"].utils.logging.enable_progress_bar()

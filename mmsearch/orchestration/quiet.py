@@ -47,6 +47,10 @@ QUIET_LOGGERS = {
     # "Dataset ... execution finished in N seconds" after every read (and the start lines of
     # datasets whose context mmsearch did not create); its warnings stay.
     "ray.data._internal.execution.streaming_executor": logging.WARNING,
+    # "<dataset> registers for logging while another dataset <dataset> is also logging ..." in a
+    # search trial, whose weights and architecture passes each iterate a Ray Data dataset at once
+    # (streamed regions), several times per epoch; its warnings stay.
+    "ray.data._internal.logging": logging.WARNING,
     # Tune's "Wrote the latest version of all result files and experiment state to ..." after the
     # final table, between it and the job's summary (the driver's; its warnings stay).
     "ray.tune.tune": logging.WARNING,
