@@ -13,10 +13,10 @@ preflight and :func:`check_resume`, and then :func:`run_plan`, which runs the pl
 :func:`run_experiment` is all of it in one call.
 
 Trials get ``cpus_per_trial``/``gpus_per_trial`` (fractional GPUs run several trials per GPU);
-the number running at once is derived from the cluster, minus ``reserve_cpus_for_data`` CPUs
-kept free so Ray Data's streaming tasks are never starved. Trials with GPUs, or on a cluster, each
-run in a fresh actor (``resource_plan.reuse_actors``); CPU trials on one machine reuse the processes
-of finished ones (``TuneSettings.reuse_actors``, on by default; a fresh worker costs ~4 s here).
+as many run at once as the cluster holds, minus ``reserve_cpus_for_data`` CPUs kept free for Ray
+Data's tasks, whose statistics actor the driver creates first (:mod:`.ray_data_stats`). Trials with
+GPUs, or on a cluster, each run in a fresh actor (``resource_plan.reuse_actors``); CPU trials on
+one machine reuse finished ones' processes (``TuneSettings.reuse_actors``; a fresh one costs ~4 s).
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from mmsearch.orchestration.checkpoints import CheckpointFallback, ResultFilesTo
 from mmsearch.orchestration.cluster import alive_nodes, connect, on_one_machine
 from mmsearch.orchestration.credentials import keep_credentials_out_of_runtime_envs
 from mmsearch.orchestration.metrics import TrialMetricsCallback
+from mmsearch.orchestration.ray_data_stats import create_ray_data_stats_actor_here
 from mmsearch.orchestration.resource_plan import ResourcePlan, cpu_fit, plan_trial_resources, reuse_actors
 from mmsearch.orchestration.search_space import SearchSpace, build_searcher, parse_search_space
 from mmsearch.orchestration.settings import ResourceSettings, TuneSettings
@@ -199,6 +200,7 @@ def run_plan(plan: ExperimentPlan, *, callbacks: Iterable[tune.Callback] = (), v
     if not ray.is_initialized():
         connect()
     keep_credentials_out_of_runtime_envs()  # also when the caller started Ray itself
+    create_ray_data_stats_actor_here()  # not by a trial, whose end would take it down
     cluster = ray.cluster_resources()
     placement = plan_trial_resources(settings.resources, cluster, num_trials=plan.num_trials)
     concurrency = derive_max_concurrent_trials(
@@ -334,12 +336,8 @@ def _warn_about_layout(plan: ExperimentPlan, concurrency: int, location: storage
             plan.max_t,
         )
     if not location.is_s3 and alive_nodes() > 1:
-        log.warning(
-            "storage %s is a local path on a %d-node cluster: it must be shared storage (NFS) mounted at the "
-            "same path on every node, else use s3://",
-            location.uri,
-            alive_nodes(),
-        )
+        log.warning("storage %s is a local path on a %d-node cluster: it must be shared storage (NFS) mounted at the "
+                    "same path on every node, else use s3://", location.uri, alive_nodes())
 
 
 def _plan_text(plan: ExperimentPlan, concurrency: int, placement: ResourcePlan) -> str:
