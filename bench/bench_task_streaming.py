@@ -11,24 +11,22 @@ opened (interpreter, torch, pyarrow), rows/s, the row groups read (regions; and 
 table when its states stream), and the load average around each case.
 
 ``--step-ms N`` follows each batch with a stand-in training step of N ms (fp32 matmuls on one torch
-thread) and records how long each step then waits for its next batch (``wait_ms_per_batch``):
-whether the stream, read one batch ahead on a thread, keeps up with a step of that length.
+thread; ``--step-kind idle``: a sleep, the cores left to the data as by a step on an accelerator)
+and records how long each step then waits for its next batch (``wait_ms_per_batch``), and the
+machine's busy CPU per batch (``machine_cpu_ms_per_batch``, ``/proc/stat``: Ray's processes too).
 
-``--ray-train`` adds a third case per size: the streamed epoch inside a one-worker Ray Train trainer,
-the way ``train_derived`` workers get their data (``mmsearch.orchestration.train_rows``: the
-region rows of the worker's batches read by Ray Data tasks and received through the object
-store, collated with the text the worker holds): the worker's peak RSS (reported from inside
-it), rows/s, waits, the Ray Data blocks and rows it received, and the object store's peak and
-spilled bytes. ``--ray-data`` adds the search trial's case under Tune: the streamed epoch with its
-region rows through Ray Data (``RayDataTaskData``) in a local Ray instance started in the case's
-process (its peak RSS includes Ray's driver).
-
-Timing figures are only meaningful on a quiet machine: the JSON keeps them next to the load
-average; bench/README.md records only the memory figures until then.
+``--ray-train`` adds a case per size: the streamed epoch inside a one-worker Ray Train trainer, as
+``train_derived`` workers get their data (``mmsearch.orchestration.train_rows``: the streamed rows
+of the worker's batches read by Ray Data tasks, received through the object store, collated with
+what the worker holds): the worker's peak RSS (from inside it), rows/s, waits, the Ray Data blocks
+and rows received, the object store's peak and spilled bytes. ``--ray-data`` adds the search
+trial's case under Tune (``RayDataTaskData`` in a local Ray instance started in the case's
+process; its peak RSS includes Ray's driver). Timing figures mean something only on a quiet
+machine: the JSON keeps them next to the load average.
 
 Prints a table and writes ``bench/results/task_streaming.json`` atomically (with
-``mmsearch.machine.Provenance``). ``--quick`` (tiny sizes, cases run in this process, so the
-RSS figures are not per case) checks the script in seconds.
+``mmsearch.machine.Provenance``); ``--quick`` (tiny sizes, cases in this process, so the RSS
+figures are not per case) checks the script in seconds.
 """
 from __future__ import annotations
 
@@ -61,11 +59,15 @@ def _rss_mb() -> float:
     return peak_rss_mib()  # this process's peak so far
 
 
-def busy_step(ms: float):
+def busy_step(ms: float, kind: str = "cpu"):
     """A stand-in for the training step: fp32 matmuls on one torch thread for ``ms`` milliseconds
-    (0: nothing). Like a real step it releases the GIL, so the reader's thread can decode meanwhile."""
+    (0: nothing). Like a real step it releases the GIL, so the reader's thread can decode meanwhile.
+    ``kind="idle"``: the step sleeps instead, using no core, as a step on an accelerator leaves
+    the host's cores to the data."""
     if ms <= 0:
         return lambda: None
+    if kind == "idle":
+        return lambda: time.sleep(ms / 1e3)
     import torch
 
     torch.set_num_threads(1)  # a search trial's torch threads: one per CPU it is given
@@ -77,6 +79,18 @@ def busy_step(ms: float):
             a @ a
 
     return step
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds the machine has been busy since boot (``/proc/stat``; every process, Ray's too)."""
+    with open("/proc/stat") as stat:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in stat.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_figures(cpu_seconds: float, batches: int) -> dict:
+    """The machine's busy CPU per batch over the epochs (ms; the step's own included)."""
+    return {"machine_cpu_ms_per_batch": round(1e3 * cpu_seconds / max(1, batches), 1)}
 
 
 def run_epochs(epoch_batches, epochs: int, step, start: float) -> tuple[int, float | None, list[float], list[float]]:
@@ -127,16 +141,16 @@ def measure(root: str, mode: str, args: argparse.Namespace) -> dict:
     rss_before = _rss_mb()
     cfg = TaskDataConfig(root=root, task="vqa", text_input=args.text_input, regions=mode, region_cache_mib=args.cache_mib,
                          shuffle_block=args.shuffle_block)
-    step = busy_step(args.step_ms)
-    start = time.perf_counter()
+    step = busy_step(args.step_ms, args.step_kind)
+    start, cpu = time.perf_counter(), machine_cpu_seconds()
     data = open_task_data(cfg)
     rows, first, waits, epoch_seconds = run_epochs(
         lambda epoch: data.batches("train", batch_size=args.batch_size, seed=0, epoch=epoch), args.epochs, step, start)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, machine_cpu_seconds() - cpu
     regions, text = data._split("train").regions, data._split("train").text_rows
     return {
-        "step_ms": args.step_ms, **epoch_figures(rows, epoch_seconds),
-        "wait_ms_per_batch": wait_figures(waits),
+        "step_ms": args.step_ms, "step_kind": args.step_kind, **epoch_figures(rows, epoch_seconds),
+        "wait_ms_per_batch": wait_figures(waits), **cpu_figures(cpu, len(waits) + 1),
         "rows": rows, "seconds": round(seconds, 3), "rows_per_s": round(rows / seconds, 1), "first_batch_s": round(first or 0.0, 3),
         "rss_before_open_mb": round(rss_before, 1), "peak_rss_mb": round(_rss_mb(), 1),
         "peak_above_start_mb": round(_rss_mb() - rss_before, 1),
@@ -171,13 +185,13 @@ def ray_train_loop(config: dict) -> None:
                                          ray_data_min_mib=0))  # Ray Data at any size
     shard = worker_shard(data, rank=ray.train.get_context().get_world_rank(), world_size=1, batch_size=config["batch_size"],
                          seed=0, drop_last=False, local_start=config["local_start"], warming=warming)
-    step = busy_step(config["step_ms"])
-    start = time.perf_counter()
+    step = busy_step(config["step_ms"], config["step_kind"])
+    start, cpu = time.perf_counter(), machine_cpu_seconds()
     rows, _, waits, epoch_seconds = run_epochs(shard.epoch, config["epochs"], step, start)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, machine_cpu_seconds() - cpu
     shard.settle()  # as train_loop_per_worker does at its end
     Path(config["out"]).write_text(json.dumps({"rows": rows, "seconds": seconds, "rows_per_s": rows / seconds, "rss_before_open_mb": before,
-                                               "peak_rss_mb": peak_rss_mib(), "waits": wait_figures(waits),
+                                               "peak_rss_mb": peak_rss_mib(), "waits": wait_figures(waits), **cpu_figures(cpu, len(waits) + 1),
                                                **epoch_figures(rows, epoch_seconds),
                                                "shard": type(shard).__name__, **shard.stats()}))  # the driver reads it
 
@@ -195,7 +209,7 @@ def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
     try:
         with tempfile.TemporaryDirectory(prefix="mmsearch_bench_train_") as storage, PeakSampler(ray_stats=True) as sampler:
             out = Path(storage) / "worker.json"
-            config = {"root": root, "text_input": args.text_input, "epochs": args.epochs, "local_start": args.local_start, "cache_mib": args.cache_mib, "shuffle_block": args.shuffle_block, "batch_size": args.batch_size, "step_ms": args.step_ms, "out": str(out)}
+            config = {"root": root, "text_input": args.text_input, "epochs": args.epochs, "local_start": args.local_start, "cache_mib": args.cache_mib, "shuffle_block": args.shuffle_block, "batch_size": args.batch_size, "step_ms": args.step_ms, "step_kind": args.step_kind, "out": str(out)}
             trainer = TorchTrainer(ray_train_loop, train_loop_config=config,
                                    scaling_config=ray.train.ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
                                    run_config=ray.train.RunConfig(storage_path=storage, name="bench"))
@@ -205,7 +219,8 @@ def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
             metrics = json.loads(out.read_text())
     finally:
         ray.shutdown()
-    return {"step_ms": args.step_ms, "rows": int(metrics["rows"]), "seconds": round(metrics["seconds"], 3),
+    return {"step_ms": args.step_ms, "step_kind": args.step_kind, "rows": int(metrics["rows"]), "seconds": round(metrics["seconds"], 3),
+            "machine_cpu_ms_per_batch": metrics["machine_cpu_ms_per_batch"],
             "epoch_seconds": metrics["epoch_seconds"], "later_epochs_rows_per_s": metrics["later_epochs_rows_per_s"],
             "rows_per_s": round(metrics["rows_per_s"], 1), "rss_before_open_mb": metrics["rss_before_open_mb"],
             "peak_rss_mb": metrics["peak_rss_mb"], "wait_ms_per_batch": metrics["waits"] if args.step_ms else None,
@@ -232,17 +247,18 @@ def measure_ray_data(root: str, args: argparse.Namespace) -> dict:
     ray.init(num_cpus=2, object_store_memory=args.object_store_mb * MiB, include_dashboard=False, log_to_driver=False)
     try:
         with PeakSampler(ray_stats=True) as sampler:
-            step = busy_step(args.step_ms)
-            start = time.perf_counter()
+            step = busy_step(args.step_ms, args.step_kind)
+            start, cpu = time.perf_counter(), machine_cpu_seconds()
             data = RayDataTaskData(open_task_data(TaskDataConfig(root=root, task="vqa", text_input=args.text_input, regions="stream",
                                                                  region_cache_mib=args.cache_mib, shuffle_block=args.shuffle_block)),
                                    local_start=args.local_start)
             rows, first, waits, epoch_seconds = run_epochs(
                 lambda epoch: data.batches("train", batch_size=args.batch_size, seed=0, epoch=epoch), args.epochs, step, start)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, machine_cpu_seconds() - cpu
     finally:
         ray.shutdown()
-    return {"step_ms": args.step_ms, **epoch_figures(rows, epoch_seconds), "wait_ms_per_batch": wait_figures(waits), "rows": rows, "seconds": round(seconds, 3),
+    return {"step_ms": args.step_ms, "step_kind": args.step_kind, **epoch_figures(rows, epoch_seconds), "wait_ms_per_batch": wait_figures(waits),
+            **cpu_figures(cpu, len(waits) + 1), "rows": rows, "seconds": round(seconds, 3),
             "rows_per_s": round(rows / seconds, 1), "first_batch_s": round(first or 0.0, 3),
             "rss_before_open_mb": round(rss_before, 1), "peak_rss_mb": round(_rss_mb(), 1),
             "row_groups_read": data.inner._split("train").regions.reads, "read_mb": None, "read_amplification": None,
@@ -282,6 +298,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--step-ms", type=float, default=0.0,
                         help="a stand-in training step of this many ms after each batch (matmuls, one torch thread): "
                              "records how long each step waits for its next batch; 0: iterate only (rows/s)")
+    parser.add_argument("--step-kind", choices=("cpu", "idle"), default="cpu",
+                        help="cpu: the step's matmuls take a core (a CPU search); idle: it sleeps, leaving the cores to the data "
+                             "(as a step on an accelerator)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, cases in this process: checks the script")
     parser.add_argument("--store-dir", default=None, help="where to write the data sets (default: a temporary directory, removed after)")
     parser.add_argument("--out", default=str(RESULTS))

@@ -66,6 +66,15 @@ def test_a_stand_in_step_records_how_long_each_step_waits_for_its_batch(tmp_path
     figures = json.loads(out.read_text())["sizes"]["1x"]["stream"]
     assert figures["wait_ms_per_batch"]["median"] >= 0 and figures["wait_ms_per_batch"]["p90"] >= figures["wait_ms_per_batch"]["median"]
     assert figures["seconds"] >= 6 * 0.02  # 24 rows in batches of 4: six steps of 20 ms
+    # the machine's busy CPU per batch (/proc/stat, 10 ms ticks) counts each batch's 20 ms busy step
+    assert figures["step_kind"] == "cpu" and figures["machine_cpu_ms_per_batch"] >= 10
+
+    import time
+    for kind, busy in (("cpu", True), ("idle", False)):  # idle: the step waits, as on an accelerator, using no core
+        step = bench.busy_step(20, kind)
+        cpu, wall = time.process_time(), time.perf_counter()
+        step()
+        assert time.perf_counter() - wall >= 0.02 and (time.process_time() - cpu >= 0.01) is busy
 
     with pytest.raises(SystemExit) as exit_:
         bench.main(["--quick", "--step-ms", "-1", "--out", str(tmp_path / "bad.json")])
@@ -89,6 +98,7 @@ def test_ray_cases_run_the_streamed_epoch_in_a_trainer_worker_and_as_a_trial(tmp
     assert worker["rows"] == case["stream"]["rows"] == 2 * 60  # 30 images x 2 questions, each once an epoch
     assert worker["peak_rss_mb"] >= worker["rss_before_open_mb"] > 0 and worker["rows_per_s"] > 0
     assert worker["object_store_peak_mb"] >= 0 and worker["spilled_mb"] == 0 and len(worker["epoch_seconds"]) == 2
+    assert worker["machine_cpu_ms_per_batch"] > 0 and case["ray_data"]["machine_cpu_ms_per_batch"] > 0  # reading costs CPU somewhere
     # Each epoch, through Ray Data or read by the process while Ray Data started: an image's row once
     # per batch holding any of its 2 questions, and each question's states row once
     delivered = lambda case: case["ray_data_rows"] + case["local_rows"]  # noqa: E731
