@@ -72,3 +72,19 @@ def test_the_stats_actor_made_by_the_driver_outlives_a_trials_placement_group(ra
     assert alive is not None and alive._actor_id == made_here._actor_id
     # (which datasets it lists is not asserted: a trial's reports are sent without waiting, and
     # those of a process killed with its placement group may never arrive)
+
+
+def test_a_driver_that_cannot_run_a_dataset_warns_and_goes_on(ray_session, monkeypatch, caplog):
+    import ray.data
+
+    from mmsearch.orchestration import ray_data_stats
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no Ray Data here")
+
+    monkeypatch.setattr(ray.data, "from_items", broken)
+    with caplog.at_level("WARNING", logger=ray_data_stats.__name__):
+        assert ray_data_stats.create_ray_data_stats_actor_here() is False
+    assert "RuntimeError: no Ray Data here" in caplog.text and "ends with that trial" in caplog.text
+    monkeypatch.undo()
+    assert ray_data_stats.create_ray_data_stats_actor_here() is True

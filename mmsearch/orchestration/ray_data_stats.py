@@ -15,25 +15,37 @@ as long as the cluster.
 """
 from __future__ import annotations
 
+import logging
+
 import ray
 import ray.data
 
 from mmsearch.orchestration.quiet import quiet_data_context
+
+LOG = logging.getLogger(__name__)
 
 
 def _rows(batch: dict) -> dict:
     return batch
 
 
-def create_ray_data_stats_actor_here() -> None:
+def create_ray_data_stats_actor_here() -> bool:
     """Run one tiny Ray Data execution in this process (the driver: outside any placement group),
-    which creates Ray Data's statistics actor here if the cluster has none (about 1 s on 2 cores,
-    the actor's start, which the first trial to run a dataset would otherwise wait for)."""
+    which creates Ray Data's statistics actor here if the cluster has none (1-1.7 s on 2 cores,
+    mostly the actor's start, which the first trial to run a dataset would otherwise wait for).
+    Best effort: trials that never run a dataset do not need it, so a failure is a warning and
+    ``False``."""
     context = quiet_data_context(ray.data.DataContext.get_current().copy())
     context.enable_progress_bars = False
-    with ray.data.DataContext.current(context):
-        for _ in ray.data.from_items([{"row": 0}]).map_batches(_rows, num_cpus=0).iter_batches():
-            pass
+    try:
+        with ray.data.DataContext.current(context):
+            for _ in ray.data.from_items([{"row": 0}]).map_batches(_rows, num_cpus=0).iter_batches():
+                pass
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the experiment can still run
+        LOG.warning("could not run a Ray Data dataset in the driver (%s: %s); a trial that runs one creates Ray Data's "
+                    "statistics actor in its placement group, and it ends with that trial", type(exc).__name__, exc)
+        return False
+    return True
 
 
 __all__ = ["create_ray_data_stats_actor_here"]
