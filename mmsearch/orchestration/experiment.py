@@ -14,9 +14,9 @@ preflight and :func:`check_resume`, and then :func:`run_plan`, which runs the pl
 
 Trials get ``cpus_per_trial``/``gpus_per_trial`` (fractional GPUs run several trials per GPU);
 as many run at once as the cluster holds, minus ``reserve_cpus_for_data`` CPUs kept free for Ray
-Data's tasks, whose statistics actor the driver creates first (:mod:`.ray_data_stats`). Trials with
-GPUs, or on a cluster, each run in a fresh actor (``resource_plan.reuse_actors``); CPU trials on
-one machine reuse finished ones' processes (``TuneSettings.reuse_actors``; a fresh one costs ~4 s).
+Data's tasks (whose statistics actor the driver creates first where trials may run datasets:
+:mod:`.ray_data_stats`). Trials with GPUs, or on a cluster, each run in a fresh actor; CPU trials
+on one machine reuse finished ones' processes (``tune.reuse_actors``, on by default; fresh: ~4 s each).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from mmsearch.orchestration.checkpoints import CheckpointFallback, ResultFilesTo
 from mmsearch.orchestration.cluster import alive_nodes, connect, on_one_machine
 from mmsearch.orchestration.credentials import keep_credentials_out_of_runtime_envs
 from mmsearch.orchestration.metrics import TrialMetricsCallback
-from mmsearch.orchestration.ray_data_stats import create_ray_data_stats_actor_here
+from mmsearch.orchestration.ray_data_stats import create_ray_data_stats_actor_here, may_run_datasets
 from mmsearch.orchestration.resource_plan import ResourcePlan, cpu_fit, plan_trial_resources, reuse_actors
 from mmsearch.orchestration.search_space import SearchSpace, build_searcher, parse_search_space
 from mmsearch.orchestration.settings import ResourceSettings, TuneSettings
@@ -200,7 +200,8 @@ def run_plan(plan: ExperimentPlan, *, callbacks: Iterable[tune.Callback] = (), v
     if not ray.is_initialized():
         connect()
     keep_credentials_out_of_runtime_envs()  # also when the caller started Ray itself
-    create_ray_data_stats_actor_here()  # not by a trial, whose end would take it down
+    if may_run_datasets(plan.base, plan.space.param_space):
+        create_ray_data_stats_actor_here()  # not by a trial, whose end would take it down
     cluster = ray.cluster_resources()
     placement = plan_trial_resources(settings.resources, cluster, num_trials=plan.num_trials)
     concurrency = derive_max_concurrent_trials(

@@ -16,6 +16,7 @@ as long as the cluster.
 from __future__ import annotations
 
 import logging
+from typing import Any, Iterable
 
 import ray
 import ray.data
@@ -27,6 +28,16 @@ LOG = logging.getLogger(__name__)
 
 def _rows(batch: dict) -> dict:
     return batch
+
+
+def may_run_datasets(config: Any, varied: Iterable[str] = ()) -> bool:
+    """Whether trials or workers of a recipe config may run Ray Data datasets: task data whose rows
+    stream (``data.regions: stream``, through Ray Data from ``data.ray_data_min_mib`` stored),
+    FuseMix's ``data.backend: ray``, or a search space that varies ``data.*`` (``varied``: its
+    dotted keys). Everything else never runs one, and need not pay the driver's 1-1.7 s."""
+    data = getattr(config, "data", None)
+    return (getattr(data, "regions", None) == "stream" or getattr(data, "backend", None) == "ray"
+            or any(key.startswith("data.") for key in varied))
 
 
 def create_ray_data_stats_actor_here() -> bool:
@@ -48,4 +59,4 @@ def create_ray_data_stats_actor_here() -> bool:
     return True
 
 
-__all__ = ["create_ray_data_stats_actor_here"]
+__all__ = ["create_ray_data_stats_actor_here", "may_run_datasets"]
