@@ -1,21 +1,14 @@
 """bench/bench_fusion_patterns.py --quick: matched sizes, missing-modality figures, fusion mass."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-from test_bench_provenance import check_provenance
-
-ROOT = Path(__file__).resolve().parents[1]
+from test_bench_provenance import check_provenance, load_bench
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_fusion_patterns", ROOT / "bench" / "bench_fusion_patterns.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("bench_fusion_patterns.py")
 
 
 @pytest.mark.slow

@@ -43,7 +43,18 @@ CHECKED_IN = {
     "bench_vs_reference.py": ("test_bench_vs_reference", "test_without_the_reference_checkout_it_says_so_times_nothing_and_records_provenance"),
     "bench_task_streaming.py": ("test_bench_task_streaming", "test_quick_run_measures_both_modes_at_every_size"),
     "bench_vqa_fit.py": ("test_bench_vqa_fit", "test_quick_runs_give_per_epoch_curves_a_consistent_summary_and_resume_without_training"),
+    "bench_streamed_search.py": ("test_bench_streamed_search", "test_tiny_run_compares_stream_and_block16_with_memory"),
 }
+
+
+def load_bench(script: str):
+    """A fresh module of ``bench/<script>`` (each call executes it anew, as a run would)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), REPO / "bench" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def check_provenance(report: dict, script: str, args: list[str]) -> dict:

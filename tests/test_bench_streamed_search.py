@@ -2,23 +2,16 @@
 in-memory one exactly, and the shuffle_block case is compared seed by seed."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-from test_bench_provenance import check_provenance
+from test_bench_provenance import check_provenance, load_bench
 from test_precompute_common import shared_scenes
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_streamed_search", ROOT / "bench" / "bench_streamed_search.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("bench_streamed_search.py")
 
 
 @pytest.mark.slow

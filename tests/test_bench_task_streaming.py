@@ -1,22 +1,15 @@
 """bench/bench_task_streaming.py --quick: both modes serve every row of each size, with figures and provenance."""
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
-from pathlib import Path
 
-from test_bench_provenance import check_provenance
-
-ROOT = Path(__file__).resolve().parents[1]
+from test_bench_provenance import check_provenance, load_bench
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_task_streaming", ROOT / "bench" / "bench_task_streaming.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("bench_task_streaming.py")
 
 
 def test_quick_run_measures_both_modes_at_every_size(tmp_path):
