@@ -155,6 +155,7 @@ def test_quiet_by_default_and_verbose_on_request(monkeypatch):
         assert all(logging.getLogger(n).level == level for n, level in quiet.QUIET_LOGGERS.items())
         assert logging.getLogger("ray.data._internal.progress").getEffectiveLevel() == logging.ERROR
         assert logging.getLogger("ray.train._internal.storage").getEffectiveLevel() == logging.WARNING
+        assert logging.getLogger("matplotlib.font_manager").level == logging.WARNING  # no "generated new fontManager" (the job logs at INFO)
         monkeypatch.setenv(quiet.VERBOSE_ENV, "1")
         assert quiet.quiet_data_context(ray_data.DataContext.get_current().copy()).print_on_execution_start is True
     finally:

@@ -21,6 +21,7 @@ What is silenced, with Ray's own knobs, in the driver and (through the job's
   since turning them off makes Ray Data log a warning instead). The precompute stages log their
   own progress lines with rate and ETA every few seconds (:mod:`mmsearch.progress`).
 
+matplotlib's ``generated new fontManager`` (once on a machine without its cache) goes too.
 Warnings and errors are never silenced, except Ray Data's warning that its progress bars are off
 and Ray's deprecation warnings about its own internal calls (``RAY_INTERNAL_WARNINGS``).
 :func:`set_verbose` runs before Ray starts (the choice travels in ``MMSEARCH_VERBOSE``, forwarded
@@ -51,6 +52,9 @@ QUIET_LOGGERS = {
     # search trial, whose weights and architecture passes each iterate a Ray Data dataset at once
     # (streamed regions), several times per epoch; its warnings stay.
     "ray.data._internal.logging": logging.WARNING,
+    # matplotlib's "generated new fontManager", once on a machine without its cache, while the job
+    # draws its report (the job logs its own progress at INFO, so third-party INFO shows too).
+    "matplotlib.font_manager": logging.WARNING,
     # Tune's "Wrote the latest version of all result files and experiment state to ..." after the
     # final table, between it and the job's summary (the driver's; its warnings stay).
     "ray.tune.tune": logging.WARNING,
