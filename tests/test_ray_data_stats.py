@@ -90,16 +90,19 @@ def test_a_driver_that_cannot_run_a_dataset_warns_and_goes_on(ray_session, monke
     assert ray_data_stats.create_ray_data_stats_actor_here() is True
 
 
-def test_only_configs_whose_trials_may_run_datasets_pay_the_drivers_start():
+def test_only_experiments_whose_trials_may_run_datasets_pay_the_drivers_start():
     from types import SimpleNamespace as NS
 
     from mmsearch.data.task_data import TaskDataConfig
-    from mmsearch.orchestration.ray_data_stats import may_run_datasets
+    from mmsearch.orchestration.jobs.trials import recipe_trial
+    from mmsearch.orchestration.ray_data_stats import trials_may_run_datasets
     from mmsearch.recipes.fusemix.config import FuseMixDataConfig
 
-    assert may_run_datasets(NS(data=TaskDataConfig(regions="stream")))  # search / train_derived, streamed rows
-    assert not may_run_datasets(NS(data=TaskDataConfig()))  # in memory
-    assert may_run_datasets(NS(data=TaskDataConfig()), varied=["data.regions", "seed"])  # the space may stream
-    assert not may_run_datasets(NS(data=TaskDataConfig()), varied=["seed", "search.arch_lr"])
-    assert may_run_datasets(NS(data=FuseMixDataConfig(backend="ray"))) and not may_run_datasets(NS(data=FuseMixDataConfig()))
-    assert not may_run_datasets(NS())  # a recipe without a data section
+    search, fusemix = recipe_trial("search"), recipe_trial("fusemix")
+    assert trials_may_run_datasets(search, NS(data=TaskDataConfig(regions="stream")))  # streamed rows, under Tune
+    assert not trials_may_run_datasets(search, NS(data=TaskDataConfig()))  # in memory
+    assert trials_may_run_datasets(search, NS(data=TaskDataConfig()), varied=["data.regions", "seed"])  # the space may stream
+    assert not trials_may_run_datasets(search, NS(data=TaskDataConfig()), varied=["seed", "search.arch_lr"])
+    assert trials_may_run_datasets(fusemix, NS(data=FuseMixDataConfig(backend="ray")))
+    assert not trials_may_run_datasets(fusemix, NS(data=FuseMixDataConfig()))
+    assert not trials_may_run_datasets(lambda config, context: None, NS(data=TaskDataConfig(regions="stream")))  # no Ray Data wiring

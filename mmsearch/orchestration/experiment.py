@@ -38,7 +38,7 @@ from mmsearch.orchestration.checkpoints import CheckpointFallback, ResultFilesTo
 from mmsearch.orchestration.cluster import alive_nodes, connect, on_one_machine
 from mmsearch.orchestration.credentials import keep_credentials_out_of_runtime_envs
 from mmsearch.orchestration.metrics import TrialMetricsCallback
-from mmsearch.orchestration.ray_data_stats import create_ray_data_stats_actor_here, may_run_datasets
+from mmsearch.orchestration.ray_data_stats import create_ray_data_stats_actor_here, trials_may_run_datasets
 from mmsearch.orchestration.resource_plan import ResourcePlan, cpu_fit, plan_trial_resources, reuse_actors
 from mmsearch.orchestration.search_space import SearchSpace, build_searcher, parse_search_space
 from mmsearch.orchestration.settings import ResourceSettings, TuneSettings
@@ -200,7 +200,7 @@ def run_plan(plan: ExperimentPlan, *, callbacks: Iterable[tune.Callback] = (), v
     if not ray.is_initialized():
         connect()
     keep_credentials_out_of_runtime_envs()  # also when the caller started Ray itself
-    if may_run_datasets(plan.base, plan.space.param_space):
+    if trials_may_run_datasets(plan.recipe, plan.base, plan.space.param_space):
         create_ray_data_stats_actor_here()  # not by a trial, whose end would take it down
     cluster = ray.cluster_resources()
     placement = plan_trial_resources(settings.resources, cluster, num_trials=plan.num_trials)

@@ -30,14 +30,14 @@ def _rows(batch: dict) -> dict:
     return batch
 
 
-def may_run_datasets(config: Any, varied: Iterable[str] = ()) -> bool:
-    """Whether trials or workers of a recipe config may run Ray Data datasets: task data whose rows
-    stream (``data.regions: stream``, through Ray Data from ``data.ray_data_min_mib`` stored),
-    FuseMix's ``data.backend: ray``, or a search space that varies ``data.*`` (``varied``: its
-    dotted keys). Everything else never runs one, and need not pay the driver's 1-1.7 s."""
-    data = getattr(config, "data", None)
-    return (getattr(data, "regions", None) == "stream" or getattr(data, "backend", None) == "ray"
-            or any(key.startswith("data.") for key in varied))
+def trials_may_run_datasets(trial: Any, config: Any, varied: Iterable[str] = ()) -> bool:
+    """Whether the trials of ``trial`` (an experiment's trial function) on ``config`` may run Ray
+    Data datasets: a job's recipe trial says so for its recipe (``Recipe.ray_streams``: the search's
+    ``data.regions: stream``, FuseMix's ``data.backend: ray``), also when the search space varies
+    ``data.*`` (``varied``: its dotted keys). A trial function without that hook gets no Ray Data
+    wiring, and no statistics actor from the driver (it costs 1-1.7 s)."""
+    streams = getattr(trial, "ray_streams", None)
+    return callable(streams) and (bool(streams(config)) or any(key.startswith("data.") for key in varied))
 
 
 def create_ray_data_stats_actor_here() -> bool:
@@ -59,4 +59,4 @@ def create_ray_data_stats_actor_here() -> bool:
     return True
 
 
-__all__ = ["create_ray_data_stats_actor_here", "may_run_datasets"]
+__all__ = ["create_ray_data_stats_actor_here", "trials_may_run_datasets"]

@@ -41,7 +41,7 @@ from mmsearch.nas import ArchSpec
 from mmsearch import storage
 from mmsearch.orchestration import quiet
 from mmsearch.orchestration.cluster import connect
-from mmsearch.orchestration.ray_data_stats import create_ray_data_stats_actor_here, may_run_datasets
+from mmsearch.orchestration.ray_data_stats import create_ray_data_stats_actor_here
 from mmsearch.orchestration.train_resume import ResumePoint, find_resume_point
 from mmsearch.orchestration.train_worker import train_loop_per_worker
 from mmsearch.data.task_data import TaskData
@@ -199,8 +199,10 @@ def run_prepared(prepared: PreparedRun, *, task_data_factory: TaskDataFactory | 
     info = connect() if not ray.is_initialized() else None
     strict = info is not None and info.mode == "local"
     check_resources(prepared.config.scaling, ray.cluster_resources(), strict=strict)
-    if may_run_datasets(prepared.config):
-        create_ray_data_stats_actor_here()  # not by a worker, whose run's end would take it down (.ray_data_stats)
+    if prepared.config.data.regions == "stream" and ray.util.get_current_placement_group() is None:
+        # by this process, not by a worker, whose run's end would take it down (.ray_data_stats);
+        # nor here inside a trial's placement group (tune_trainable): the experiment's driver decides
+        create_ray_data_stats_actor_here()
     print(f"Ray Train run {prepared.name}: {prepared.config.scaling.num_workers} worker(s), "
           f"{'DeepSpeed' if prepared.config.deepspeed else 'DDP'}; checkpoints in {prepared.location}, "
           f"outputs in {prepared.outputs}", flush=True)

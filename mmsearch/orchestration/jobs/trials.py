@@ -64,6 +64,7 @@ class RecipeTrial:
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
+        self.ray_streams = recipe.ray_streams  # whether a trial on a config runs Ray Data (the driver asks first)
         self.__name__ = self.__qualname__ = f"{recipe.name}_trial"
 
     def __call__(self, config: Any, context: RunContext) -> Any:
