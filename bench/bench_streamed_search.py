@@ -88,6 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.workers < 1:
         parser.error(f"--seeds and --workers must be >= 1, got {args.seeds} and {args.workers}")
+    if args.data_root and "://" not in args.data_root and not Path(args.data_root, "dataset.json").is_file():
+        parser.error(f"--data-root {args.data_root}: no precomputed data set there (no dataset.json)")
+    from mmsearch.config import ConfigError, load_config, read_yaml
+    from mmsearch.recipes.search.config import SearchConfig
+
+    try:  # every case's overrides, checked here before any search starts
+        raw = read_yaml(REPO / "configs" / "search" / "vqa.yaml")["recipe"]
+        for case in CASES.values():
+            load_config(SearchConfig, raw, [*args.set, *case])
+    except ConfigError as err:
+        parser.error(f"--set: {err}")
     from mmsearch.io import atomic_write_json
     from mmsearch.machine import Provenance
 

@@ -32,7 +32,11 @@ def test_tiny_run_compares_stream_and_block16_with_memory(tmp_path, tmp_path_fac
     assert diffs == [round(by["block16", s]["final_val_metric"] - by["memory", s]["final_val_metric"], 3) for s in (0, 1)]
 
 
-def test_bad_settings_exit_2(tmp_path):
+@pytest.mark.parametrize("bad, says", [(["--seeds", "0"], "--seeds and --workers"),
+                                       (["--data-root", "/nonexistent/scenes"], "no precomputed data set there"),
+                                       (["--set", "search.epochs=-3"], "search.epochs"),
+                                       (["--set", "serch.epochs=2"], "serch")])
+def test_bad_settings_exit_2_before_any_search(tmp_path, capsys, bad, says):
     with pytest.raises(SystemExit) as exit_:
-        _bench().main(["--seeds", "0", "--out", str(tmp_path / "bad.json")])
-    assert exit_.value.code == 2 and not (tmp_path / "bad.json").exists()
+        _bench().main([*bad, "--out", str(tmp_path / "bad.json")])
+    assert exit_.value.code == 2 and not (tmp_path / "bad.json").exists() and says in capsys.readouterr().err
