@@ -14,6 +14,13 @@ table when its states stream), and the load average around each case.
 thread; ``--step-kind idle``: a sleep, the cores left to the data as by a step on an accelerator)
 and records how long each step then waits for its next batch (``wait_ms_per_batch``), and the
 machine's busy CPU per batch (``machine_cpu_ms_per_batch``, ``/proc/stat``: Ray's processes too).
+The step and its timing figures are ``step_loop.py``'s.
+
+Peak RSS also grows with how many batches a process has served (the allocators' and the caches'
+steady state: one case at 1x, idle step, 588 MiB after one epoch of 31 batches, 725 after 16, 717
+after 48), so at ``--epochs`` per size the small sizes are compared before they settle.
+``--same-batches`` runs each smaller size ``largest / size`` times as many epochs: every size serves
+as many batches, and the peak RSS ratio measures the store's size alone.
 
 ``--ray-train`` adds a case per size: the streamed epoch inside a one-worker Ray Train trainer, as
 ``train_derived`` workers get their data (``mmsearch.orchestration.train_rows``: the streamed rows
@@ -41,9 +48,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path[:0] = [p for p in (str(Path(__file__).resolve().parent),) if p not in sys.path]  # the data set writer next to this script
+from step_loop import busy_step, cpu_figures, epoch_figures, machine_cpu_seconds, run_epochs, wait_figures  # noqa: E402
 from task_streaming_store import write_dataset  # noqa: E402
 
 MiB = 2**20
@@ -57,79 +63,6 @@ def _rss_mb() -> float:
     from mmsearch.machine import peak_rss_mib
 
     return peak_rss_mib()  # this process's peak so far
-
-
-def busy_step(ms: float, kind: str = "cpu"):
-    """A stand-in for the training step: fp32 matmuls on one torch thread for ``ms`` milliseconds
-    (0: nothing). Like a real step it releases the GIL, so the reader's thread can decode meanwhile.
-    ``kind="idle"``: the step sleeps instead, using no core, as a step on an accelerator leaves
-    the host's cores to the data."""
-    if ms <= 0:
-        return lambda: None
-    if kind == "idle":
-        return lambda: time.sleep(ms / 1e3)
-    import torch
-
-    torch.set_num_threads(1)  # a search trial's torch threads: one per CPU it is given
-    a = torch.randn(192, 192)
-
-    def step() -> None:
-        end = time.perf_counter() + ms / 1e3
-        while time.perf_counter() < end:
-            a @ a
-
-    return step
-
-
-def machine_cpu_seconds() -> float:
-    """CPU seconds the machine has been busy since boot (``/proc/stat``; every process, Ray's too)."""
-    with open("/proc/stat") as stat:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in stat.readline().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_figures(cpu_seconds: float, batches: int) -> dict:
-    """The machine's busy CPU per batch over the epochs (ms; the step's own included)."""
-    return {"machine_cpu_ms_per_batch": round(1e3 * cpu_seconds / max(1, batches), 1)}
-
-
-def run_epochs(epoch_batches, epochs: int, step, start: float) -> tuple[int, float | None, list[float], list[float]]:
-    """Iterate ``epoch_batches(e)`` for each epoch, ``step()`` after each batch: rows served,
-    seconds from ``start`` to the first batch, how long each later step waited for its next batch
-    (seconds), and each epoch's seconds (the first's from ``start``: it includes opening the data)."""
-    rows, first, waits, epoch_seconds = 0, None, [], []
-    for epoch in range(epochs):
-        began = start if epoch == 0 else time.perf_counter()
-        batches = iter(epoch_batches(epoch))
-        while True:
-            asked = time.perf_counter()
-            batch = next(batches, None)
-            if batch is None:
-                break
-            if first is None:
-                first = time.perf_counter() - start
-            else:  # what a training step waits for its next batch
-                waits.append(time.perf_counter() - asked)
-            rows += int(batch.region_feats.shape[0])
-            step()
-        epoch_seconds.append(time.perf_counter() - began)
-    return rows, first, waits, epoch_seconds
-
-
-def epoch_figures(rows: int, epoch_seconds: list[float]) -> dict:
-    """Seconds per epoch and, past the first (which starts the data), the rows/s of the later ones."""
-    per_epoch = rows / len(epoch_seconds)
-    later = sum(epoch_seconds[1:])
-    return {"epoch_seconds": [round(x, 3) for x in epoch_seconds],
-            "later_epochs_rows_per_s": round(per_epoch * (len(epoch_seconds) - 1) / later, 1) if later else None}
-
-
-def wait_figures(waits: list[float]) -> dict | None:
-    """Median, mean and p90 of the waits, ms (``None`` without any)."""
-    if not waits:
-        return None
-    return {"median": round(1e3 * float(np.median(waits)), 2), "mean": round(1e3 * float(np.mean(waits)), 2),
-            "p90": round(1e3 * float(np.percentile(waits, 90)), 2)}
 
 
 def measure(root: str, mode: str, args: argparse.Namespace) -> dict:
@@ -291,6 +224,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64, help="the search step's batch size")
     parser.add_argument("--epochs", type=int, default=1, help="epochs per case (past the first, a streamed epoch's Ray Data start "
                                                                   "is a new dataset in a process whose Ray workers are up)")
+    parser.add_argument("--same-batches", action="store_true",
+                        help="every size serves as many batches as the largest's --epochs: a smaller size runs --epochs x "
+                             "(largest / size) epochs, so peak RSS is compared at equal run length, not only at equal epochs")
     parser.add_argument("--row-group-kib", type=int, default=1024, help="KiB of Arrow data per Parquet row group")
     parser.add_argument("--row-groups-per-shard", type=int, default=8, help="row groups per Parquet file (the writer's default: 8)")
     parser.add_argument("--shuffle-block", type=int, default=1, help="data.shuffle_block of every case (samples shuffled together)")
@@ -345,10 +281,10 @@ def report(results: dict) -> None:
         for mode in (m for m in (RAY_TRAIN, RAY_DATA) if m in case):
             print(f"{size}: {mode} case: object store peak {case[mode]['object_store_peak_mb']} MiB, "
                   f"spilled {case[mode]['spilled_mb']} MiB")
-    if results["settings"]["epochs"] > 1:
+    if any(case["epochs"] > 1 for case in results["sizes"].values()):
         for size, case in results["sizes"].items():
             later = {mode: case[mode]["later_epochs_rows_per_s"] for mode in (*MODES, RAY_TRAIN, RAY_DATA) if mode in case}
-            print(f"{size}: rows/s past the first epoch: {later}")
+            print(f"{size}: {case['epochs']} epochs; rows/s past the first: {later}")
     for mode, ratio in results["peak_rss_ratio_largest_to_smallest"].items():
         print(f"{mode}: peak RSS at the largest size / at the smallest = {ratio}")
     print("(rows/s were measured on whatever load the machine had: see each case's load_average)")
@@ -374,10 +310,12 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             root = workdir / f"vqa_{size}x"
             print(f"writing {size}x ({size * args.images} images) to {root} ...", flush=True)
-            case = {"store": write_dataset(root, size * args.images, args)}
+            epochs = args.epochs * round(max(sizes) / size) if args.same_batches else args.epochs
+            case = {"store": write_dataset(root, size * args.images, args), "epochs": epochs}
+            size_args, size_argv = argparse.Namespace(**{**vars(args), "epochs": epochs}), [*argv, "--epochs", str(epochs)]
             for mode in modes:
-                print(f"  {mode} ...", flush=True)
-                case[mode] = measure(str(root), mode, args) if args.quick else run_case(str(root), mode, argv)
+                print(f"  {mode} ({epochs} epochs) ...", flush=True)
+                case[mode] = measure(str(root), mode, size_args) if args.quick else run_case(str(root), mode, size_argv)
             if len({case[mode]["rows"] for mode in modes}) != 1:
                 raise RuntimeError(f"{size}x: the cases served different row counts ({ {m: case[m]['rows'] for m in modes} })")
             results["sizes"][f"{size}x"] = case

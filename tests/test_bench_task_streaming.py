@@ -108,3 +108,14 @@ def test_bad_ray_train_settings_exit_2_before_any_work(tmp_path, bad):
     with pytest.raises(SystemExit) as exit_:
         _bench().main([*bad, "--out", str(tmp_path / "bad.json")])
     assert exit_.value.code == 2 and not (tmp_path / "bad.json").exists()
+
+
+def test_same_batches_runs_the_smaller_sizes_for_more_epochs_so_every_size_serves_as_many_rows(tmp_path):
+    out = tmp_path / "same.json"
+    assert _bench().main(["--quick", "--same-batches", "--epochs", "2", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    one, four = report["sizes"]["1x"], report["sizes"]["4x"]
+    assert (one["epochs"], four["epochs"]) == (8, 2) and report["settings"]["same_batches"] is True
+    for mode in ("memory", "stream"):  # 12 images x 2 questions x 8 epochs = 48 x 2 x 2
+        assert one[mode]["rows"] == four[mode]["rows"] == 192 and len(one[mode]["epoch_seconds"]) == 8
+    assert one["stream"]["row_groups_read"] >= one["store"]["region_row_groups"]  # every epoch read, through the cache
