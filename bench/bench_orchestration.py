@@ -222,10 +222,12 @@ def start_ray(num_cpus: int | None) -> tuple[float, float]:
     """Start a local Ray for the benchmark; returns (seconds it took, cluster CPUs)."""
     import ray
 
+    from mmsearch.orchestration.cluster import LOCAL_RAY_SYSTEM_CONFIG
+
     start = time.perf_counter()
     env = {k: os.environ[k] for k in ("RAY_AUTH_MODE", "OMP_WAIT_POLICY") if k in os.environ}
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 2**20,
-             runtime_env={"env_vars": env})
+             runtime_env={"env_vars": env}, _system_config=dict(LOCAL_RAY_SYSTEM_CONFIG))  # as a job's local Ray
     return time.perf_counter() - start, float(ray.cluster_resources()["CPU"])
 
 

@@ -136,9 +136,12 @@ def measure_ray_train(root: str, args: argparse.Namespace) -> dict:
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    from mmsearch.orchestration.cluster import LOCAL_RAY_SYSTEM_CONFIG
+
     from bench_store_streaming import PeakSampler
 
-    ray.init(num_cpus=2, object_store_memory=args.object_store_mb * MiB, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, object_store_memory=args.object_store_mb * MiB, include_dashboard=False, log_to_driver=False,
+             _system_config=dict(LOCAL_RAY_SYSTEM_CONFIG))  # as a job's local Ray (cluster.connect)
     try:
         with tempfile.TemporaryDirectory(prefix="mmsearch_bench_train_") as storage, PeakSampler(ray_stats=True) as sampler:
             out = Path(storage) / "worker.json"
@@ -173,11 +176,13 @@ def measure_ray_data(root: str, args: argparse.Namespace) -> dict:
     from bench_store_streaming import PeakSampler
     from mmsearch.data.task_data import TaskDataConfig
     from mmsearch.data.tasks import open_task_data
+    from mmsearch.orchestration.cluster import LOCAL_RAY_SYSTEM_CONFIG
     from mmsearch.orchestration.ray_task_rows import RayDataTaskData
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     rss_before = _rss_mb()
-    ray.init(num_cpus=2, object_store_memory=args.object_store_mb * MiB, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, object_store_memory=args.object_store_mb * MiB, include_dashboard=False, log_to_driver=False,
+             _system_config=dict(LOCAL_RAY_SYSTEM_CONFIG))  # as a job's local Ray (cluster.connect)
     try:
         with PeakSampler(ray_stats=True) as sampler:
             step = busy_step(args.step_ms, args.step_kind)

@@ -41,7 +41,7 @@ def ray_session():
     """One local Ray instance for the whole test session (num_cpus=2, small object store)."""
     import ray
 
-    from mmsearch.orchestration.cluster import local_env_vars
+    from mmsearch.orchestration.cluster import LOCAL_RAY_SYSTEM_CONFIG, local_env_vars
 
     if not ray.is_initialized():  # as mmsearch starts a local Ray (cluster.connect), on 2 CPUs
         ray.init(
@@ -49,6 +49,7 @@ def ray_session():
             include_dashboard=False,
             log_to_driver=False,
             object_store_memory=512 * 2**20,
+            _system_config=dict(LOCAL_RAY_SYSTEM_CONFIG),
             runtime_env={"env_vars": {**local_env_vars(),
                                       **{k: os.environ[k] for k in ("RAY_AUTH_MODE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}}},
         )

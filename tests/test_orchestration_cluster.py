@@ -2,6 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +102,87 @@ def test_auth_mode_is_always_explicit(ray_session, monkeypatch):
     assert connect().auth_mode == "disabled"
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     assert connect(auth_mode="token").auth_mode == "token"  # an explicit choice is kept
+
+
+_IDLE_WORKER_PROBE = """
+import os, sys, time
+import ray
+from mmsearch.orchestration.cluster import connect
+
+if sys.argv[1] == "connect":
+    connect(num_cpus=1, include_dashboard=False)  # as a job run on this machine starts Ray
+elif sys.argv[1] == "address":
+    ray.init(address=sys.argv[2])  # a node started by `ray start`
+else:
+    ray.init(num_cpus=1, include_dashboard=False)  # Ray's own defaults
+
+
+@ray.remote(num_cpus=0)
+def reading_task():  # as Ray Data's reading tasks ask for no CPU: more of them run than the node has CPUs
+    time.sleep(1.5)
+    return os.getpid()
+
+
+pids = set(ray.get([reading_task.remote() for _ in range(4)]))
+assert len(pids) >= 2, pids  # more task workers than CPUs
+time.sleep(3)  # between two passes over the data: a validation, a report
+alive = 0
+for pid in pids:
+    try:
+        os.kill(pid, 0)
+        alive += 1
+    except ProcessLookupError:
+        pass
+print(len(pids), alive)
+"""
+
+
+def _idle_reading_workers(script, *args: str) -> tuple[int, int]:
+    """The probe's task workers, and how many of them are alive 3 s after their last task."""
+    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=180,
+                          env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    workers, alive = (int(x) for x in proc.stdout.strip().splitlines()[-1].split())
+    return workers, alive
+
+
+@pytest.mark.slow
+def test_a_ray_started_here_keeps_idle_reading_workers_between_passes(tmp_path):
+    """Ray kills a task worker idle for 1 s once a node runs more workers than CPUs; each pass over
+    streamed data then waited ~2.2 s for new reading workers. connect() starts Ray with a minute."""
+    assert cluster.LOCAL_RAY_SYSTEM_CONFIG["idle_worker_killing_time_threshold_ms"] >= 10_000  # > the probe's 3 s
+    script = tmp_path / "probe.py"
+    script.write_text(_IDLE_WORKER_PROBE)
+    workers, alive = _idle_reading_workers(script, "connect")
+    assert workers >= 2 and alive == workers
+    workers, alive = _idle_reading_workers(script, "ray_defaults")  # Ray's 1 s: as many kept as the node has CPUs
+    assert workers >= 2 and alive == 1
+
+
+@pytest.mark.slow
+def test_cluster_nodes_keep_idle_reading_workers_as_long_as_a_ray_started_here():
+    """The node image sets the same threshold for `ray start` (cluster launcher, KubeRay) through
+    the environment, which the raylet reads."""
+    from started_processes import StartedProcesses
+    from test_cluster_jobs import free_ports
+
+    name, value = "RAY_idle_worker_killing_time_threshold_ms", cluster.LOCAL_RAY_SYSTEM_CONFIG["idle_worker_killing_time_threshold_ms"]
+    image = (Path(__file__).resolve().parents[1] / "cluster" / "Dockerfile").read_text()
+    assert re.search(rf"^ENV {name}={value}$", image, re.M), f"cluster/Dockerfile sets no ENV {name}={value}"
+    temp_dir = tempfile.mkdtemp(prefix="mmidle-", dir="/tmp")  # short: Ray's socket paths live under it
+    (gcs,) = free_ports(1)
+    started = StartedProcesses()
+    env = started.env({**os.environ, name: str(value), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+    env.pop("RAY_ADDRESS", None)
+    try:
+        subprocess.run([str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={gcs}", "--num-cpus=1",
+                        "--include-dashboard=false", f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+                       env=env, check=True, capture_output=True, timeout=120)
+        started.record()
+        script = Path(temp_dir) / "probe.py"
+        script.write_text(_IDLE_WORKER_PROBE)
+        workers, alive = _idle_reading_workers(script, "address", f"127.0.0.1:{gcs}")
+        assert workers >= 2 and alive == workers
+    finally:
+        started.stop()
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -46,6 +46,15 @@ _JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"  # set by Ray's job supervisor f
 # no one to tell, and creating its actor logs an error-level core_worker line ("constructor
 # arguments in the object store and max_restarts > 0") in every derived training.
 LOCAL_RAY_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+# Raylet settings of a Ray instance started here. A raylet kills a task worker idle for 1 s (Ray's
+# default) while the node runs more worker processes than it has CPUs (its soft limit), which Ray
+# Data's zero-CPU reading tasks next to a trial or a training worker always make it do: the reading
+# workers died between two passes over the data, and each pass then waited about 2.2 s for new ones
+# (a Ray Train worker at 1x, 2 CPUs, from its third epoch: 5.5-6.3 s an epoch instead of 3.7 s;
+# bench/README.md, issue 11). A minute spans a validation and a report between two passes; idle
+# workers still go after it. Clusters set the same through the environment of `ray start`
+# (RAY_idle_worker_killing_time_threshold_ms: ray_cluster.yaml, cluster/kuberay/).
+LOCAL_RAY_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +138,8 @@ def connect(
         ray_context = ray.init(address=address or "auto", **kwargs)
     else:
         kwargs["runtime_env"]["env_vars"] = {**local_env_vars(), **kwargs["runtime_env"]["env_vars"]}
-        ray_context = ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=include_dashboard, **kwargs)
+        ray_context = ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=include_dashboard,
+                               _system_config=dict(LOCAL_RAY_SYSTEM_CONFIG), **kwargs)
     info = ClusterInfo(
         mode="cluster" if joining else "local",
         address=address or (ray_context.address_info.get("gcs_address") if joining else None),
@@ -162,4 +172,4 @@ def on_one_machine() -> bool:
     return not (os.environ.get("RAY_ADDRESS") or in_submitted_job()) and alive_nodes() == 1
 
 
-__all__ = ["FORWARDED_ENV", "ClusterInfo", "alive_nodes", "connect", "in_submitted_job", "on_one_machine", "worker_env_vars"]
+__all__ = ["FORWARDED_ENV", "LOCAL_RAY_SYSTEM_CONFIG", "ClusterInfo", "alive_nodes", "connect", "in_submitted_job", "on_one_machine", "worker_env_vars"]
