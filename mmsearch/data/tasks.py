@@ -42,7 +42,7 @@ import pyarrow as pa
 from mmsearch.batch import MultimodalBatch
 from mmsearch.data.collate import Ragged, region_fields, text_fields
 from mmsearch.data.dataset_root import DatasetCard, DatasetError, DatasetRoot
-from mmsearch.data.heap import release_free_heap
+from mmsearch.data.heap import map_large_allocations, release_free_heap
 from mmsearch.data.region_rows import StreamedRegions
 from mmsearch.data.store.prefetch import ahead
 from mmsearch.data.store import Store, StoreError, epoch_seed, open_store
@@ -273,6 +273,7 @@ class StoreTaskData:
         if self.cfg.regions == "stream":
             streamed = StreamedRegions(store.table("regions"), self.cfg.region_cache_mib * MiB)
             release_free_heap()  # the index's build: every row group's metadata parsed, then freed
+            map_large_allocations()  # each step's batch buffers: unmapped when freed, not kept in the heap
             image_ids, sizes = streamed.image_ids, streamed.sizes
         else:
             regions = store.table("regions").read_arrow(["image_id", "image_h", "image_w", "features", "boxes"])
