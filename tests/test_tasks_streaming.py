@@ -171,6 +171,21 @@ def test_the_row_group_cache_stays_within_its_bytes(root):
     assert everything.reads == 6  # a big enough cache reads each row group once
 
 
+
+def test_every_streamed_table_of_every_split_shares_one_cache_budget(root):
+    data = opened(root, "vqa", "stream", region_cache_mib=1, text_input="states")
+    for part in ("train", "val"):
+        for _ in data.batches(part, batch_size=8, seed=0, epoch=0):
+            pass
+    train, val = data._split("train"), data._split("val")
+    caches = {id(rows.cache) for rows in (train.regions, train.text_rows, val.regions, val.text_rows)}
+    assert caches == {id(data.stream_cache)}
+    cache = data.stream_cache
+    assert 0 < cache.nbytes <= 2**20 and cache.max_bytes == 2**20  # one MiB for the four tables, not one each
+    held = {(key[0], key[1]) for key in cache._groups}  # (store, table) of every row group held
+    assert {name for _, name in held} == {"regions", "vqa"}  # region rows and question states in one budget
+    assert train.regions.stats()["cached_bytes"] == val.text_rows.stats()["cached_bytes"] == cache.nbytes
+
 def test_config_names_the_bad_key():
     with pytest.raises(ConfigError, match="regions"):
         load_config(TaskDataConfig, {"regions": "disk"})

@@ -16,7 +16,7 @@ freed space stays resident and fragments: a streamed trial's resident memory the
 epochs it ran and varied by 50-150 MiB between runs. :func:`map_large_allocations` fixes the
 threshold (which also stops it rising): measured, one process streaming the 1x store of
 ``bench/bench_task_streaming.py`` for 16 epochs with a 100 ms CPU step peaked at 782-937 MiB
-(four runs), 575-590 MiB so (four), at 605-608 rows/s against 614-615 (each big buffer is
+(five runs), 575-590 MiB so (four), at 605-608 rows/s against 612-616 (each big buffer is
 mapped and zeroed anew).
 
 On other C libraries (macOS, musl) both calls are no-ops.

@@ -8,8 +8,8 @@ holding the batch's images (only the ``features`` and ``boxes`` columns), takes 
 returns them as a batch-local ``Ragged``. Collating from it gives exactly the in-memory batch
 (same rows, same padding, same dtype conversion).
 
-Memory: the batch's own rows, plus a least-recently-used cache of decoded row groups bounded by
-``cache_bytes``. Cost: a whole row group is read for any row of it, so random sample order reads
+Memory: the batch's own rows, plus a least-recently-used cache of decoded row groups (a
+:class:`~mmsearch.data.table_rows.RowGroupCache`, shared with the data set's other streamed tables). Cost: a whole row group is read for any row of it, so random sample order reads
 about one row group per distinct image of a batch (less when the cache holds the group); stores
 written for streaming want about one image per row group (``StoreWriter(row_group_bytes=...)``,
 with more row groups per file: ``row_groups_per_shard``).
@@ -22,7 +22,7 @@ import numpy as np
 
 from mmsearch.data.collate import Ragged
 from mmsearch.data.store import StoreError, StoreTable
-from mmsearch.data.table_rows import StreamedRows
+from mmsearch.data.table_rows import RowGroupCache, StreamedRows
 
 COLUMNS = ("features", "boxes")
 # Above this many images per row group, a batch in random order decodes about that many times the
@@ -35,8 +35,8 @@ LOG = logging.getLogger(__name__)
 class StreamedRegions(StreamedRows):
     """A split's region bank read from the store on demand (see the module docstring)."""
 
-    def __init__(self, table: StoreTable, cache_bytes: int) -> None:
-        super().__init__(table, COLUMNS, cache_bytes)
+    def __init__(self, table: StoreTable, cache: RowGroupCache | int) -> None:
+        super().__init__(table, COLUMNS, cache)
         small = table.read_arrow(["image_id", "image_h", "image_w"])  # column projection: no features read
         self.image_ids = np.asarray(small.column("image_id").to_pylist(), dtype=object)
         self.sizes = np.stack([small.column("image_h").to_numpy(), small.column("image_w").to_numpy()], axis=1)

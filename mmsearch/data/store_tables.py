@@ -26,7 +26,7 @@ import pyarrow as pa
 from mmsearch.data.collate import Ragged, answer_scores, negative_texts, tensor
 from mmsearch.data.dataset_root import DatasetError
 from mmsearch.data.store import Store
-from mmsearch.data.table_rows import RowPlan, StreamedRows
+from mmsearch.data.table_rows import RowGroupCache, RowPlan, StreamedRows
 
 
 @dataclass
@@ -46,7 +46,7 @@ class SplitArrays:
     targets: dict[str, Any] = field(default_factory=dict)
     regions: Any = None  # mmsearch.data.region_rows.StreamedRegions when streamed
     text_rows: StreamedRows | None = None  # the sample table's per-token states, when streamed
-    stream_cache_bytes: int | None = None  # data.regions: stream -- the cache each streamed table keeps; None: in memory
+    stream_cache: RowGroupCache | None = None  # data.regions: stream -- the cache the streamed tables share; None: in memory
 
     @property
     def num_samples(self) -> int:
@@ -107,7 +107,7 @@ def _itm_targets(store: Store, samples: pa.Table, data: SplitArrays, text_input:
     if "negatives" not in store.tables:
         return
     column = "states" if text_input == "states" else "token_ids"
-    streamed = column == "states" and data.stream_cache_bytes is not None
+    streamed = column == "states" and data.stream_cache is not None
     negatives = store.table("negatives").read_arrow(["caption_id"] if streamed else ["caption_id", column])
     caption_row = {c: r for r, c in enumerate(data.meta["caption_id"])}
     owners = negatives.column("caption_id").to_pylist()
@@ -116,7 +116,7 @@ def _itm_targets(store: Store, samples: pa.Table, data: SplitArrays, text_input:
         raise DatasetError(f"{store.uri}: negatives of unknown captions {stray[:5]}")
     data.targets["negatives"] = Ragged.from_groups(np.asarray([caption_row[c] for c in owners], np.int64), data.num_samples)
     if streamed:
-        data.targets["neg_rows"] = StreamedRows(store.table("negatives"), ("states",), data.stream_cache_bytes, per_sample=True)
+        data.targets["neg_rows"] = StreamedRows(store.table("negatives"), ("states",), data.stream_cache, per_sample=True)
     else:
         data.targets["neg_states" if column == "states" else "neg_ids"] = Ragged.from_arrow(negatives.column(column))
 

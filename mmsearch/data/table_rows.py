@@ -11,7 +11,8 @@ table's per-token ``states`` (and ITM's hard negatives' ``states``).
 :class:`RowPlan` is where a batch's distinct rows are (what a reader elsewhere, a Ray Data task,
 needs); :class:`TableRowReader` reads a plan's rows and pickles as the table (no open files, no
 credentials); :class:`StreamedRows` plans, reads through a bounded least-recently-used cache of
-decoded row groups, and assembles. A whole row group is decoded for any row of it.
+decoded row groups (:class:`RowGroupCache`, one budget a data set's streamed tables share), and
+assembles. A whole row group is decoded for any row of it.
 
 Errors: a shard that cannot be opened or read (truncated, corrupted: pages carry CRCs; gone)
 raises ``StoreError`` naming the store, the table and the shard file.
@@ -120,16 +121,54 @@ class TableRowReader:
             self._close(shard_index)
 
 
-class StreamedRows:
-    """``columns`` of a store table read per batch (see the module docstring); ``cache_bytes``
-    bounds the decoded row groups kept (a row group stays readable while a batch is assembled even
-    with a cache of 0). ``per_sample``: a table of one row per sample (states), which warns when
-    its row groups are large."""
+class RowGroupCache:
+    """Decoded row groups kept for reuse, the least recently used dropped past ``max_bytes``: one
+    budget for every streamed table that shares it (a data set's regions, states and negatives, of
+    every split), so what it holds does not grow with the number of tables, nor with the store
+    (two caches of 64 MiB each held 49 MiB more at 16x than at 1x, where one table could not fill
+    its own; bench/README.md, issue 11). ``lock`` serialises the readers that share it."""
 
-    def __init__(self, table: StoreTable, columns: tuple[str, ...], cache_bytes: int, *, per_sample: bool = False) -> None:
-        if cache_bytes < 0:
-            raise ValueError(f"cache_bytes must be >= 0, got {cache_bytes}")
-        self.table, self.columns, self.cache_bytes = table, tuple(columns), int(cache_bytes)
+    def __init__(self, max_bytes: int) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"cache_bytes must be >= 0, got {max_bytes}")
+        self.max_bytes = int(max_bytes)
+        self.nbytes = 0  # decoded bytes held
+        self.lock = threading.Lock()
+        self._groups: OrderedDict[tuple, pa.Table] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def get(self, key: tuple) -> pa.Table | None:
+        table = self._groups.get(key)
+        if table is not None:
+            self._groups.move_to_end(key)
+        return table
+
+    def put(self, key: tuple, table: pa.Table) -> None:
+        if table.nbytes > self.max_bytes or key in self._groups:
+            return
+        self._groups[key] = table
+        self.nbytes += table.nbytes
+        while self.nbytes > self.max_bytes:
+            _, dropped = self._groups.popitem(last=False)
+            self.nbytes -= dropped.nbytes
+
+    def clear(self) -> None:
+        self._groups.clear()
+        self.nbytes = 0
+
+
+class StreamedRows:
+    """``columns`` of a store table read per batch (see the module docstring) through ``cache``: a
+    :class:`RowGroupCache` shared with other tables, or the bytes of one of its own (a row group
+    stays readable while a batch is assembled even with a cache of 0). ``per_sample``: a table of
+    one row per sample (states), which warns when its row groups are large."""
+
+    def __init__(self, table: StoreTable, columns: tuple[str, ...], cache: RowGroupCache | int, *, per_sample: bool = False) -> None:
+        self.cache = cache if isinstance(cache, RowGroupCache) else RowGroupCache(cache)
+        self.table, self.columns = table, tuple(columns)
+        self._key = (table.uri, table.name, self.columns)  # this table's entries in a shared cache
         self.reader = TableRowReader(table, self.columns)
         counts = np.asarray([n for shard in table.manifest.shards for n in shard.row_groups], dtype=np.int64)
         self.num_groups = len(counts)
@@ -142,9 +181,6 @@ class StreamedRows:
                         "one row group per sample. For data.regions: stream write the store with small row groups "
                         "(precompute layout.row_group_kib=128 layout.row_groups_per_shard=64).",
                         table.uri, table.name, self.group_bytes / 2**20, "/".join(self.columns))
-        self._cache: OrderedDict[int, pa.Table] = OrderedDict()
-        self._cached_bytes = 0
-        self._lock = threading.Lock()
         self.reads = 0  # row groups read from storage (cache misses), for tests and the benchmark
         self.bytes_read = 0  # decoded bytes of those row groups
         self.bytes_served = 0  # decoded bytes of the rows the batches took from them
@@ -168,7 +204,7 @@ class StreamedRows:
 
     def read(self, plan: RowPlan) -> pa.Table:
         """The streamed columns of ``plan``'s rows, read here (through the cache)."""
-        with self._lock:  # batches are assembled in a prefetch thread (see ahead())
+        with self.cache.lock:  # batches are assembled in prefetch threads (see ahead()), the cache shared
             rows = self.reader.read_rows(plan.groups, plan.offsets, self._group)
             self.bytes_served += rows.nbytes
         return rows
@@ -181,23 +217,18 @@ class StreamedRows:
         return {name: Ragged.from_arrow(rows.column(name)) for name in self.columns}
 
     def stats(self) -> dict[str, Any]:
+        """This table's reads; the cache's row groups and bytes (of every table sharing it)."""
         return {"row_groups_read": self.reads, "bytes_read": self.bytes_read, "bytes_served": self.bytes_served,
-                "cached_row_groups": len(self._cache), "cached_bytes": self._cached_bytes}
+                "cached_row_groups": len(self.cache), "cached_bytes": self.cache.nbytes}
 
     def _group(self, group: int) -> pa.Table:
-        table = self._cache.get(group)
+        table = self.cache.get((*self._key, group))
         if table is not None:
-            self._cache.move_to_end(group)
             return table
         table = self._read(group)
         self.reads += 1
         self.bytes_read += table.nbytes
-        if table.nbytes <= self.cache_bytes:
-            self._cache[group] = table
-            self._cached_bytes += table.nbytes
-            while self._cached_bytes > self.cache_bytes:
-                _, dropped = self._cache.popitem(last=False)
-                self._cached_bytes -= dropped.nbytes
+        self.cache.put((*self._key, group), table)
         return table
 
     def _read(self, group: int) -> pa.Table:
@@ -205,8 +236,6 @@ class StreamedRows:
 
     def close(self) -> None:
         self.reader.close()
-        self._cache.clear()
-        self._cached_bytes = 0
 
 
-__all__ = ["RowPlan", "StreamedRows", "TableRowReader"]
+__all__ = ["RowGroupCache", "RowPlan", "StreamedRows", "TableRowReader"]

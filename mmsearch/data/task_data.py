@@ -115,7 +115,7 @@ class TaskDataConfig:
     # split's tables on first use; "stream" reads the rows each batch needs from the store's
     # Parquet row groups (same batches, bounded memory).
     regions: Literal["memory", "stream"] = "memory"
-    region_cache_mib: int = 256  # stream: MiB of decoded row groups each streamed table keeps for reuse (least recently used dropped; 0: none)
+    region_cache_mib: int = 256  # stream: MiB of decoded row groups the streamed tables keep for reuse, all splits together (least recently used dropped; 0: none)
     # stream, in a Tune trial or Ray Train worker: the training split's streamed tables are read
     # through Ray Data from this many MiB stored; below it the process reads them itself (a
     # process's Ray Data start, 2-3 s on 2 cores, 15 s with four trials starting at once, is not

@@ -21,7 +21,7 @@ Memory (``TaskDataConfig.regions``):
   held; each batch reads the row groups holding its images' rows, features and boxes columns
   only (``mmsearch.data.region_rows``), and with ``text_input: states`` the sample table's
   per-token ``states`` likewise (and ITM's hard negatives' states; ``mmsearch.data.table_rows``),
-  each streamed table keeping at most ``region_cache_mib`` MiB of decoded row groups; the next
+  all of them (every split's) keeping at most ``region_cache_mib`` MiB of decoded row groups; the next
   batch is read in a background thread while the caller uses this one. What stays in memory is
   small per sample: token ids, targets, meta, image of each sample (for VQA-v2 with states, the
   states alone are ~4.7 GB). The batches are exactly the in-memory ones (same order, rows,
@@ -48,7 +48,7 @@ from mmsearch.data.store.prefetch import ahead
 from mmsearch.data.store import Store, StoreError, epoch_seed, open_store
 from mmsearch.data.store.validate import check_expectations
 from mmsearch.data.store_tables import SCENE_TABLES, SplitArrays as _Split, StoreTables
-from mmsearch.data.table_rows import RowPlan, StreamedRows, TableRowReader
+from mmsearch.data.table_rows import RowGroupCache, RowPlan, StreamedRows, TableRowReader
 from mmsearch.data.task_data import Part, TaskDataConfig, TaskInfo, row_batches, shuffled_order
 
 TASK_TABLE = {task: tables.table for task, tables in SCENE_TABLES.items()}  # the sample table of each scene task
@@ -90,6 +90,8 @@ class StoreTaskData:
             raise DatasetError(f"{root.uri}: the answer vocabulary is empty")
         self.stores = {split: self._open_store(split) for split in card.splits}
         self._splits: dict[str, _Split] = {}
+        # stream: one budget of decoded row groups for every streamed table of every split
+        self.stream_cache = RowGroupCache(cfg.region_cache_mib * MiB) if cfg.regions == "stream" else None
         self._parts: dict[str, np.ndarray] = {}
         self.info = TaskInfo(
             task=cfg.task,
@@ -271,7 +273,7 @@ class StoreTaskData:
         samples_table = store.table(self.table)
         streamed = features = boxes = None
         if self.cfg.regions == "stream":
-            streamed = StreamedRegions(store.table("regions"), self.cfg.region_cache_mib * MiB)
+            streamed = StreamedRegions(store.table("regions"), self.stream_cache)
             release_free_heap()  # the index's build: every row group's metadata parsed, then freed
             map_large_allocations()  # each step's batch buffers: unmapped when freed, not kept in the heap
             image_ids, sizes = streamed.image_ids, streamed.sizes
@@ -283,9 +285,7 @@ class StoreTaskData:
             del regions
         index = {image_id: row for row, image_id in enumerate(image_ids)}
         states_wanted = self.cfg.text_input == "states"
-        cache_bytes = self.cfg.region_cache_mib * MiB if streamed is not None else None
-        text_rows = (StreamedRows(samples_table, ("states",), cache_bytes, per_sample=True)
-                     if states_wanted and cache_bytes is not None else None)
+        text_rows = StreamedRows(samples_table, ("states",), self.stream_cache, per_sample=True) if states_wanted and streamed is not None else None
         # in memory: token ids, or the states when they are not streamed; the rest always
         columns = [c for c in samples_table.columns if c != "states" or (states_wanted and text_rows is None)]
         samples = samples_table.read_arrow(columns)
@@ -304,7 +304,7 @@ class StoreTaskData:
             meta={name: np.asarray(samples.column(name).to_pylist(), dtype=object) for name in self.tables.meta},
             regions=streamed,
             text_rows=text_rows,
-            stream_cache_bytes=cache_bytes,
+            stream_cache=self.stream_cache,
         )
         self.tables.load_targets(store, samples, data, self.cfg.text_input)
         if streamed is not None:  # and the sample table's read, likewise
