@@ -17,8 +17,9 @@ machine's busy CPU per batch (``machine_cpu_ms_per_batch``, ``/proc/stat``: Ray'
 The step and its timing figures are ``step_loop.py``'s.
 
 Peak RSS also grows with how many batches a process has served (the allocators' and the caches'
-steady state: one case at 1x, idle step, 588 MiB after one epoch of 31 batches, 725 after 16, 717
-after 48), so at ``--epochs`` per size the small sizes are compared before they settle.
+steady state: one case at 1x, idle step, before ``42d3e8c``: 588 MiB after one epoch of 32
+batches, 725 after 16, 717 after 48), so at ``--epochs`` per size the small sizes are compared
+before they settle.
 ``--same-batches`` runs each smaller size ``largest / size`` times as many epochs: every size serves
 as many batches, and the peak RSS ratio measures the store's size alone.
 
