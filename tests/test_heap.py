@@ -58,7 +58,7 @@ print(round(rss_mib() - before))
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="mallopt(M_MMAP_THRESHOLD) exists only in glibc; elsewhere map_large_allocations is a no-op (tested below)")
 def test_large_buffers_freed_below_a_live_block_go_back_to_the_os_once_mapped(tmp_path):
     import os
     import subprocess

@@ -9,8 +9,9 @@ returns them as a batch-local ``Ragged``. Collating from it gives exactly the in
 (same rows, same padding, same dtype conversion).
 
 Memory: the batch's own rows, plus a least-recently-used cache of decoded row groups (a
-:class:`~mmsearch.data.table_rows.RowGroupCache`, shared with the data set's other streamed tables). Cost: a whole row group is read for any row of it, so random sample order reads
-about one row group per distinct image of a batch (less when the cache holds the group); stores
+:class:`~mmsearch.data.table_rows.RowGroupCache`, shared with the data set's other streamed
+tables). Cost: a whole row group is read for any row of it, so random sample order reads about
+one row group per distinct image of a batch (less when the cache holds the group); stores
 written for streaming want about one image per row group (``StoreWriter(row_group_bytes=...)``,
 with more row groups per file: ``row_groups_per_shard``).
 """

@@ -130,7 +130,7 @@ class RowGroupCache:
 
     def __init__(self, max_bytes: int) -> None:
         if max_bytes < 0:
-            raise ValueError(f"cache_bytes must be >= 0, got {max_bytes}")
+            raise ValueError(f"a row-group cache holds >= 0 bytes, got {max_bytes}")
         self.max_bytes = int(max_bytes)
         self.nbytes = 0  # decoded bytes held
         self.lock = threading.Lock()
@@ -153,10 +153,6 @@ class RowGroupCache:
         while self.nbytes > self.max_bytes:
             _, dropped = self._groups.popitem(last=False)
             self.nbytes -= dropped.nbytes
-
-    def clear(self) -> None:
-        self._groups.clear()
-        self.nbytes = 0
 
 
 class StreamedRows:

@@ -285,7 +285,8 @@ class StoreTaskData:
             del regions
         index = {image_id: row for row, image_id in enumerate(image_ids)}
         states_wanted = self.cfg.text_input == "states"
-        text_rows = StreamedRows(samples_table, ("states",), self.stream_cache, per_sample=True) if states_wanted and streamed is not None else None
+        text_rows = (StreamedRows(samples_table, ("states",), self.stream_cache, per_sample=True)
+                     if states_wanted and streamed is not None else None)
         # in memory: token ids, or the states when they are not streamed; the rest always
         columns = [c for c in samples_table.columns if c != "states" or (states_wanted and text_rows is None)]
         samples = samples_table.read_arrow(columns)

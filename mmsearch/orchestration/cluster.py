@@ -52,8 +52,9 @@ LOCAL_RAY_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 # workers died between two passes over the data, and each pass then waited about 2.2 s for new ones
 # (a Ray Train worker at 1x, 2 CPUs, from its third epoch: 5.5-6.3 s an epoch instead of 3.7 s;
 # bench/README.md, issue 11). A minute spans a validation and a report between two passes; idle
-# workers still go after it. Clusters set the same through the environment of `ray start`
-# (RAY_idle_worker_killing_time_threshold_ms: ray_cluster.yaml, cluster/kuberay/).
+# workers still go after it. Cluster nodes get the same through the environment of `ray start`
+# (RAY_idle_worker_killing_time_threshold_ms in the node image, cluster/Dockerfile, which
+# ray_cluster.yaml and cluster/kuberay/ run).
 LOCAL_RAY_SYSTEM_CONFIG = {"idle_worker_killing_time_threshold_ms": 60_000}
 
 
